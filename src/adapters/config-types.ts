@@ -1,0 +1,127 @@
+/**
+ * The validated, normalized configuration Triage runs on. The YAML a user writes follows LiteLLM's
+ * format (snake_case, seconds); everything here is already checked, defaulted and in milliseconds, so
+ * the rest of the code never re-validates or converts units.
+ */
+
+export interface DeploymentLimits {
+  /** Dispatches allowed in any sliding 60 s window; undefined = unlimited. */
+  rpm?: number;
+  /** Tokens (reserved estimate, reconciled with real usage) in any sliding 60 s window; undefined = unlimited. */
+  tpm?: number;
+  /** Calls in flight at once; undefined = unlimited. */
+  maxParallelRequests?: number;
+}
+
+export interface DeploymentConfig {
+  /** Stable id: model_info.id, else `${model_name}#${index within the group}`. */
+  id: string;
+  /** The group (LiteLLM `model_name`) this deployment serves. */
+  modelName: string;
+  /** LiteLLM `litellm_params.model`, e.g. `openai/gpt-4o-mini` or `mock/anything`. */
+  model: string;
+  /** Provider prefix of `model` (`openai`, `azure`, ...), or '' when none. */
+  provider: string;
+  /** `model` without its provider prefix: what is sent upstream as `model`. */
+  upstreamModel: string;
+  limits: DeploymentLimits;
+  /** When set, the deployment answers with this content instead of calling an upstream. */
+  mockResponse?: string;
+  /** Delay before a mock answers (ms). */
+  mockDelayMs: number;
+  apiBase?: string;
+  /** Secret: never log, echo or emit it. */
+  apiKey?: string;
+  /** Upstream call timeout (ms) for this deployment, overriding router_settings.request_timeout. */
+  requestTimeoutMs?: number;
+}
+
+export interface ModelGroupConfig {
+  name: string;
+  deployments: DeploymentConfig[];
+}
+
+export interface VirtualKeyConfig {
+  /** Secret: never log, echo or emit it. */
+  key: string;
+  /** Display name used in logs, events and metrics instead of the key. */
+  name: string;
+  /** Model groups this key may call; undefined = all. */
+  models?: string[];
+  /** Best (lowest) priority this key may claim; a better one is clamped to this. */
+  maxPriority?: number;
+  /** Requests per minute allowed to this key across all models; undefined = unlimited. */
+  rpm?: number;
+}
+
+export interface RedisSettings {
+  url?: string;
+  host?: string;
+  port?: number;
+  password?: string;
+  /** Key prefix for everything Triage stores (default `triage`). */
+  prefix: string;
+}
+
+export interface RouterSettings {
+  routingStrategy: string;
+  /** Fallback re-check period for shared (Redis) state, ms. LiteLLM default 0.03 s. */
+  pollingIntervalMs: number;
+  /** Default queue-wait deadline, ms. */
+  queueTimeoutMs: number;
+  /** Default upstream call timeout, ms. */
+  requestTimeoutMs: number;
+  defaultPriority: number;
+  minPriority: number;
+  maxPriority: number;
+  cooldownTimeMs: number;
+  allowedFails: number;
+  numRetries: number;
+  /** Waiting requests per model group before new ones get 429 queue_full. */
+  maxQueueSize: number;
+  /** Aging interval in ms; undefined = aging off. */
+  priorityAgingMs?: number;
+  /** Completion tokens assumed for the tpm reservation when a request sets no max_tokens. */
+  defaultMaxTokens: number;
+  redis?: RedisSettings;
+}
+
+export interface GeneralSettings {
+  /** Secret: never log, echo or emit it. */
+  masterKey?: string;
+  keys: VirtualKeyConfig[];
+  /** Largest accepted request body, bytes. */
+  maxRequestBodyBytes: number;
+  /** Serve /metrics without a key even when keys are configured. */
+  publicMetrics: boolean;
+  /** Grace period for dispatched calls on shutdown, ms. */
+  shutdownGraceMs: number;
+}
+
+export interface TriageConfig {
+  modelGroups: ModelGroupConfig[];
+  router: RouterSettings;
+  general: GeneralSettings;
+}
+
+export interface ConfigIssue {
+  /** Dotted path into the YAML, e.g. `model_list[0].litellm_params.rpm`. */
+  path: string;
+  message: string;
+}
+
+/** Thrown with every problem found at once; the process refuses to start on it. */
+export class ConfigError extends Error {
+  readonly issues: ConfigIssue[];
+  constructor(issues: ConfigIssue[]) {
+    super(`invalid config:\n${issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+export interface LoadedConfig {
+  config: TriageConfig;
+  /** Unknown keys and ignored settings, each naming its path. */
+  warnings: ConfigIssue[];
+}

@@ -1,0 +1,43 @@
+/**
+ * What a deployment is to the scheduler: something that answers a chat completion, given an
+ * AbortSignal. Mocks (`mock_response`) and real HTTP upstreams implement the same interface.
+ */
+import type { Clock } from '../machines/clock.js';
+import type { DeploymentConfig } from './config-types.js';
+import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk } from './openai-types.js';
+
+export interface UpstreamCall {
+  body: ChatCompletionBody;
+  signal: AbortSignal;
+}
+
+export interface Upstream {
+  complete(call: UpstreamCall): Promise<ChatCompletion>;
+  /** Chunks as they arrive; the last chunk carries `usage` when the upstream reports it. */
+  stream(call: UpstreamCall): AsyncIterable<ChatCompletionChunk>;
+}
+
+export type UpstreamFailureKind = 'rate_limited' | 'server_error' | 'network' | 'timeout' | 'client_error';
+
+/** A failed upstream call, classified for retries and cooldown. */
+export class UpstreamError extends Error {
+  constructor(
+    readonly kind: UpstreamFailureKind,
+    message: string,
+    readonly status?: number,
+    /** From the upstream's Retry-After, when it sent one. */
+    readonly retryAfterMs?: number,
+    /** The upstream's own error body (4xx are passed through to the caller). */
+    readonly body?: unknown,
+  ) {
+    super(message);
+    this.name = 'UpstreamError';
+  }
+
+  /** 429, 5xx, network errors and timeouts are worth another try (on this or another deployment). */
+  get retryable(): boolean {
+    return this.kind !== 'client_error';
+  }
+}
+
+export type UpstreamFactory = (deployment: DeploymentConfig, clock: Clock) => Upstream;

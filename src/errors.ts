@@ -1,0 +1,70 @@
+/**
+ * Every error Triage returns, defined once: code, HTTP status, OpenAI error `type`, and a default
+ * message. HTTP answers, Router API rejections and events all take their code from here, and
+ * test/errors.test.ts checks that docs/errors.md documents each row.
+ */
+
+export const ERROR_TABLE = {
+  invalid_request: { status: 400, type: 'invalid_request_error', message: 'The request is invalid.' },
+  invalid_json: { status: 400, type: 'invalid_request_error', message: 'The request body is not valid JSON.' },
+  invalid_priority: { status: 400, type: 'invalid_request_error', message: 'priority must be an integer in the configured range.' },
+  unauthorized: { status: 401, type: 'authentication_error', message: 'A valid API key is required.' },
+  model_not_allowed: { status: 403, type: 'permission_error', message: 'This key may not use this model.' },
+  model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist.' },
+  not_found: { status: 404, type: 'invalid_request_error', message: 'No such route.' },
+  queue_timeout: { status: 408, type: 'timeout_error', message: 'The request waited in the queue past its deadline.' },
+  body_too_large: { status: 413, type: 'invalid_request_error', message: 'The request body is too large.' },
+  unsupported_media_type: { status: 415, type: 'invalid_request_error', message: 'The request body must be application/json.' },
+  queue_full: { status: 429, type: 'rate_limit_error', message: 'The queue for this model is full.' },
+  key_rate_limited: { status: 429, type: 'rate_limit_error', message: 'This key has used its requests per minute.' },
+  client_closed: { status: 499, type: 'cancelled', message: 'The caller cancelled the request.' },
+  internal_error: { status: 500, type: 'server_error', message: 'Internal error.' },
+  upstream_error: { status: 502, type: 'upstream_error', message: 'The upstream deployment failed.' },
+  shutting_down: { status: 503, type: 'service_unavailable', message: 'The gateway is shutting down.' },
+  store_unavailable: { status: 503, type: 'service_unavailable', message: 'The shared queue store is unavailable.' },
+  upstream_timeout: { status: 504, type: 'timeout_error', message: 'The upstream deployment did not answer in time.' },
+} as const satisfies Record<string, { status: number; type: string; message: string }>;
+
+export type ErrorCode = keyof typeof ERROR_TABLE;
+
+export interface OpenAIErrorBody {
+  error: { message: string; type: string; param: string | null; code: string };
+}
+
+/** The one error class: its code decides status and type; `param` names the offending field. */
+export class TriageError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly type: string;
+  readonly param: string | null;
+  /** Seconds the caller should wait before retrying (429/503), computed from the queue and limiter. */
+  readonly retryAfterSeconds?: number;
+
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    options: { param?: string | null; status?: number; retryAfterSeconds?: number; cause?: unknown } = {},
+  ) {
+    const row = ERROR_TABLE[code];
+    super(message ?? row.message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TriageError';
+    this.code = code;
+    // An upstream 4xx passes through with its own status under the upstream_error code.
+    this.status = options.status ?? row.status;
+    this.type = row.type;
+    this.param = options.param ?? null;
+    if (options.retryAfterSeconds !== undefined) this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+
+  toJSON(): OpenAIErrorBody {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+export const isTriageError = (e: unknown): e is TriageError => e instanceof TriageError;
+
+/** Anything thrown becomes a TriageError; unknown failures become internal_error without leaking detail. */
+export function toTriageError(e: unknown): TriageError {
+  if (e instanceof TriageError) return e;
+  return new TriageError('internal_error', undefined, { cause: e });
+}

@@ -1,0 +1,42 @@
+/**
+ * Queue events as the actors emit them (XState `emit`), stamped with a time and a global sequence, and
+ * fanned out to subscribers (the WebSocket stream, metrics, the debugger). Publishing with no
+ * subscriber costs one size check.
+ */
+import type { RequestEmitted } from './machines/request-machine.js';
+import type { SchedulerEmitted } from './machines/scheduler-machine.js';
+
+export type ActorEmitted = RequestEmitted | SchedulerEmitted;
+export type QueueEvent = ActorEmitted & { seq: number; at: number };
+export type QueueEventType = QueueEvent['type'];
+
+export type QueueEventListener = (event: QueueEvent) => void;
+
+export class EventBus {
+  private readonly listeners = new Set<QueueEventListener>();
+  private seq = 0;
+
+  constructor(private readonly now: () => number) {}
+
+  get hasSubscribers(): boolean {
+    return this.listeners.size > 0;
+  }
+
+  subscribe(listener: QueueEventListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  publish(event: ActorEmitted): void {
+    this.seq += 1;
+    if (this.listeners.size === 0) return;
+    const stamped = { ...event, seq: this.seq, at: this.now() } as QueueEvent;
+    for (const l of this.listeners) {
+      try {
+        l(stamped);
+      } catch {
+        // A subscriber's fault must never reach the actor that emitted the event.
+      }
+    }
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * One deployment's live usage against its limits (rpm, tpm, max_parallel_requests) and its cooldown.
+ * Plain data and functions: the in-memory store calls them; the Redis store does the same in Lua.
+ */
+import type { DeploymentLimits } from '../adapters/config-types.js';
+import { RateWindow, WINDOW_MS, type WindowRecord } from './rate-window.js';
+import type { DeploymentUsage, ReleaseOutcome } from './scheduler-store.js';
+
+export interface CooldownPolicy {
+  cooldownTimeMs: number;
+  /** Failures tolerated within a minute before cooldown; a 429 cools down at once. */
+  allowedFails: number;
+}
+
+export interface Reservation {
+  deploymentId: string;
+  tokens: number;
+  tpmRecord?: WindowRecord;
+}
+
+export class DeploymentState {
+  inFlight = 0;
+  coolingDownUntil: number | null = null;
+  private readonly rpm?: RateWindow;
+  private readonly tpm?: RateWindow;
+  private failures: number[] = [];
+
+  constructor(
+    readonly id: string,
+    readonly limits: DeploymentLimits,
+  ) {
+    if (limits.rpm !== undefined) this.rpm = new RateWindow(limits.rpm);
+    if (limits.tpm !== undefined) this.tpm = new RateWindow(limits.tpm);
+  }
+
+  coolingDown(now: number): boolean {
+    return this.coolingDownUntil !== null && now < this.coolingDownUntil;
+  }
+
+  /** Ends a lapsed cooldown; returns true when it just ended. */
+  endCooldownIfDue(now: number): boolean {
+    if (this.coolingDownUntil !== null && now >= this.coolingDownUntil) {
+      this.coolingDownUntil = null;
+      return true;
+    }
+    return false;
+  }
+
+  canTake(tokens: number, now: number): boolean {
+    if (this.coolingDown(now)) return false;
+    const max = this.limits.maxParallelRequests;
+    if (max !== undefined && this.inFlight >= max) return false;
+    if (this.rpm && !this.rpm.fits(1, now)) return false;
+    if (this.tpm && !this.tpm.fits(tokens, now)) return false;
+    return true;
+  }
+
+  /** Fraction of the tightest limit in use: the router sends work to the least loaded deployment. */
+  load(now: number): number {
+    let load = 0;
+    const max = this.limits.maxParallelRequests;
+    if (max !== undefined) load = Math.max(load, this.inFlight / max);
+    if (this.rpm) load = Math.max(load, this.rpm.used(now) / this.rpm.limit);
+    if (this.tpm) load = Math.max(load, this.tpm.used(now) / this.tpm.limit);
+    return load;
+  }
+
+  /**
+   * When this deployment could next take `tokens`, ignoring in-flight calls (their end is an event,
+   * not a time). Infinity when only a release can free it.
+   */
+  nextCapacityAt(tokens: number, now: number): number {
+    let at = now;
+    if (this.coolingDown(now)) at = Math.max(at, this.coolingDownUntil!);
+    const max = this.limits.maxParallelRequests;
+    if (max !== undefined && this.inFlight >= max) return Infinity;
+    if (this.rpm) at = Math.max(at, this.rpm.nextCapacityAt(1, now));
+    if (this.tpm) at = Math.max(at, this.tpm.nextCapacityAt(tokens, now));
+    return at;
+  }
+
+  reserve(tokens: number, now: number): Reservation {
+    this.inFlight += 1;
+    this.rpm?.add(1, now);
+    const tpmRecord = this.tpm?.add(tokens, now);
+    return tpmRecord ? { deploymentId: this.id, tokens, tpmRecord } : { deploymentId: this.id, tokens };
+  }
+
+  /** Ends a reservation: reconciles tokens and, for failures, applies the cooldown policy. */
+  release(reservation: Reservation, outcome: ReleaseOutcome, now: number, policy: CooldownPolicy): { until: number; reason: string } | undefined {
+    this.inFlight = Math.max(0, this.inFlight - 1);
+    if (outcome.kind === 'ok' && outcome.tokensUsed !== undefined && reservation.tpmRecord && this.tpm) {
+      this.tpm.adjust(reservation.tpmRecord, outcome.tokensUsed, now);
+    }
+    if (outcome.kind !== 'failed' || outcome.failure === 'client_error') return undefined;
+    this.failures = this.failures.filter((t) => t > now - WINDOW_MS);
+    this.failures.push(now);
+    const immediate = outcome.failure === 'rate_limited';
+    if (!immediate && this.failures.length <= policy.allowedFails) return undefined;
+    const duration = outcome.retryAfterMs ?? policy.cooldownTimeMs;
+    if (duration <= 0) return undefined;
+    this.coolingDownUntil = Math.max(this.coolingDownUntil ?? 0, now + duration);
+    this.failures = [];
+    return { until: this.coolingDownUntil, reason: outcome.failure };
+  }
+
+  usage(now: number): DeploymentUsage {
+    const max = this.limits.maxParallelRequests;
+    const rpmUsed = this.rpm ? this.rpm.used(now) : 0;
+    const tpmUsed = this.tpm ? this.tpm.used(now) : 0;
+    let headroom: number | null = null;
+    const bound = (n: number) => (headroom = headroom === null ? n : Math.min(headroom, n));
+    if (max !== undefined) bound(Math.max(0, max - this.inFlight));
+    if (this.rpm) bound(Math.max(0, this.rpm.limit - rpmUsed));
+    if (this.coolingDown(now)) headroom = 0;
+    return {
+      id: this.id,
+      inFlight: this.inFlight,
+      maxParallelRequests: max ?? null,
+      rpmUsed,
+      rpm: this.limits.rpm ?? null,
+      tpmUsed,
+      tpm: this.limits.tpm ?? null,
+      coolingDownUntil: this.coolingDown(now) ? this.coolingDownUntil : null,
+      headroom,
+    };
+  }
+
+  /** Grants per second this deployment sustains at its limits (for Retry-After); Infinity if unlimited. */
+  sustainedRate(): number {
+    let rate = Infinity;
+    if (this.limits.rpm !== undefined) rate = Math.min(rate, this.limits.rpm / 60);
+    return rate;
+  }
+}

@@ -1,0 +1,265 @@
+/**
+ * The in-memory SchedulerStore: one model group's waiters and deployments in this process.
+ *
+ * Waiters live in two size-augmented treaps (grant order and deadline order) and one Map, so enqueue,
+ * grant, cancel and expiry are O(log n) and nothing copies the queue. One `pump` grants as many
+ * waiters as capacity allows, strictly in order, and reports the single next moment worth waking for.
+ */
+import type { DeploymentConfig } from '../adapters/config-types.js';
+import { DeploymentState, type CooldownPolicy, type Reservation } from './deployment-state.js';
+import { compareOrder, effectivePriority, FairRounds, orderRank, type OrderKey } from './queue-order.js';
+import { RankedQueue } from './ranked-queue.js';
+import { RateWindow } from './rate-window.js';
+import type {
+  EnqueueResult,
+  GroupSnapshot,
+  Grant,
+  PumpResult,
+  ReleaseOutcome,
+  ReleaseResult,
+  SchedulerStore,
+  StoreListener,
+  WaiterEntry,
+  WaiterView,
+} from './scheduler-store.js';
+
+interface Waiter extends OrderKey {
+  entry: WaiterEntry;
+}
+
+export interface MemoryStoreOptions {
+  model: string;
+  deployments: DeploymentConfig[];
+  maxQueueSize: number;
+  priorityAgingMs?: number;
+  cooldown: CooldownPolicy;
+}
+
+const byDeadline = (a: Waiter, b: Waiter) => a.entry.deadline - b.entry.deadline || a.seq - b.seq;
+
+export class MemoryStore implements SchedulerStore {
+  readonly shared = false;
+  private readonly queue = new RankedQueue<Waiter>(compareOrder);
+  private readonly deadlines = new RankedQueue<Waiter>(byDeadline);
+  private readonly waiters = new Map<string, Waiter>();
+  private readonly depth = new Map<number, number>();
+  private readonly deployments: DeploymentState[];
+  private readonly reservations = new Map<string, Reservation>();
+  private readonly rounds = new FairRounds();
+  /** Grants in the last minute, for Retry-After when no rpm limit bounds the rate. */
+  private readonly grantRate = new RateWindow(Number.MAX_SAFE_INTEGER);
+  private nextSeq = 1;
+  private nextGrant = 1;
+
+  constructor(private readonly options: MemoryStoreOptions) {
+    this.deployments = options.deployments.map((d) => new DeploymentState(d.id, d.limits));
+  }
+
+  get waiting(): number {
+    return this.waiters.size;
+  }
+
+  private addDepth(priority: number, delta: number): void {
+    const n = (this.depth.get(priority) ?? 0) + delta;
+    if (n === 0) this.depth.delete(priority);
+    else this.depth.set(priority, n);
+  }
+
+  private insert(waiter: Waiter): void {
+    this.queue.insert(waiter);
+    this.deadlines.insert(waiter);
+    this.waiters.set(waiter.entry.id, waiter);
+    this.addDepth(waiter.entry.priority, 1);
+  }
+
+  private take(waiter: Waiter): void {
+    this.queue.delete(waiter);
+    this.deadlines.delete(waiter);
+    this.waiters.delete(waiter.entry.id);
+    this.addDepth(waiter.entry.priority, -1);
+  }
+
+  async enqueue(entry: WaiterEntry, now: number): Promise<EnqueueResult> {
+    return this.enqueueNow(entry, now);
+  }
+
+  /** Synchronous core of enqueue (benchmarks and the store's own tests call it directly). */
+  enqueueNow(entry: WaiterEntry, now: number): EnqueueResult {
+    const retry = entry.seq !== undefined;
+    if (this.waiters.has(entry.id)) throw new Error(`request ${entry.id} is already waiting`);
+    // A retry was admitted before: it re-enters even when the queue is full, at its old place.
+    if (!retry && this.waiters.size >= this.options.maxQueueSize) {
+      return { accepted: false, reason: 'queue_full', retryAfterMs: this.retryAfterSecondsNow(now) * 1000 };
+    }
+    const seq = entry.seq ?? this.nextSeq++;
+    const round = entry.round ?? this.rounds.next(entry.priority, entry.tenant);
+    const stored: WaiterEntry = { ...entry, seq, round };
+    const waiter: Waiter = { entry: stored, seq, round, rank: orderRank(entry.priority, entry.enqueuedAt, this.options.priorityAgingMs) };
+    this.insert(waiter);
+    return { accepted: true, seq, position: this.queue.rank(waiter), priority: entry.priority, round };
+  }
+
+  async remove(id: string): Promise<boolean> {
+    const waiter = this.waiters.get(id);
+    if (waiter === undefined) return false;
+    this.take(waiter);
+    return true;
+  }
+
+  async pump(now: number): Promise<PumpResult> {
+    return this.pumpNow(now);
+  }
+
+  pumpNow(now: number): PumpResult {
+    const cooldownsEnded: string[] = [];
+    for (const d of this.deployments) if (d.endCooldownIfDue(now)) cooldownsEnded.push(d.id);
+
+    const expired: string[] = [];
+    for (let w = this.deadlines.peek(); w !== undefined && w.entry.deadline <= now; w = this.deadlines.peek()) {
+      this.take(w);
+      expired.push(w.entry.id);
+    }
+
+    const grants: Grant[] = [];
+    for (let head = this.queue.peek(); head !== undefined; head = this.queue.peek()) {
+      const deployment = this.pickDeployment(head.entry.tokens, now);
+      // Strict order: if the head cannot go, nobody behind it jumps the queue.
+      if (deployment === undefined) break;
+      this.take(head);
+      grants.push(this.grant(head, deployment, now));
+    }
+
+    return { grants, expired, cooldownsEnded, waiting: this.waiters.size, nextWakeAt: this.nextWakeAt(now) };
+  }
+
+  /** Among deployments with headroom, the least loaded; ties go to fewer in-flight calls, then config order. */
+  private pickDeployment(tokens: number, now: number): DeploymentState | undefined {
+    let best: DeploymentState | undefined;
+    let bestLoad = Infinity;
+    for (const d of this.deployments) {
+      if (!d.canTake(tokens, now)) continue;
+      const load = d.load(now);
+      if (best === undefined || load < bestLoad || (load === bestLoad && d.inFlight < best.inFlight)) {
+        best = d;
+        bestLoad = load;
+      }
+    }
+    return best;
+  }
+
+  private grant(waiter: Waiter, deployment: DeploymentState, now: number): Grant {
+    const { entry } = waiter;
+    const grantId = `g${this.nextGrant++}`;
+    this.reservations.set(grantId, deployment.reserve(entry.tokens, now));
+    this.rounds.markServed(entry.priority, waiter.round);
+    this.grantRate.add(1, now);
+    return {
+      grantId,
+      requestId: entry.id,
+      deploymentId: deployment.id,
+      tokens: entry.tokens,
+      grantedAt: now,
+      waitedMs: now - entry.enqueuedAt,
+      priority: entry.priority,
+      seq: waiter.seq,
+    };
+  }
+
+  private nextWakeAt(now: number): number | null {
+    let at = Infinity;
+    const firstDeadline = this.deadlines.peek();
+    if (firstDeadline !== undefined) at = firstDeadline.entry.deadline;
+    for (const d of this.deployments) if (d.coolingDownUntil !== null) at = Math.min(at, d.coolingDownUntil);
+    const head = this.queue.peek();
+    if (head !== undefined) {
+      for (const d of this.deployments) {
+        const when = d.nextCapacityAt(head.entry.tokens, now);
+        // `when === now` with no grant means only a release can help; releases are events, not times.
+        if (when > now) at = Math.min(at, when);
+      }
+    }
+    return at === Infinity ? null : at;
+  }
+
+  async release(grant: Grant, outcome: ReleaseOutcome, now: number): Promise<ReleaseResult> {
+    const reservation = this.reservations.get(grant.grantId);
+    // Exactly once: a second release of the same grant finds nothing.
+    if (reservation === undefined) return {};
+    this.reservations.delete(grant.grantId);
+    const deployment = this.deployments.find((d) => d.id === reservation.deploymentId)!;
+    const cooldown = deployment.release(reservation, outcome, now, this.options.cooldown);
+    return cooldown ? { cooldown: { deploymentId: deployment.id, ...cooldown } } : {};
+  }
+
+  async position(id: string): Promise<number | null> {
+    const waiter = this.waiters.get(id);
+    return waiter === undefined ? null : this.queue.rank(waiter);
+  }
+
+  async snapshot(now: number, maxWaiters = 50): Promise<GroupSnapshot> {
+    const waiters: WaiterView[] = [];
+    this.queue.forEach((w) => {
+      if (waiters.length >= maxWaiters) return false;
+      waiters.push({
+        id: w.entry.id,
+        position: waiters.length,
+        priority: w.entry.priority,
+        effectivePriority: effectivePriority(w.entry.priority, w.entry.enqueuedAt, now, this.options.priorityAgingMs),
+        tenant: w.entry.tenant,
+        waitedMs: now - w.entry.enqueuedAt,
+      });
+      return true;
+    });
+    const depthByPriority: Record<string, number> = {};
+    for (const [p, n] of [...this.depth].sort((a, b) => a[0] - b[0])) depthByPriority[String(p)] = n;
+    // Map iteration follows insertion, so the first waiter is the longest waiting.
+    const oldest = this.waiters.values().next().value as Waiter | undefined;
+    const deployments = this.deployments.map((d) => d.usage(now));
+    return {
+      model: this.options.model,
+      waiting: this.waiters.size,
+      depthByPriority,
+      oldestWaitMs: oldest === undefined ? 0 : now - oldest.entry.enqueuedAt,
+      inFlight: deployments.reduce((n, d) => n + d.inFlight, 0),
+      deployments,
+      waiters,
+    };
+  }
+
+  async retryAfterSeconds(now: number): Promise<number> {
+    return this.retryAfterSecondsNow(now);
+  }
+
+  /**
+   * Time for the queue ahead to drain: waiting / sustainable grant rate (rpm limits, else the rate
+   * observed over the last minute), never below the time until a cooled-down group is back.
+   */
+  private retryAfterSecondsNow(now: number): number {
+    let rate = 0;
+    let bounded = true;
+    for (const d of this.deployments) {
+      const r = d.sustainedRate();
+      if (r === Infinity) bounded = false;
+      else rate += r;
+    }
+    if (!bounded) rate = this.grantRate.used(now) / 60;
+    let seconds = rate > 0 ? (this.waiters.size + 1) / rate : 1;
+    const allCooling = this.deployments.every((d) => d.coolingDown(now));
+    if (allCooling) {
+      const back = Math.min(...this.deployments.map((d) => d.coolingDownUntil ?? now));
+      seconds = Math.max(seconds, (back - now) / 1000);
+    }
+    return Math.min(3600, Math.max(1, Math.ceil(seconds)));
+  }
+
+  setListener(_listener: StoreListener): void {
+    // Nothing changes this store from outside the process.
+  }
+
+  async close(): Promise<void> {
+    this.queue.clear();
+    this.deadlines.clear();
+    this.waiters.clear();
+    this.depth.clear();
+  }
+}

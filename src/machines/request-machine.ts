@@ -1,0 +1,357 @@
+/**
+ * The request actor: one per chat completion, each its own root actor (spawning thousands of children
+ * into one parent is quadratic in XState; separate roots scale linearly).
+ *
+ *   queued → polling → dispatched → done
+ *                 ↘ timeout      ↘ failed / (retry → queued)
+ *   cancelled (caller aborted) and rejected (queue full, shutting down, store down) from any waiting state.
+ *
+ * The actor never sleeps on a timer: the scheduler sends `grant` the moment a slot frees, and
+ * `queue.timeout` when the group's single deadline timer finds it overdue.
+ */
+import { assign, emit, fromPromise, sendTo, setup, type AnyActorRef } from 'xstate';
+import { TriageError } from '../errors.js';
+import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, Usage } from '../adapters/openai-types.js';
+import { UpstreamError, type Upstream } from '../adapters/upstream.js';
+import type { Clock } from './clock.js';
+import type { SchedulerReply } from './scheduler-machine.js';
+import type { Grant, ReleaseOutcome, WaiterEntry } from './scheduler-store.js';
+
+/** Where a streaming request's chunks go while it is dispatched. */
+export interface ChunkSink {
+  push(chunk: ChatCompletionChunk): void;
+  /** True once a chunk went out: the request can then no longer be retried. */
+  readonly started: boolean;
+}
+
+export interface RequestInput {
+  id: string;
+  model: string;
+  priority: number;
+  tenant: string;
+  body: ChatCompletionBody;
+  stream: boolean;
+  tokens: number;
+  /** Queue-wait budget, ms. */
+  queueTimeoutMs: number;
+  maxRetries: number;
+  scheduler: AnyActorRef;
+  clock: Clock;
+  upstreamFor: (deploymentId: string) => { upstream: Upstream; requestTimeoutMs: number; upstreamModel: string };
+  sink?: ChunkSink;
+}
+
+export interface RequestContext extends RequestInput {
+  enqueuedAt: number;
+  deadline: number;
+  attempt: number;
+  seq?: number;
+  round?: number;
+  position?: number;
+  grant?: Grant;
+  dispatchedAt?: number;
+  result?: ChatCompletion;
+  usage?: Usage;
+  error?: TriageError;
+}
+
+export type RequestEvent =
+  | SchedulerReply
+  | { type: 'cancel'; reason?: string }
+  | { type: 'shutdown' };
+
+export type RequestEmitted =
+  | { type: 'request.queued'; id: string; model: string; priority: number; tenant: string; position: number; seq: number; round: number; attempt: number }
+  | { type: 'request.dispatched'; id: string; model: string; priority: number; tenant: string; deployment: string; waitedMs: number; attempt: number }
+  | { type: 'request.done'; id: string; model: string; tenant: string; deployment: string; durationMs: number; totalMs: number; tokens: Usage | null }
+  | { type: 'request.retry'; id: string; model: string; tenant: string; deployment: string; reason: string; attempt: number }
+  | { type: 'request.timeout'; id: string; model: string; tenant: string; waitedMs: number }
+  | { type: 'request.cancelled'; id: string; model: string; tenant: string; stage: 'queued' | 'dispatched' }
+  | { type: 'request.failed'; id: string; model: string; tenant: string; reason: string; status: number }
+  | { type: 'request.rejected'; id: string; model: string; tenant: string; code: string; retryAfterSeconds: number | null };
+
+export interface UpstreamCallInput {
+  grant: Grant;
+  body: ChatCompletionBody;
+  stream: boolean;
+  sink?: ChunkSink;
+  clock: Clock;
+  upstreamFor: RequestInput['upstreamFor'];
+}
+
+/** Runs one upstream call with its own timeout, separate from the queue wait. */
+export const callUpstream = fromPromise<{ completion?: ChatCompletion; usage?: Usage }, UpstreamCallInput>(async ({ input, signal }) => {
+  const { upstream, requestTimeoutMs, upstreamModel } = input.upstreamFor(input.grant.deploymentId);
+  // The group name the caller used becomes the deployment's own model name upstream.
+  const body: ChatCompletionBody = { ...input.body, model: upstreamModel };
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  const timer = input.clock.setTimeout(
+    () => controller.abort(new UpstreamError('timeout', `upstream did not answer within ${requestTimeoutMs} ms`, 504)),
+    requestTimeoutMs,
+  );
+  try {
+    if (!input.stream) {
+      const completion = await upstream.complete({ body, signal: controller.signal });
+      return { completion, usage: completion.usage };
+    }
+    let usage: Usage | undefined;
+    for await (const chunk of upstream.stream({ body, signal: controller.signal })) {
+      if (chunk.usage) usage = chunk.usage;
+      input.sink?.push(chunk);
+    }
+    return { usage };
+  } catch (e) {
+    // An abort by our own timer is an upstream timeout; an abort from outside is the caller's cancel.
+    if (controller.signal.aborted && controller.signal.reason instanceof UpstreamError) throw controller.signal.reason;
+    throw e;
+  } finally {
+    input.clock.clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort);
+  }
+});
+
+function asUpstreamError(e: unknown): UpstreamError {
+  if (e instanceof UpstreamError) return e;
+  return new UpstreamError('network', String((e as Error)?.message ?? e));
+}
+
+function failureOutcome(e: unknown): ReleaseOutcome {
+  const u = asUpstreamError(e);
+  return u.retryAfterMs === undefined ? { kind: 'failed', failure: u.kind } : { kind: 'failed', failure: u.kind, retryAfterMs: u.retryAfterMs };
+}
+
+/** Maps a final upstream failure to the caller's error: 4xx pass through, timeouts 504, the rest 502. */
+export function upstreamFailureError(e: unknown): TriageError {
+  const u = asUpstreamError(e);
+  if (u.kind === 'timeout') return new TriageError('upstream_timeout', u.message, { cause: u });
+  if (u.kind === 'client_error' && u.status !== undefined) {
+    return new TriageError('upstream_error', `The upstream rejected the request: ${u.message}`, { status: u.status, cause: u });
+  }
+  return new TriageError('upstream_error', `The upstream deployment failed: ${u.message}`, { cause: u });
+}
+
+export const requestMachine = setup({
+  types: {
+    context: {} as RequestContext,
+    events: {} as RequestEvent,
+    input: {} as RequestInput,
+    emitted: {} as RequestEmitted,
+  },
+  actors: { callUpstream },
+  guards: {
+    canRetry: ({ context, event }) => {
+      const error = (event as { error?: unknown }).error;
+      return context.attempt < context.maxRetries && asUpstreamError(error).retryable && !context.sink?.started;
+    },
+  },
+  actions: {
+    enqueue: sendTo(
+      ({ context }) => context.scheduler,
+      ({ context, self }) => {
+        const entry: WaiterEntry = {
+          id: context.id,
+          priority: context.priority,
+          tenant: context.tenant,
+          enqueuedAt: context.enqueuedAt,
+          deadline: context.deadline,
+          tokens: context.tokens,
+        };
+        // A retry keeps its place in line: same arrival sequence and round.
+        if (context.seq !== undefined) entry.seq = context.seq;
+        if (context.round !== undefined) entry.round = context.round;
+        return { type: 'enqueue' as const, entry, ref: self };
+      },
+    ),
+    withdraw: sendTo(({ context }) => context.scheduler, ({ context }) => ({ type: 'withdraw' as const, id: context.id })),
+    releaseOk: sendTo(
+      ({ context }) => context.scheduler,
+      ({ context, event }) => {
+        const usage = (event as unknown as { output?: { usage?: Usage } }).output?.usage;
+        const outcome: ReleaseOutcome = usage ? { kind: 'ok', tokensUsed: usage.total_tokens } : { kind: 'ok' };
+        return { type: 'release' as const, grant: context.grant!, outcome };
+      },
+    ),
+    releaseFailed: sendTo(
+      ({ context }) => context.scheduler,
+      ({ context, event }) => ({ type: 'release' as const, grant: context.grant!, outcome: failureOutcome((event as { error?: unknown }).error) }),
+    ),
+    releaseCancelled: sendTo(
+      ({ context }) => context.scheduler,
+      ({ context }) => ({ type: 'release' as const, grant: context.grant!, outcome: { kind: 'cancelled' } as ReleaseOutcome }),
+    ),
+    emitQueued: emit(({ context }) => ({
+      type: 'request.queued' as const,
+      id: context.id,
+      model: context.model,
+      priority: context.priority,
+      tenant: context.tenant,
+      position: context.position ?? 0,
+      seq: context.seq ?? 0,
+      round: context.round ?? 0,
+      attempt: context.attempt,
+    })),
+  },
+}).createMachine({
+  id: 'request',
+  context: ({ input }) => {
+    const now = input.clock.now();
+    return { ...input, enqueuedAt: now, deadline: now + input.queueTimeoutMs, attempt: 0 };
+  },
+  initial: 'queued',
+  states: {
+    /** Registering with the model group's scheduler: gets an arrival sequence and a position. */
+    queued: {
+      entry: 'enqueue',
+      on: {
+        'queue.accepted': {
+          target: 'polling',
+          actions: [assign({ seq: ({ event }) => event.seq, round: ({ event }) => event.round, position: ({ event }) => event.position }), 'emitQueued'],
+        },
+        'queue.rejected': { target: 'rejected', actions: assign({ error: ({ event }) => event.error }) },
+        // A shared store may grant before the acceptance reply arrives.
+        grant: { target: 'dispatched', actions: assign({ grant: ({ event }) => event.grant }) },
+        'queue.timeout': 'timeout',
+        cancel: { target: 'cancelled', actions: 'withdraw' },
+        shutdown: { target: 'rejected', actions: ['withdraw', assign({ error: () => new TriageError('shutting_down') })] },
+      },
+    },
+    /** Waiting for a grant event; no timer here. */
+    polling: {
+      on: {
+        grant: { target: 'dispatched', actions: assign({ grant: ({ event }) => event.grant }) },
+        'queue.timeout': 'timeout',
+        cancel: { target: 'cancelled', actions: 'withdraw' },
+        shutdown: { target: 'rejected', actions: ['withdraw', assign({ error: () => new TriageError('shutting_down') })] },
+      },
+    },
+    /** The upstream call runs; leaving this state in any way releases the slot exactly once. */
+    dispatched: {
+      entry: [
+        assign({ dispatchedAt: ({ context }) => context.clock.now() }),
+        emit(({ context }) => ({
+          type: 'request.dispatched' as const,
+          id: context.id,
+          model: context.model,
+          priority: context.priority,
+          tenant: context.tenant,
+          deployment: context.grant!.deploymentId,
+          waitedMs: context.grant!.waitedMs,
+          attempt: context.attempt,
+        })),
+      ],
+      invoke: {
+        src: 'callUpstream',
+        input: ({ context }) => {
+          const input: UpstreamCallInput = {
+            grant: context.grant!,
+            body: context.body,
+            stream: context.stream,
+            clock: context.clock,
+            upstreamFor: context.upstreamFor,
+          };
+          if (context.sink) input.sink = context.sink;
+          return input;
+        },
+        onDone: {
+          target: 'done',
+          actions: [
+            'releaseOk',
+            assign({
+              result: ({ event }) => event.output.completion,
+              usage: ({ event }) => event.output.usage,
+            }),
+          ],
+        },
+        onError: [
+          {
+            guard: 'canRetry',
+            target: 'queued',
+            actions: [
+              'releaseFailed',
+              emit(({ context, event }) => ({
+                type: 'request.retry' as const,
+                id: context.id,
+                model: context.model,
+                tenant: context.tenant,
+                deployment: context.grant!.deploymentId,
+                reason: asUpstreamError(event.error).message,
+                attempt: context.attempt + 1,
+              })),
+              // A retry gets a fresh queue-wait budget but keeps its place in line.
+              assign({
+                attempt: ({ context }) => context.attempt + 1,
+                grant: () => undefined,
+                deadline: ({ context }) => context.clock.now() + context.queueTimeoutMs,
+              }),
+            ],
+          },
+          { target: 'failed', actions: ['releaseFailed', assign({ error: ({ event }) => upstreamFailureError(event.error) })] },
+        ],
+      },
+      on: {
+        cancel: { target: 'cancelled', actions: 'releaseCancelled' },
+      },
+    },
+    done: {
+      type: 'final',
+      entry: emit(({ context }) => ({
+        type: 'request.done' as const,
+        id: context.id,
+        model: context.model,
+        tenant: context.tenant,
+        deployment: context.grant!.deploymentId,
+        durationMs: context.clock.now() - (context.dispatchedAt ?? context.enqueuedAt),
+        totalMs: context.clock.now() - context.enqueuedAt,
+        tokens: context.usage ?? null,
+      })),
+    },
+    timeout: {
+      type: 'final',
+      entry: [
+        assign({
+          error: ({ context }) =>
+            new TriageError('queue_timeout', `The request waited ${context.clock.now() - context.enqueuedAt} ms in the queue for ${context.model} and passed its deadline.`),
+        }),
+        emit(({ context }) => ({ type: 'request.timeout' as const, id: context.id, model: context.model, tenant: context.tenant, waitedMs: context.clock.now() - context.enqueuedAt })),
+      ],
+    },
+    cancelled: {
+      type: 'final',
+      entry: [
+        assign({ error: () => new TriageError('client_closed') }),
+        emit(({ context }) => ({
+          type: 'request.cancelled' as const,
+          id: context.id,
+          model: context.model,
+          tenant: context.tenant,
+          stage: context.grant === undefined ? ('queued' as const) : ('dispatched' as const),
+        })),
+      ],
+    },
+    failed: {
+      type: 'final',
+      entry: emit(({ context }) => ({
+        type: 'request.failed' as const,
+        id: context.id,
+        model: context.model,
+        tenant: context.tenant,
+        reason: context.error?.message ?? 'unknown',
+        status: context.error?.status ?? 502,
+      })),
+    },
+    rejected: {
+      type: 'final',
+      entry: emit(({ context }) => ({
+        type: 'request.rejected' as const,
+        id: context.id,
+        model: context.model,
+        tenant: context.tenant,
+        code: context.error?.code ?? 'internal_error',
+        retryAfterSeconds: context.error?.retryAfterSeconds ?? null,
+      })),
+    },
+  },
+});
+

@@ -1,0 +1,121 @@
+/**
+ * The scheduler actor's memory: the waiting queue and each deployment's usage. Two stores implement
+ * it: in memory (one process) and Redis (many instances, one queue); the scheduler machine cannot tell
+ * them apart. Every method is one atomic state change.
+ */
+
+export interface WaiterEntry {
+  /** Request id, unique across instances. */
+  id: string;
+  priority: number;
+  /** Round-robin group at equal priority: the key's name, '' when anonymous. */
+  tenant: string;
+  enqueuedAt: number;
+  /** Absolute queue-wait deadline (clock ms). */
+  deadline: number;
+  /** tpm reservation estimate. */
+  tokens: number;
+  /** Arrival sequence; set by the store on first enqueue and kept when a retry re-queues the request. */
+  seq?: number;
+  round?: number;
+}
+
+export interface Grant {
+  grantId: string;
+  requestId: string;
+  deploymentId: string;
+  tokens: number;
+  grantedAt: number;
+  waitedMs: number;
+  /** The waiter's priority and arrival sequence (for order checks and events). */
+  priority: number;
+  seq: number;
+}
+
+export type EnqueueResult =
+  | { accepted: true; seq: number; position: number; priority: number; round: number }
+  | { accepted: false; reason: 'queue_full'; retryAfterMs: number };
+
+export interface PumpResult {
+  grants: Grant[];
+  /** Waiters whose deadline passed; already removed from the queue. */
+  expired: string[];
+  /** Deployments whose cooldown ended since the last pump. */
+  cooldownsEnded: string[];
+  /** Waiting count after the pump. */
+  waiting: number;
+  /** When capacity or a deadline next changes things (clock ms), or null if nothing is pending. */
+  nextWakeAt: number | null;
+}
+
+export type ReleaseOutcome =
+  | { kind: 'ok'; tokensUsed?: number }
+  | { kind: 'cancelled' }
+  | { kind: 'failed'; failure: 'rate_limited' | 'server_error' | 'network' | 'timeout' | 'client_error'; retryAfterMs?: number };
+
+export interface ReleaseResult {
+  /** Set when this release put the deployment into cooldown. */
+  cooldown?: { deploymentId: string; until: number; reason: string };
+}
+
+export interface DeploymentUsage {
+  id: string;
+  inFlight: number;
+  maxParallelRequests: number | null;
+  rpmUsed: number;
+  rpm: number | null;
+  tpmUsed: number;
+  tpm: number | null;
+  coolingDownUntil: number | null;
+  /** Requests this deployment could take right now (null = unlimited). */
+  headroom: number | null;
+}
+
+export interface WaiterView {
+  id: string;
+  position: number;
+  priority: number;
+  effectivePriority: number;
+  tenant: string;
+  waitedMs: number;
+}
+
+export interface GroupSnapshot {
+  model: string;
+  waiting: number;
+  depthByPriority: Record<string, number>;
+  oldestWaitMs: number;
+  inFlight: number;
+  deployments: DeploymentUsage[];
+  /** The first waiters in grant order (bounded). */
+  waiters: WaiterView[];
+}
+
+/** Calls from a shared store about changes made elsewhere (another instance). */
+export interface StoreListener {
+  /** Capacity or the queue changed outside this process: pump again. */
+  changed(): void;
+  /**
+   * Another instance's pump granted or expired waiters that this instance owns (global order means
+   * any instance may grant the head of the queue). Delivered like the results of a local pump.
+   */
+  remote(result: { grants: Grant[]; expired: string[] }): void;
+}
+
+export interface SchedulerStore {
+  /** True when other processes change the state too: the scheduler then re-checks every polling_interval. */
+  readonly shared: boolean;
+  enqueue(entry: WaiterEntry, now: number): Promise<EnqueueResult>;
+  /** Removes a waiter (cancel); false when it was no longer waiting. */
+  remove(id: string, now: number): Promise<boolean>;
+  /** Grants what capacity allows, strictly in queue order, and expires overdue waiters. */
+  pump(now: number): Promise<PumpResult>;
+  /** Ends a grant exactly once (a second release of the same grant is ignored). */
+  release(grant: Grant, outcome: ReleaseOutcome, now: number): Promise<ReleaseResult>;
+  position(id: string): Promise<number | null>;
+  snapshot(now: number, maxWaiters?: number): Promise<GroupSnapshot>;
+  /** Seconds a rejected caller should wait: from queue depth and the limiter's recent grant rate. */
+  retryAfterSeconds(now: number): Promise<number>;
+  setListener(listener: StoreListener): void;
+  close(): Promise<void>;
+}

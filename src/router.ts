@@ -1,0 +1,349 @@
+/**
+ * The Router API: Triage embedded in a program, the counterpart of LiteLLM's
+ * `Router(...).schedule_acompletion(...)`.
+ *
+ *   const router = createRouter(config);
+ *   const completion = await router.scheduleCompletion({ model, messages, priority: 0 });
+ *   await router.close();
+ *
+ * It owns one scheduler actor per model group and creates one request actor per call, each a root
+ * actor found through the registry below.
+ */
+import { randomUUID } from 'node:crypto';
+import { createActor, type Actor, type AnyActorRef, type InspectionEvent } from 'xstate';
+import type { DeploymentConfig, TriageConfig } from './adapters/config-types.js';
+import { MockUpstream } from './adapters/mock-upstream.js';
+import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, ChatMessage } from './adapters/openai-types.js';
+import type { Upstream, UpstreamFactory } from './adapters/upstream.js';
+import { TriageError } from './errors.js';
+import { EventBus } from './events.js';
+import { ChunkQueue } from './machines/chunk-queue.js';
+import { systemClock, type Clock } from './machines/clock.js';
+import { MemoryStore } from './machines/memory-store.js';
+import { requestMachine, type RequestInput } from './machines/request-machine.js';
+import { schedulerMachine } from './machines/scheduler-machine.js';
+import type { GroupSnapshot, SchedulerStore } from './machines/scheduler-store.js';
+import { estimateRequestTokens } from './machines/token-estimate.js';
+
+export interface CompletionParams {
+  model: string;
+  messages: ChatMessage[];
+  /** Lower is served first; missing takes router_settings.default_priority. 0 is a real priority. */
+  priority?: number;
+  /** Queue-wait deadline for this request, seconds (LiteLLM's unit); else router_settings.timeout. */
+  timeout?: number;
+  stream?: boolean;
+  signal?: AbortSignal;
+  /** Who is asking (a key's name): equal priorities are served round-robin between tenants. */
+  tenant?: string;
+  max_tokens?: number;
+  /** Any other OpenAI chat completion field is forwarded upstream as is. */
+  [field: string]: unknown;
+}
+
+/** What the queue did for a request; the HTTP layer turns it into response headers. */
+export interface QueueMeta {
+  requestId: string;
+  model: string;
+  priority: number;
+  deployment: string;
+  waitedMs: number;
+  attempts: number;
+}
+
+export type ScheduledResult =
+  | { kind: 'completion'; meta: QueueMeta; completion: ChatCompletion }
+  | { kind: 'stream'; meta: QueueMeta; stream: AsyncIterable<ChatCompletionChunk> };
+
+export type StoreFactory = (model: string, deployments: DeploymentConfig[], config: TriageConfig) => SchedulerStore;
+
+export interface RouterOptions {
+  clock?: Clock;
+  /** Builds each deployment's upstream; mocks (`mock_response`) never reach it. */
+  upstreamFactory?: UpstreamFactory;
+  storeFactory?: StoreFactory;
+}
+
+type RequestActor = Actor<typeof requestMachine>;
+type SchedulerActor = Actor<typeof schedulerMachine>;
+
+interface Group {
+  name: string;
+  scheduler: SchedulerActor;
+  store: SchedulerStore;
+}
+
+/** Fields that steer Triage and are not forwarded upstream. */
+const TRIAGE_FIELDS = new Set(['priority', 'timeout', 'signal', 'tenant', 'metadata_triage']);
+
+export class Router {
+  readonly clock: Clock;
+  readonly events: EventBus;
+  private readonly groups = new Map<string, Group>();
+  private readonly deployments = new Map<string, { upstream: Upstream; requestTimeoutMs: number; upstreamModel: string }>();
+  private readonly requests = new Map<string, RequestActor>();
+  private inspector: ((event: InspectionEvent) => void) | null = null;
+  private closing = false;
+
+  constructor(
+    readonly config: TriageConfig,
+    options: RouterOptions = {},
+  ) {
+    this.clock = options.clock ?? systemClock;
+    this.events = new EventBus(() => this.clock.now());
+    const upstreamFactory = options.upstreamFactory ?? defaultUpstreamFactory;
+    const storeFactory = options.storeFactory ?? memoryStoreFactory;
+    const registry = { get: (id: string): AnyActorRef | undefined => this.requests.get(id) };
+
+    for (const group of config.modelGroups) {
+      for (const d of group.deployments) {
+        const upstream = d.mockResponse !== undefined ? new MockUpstream(d, this.clock) : upstreamFactory(d, this.clock);
+        this.deployments.set(d.id, { upstream, requestTimeoutMs: d.requestTimeoutMs ?? config.router.requestTimeoutMs, upstreamModel: d.upstreamModel });
+      }
+      const store = storeFactory(group.name, group.deployments, config);
+      const scheduler = createActor(schedulerMachine, {
+        input: { model: group.name, store, clock: this.clock, registry, pollingIntervalMs: config.router.pollingIntervalMs },
+        clock: this.clock,
+        inspect: (e) => this.inspector?.(e),
+      });
+      scheduler.on('*', (e) => this.events.publish(e));
+      store.setListener({
+        changed: () => scheduler.send({ type: 'store.changed' }),
+        remote: ({ grants, expired }) => scheduler.send({ type: 'store.remote', grants, expired }),
+      });
+      scheduler.start();
+      this.groups.set(group.name, { name: group.name, scheduler, store });
+    }
+  }
+
+  /** Model group names, in config order. */
+  get models(): string[] {
+    return [...this.groups.keys()];
+  }
+
+  /** Request actors alive now (waiting or dispatched). */
+  get liveRequests(): number {
+    return this.requests.size;
+  }
+
+  schedulerOf(model: string): SchedulerActor | undefined {
+    return this.groups.get(model)?.scheduler;
+  }
+
+  requestActor(id: string): RequestActor | undefined {
+    return this.requests.get(id);
+  }
+
+  /** Receives XState inspection events of every actor; null turns inspection off (no cost). */
+  setInspector(inspector: ((event: InspectionEvent) => void) | null): void {
+    this.inspector = inspector;
+  }
+
+  /** Checks a priority against the configured range; missing → default_priority. */
+  resolvePriority(priority: unknown): number {
+    const r = this.config.router;
+    if (priority === undefined || priority === null) return r.defaultPriority;
+    if (typeof priority !== 'number' || !Number.isInteger(priority) || priority < r.minPriority || priority > r.maxPriority) {
+      throw new TriageError('invalid_priority', `priority must be an integer from ${r.minPriority} to ${r.maxPriority}, got ${JSON.stringify(priority) ?? String(priority)}.`, { param: 'priority' });
+    }
+    return priority;
+  }
+
+  private validate(params: CompletionParams): { group: Group; priority: number; queueTimeoutMs: number } {
+    if (typeof params.model !== 'string' || params.model === '') {
+      throw new TriageError('invalid_request', 'model is required and must be a string.', { param: 'model' });
+    }
+    const group = this.groups.get(params.model);
+    if (group === undefined) {
+      throw new TriageError('model_not_found', `The model '${params.model.slice(0, 200)}' does not exist. Available: ${this.models.join(', ')}.`, { param: 'model' });
+    }
+    if (!Array.isArray(params.messages) || params.messages.length === 0) {
+      throw new TriageError('invalid_request', 'messages must be a non-empty array.', { param: 'messages' });
+    }
+    for (let i = 0; i < params.messages.length; i++) {
+      const m = params.messages[i] as unknown;
+      if (m === null || typeof m !== 'object' || Array.isArray(m) || typeof (m as ChatMessage).role !== 'string') {
+        throw new TriageError('invalid_request', `messages[${i}] must be an object with a string role.`, { param: `messages[${i}]` });
+      }
+    }
+    const priority = this.resolvePriority(params.priority);
+    let queueTimeoutMs = this.config.router.queueTimeoutMs;
+    if (params.timeout !== undefined) {
+      if (typeof params.timeout !== 'number' || !(params.timeout > 0) || !Number.isFinite(params.timeout)) {
+        throw new TriageError('invalid_request', `timeout must be a positive number of seconds, got ${JSON.stringify(params.timeout) ?? String(params.timeout)}.`, { param: 'timeout' });
+      }
+      queueTimeoutMs = params.timeout * 1000;
+    }
+    if (params.max_tokens !== undefined && (typeof params.max_tokens !== 'number' || !Number.isInteger(params.max_tokens) || params.max_tokens < 1)) {
+      throw new TriageError('invalid_request', 'max_tokens must be a positive integer.', { param: 'max_tokens' });
+    }
+    if (params.stream !== undefined && typeof params.stream !== 'boolean') {
+      throw new TriageError('invalid_request', 'stream must be a boolean.', { param: 'stream' });
+    }
+    return { group, priority, queueTimeoutMs };
+  }
+
+  /**
+   * Queues a completion and resolves when it is served: with the completion, or for `stream: true`
+   * with the chunk stream once its first chunk arrives (so errors before that keep their status).
+   */
+  schedule(params: CompletionParams): Promise<ScheduledResult> {
+    if (this.closing) return Promise.reject(new TriageError('shutting_down'));
+    let checked: ReturnType<Router['validate']>;
+    try {
+      checked = this.validate(params);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const { group, priority, queueTimeoutMs } = checked;
+    const id = randomUUID();
+    const stream = params.stream === true;
+    const body: ChatCompletionBody = { model: params.model, messages: params.messages };
+    for (const [k, v] of Object.entries(params)) if (!TRIAGE_FIELDS.has(k) && k !== 'model' && k !== 'messages') body[k] = v;
+    const maxTokens = typeof params.max_completion_tokens === 'number' ? params.max_completion_tokens : params.max_tokens;
+
+    return new Promise<ScheduledResult>((resolve, reject) => {
+      let settled = false;
+      let actor: RequestActor;
+      const meta = (): QueueMeta => {
+        const c = actor.getSnapshot().context;
+        return { requestId: id, model: params.model, priority, deployment: c.grant?.deploymentId ?? '', waitedMs: c.grant?.waitedMs ?? 0, attempts: c.attempt + 1 };
+      };
+      const chunks = stream
+        ? new ChunkQueue<ChatCompletionChunk>(
+            () => actor.send({ type: 'cancel' }),
+            () => {
+              settled = true;
+              resolve({ kind: 'stream', meta: meta(), stream: chunks! });
+            },
+          )
+        : undefined;
+
+      const input: RequestInput = {
+        id,
+        model: params.model,
+        priority,
+        tenant: params.tenant ?? '',
+        body,
+        stream,
+        tokens: estimateRequestTokens(params.messages, maxTokens, this.config.router.defaultMaxTokens),
+        queueTimeoutMs,
+        maxRetries: this.config.router.numRetries,
+        scheduler: group.scheduler,
+        clock: this.clock,
+        upstreamFor: (deploymentId) => this.deployments.get(deploymentId)!,
+      };
+      if (chunks) input.sink = chunks;
+      actor = createActor(requestMachine, { input, clock: this.clock, inspect: (e) => this.inspector?.(e) });
+      actor.on('*', (e) => this.events.publish(e));
+
+      const onAbort = () => actor.send({ type: 'cancel' });
+      actor.subscribe({
+        complete: () => {
+          this.requests.delete(id);
+          params.signal?.removeEventListener('abort', onAbort);
+          const snap = actor.getSnapshot();
+          if (snap.value === 'done') {
+            chunks?.end();
+            if (!settled) {
+              settled = true;
+              if (stream) resolve({ kind: 'stream', meta: meta(), stream: chunks! });
+              else resolve({ kind: 'completion', meta: meta(), completion: snap.context.result! });
+            }
+            return;
+          }
+          const error = snap.context.error ?? new TriageError('internal_error');
+          chunks?.end(error);
+          if (!settled) {
+            settled = true;
+            reject(error);
+          }
+        },
+        error: (e) => {
+          this.requests.delete(id);
+          chunks?.end(e);
+          if (!settled) {
+            settled = true;
+            reject(new TriageError('internal_error', undefined, { cause: e }));
+          }
+        },
+      });
+      this.requests.set(id, actor);
+      if (params.signal?.aborted) {
+        this.requests.delete(id);
+        return reject(new TriageError('client_closed'));
+      }
+      params.signal?.addEventListener('abort', onAbort, { once: true });
+      actor.start();
+    });
+  }
+
+  /** LiteLLM's schedule_acompletion: the completion, or an async iterable of chunks when streaming. */
+  async scheduleCompletion(params: CompletionParams & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
+  async scheduleCompletion(params: CompletionParams): Promise<ChatCompletion>;
+  async scheduleCompletion(params: CompletionParams): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
+    const result = await this.schedule(params);
+    return result.kind === 'completion' ? result.completion : result.stream;
+  }
+
+  /** A snapshot of every model group: depth by priority, oldest wait, in-flight, deployments' usage. */
+  async queueStatus(maxWaiters?: number): Promise<GroupSnapshot[]> {
+    const now = this.clock.now();
+    return Promise.all([...this.groups.values()].map((g) => g.store.snapshot(now, maxWaiters)));
+  }
+
+  /** A waiting request's current 0-based position in its group's queue, or null if not waiting. */
+  async positionOf(id: string): Promise<number | null> {
+    const actor = this.requests.get(id);
+    if (actor === undefined) return null;
+    const group = this.groups.get(actor.getSnapshot().context.model);
+    return group ? group.store.position(id) : null;
+  }
+
+  /**
+   * Stops accepting, answers every waiting request with `shutting_down` (503), lets dispatched calls
+   * finish within `graceMs` (then cancels them), and stops the schedulers.
+   */
+  async close(graceMs = this.config.general.shutdownGraceMs): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const g of this.groups.values()) g.scheduler.send({ type: 'close' });
+    for (const actor of this.requests.values()) {
+      const state = actor.getSnapshot().value;
+      if (state === 'queued' || state === 'polling') actor.send({ type: 'shutdown' });
+    }
+    const deadline = Date.now() + graceMs;
+    while (this.requests.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, Math.min(20, Math.max(1, deadline - Date.now()))));
+    }
+    for (const actor of this.requests.values()) actor.send({ type: 'cancel' });
+    // Let the cancellations' releases reach the stores before they close.
+    await new Promise((r) => setImmediate(r));
+    for (const g of this.groups.values()) {
+      g.scheduler.stop();
+      await g.store.close();
+    }
+  }
+}
+
+const memoryStoreFactory: StoreFactory = (model, deployments, config) => {
+  const options: ConstructorParameters<typeof MemoryStore>[0] = {
+    model,
+    deployments,
+    maxQueueSize: config.router.maxQueueSize,
+    cooldown: { cooldownTimeMs: config.router.cooldownTimeMs, allowedFails: config.router.allowedFails },
+  };
+  if (config.router.priorityAgingMs !== undefined) options.priorityAgingMs = config.router.priorityAgingMs;
+  return new MemoryStore(options);
+};
+
+const defaultUpstreamFactory: UpstreamFactory = (deployment) => ({
+  complete: () => Promise.reject(new Error(`no upstream adapter for deployment ${deployment.id}`)),
+  stream: () => {
+    throw new Error(`no upstream adapter for deployment ${deployment.id}`);
+  },
+});
+
+export function createRouter(config: TriageConfig, options?: RouterOptions): Router {
+  return new Router(config, options);
+}

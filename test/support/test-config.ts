@@ -1,0 +1,58 @@
+/** Builds validated configs in tests without YAML: defaults as the loader applies them. */
+import type { DeploymentConfig, DeploymentLimits, TriageConfig, RouterSettings, GeneralSettings } from '../../src/adapters/config-types.js';
+
+export interface TestDeployment extends DeploymentLimits {
+  id?: string;
+  mockResponse?: string;
+  mockDelayMs?: number;
+}
+
+export function testConfig(
+  groups: Record<string, TestDeployment[]>,
+  router: Partial<RouterSettings> = {},
+  general: Partial<GeneralSettings> = {},
+): TriageConfig {
+  return {
+    modelGroups: Object.entries(groups).map(([name, deployments]) => ({
+      name,
+      deployments: deployments.map((d, i): DeploymentConfig => {
+        const limits: DeploymentLimits = {};
+        if (d.rpm !== undefined) limits.rpm = d.rpm;
+        if (d.tpm !== undefined) limits.tpm = d.tpm;
+        if (d.maxParallelRequests !== undefined) limits.maxParallelRequests = d.maxParallelRequests;
+        return {
+          id: d.id ?? `${name}#${i}`,
+          modelName: name,
+          model: `mock/${name}`,
+          provider: 'mock',
+          upstreamModel: name,
+          limits,
+          mockResponse: d.mockResponse ?? 'ok',
+          mockDelayMs: d.mockDelayMs ?? 0,
+        };
+      }),
+    })),
+    router: {
+      routingStrategy: 'usage-based-routing',
+      pollingIntervalMs: 30,
+      queueTimeoutMs: 600_000,
+      requestTimeoutMs: 600_000,
+      defaultPriority: 0,
+      minPriority: 0,
+      maxPriority: 1000,
+      cooldownTimeMs: 5_000,
+      allowedFails: 3,
+      numRetries: 2,
+      maxQueueSize: 10_000,
+      defaultMaxTokens: 256,
+      ...router,
+    },
+    general: {
+      keys: [],
+      maxRequestBodyBytes: 4 * 1024 * 1024,
+      publicMetrics: false,
+      shutdownGraceMs: 30_000,
+      ...general,
+    },
+  };
+}
