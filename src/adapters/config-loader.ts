@@ -1,0 +1,615 @@
+/**
+ * Loads a LiteLLM-style proxy config (YAML) into the normalized TriageConfig. Every problem is collected
+ * and thrown at once as a ConfigError; ignored settings and unknown keys come back as warnings. Secrets
+ * (master_key, keys[].key, api_key, redis_password) never appear in an issue message.
+ */
+import { readFileSync } from 'node:fs';
+import { LineCounter, parseDocument, type YAMLError } from 'yaml';
+import {
+  absentOrValid,
+  checkBoolean,
+  checkHttpUrl,
+  checkInteger,
+  checkList,
+  checkMap,
+  checkNonEmptyString,
+  checkNonNegativeInteger,
+  checkNonNegativeSeconds,
+  checkPort,
+  checkPositiveInteger,
+  checkPositiveSeconds,
+  checkRedisUrl,
+  checkString,
+  childPath,
+  describeValue,
+  isAbsent,
+  optionalField,
+  requiredField,
+  ROOT_PATH,
+  secondsToMs,
+  UNRESOLVED,
+  warnUnknownKeys,
+  withoutUndefined,
+  type Check,
+  type RawMap,
+} from './config-checks.js';
+import {
+  ConfigError,
+  type ConfigIssue,
+  type DeploymentConfig,
+  type DeploymentLimits,
+  type GeneralSettings,
+  type LoadedConfig,
+  type ModelGroupConfig,
+  type RedisSettings,
+  type RouterSettings,
+  type VirtualKeyConfig,
+} from './config-types.js';
+
+export interface NormalizeOptions {
+  /** Where `os.environ/NAME` and the master-key fallbacks are read; defaults to process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface ParseOptions extends NormalizeOptions {
+  /** Names the text in YAML syntax errors (a file path); defaults to `(root)`. */
+  source?: string;
+}
+
+/** Providers Triage can call: they all speak the OpenAI chat-completions HTTP API. */
+export const OPENAI_COMPATIBLE_PROVIDERS: readonly string[] = [
+  'openai',
+  'hosted_vllm',
+  'custom_openai',
+  'openai_compatible',
+  'azure',
+];
+export const OPENAI_DEFAULT_API_BASE = 'https://api.openai.com/v1';
+export const DEFAULT_ROUTING_STRATEGY = 'usage-based-routing';
+
+const ENV_PREFIX = 'os.environ/';
+const MASTER_KEY_ENV_VARS = ['TRIAGE_MASTER_KEY', 'LITELLM_MASTER_KEY'] as const;
+/** Secrets shorter than this are not scrubbed from messages (they would mangle ordinary words). */
+const MIN_SCRUBBED_SECRET_LENGTH = 4;
+
+const TOP_LEVEL_KEYS = ['model_list', 'router_settings', 'general_settings', 'litellm_settings', 'environment_variables'];
+const DEPLOYMENT_KEYS = ['model_name', 'litellm_params', 'model_info'];
+const LITELLM_PARAMS_KEYS = [
+  'model',
+  'mock_response',
+  'mock_delay',
+  'api_key',
+  'api_base',
+  'api_version',
+  'rpm',
+  'tpm',
+  'max_parallel_requests',
+  'timeout',
+];
+const ROUTER_KEYS = [
+  'routing_strategy',
+  'polling_interval',
+  'timeout',
+  'request_timeout',
+  'default_priority',
+  'min_priority',
+  'max_priority',
+  'cooldown_time',
+  'allowed_fails',
+  'num_retries',
+  'max_queue_size',
+  'priority_aging_seconds',
+  'default_max_tokens',
+  'redis_url',
+  'redis_host',
+  'redis_port',
+  'redis_password',
+  'redis_prefix',
+];
+const GENERAL_KEYS = ['master_key', 'keys', 'max_request_body_bytes', 'public_metrics', 'shutdown_grace_seconds'];
+const VIRTUAL_KEY_KEYS = ['key', 'name', 'models', 'max_priority', 'rpm'];
+
+/** Everything one normalization pass accumulates. */
+interface Context {
+  issues: ConfigIssue[];
+  warnings: ConfigIssue[];
+  /** Secret values seen anywhere, scrubbed from every message as a last line of defence. */
+  secrets: Set<string>;
+}
+
+/**
+ * Replaces every string that is exactly `os.environ/NAME`, in maps and lists at any depth, with env[NAME].
+ * A variable that is not set is an issue at the reference's path, and the value becomes UNRESOLVED, which
+ * later checks accept silently so the problem is reported once. Returns a new tree; the input is not changed.
+ */
+export function resolveEnvReferences(
+  value: unknown,
+  env: NodeJS.ProcessEnv,
+  path: string,
+  issues: ConfigIssue[],
+): unknown {
+  if (typeof value === 'string') {
+    if (!value.startsWith(ENV_PREFIX)) return value;
+    const name = value.slice(ENV_PREFIX.length);
+    const where = path || ROOT_PATH;
+    if (name === '') {
+      issues.push({ path: where, message: `"${ENV_PREFIX}" names no environment variable` });
+      return UNRESOLVED;
+    }
+    const resolved = env[name];
+    if (resolved === undefined) {
+      issues.push({ path: where, message: `environment variable ${name} is not set` });
+      return UNRESOLVED;
+    }
+    return resolved;
+  }
+  if (Array.isArray(value)) return value.map((item, i) => resolveEnvReferences(item, env, childPath(path, i), issues));
+  if (typeof value === 'object' && value !== null && !(value instanceof Uint8Array)) {
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [key, resolveEnvReferences(item, env, childPath(path, key), issues)]),
+    );
+  }
+  return value;
+}
+
+/** Parses YAML text and normalizes it. YAML syntax errors are issues at `source` with their line and column. */
+export function parseConfig(yamlText: string, options: ParseOptions = {}): LoadedConfig {
+  const source = options.source ?? ROOT_PATH;
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(yamlText, { lineCounter, prettyErrors: false, merge: true, uniqueKeys: true });
+  const describe = (error: YAMLError, kind: string): ConfigIssue => {
+    const { line, col } = lineCounter.linePos(error.pos[0]);
+    // error.message is used without its source excerpt, which could show a secret.
+    return { path: source, message: `${kind} at line ${line}, column ${col}: ${error.message}` };
+  };
+  if (doc.errors.length > 0) throw new ConfigError(doc.errors.map((e) => describe(e, 'YAML syntax error')));
+  let raw: unknown;
+  try {
+    raw = doc.toJS();
+  } catch (error) {
+    throw new ConfigError([{ path: source, message: `YAML error: ${(error as Error).message}` }]);
+  }
+  const loaded = normalizeConfig(raw, { env: options.env });
+  return { ...loaded, warnings: [...doc.warnings.map((w) => describe(w, 'YAML warning')), ...loaded.warnings] };
+}
+
+/** Reads and loads a config file; a file that cannot be read is a ConfigError at its path. */
+export function loadConfigFile(path: string, env?: NodeJS.ProcessEnv): LoadedConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason = code === 'ENOENT' ? 'file not found' : (code ?? (error as Error).message);
+    throw new ConfigError([{ path, message: `cannot read config file: ${reason}` }]);
+  }
+  return parseConfig(text, { env, source: path });
+}
+
+/** Validates and normalizes an already-parsed config (e.g. from YAML or JSON). Throws ConfigError with every issue. */
+export function normalizeConfig(raw: unknown, options: NormalizeOptions = {}): LoadedConfig {
+  const env = options.env ?? process.env;
+  const ctx: Context = { issues: [], warnings: [], secrets: new Set() };
+  const resolved = resolveEnvReferences(raw, env, '', ctx.issues);
+
+  if (isAbsent(resolved)) {
+    ctx.issues.push({ path: ROOT_PATH, message: 'the config is empty; expected a map with at least model_list' });
+  }
+  const root = isAbsent(resolved) ? undefined : checkMap(resolved, ROOT_PATH, ctx.issues);
+  // Nothing below the top level can be checked when the document is not a map.
+  if (root === undefined) throw new ConfigError(ctx.issues);
+  warnUnknownKeys(root, '', TOP_LEVEL_KEYS, ctx.warnings);
+  if (!isAbsent(root.litellm_settings)) {
+    ctx.warnings.push({ path: 'litellm_settings', message: 'accepted for LiteLLM compatibility but ignored by Triage' });
+  }
+  if (!isAbsent(root.environment_variables)) {
+    ctx.warnings.push({
+      path: 'environment_variables',
+      message: 'accepted for LiteLLM compatibility but ignored by Triage; set these in the process environment',
+    });
+  }
+
+  const { groups, groupNames } = normalizeModelList(root.model_list, ctx);
+  const router = normalizeRouterSettings(root.router_settings, ctx);
+  const general = normalizeGeneralSettings(root.general_settings, env, router, groupNames, ctx);
+
+  if (ctx.issues.length > 0) throw new ConfigError(scrubSecrets(ctx.issues, ctx.secrets));
+  return { config: { modelGroups: groups, router, general }, warnings: scrubSecrets(ctx.warnings, ctx.secrets) };
+}
+
+function rememberSecret(ctx: Context, value: unknown): void {
+  if (typeof value === 'string' && value.length >= MIN_SCRUBBED_SECRET_LENGTH) ctx.secrets.add(value);
+}
+
+function scrubSecrets(issues: ConfigIssue[], secrets: Set<string>): ConfigIssue[] {
+  const ordered = [...secrets].sort((a, b) => b.length - a.length);
+  const scrub = (text: string) => ordered.reduce((acc, secret) => acc.split(secret).join('***'), text);
+  return issues.map((issue) => ({ path: scrub(issue.path), message: scrub(issue.message) }));
+}
+
+/** An optional section: absent or null means "all defaults"; anything else must be a map. */
+function sectionMap(value: unknown, path: string, ctx: Context): RawMap {
+  if (isAbsent(value)) return {};
+  return checkMap(value, path, ctx.issues) ?? {};
+}
+
+// ---------------------------------------------------------------------------------------------------
+// model_list
+
+function normalizeModelList(value: unknown, ctx: Context): { groups: ModelGroupConfig[]; groupNames: Set<string> } {
+  const path = 'model_list';
+  const byGroup = new Map<string, DeploymentConfig[]>();
+  /** Deployments seen per model_name, valid or not: gives each its index within the group. */
+  const groupCounts = new Map<string, number>();
+  const idOwners = new Map<string, string>();
+
+  let list: unknown[] = [];
+  if (isAbsent(value)) {
+    ctx.issues.push({ path, message: 'is required (a non-empty list of deployments)' });
+  } else {
+    list = checkList(value, path, ctx.issues) ?? [];
+    if (Array.isArray(value) && value.length === 0) {
+      ctx.issues.push({ path, message: 'expected a non-empty list of deployments, got []' });
+    }
+  }
+
+  list.forEach((entry, index) => {
+    const entryPath = childPath(path, index);
+    const result = normalizeDeployment(entry, entryPath, groupCounts, ctx);
+    if (!result) return;
+    const { deployment, idPath } = result;
+    const owner = idOwners.get(deployment.id);
+    if (owner !== undefined) {
+      ctx.issues.push({ path: idPath, message: `duplicate deployment id ${JSON.stringify(deployment.id)} (already used by ${owner})` });
+      return;
+    }
+    idOwners.set(deployment.id, entryPath);
+    const group = byGroup.get(deployment.modelName) ?? [];
+    group.push(deployment);
+    byGroup.set(deployment.modelName, group);
+  });
+
+  const groups = [...byGroup].map(([name, deployments]) => ({ name, deployments }));
+  return { groups, groupNames: new Set(groupCounts.keys()) };
+}
+
+function normalizeDeployment(
+  entry: unknown,
+  path: string,
+  groupCounts: Map<string, number>,
+  ctx: Context,
+): { deployment: DeploymentConfig; idPath: string } | undefined {
+  const map = checkMap(entry, path, ctx.issues);
+  if (!map) return undefined;
+  warnUnknownKeys(map, path, DEPLOYMENT_KEYS, ctx.warnings);
+
+  const modelName = requiredField(map, 'model_name', path, checkNonEmptyString, ctx.issues);
+  let indexInGroup = 0;
+  if (modelName !== undefined) {
+    indexInGroup = groupCounts.get(modelName) ?? 0;
+    groupCounts.set(modelName, indexInGroup + 1);
+  }
+  const paramsPath = childPath(path, 'litellm_params');
+  const params = requiredField(map, 'litellm_params', path, checkMap, ctx.issues);
+  const infoPath = childPath(path, 'model_info');
+  const info = optionalField(map, 'model_info', path, checkMap, ctx.issues);
+
+  // model_info: id and fallback limits; any other key is LiteLLM metadata and ignored silently.
+  const explicitId = info ? optionalField(info, 'id', infoPath, checkNonEmptyString, ctx.issues) : undefined;
+  const infoLimits = info ? readLimits(info, infoPath, ctx) : {};
+  const normalizedParams = params ? normalizeLitellmParams(params, paramsPath, ctx) : undefined;
+  if (modelName === undefined || normalizedParams === undefined) return undefined;
+
+  const { limits: paramLimits, ...rest } = normalizedParams;
+  const limits = withoutUndefined<DeploymentLimits>({
+    rpm: paramLimits.rpm ?? infoLimits.rpm,
+    tpm: paramLimits.tpm ?? infoLimits.tpm,
+    maxParallelRequests: paramLimits.maxParallelRequests ?? infoLimits.maxParallelRequests,
+  });
+  const deployment = withoutUndefined<DeploymentConfig>({
+    id: explicitId ?? `${modelName}#${indexInGroup}`,
+    modelName,
+    ...rest,
+    limits,
+  });
+  return { deployment, idPath: explicitId !== undefined ? childPath(infoPath, 'id') : path };
+}
+
+function readLimits(map: RawMap, path: string, ctx: Context): DeploymentLimits {
+  return {
+    rpm: optionalField(map, 'rpm', path, checkPositiveInteger, ctx.issues),
+    tpm: optionalField(map, 'tpm', path, checkPositiveInteger, ctx.issues),
+    maxParallelRequests: optionalField(map, 'max_parallel_requests', path, checkPositiveInteger, ctx.issues),
+  };
+}
+
+type NormalizedParams = Omit<DeploymentConfig, 'id' | 'modelName'>;
+
+function normalizeLitellmParams(params: RawMap, path: string, ctx: Context): NormalizedParams | undefined {
+  const { issues } = ctx;
+  warnUnknownKeys(params, path, LITELLM_PARAMS_KEYS, ctx.warnings);
+  const modelPath = childPath(path, 'model');
+  const model = requiredField(params, 'model', path, checkNonEmptyString, issues);
+  const mockResponse = optionalField(params, 'mock_response', path, checkString, issues);
+  const mockDelay = optionalField(params, 'mock_delay', path, checkNonNegativeSeconds, issues);
+  rememberSecret(ctx, params.api_key);
+  const apiKey = optionalField(params, 'api_key', path, checkNonEmptyString, issues, { secret: true });
+  let apiBase = optionalField(params, 'api_base', path, checkHttpUrl, issues);
+  // api_version is accepted for LiteLLM compatibility (Azure configs carry it) and not used.
+  const limits = readLimits(params, path, ctx);
+  const timeout = optionalField(params, 'timeout', path, checkPositiveSeconds, issues);
+  if (model === undefined) return undefined;
+
+  const slash = model.indexOf('/');
+  const provider = slash >= 0 ? model.slice(0, slash) : '';
+  const upstreamModel = slash >= 0 ? model.slice(slash + 1) : model;
+
+  if (mockResponse === undefined && isAbsent(params.mock_response)) {
+    if (!OPENAI_COMPATIBLE_PROVIDERS.includes(provider)) {
+      const which = provider === '' ? `model ${JSON.stringify(model)} has no provider prefix` : `provider ${JSON.stringify(provider)}`;
+      ctx.warnings.push({
+        path: modelPath,
+        message:
+          `${which}: only OpenAI-compatible HTTP upstreams (${OPENAI_COMPATIBLE_PROVIDERS.join(', ')}) are supported; ` +
+          'the deployment is loaded, but calls to it may fail',
+      });
+    } else {
+      if (upstreamModel === '') {
+        issues.push({ path: modelPath, message: `expected "${provider}/<model name>", got ${describeValue(model)}` });
+      }
+      if (isAbsent(params.api_base)) {
+        if (provider === 'openai') {
+          apiBase = OPENAI_DEFAULT_API_BASE;
+        } else {
+          issues.push({
+            path: childPath(path, 'api_base'),
+            message: `is required for provider ${JSON.stringify(provider)} when there is no mock_response (an http(s) URL)`,
+          });
+        }
+      }
+    }
+  }
+
+  return {
+    model,
+    provider,
+    upstreamModel,
+    limits,
+    mockResponse,
+    mockDelayMs: secondsToMs(mockDelay ?? 0),
+    apiBase: apiBase?.replace(/\/+$/, ''),
+    apiKey,
+    requestTimeoutMs: timeout === undefined ? undefined : secondsToMs(timeout),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// router_settings
+
+function normalizeRouterSettings(value: unknown, ctx: Context): RouterSettings {
+  const path = 'router_settings';
+  const { issues } = ctx;
+  const map = sectionMap(value, path, ctx);
+  warnUnknownKeys(map, path, ROUTER_KEYS, ctx.warnings);
+  const field = <T>(key: string, check: Check<T>): T | undefined => optionalField(map, key, path, check, issues);
+
+  const routingStrategy = field('routing_strategy', checkNonEmptyString) ?? DEFAULT_ROUTING_STRATEGY;
+  if (routingStrategy !== DEFAULT_ROUTING_STRATEGY) {
+    ctx.warnings.push({
+      path: childPath(path, 'routing_strategy'),
+      message: `${JSON.stringify(routingStrategy)} is accepted, but Triage always routes to the least-loaded deployment`,
+    });
+  }
+
+  const minGiven = field('min_priority', checkInteger);
+  const maxGiven = field('max_priority', checkInteger);
+  const defaultGiven = field('default_priority', checkInteger);
+  const minPriority = minGiven ?? 0;
+  const maxPriority = maxGiven ?? 1000;
+  const defaultPriority = defaultGiven ?? 0;
+  const prioritiesValid =
+    absentOrValid(map, 'min_priority', minGiven) &&
+    absentOrValid(map, 'max_priority', maxGiven) &&
+    absentOrValid(map, 'default_priority', defaultGiven);
+  if (prioritiesValid) {
+    if (maxPriority < minPriority) {
+      const at = maxGiven !== undefined ? 'max_priority' : 'min_priority';
+      issues.push({
+        path: childPath(path, at),
+        message:
+          at === 'max_priority'
+            ? `must be >= min_priority (${minPriority}), got ${maxPriority}`
+            : `must be <= max_priority (${maxPriority}, the default), got ${minPriority}`,
+      });
+    } else if (defaultPriority < minPriority || defaultPriority > maxPriority) {
+      issues.push({
+        path: childPath(path, 'default_priority'),
+        message:
+          `must lie within [min_priority ${minPriority}, max_priority ${maxPriority}], got ${defaultPriority}` +
+          (defaultGiven === undefined ? ' (the default); set default_priority' : ''),
+      });
+    }
+  }
+
+  const agingSeconds = field('priority_aging_seconds', checkPositiveSeconds);
+  const router: RouterSettings = {
+    routingStrategy,
+    pollingIntervalMs: secondsToMs(field('polling_interval', checkPositiveSeconds) ?? 0.03),
+    queueTimeoutMs: secondsToMs(field('timeout', checkPositiveSeconds) ?? 600),
+    requestTimeoutMs: secondsToMs(field('request_timeout', checkPositiveSeconds) ?? 600),
+    defaultPriority,
+    minPriority,
+    maxPriority,
+    cooldownTimeMs: secondsToMs(field('cooldown_time', checkNonNegativeSeconds) ?? 5),
+    allowedFails: field('allowed_fails', checkNonNegativeInteger) ?? 3,
+    numRetries: field('num_retries', checkNonNegativeInteger) ?? 2,
+    maxQueueSize: field('max_queue_size', checkPositiveInteger) ?? 10_000,
+    priorityAgingMs: agingSeconds === undefined ? undefined : secondsToMs(agingSeconds),
+    defaultMaxTokens: field('default_max_tokens', checkPositiveInteger) ?? 256,
+    redis: normalizeRedis(map, path, ctx),
+  };
+  return withoutUndefined(router);
+}
+
+/** Redis settings exist only when redis_url or redis_host is given; both are passed through when both are. */
+function normalizeRedis(map: RawMap, path: string, ctx: Context): RedisSettings | undefined {
+  const { issues } = ctx;
+  rememberSecret(ctx, map.redis_password);
+  const url = optionalField(map, 'redis_url', path, checkRedisUrl, issues);
+  const host = optionalField(map, 'redis_host', path, checkNonEmptyString, issues);
+  const port = optionalField(map, 'redis_port', path, checkPort, issues);
+  const password = optionalField(map, 'redis_password', path, checkString, issues, { secret: true });
+  const prefix = optionalField(map, 'redis_prefix', path, checkNonEmptyString, issues);
+
+  if (isAbsent(map.redis_url) && isAbsent(map.redis_host)) {
+    for (const key of ['redis_port', 'redis_password', 'redis_prefix']) {
+      if (!isAbsent(map[key])) {
+        ctx.warnings.push({ path: childPath(path, key), message: 'ignored: neither redis_url nor redis_host is set' });
+      }
+    }
+    return undefined;
+  }
+  return withoutUndefined<RedisSettings>({
+    url,
+    host,
+    // The default port goes with a host; a URL carries its own port.
+    port: port ?? (host !== undefined ? 6379 : undefined),
+    password,
+    prefix: prefix ?? 'triage',
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// general_settings
+
+function normalizeGeneralSettings(
+  value: unknown,
+  env: NodeJS.ProcessEnv,
+  router: RouterSettings,
+  groupNames: Set<string>,
+  ctx: Context,
+): GeneralSettings {
+  const path = 'general_settings';
+  const { issues } = ctx;
+  const map = sectionMap(value, path, ctx);
+  warnUnknownKeys(map, path, GENERAL_KEYS, ctx.warnings);
+
+  rememberSecret(ctx, map.master_key);
+  let masterKey = optionalField(map, 'master_key', path, checkNonEmptyString, issues, { secret: true });
+  let masterKeySource = 'general_settings.master_key';
+  if (isAbsent(map.master_key)) {
+    const fromEnv = MASTER_KEY_ENV_VARS.find((name) => (env[name] ?? '') !== '');
+    if (fromEnv !== undefined) {
+      masterKey = env[fromEnv];
+      masterKeySource = `the master key (from ${fromEnv})`;
+      rememberSecret(ctx, masterKey);
+    }
+  }
+
+  const keys = normalizeVirtualKeys(map.keys, childPath(path, 'keys'), { masterKey, masterKeySource, router, groupNames }, ctx);
+  const graceSeconds = optionalField(map, 'shutdown_grace_seconds', path, checkNonNegativeSeconds, issues) ?? 30;
+  return withoutUndefined<GeneralSettings>({
+    masterKey,
+    keys,
+    maxRequestBodyBytes: optionalField(map, 'max_request_body_bytes', path, checkPositiveInteger, issues) ?? 4_194_304,
+    publicMetrics: optionalField(map, 'public_metrics', path, checkBoolean, issues) ?? false,
+    shutdownGraceMs: secondsToMs(graceSeconds),
+  });
+}
+
+interface KeyRules {
+  masterKey: string | undefined;
+  masterKeySource: string;
+  router: RouterSettings;
+  groupNames: Set<string>;
+}
+
+function normalizeVirtualKeys(value: unknown, path: string, rules: KeyRules, ctx: Context): VirtualKeyConfig[] {
+  if (isAbsent(value)) return [];
+  const list = checkList(value, path, ctx.issues) ?? [];
+  const keyOwners = new Map<string, string>();
+  const nameOwners = new Map<string, string>();
+  const keys: VirtualKeyConfig[] = [];
+  list.forEach((entry, index) => {
+    const entryPath = childPath(path, index);
+    const map = checkMap(entry, entryPath, ctx.issues);
+    if (!map) return;
+    const parsed = normalizeVirtualKey(map, entryPath, index, rules, ctx);
+
+    if (parsed.key !== undefined) {
+      const owner = keyOwners.get(parsed.key);
+      if (owner !== undefined) {
+        ctx.issues.push({ path: childPath(entryPath, 'key'), message: `duplicate key (the same as ${owner}.key)` });
+      }
+      keyOwners.set(parsed.key, owner ?? entryPath);
+    }
+    if (parsed.name !== undefined) {
+      const owner = nameOwners.get(parsed.name);
+      if (owner !== undefined) {
+        ctx.issues.push({
+          path: childPath(entryPath, 'name'),
+          message: `duplicate name ${JSON.stringify(parsed.name)} (already used by ${owner})`,
+        });
+      }
+      nameOwners.set(parsed.name, owner ?? entryPath);
+    }
+    if (parsed.key !== undefined && parsed.name !== undefined) keys.push(withoutUndefined(parsed as VirtualKeyConfig));
+  });
+  return keys;
+}
+
+function normalizeVirtualKey(
+  map: RawMap,
+  path: string,
+  index: number,
+  rules: KeyRules,
+  ctx: Context,
+): Partial<VirtualKeyConfig> {
+  const { issues } = ctx;
+  warnUnknownKeys(map, path, VIRTUAL_KEY_KEYS, ctx.warnings);
+  rememberSecret(ctx, map.key);
+  const key = requiredField(map, 'key', path, checkNonEmptyString, issues, { secret: true });
+  if (key !== undefined && key === rules.masterKey) {
+    issues.push({ path: childPath(path, 'key'), message: `must differ from ${rules.masterKeySource}` });
+  }
+  const name = isAbsent(map.name) ? `key-${index}` : optionalField(map, 'name', path, checkNonEmptyString, issues);
+  const models = normalizeKeyModels(map.models, childPath(path, 'models'), rules.groupNames, ctx);
+
+  const maxPriority = optionalField(map, 'max_priority', path, checkInteger, issues);
+  const { minPriority, maxPriority: routerMax } = rules.router;
+  if (maxPriority !== undefined && (maxPriority < minPriority || maxPriority > routerMax)) {
+    issues.push({
+      path: childPath(path, 'max_priority'),
+      message: `must lie within [router_settings.min_priority ${minPriority}, router_settings.max_priority ${routerMax}], got ${maxPriority}`,
+    });
+  }
+  const rpm = optionalField(map, 'rpm', path, checkPositiveInteger, issues);
+  return { key, name, models, maxPriority, rpm };
+}
+
+function normalizeKeyModels(
+  value: unknown,
+  path: string,
+  groupNames: Set<string>,
+  ctx: Context,
+): string[] | undefined {
+  if (isAbsent(value)) return undefined;
+  const list = checkList(value, path, ctx.issues);
+  if (!list) return undefined;
+  if (list.length === 0) {
+    ctx.warnings.push({ path, message: 'an empty list allows no model at all; omit models to allow every model' });
+  }
+  const models: string[] = [];
+  list.forEach((item, index) => {
+    const itemPath = childPath(path, index);
+    const name = checkNonEmptyString(item, itemPath, ctx.issues);
+    if (name === undefined) return;
+    if (!groupNames.has(name)) {
+      const known = [...groupNames].map((n) => JSON.stringify(n)).join(', ') || 'none';
+      ctx.issues.push({ path: itemPath, message: `unknown model ${JSON.stringify(name)}; model_list defines: ${known}` });
+      return;
+    }
+    models.push(name);
+  });
+  return models;
+}
