@@ -14,6 +14,8 @@ import { UpstreamError, type Upstream, type UpstreamCall } from './upstream.js';
 export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason);
+    // No delay means no timer: a zero wait must not depend on a (possibly fake) clock advancing.
+    if (ms <= 0) return resolve();
     const onAbort = () => {
       clock.clearTimeout(handle);
       reject(signal.reason);

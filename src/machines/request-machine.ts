@@ -99,7 +99,8 @@ export const callUpstream = fromPromise<{ completion?: ChatCompletion; usage?: U
     let usage: Usage | undefined;
     for await (const chunk of upstream.stream({ body, signal: controller.signal })) {
       if (chunk.usage) usage = chunk.usage;
-      input.sink?.push(chunk);
+      // A usage report the caller did not ask for is kept for tpm accounting only.
+      if (chunk.__triageHidden !== true) input.sink?.push(chunk);
     }
     return { usage };
   } catch (e) {

@@ -1,0 +1,105 @@
+#!/usr/bin/env node
+/**
+ * `triage [--config FILE] [--port N] [--host ADDR]`: the gateway on its embedded default config, or
+ * on a LiteLLM-format config. LiteLLM's flags that mean nothing here are accepted with a warning.
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, type LoadedConfig } from './adapters/config-types.js';
+import { loadConfigFile } from './adapters/config-loader.js';
+import { loadDefaultConfig } from './adapters/default-config.js';
+import { createGateway, type GatewayOptions } from './gateway.js';
+
+const USAGE = `Usage: triage [--config FILE] [--port N] [--host ADDR]
+
+  --config FILE   LiteLLM-format YAML config (default: the embedded config with two mock models)
+  --port N        port to listen on (default 4000)
+  --host ADDR     address to listen on (default 127.0.0.1; use 0.0.0.0 to serve other machines)
+  --help          this text
+
+Environment: TRIAGE_MASTER_KEY (or LITELLM_MASTER_KEY) sets the master key when the config has none;
+TRIAGE_LOG_LEVEL sets the log level (default info).`;
+
+/** LiteLLM proxy flags that have no meaning for Triage: accepted, warned about, ignored. */
+const IGNORED_FLAGS = ['num_workers', 'detailed_debug', 'debug', 'telemetry', 'run_gunicorn', 'use_queue'];
+
+function fail(message: string, code = 2): never {
+  process.stderr.write(`${message}\n`);
+  process.exit(code);
+}
+
+async function main(): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      options: {
+        config: { type: 'string', short: 'c' },
+        port: { type: 'string', short: 'p' },
+        host: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        ...Object.fromEntries(IGNORED_FLAGS.map((f) => [f, { type: 'string' as const }])),
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (e) {
+    fail(`${(e as Error).message}\n\n${USAGE}`);
+  }
+  const args = parsed.values as Record<string, string | boolean | undefined>;
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  for (const flag of IGNORED_FLAGS) if (args[flag] !== undefined) process.stderr.write(`warning: --${flag} is a LiteLLM option that Triage ignores\n`);
+
+  const port = args.port === undefined ? 4000 : Number(args.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port: expected an integer from 0 to 65535, got ${JSON.stringify(args.port)}`);
+  const host = typeof args.host === 'string' ? args.host : '127.0.0.1';
+
+  let loaded: LoadedConfig;
+  try {
+    loaded = typeof args.config === 'string' ? loadConfigFile(args.config) : loadDefaultConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) fail(`${args.config ?? 'default config'}: ${e.message}`, 1);
+    throw e;
+  }
+  for (const w of loaded.warnings) process.stderr.write(`warning: ${w.path}: ${w.message}\n`);
+  const { config } = loaded;
+  if (config.general.masterKey === undefined && config.general.keys.length === 0) {
+    process.stderr.write('warning: no master_key or keys configured: the gateway accepts requests from anyone who can reach it\n');
+  }
+
+  const options: GatewayOptions = {
+    config,
+    logger: { level: process.env.TRIAGE_LOG_LEVEL ?? 'info' },
+  };
+  if (config.router.redis) {
+    const { createRedisStoreFactory } = await import('./adapters/redis-connection.js');
+    options.store = createRedisStoreFactory(config.router.redis, {});
+  }
+  const gateway = await createGateway(options);
+  const url = await gateway.listen(port, host);
+  process.stdout.write(`Triage listening on ${url}\n`);
+  process.stdout.write(`Models: ${gateway.router.models.join(', ')}\n`);
+  process.stdout.write(`Try: curl ${url}/queue/chat/completions -H 'content-type: application/json' -d '{"model":"${gateway.router.models[0]}","messages":[{"role":"user","content":"hi"}],"priority":0}'\n`);
+
+  let signals = 0;
+  const shutdown = (signal: string) => {
+    signals += 1;
+    if (signals > 1) {
+      process.stderr.write(`${signal} again: exiting now\n`);
+      process.exit(130);
+    }
+    process.stderr.write(`${signal}: draining (grace ${config.general.shutdownGraceMs} ms)\n`);
+    gateway.close().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        process.stderr.write(`shutdown failed: ${String(e)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+main().catch((e: unknown) => fail(`triage: ${(e as Error)?.stack ?? String(e)}`, 1));

@@ -1,0 +1,114 @@
+/**
+ * The chat completion endpoints. `/queue/chat/completions` is LiteLLM's name and is kept for
+ * compatibility; `/chat/completions` and the `/v1/...` aliases go through the same scheduler, so the
+ * limits hold whichever path a client uses.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ChatCompletionChunk } from '../adapters/openai-types.js';
+import { TriageError } from '../errors.js';
+import type { QueueMeta, Router } from '../router.js';
+import { checkModelAllowed, clampPriority, takeKeyRate, type Caller } from './auth.js';
+import { sendError, toHttpError } from './http-errors.js';
+
+export const CHAT_PATHS = ['/queue/chat/completions', '/chat/completions', '/v1/queue/chat/completions', '/v1/chat/completions'];
+
+/** Response headers that say what the queue did; one prefix for all. */
+export const HEADER = {
+  requestId: 'x-triage-request-id',
+  priority: 'x-triage-priority',
+  priorityClamped: 'x-triage-priority-clamped',
+  queueWaitMs: 'x-triage-queue-wait-ms',
+  deployment: 'x-triage-deployment',
+  attempts: 'x-triage-attempts',
+} as const;
+
+function queueHeaders(meta: QueueMeta, clamped: boolean): Record<string, string> {
+  const headers: Record<string, string> = {
+    [HEADER.requestId]: meta.requestId,
+    [HEADER.priority]: String(meta.priority),
+    [HEADER.queueWaitMs]: String(Math.round(meta.waitedMs)),
+    [HEADER.deployment]: meta.deployment,
+    [HEADER.attempts]: String(meta.attempts),
+  };
+  if (clamped) headers[HEADER.priorityClamped] = 'true';
+  return headers;
+}
+
+/** Aborts when the caller goes away before the response is finished. */
+function callerGone(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  reply.raw.on('close', () => {
+    if (!reply.raw.writableFinished) controller.abort(new TriageError('client_closed'));
+  });
+  return controller.signal;
+}
+
+function write(reply: FastifyReply, text: string): Promise<void> {
+  // Respect backpressure: a slow reader slows its own stream, not the gateway.
+  if (reply.raw.write(text)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      reply.raw.off('drain', done);
+      reply.raw.off('close', done);
+      resolve();
+    };
+    reply.raw.on('drain', done);
+    reply.raw.on('close', done);
+  });
+}
+
+async function streamSse(reply: FastifyReply, stream: AsyncIterable<ChatCompletionChunk>, headers: Record<string, string>): Promise<void> {
+  reply.hijack();
+  reply.raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', ...headers });
+  try {
+    for await (const chunk of stream) {
+      if (reply.raw.destroyed) break;
+      await write(reply, `data: ${JSON.stringify(chunk)}\n\n`);
+    }
+    if (!reply.raw.destroyed) await write(reply, 'data: [DONE]\n\n');
+  } catch (e) {
+    // Headers are sent: the failure travels as an error event, as OpenAI's own streams do.
+    if (!reply.raw.destroyed) await write(reply, `data: ${JSON.stringify(toHttpError(e).toJSON())}\n\n`);
+  } finally {
+    reply.raw.end();
+  }
+}
+
+export function registerChatRoutes(app: FastifyInstance, router: Router): void {
+  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+    const caller = (request as FastifyRequest & { caller: Caller }).caller;
+    const body = request.body;
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+      return sendError(reply, new TriageError('invalid_request', 'The request body must be a JSON object.'));
+    }
+    const params = { ...(body as Record<string, unknown>) };
+    const queryModel = (request.query as Record<string, unknown> | undefined)?.model;
+    if (typeof queryModel === 'string' && queryModel !== '') params.model = queryModel;
+    try {
+      if (typeof params.model !== 'string' || params.model === '') {
+        throw new TriageError('invalid_request', 'model is required and must be a string.', { param: 'model' });
+      }
+      checkModelAllowed(caller, params.model);
+      // A key bound to a worse priority also gets that as its default.
+      const requested = params.priority === undefined || params.priority === null
+        ? Math.max(router.config.router.defaultPriority, caller.maxPriority ?? -Infinity)
+        : router.resolvePriority(params.priority);
+      const { priority, clamped } = clampPriority(caller, requested);
+      takeKeyRate(caller, router.clock.now());
+      const result = await router.schedule({
+        ...params,
+        model: params.model,
+        messages: params.messages as never,
+        priority,
+        tenant: caller.name,
+        signal: callerGone(reply),
+      });
+      const headers = queueHeaders(result.meta, clamped);
+      if (result.kind === 'stream') return streamSse(reply, result.stream, headers);
+      return reply.headers(headers).send(result.completion);
+    } catch (e) {
+      return sendError(reply, e);
+    }
+  };
+  for (const path of CHAT_PATHS) app.post(path, handler);
+}

@@ -1,0 +1,34 @@
+/** Read-only endpoints: the model list, the queue's state, and health probes. */
+import type { FastifyInstance } from 'fastify';
+import type { Router } from '../router.js';
+
+export interface Readiness {
+  ready: boolean;
+  status: 'ready' | 'draining' | 'store_unavailable';
+  store: 'memory' | 'redis';
+  detail?: string;
+}
+
+export function registerStatusRoutes(app: FastifyInstance, router: Router, readiness: () => Readiness): void {
+  const started = Math.floor(Date.now() / 1000);
+  const models = async () => ({
+    object: 'list',
+    data: router.models.map((id) => ({ id, object: 'model', created: started, owned_by: 'triage' })),
+  });
+  app.get('/v1/models', models);
+  app.get('/models', models);
+
+  app.get('/queue/status', async (request) => {
+    const q = request.query as { waiters?: string };
+    const limit = q.waiters !== undefined && /^\d{1,4}$/.test(q.waiters) ? Number(q.waiters) : 50;
+    return { models: await router.queueStatus(limit) };
+  });
+
+  // Probes carry no secret and stay open, so orchestrators need no key.
+  app.get('/health/liveliness', async () => ({ status: 'alive' }));
+  app.get('/health/liveness', async () => ({ status: 'alive' }));
+  app.get('/health/readiness', async (_request, reply) => {
+    const r = readiness();
+    return reply.code(r.ready ? 200 : 503).send(r);
+  });
+}
