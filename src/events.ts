@@ -18,6 +18,11 @@ export class EventBus {
 
   constructor(private readonly now: () => number) {}
 
+  /** Sequence number of the last event published. */
+  get lastSeq(): number {
+    return this.seq;
+  }
+
   get hasSubscribers(): boolean {
     return this.listeners.size > 0;
   }

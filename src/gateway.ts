@@ -8,7 +8,7 @@ import { openAIUpstreamFactory } from './adapters/openai-upstream.js';
 import type { UpstreamFactory } from './adapters/upstream.js';
 import type { Clock } from './machines/clock.js';
 import { createRouter, type Router, type StoreFactory } from './router.js';
-import { buildApp, type TriageApp } from './server/app.js';
+import { buildApp, type AppOptions, type TriageApp } from './server/app.js';
 import type { Readiness } from './server/status-routes.js';
 
 export interface GatewayOptions {
@@ -16,6 +16,7 @@ export interface GatewayOptions {
   logger?: FastifyServerOptions['logger'];
   clock?: Clock;
   upstreamFactory?: UpstreamFactory;
+  eventStream?: AppOptions['eventStream'];
   /** A shared store (Redis); when absent the queue lives in this process. */
   store?: { storeFactory: StoreFactory; ready(): boolean; close(): Promise<void> };
 }
@@ -42,6 +43,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         : { ready: false, status: 'store_unavailable', store: 'redis', detail: 'Redis is not connected; requests are answered 503 until it is back.' };
   const appOptions: Parameters<typeof buildApp>[0] = { router, readiness };
   if (options.logger !== undefined) appOptions.logger = options.logger;
+  if (options.eventStream !== undefined) appOptions.eventStream = options.eventStream;
   if (config.general.publicMetrics) appOptions.publicPaths = ['/metrics'];
   const triage = buildApp(appOptions);
   await triage.app.ready();

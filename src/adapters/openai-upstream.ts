@@ -10,13 +10,22 @@ import { UpstreamError, type Upstream, type UpstreamCall, type UpstreamFactory }
 /** LiteLLM control fields that must never be steered by a caller through the upstream. */
 const CONTROL_FIELDS = ['mock_response', 'mock_delay', 'api_base', 'api_key', 'base_url', 'api_version', 'litellm_params', 'user_config'];
 
+/** A non-negative decimal number, as Retry-After's delay-seconds (and OpenAI's retry-after-ms) are written. */
+const DELAY = /^\d+(\.\d+)?$/;
+
+/**
+ * The upstream's wait hint in ms: `retry-after-ms` (OpenAI) first, then `Retry-After` as seconds or an
+ * HTTP date. Empty, negative or malformed values are no hint (undefined), never 0: a 0 would skip the
+ * cooldown a 429 otherwise gets.
+ */
 export function parseRetryAfter(headers: Headers, now = Date.now()): number | undefined {
-  const ms = headers.get('retry-after-ms');
-  if (ms !== null && Number.isFinite(Number(ms)) && Number(ms) >= 0) return Number(ms);
-  const value = headers.get('retry-after');
-  if (value === null) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const ms = headers.get('retry-after-ms')?.trim();
+  if (ms !== undefined && DELAY.test(ms)) return Number(ms);
+  const value = headers.get('retry-after')?.trim();
+  if (value === undefined || value === '') return undefined;
+  if (DELAY.test(value)) return Number(value) * 1000;
+  // HTTP dates start with a day name; Date.parse alone also accepts things like "-3" as a year.
+  if (!/^[A-Za-z]/.test(value)) return undefined;
   const date = Date.parse(value);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
@@ -31,10 +40,26 @@ async function failureFrom(response: Response): Promise<UpstreamError> {
   }
   const upstreamMessage = (body as { error?: { message?: unknown } } | undefined)?.error?.message;
   const message = `HTTP ${response.status}${typeof upstreamMessage === 'string' ? `: ${upstreamMessage.slice(0, 500)}` : ''}`;
-  const retryAfter = parseRetryAfter(response.headers);
-  if (response.status === 429) return new UpstreamError('rate_limited', message, 429, retryAfter, body);
-  if (response.status >= 500 || response.status === 408) return new UpstreamError('server_error', message, response.status, retryAfter, body);
-  return new UpstreamError('client_error', message, response.status, undefined, body);
+  return classify(response.status, message, parseRetryAfter(response.headers), body);
+}
+
+function classify(status: number, message: string, retryAfter: number | undefined, body: unknown): UpstreamError {
+  if (status === 429) return new UpstreamError('rate_limited', message, 429, retryAfter, body);
+  if (status >= 500 || status === 408) return new UpstreamError('server_error', message, status, retryAfter, body);
+  return new UpstreamError('client_error', message, status, undefined, body);
+}
+
+/**
+ * An `{"error": {...}}` event inside a 200 stream (OpenAI and vLLM report mid-stream failures so): a
+ * failure classified by the status its `code`/`status` names when that is a 4xx/5xx, else a server
+ * error.
+ */
+function streamErrorFrom(event: { error: unknown }): UpstreamError {
+  const error = (event.error ?? {}) as { message?: unknown; code?: unknown; status?: unknown };
+  const detail = typeof error.message === 'string' ? error.message.slice(0, 500) : typeof event.error === 'string' ? event.error.slice(0, 500) : 'unknown error';
+  const named = [error.status, error.code].map(Number).find((n) => Number.isInteger(n) && n >= 400 && n <= 599);
+  const message = `upstream stream error: ${detail}`;
+  return named === undefined ? new UpstreamError('server_error', message, undefined, undefined, event) : classify(named, message, undefined, event);
 }
 
 function networkError(e: unknown): UpstreamError {
@@ -123,12 +148,18 @@ export class OpenAIUpstream implements Upstream {
           sawDone = true;
           break;
         }
-        let chunk: ChatCompletionChunk;
+        let parsed: unknown;
         try {
-          chunk = JSON.parse(data) as ChatCompletionChunk;
+          parsed = JSON.parse(data);
         } catch {
+          parsed = undefined;
+        }
+        if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
           throw new UpstreamError('network', 'upstream sent an unreadable stream event');
         }
+        const event = parsed as { error?: unknown; choices?: unknown };
+        if (event.error != null && !Array.isArray(event.choices)) throw streamErrorFrom(event as { error: unknown });
+        const chunk = parsed as ChatCompletionChunk;
         // The usage-only chunk we asked for is kept for accounting but not shown to a caller who did not ask.
         if (!callerWantsUsage && chunk.usage && Array.isArray(chunk.choices) && chunk.choices.length === 0) {
           yield { ...chunk, choices: [], usage: chunk.usage, __triageHidden: true };
@@ -139,6 +170,10 @@ export class OpenAIUpstream implements Upstream {
     } catch (e) {
       if (call.signal.aborted) throw call.signal.reason;
       throw networkError(e);
+    } finally {
+      // Given up early (bad event, error event, consumer stopped): close the upstream response instead
+      // of leaving its connection open until garbage collection. After [DONE] the body ends by itself.
+      if (!sawDone) response.body.cancel().catch(() => {});
     }
     if (!sawDone) throw new UpstreamError('network', 'upstream stream ended before [DONE]');
   }

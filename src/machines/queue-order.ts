@@ -2,7 +2,8 @@
  * The order in which waiters are served, as plain functions shared by every store.
  *
  * A waiter's place is fixed when it is enqueued, so the queue never has to be re-sorted:
- * - `rank`: its priority (lower first). With aging on, the rank is `priority - enqueuedAt / agingMs`:
+ * - `rank`: its priority (lower first). With aging on, the rank is `priority + enqueuedAt / agingMs`
+ *   (computed as `priority * agingMs + enqueuedAt`, the same order without rounding error):
  *   a request that has waited one interval ties with one of a priority one better arriving now. The
  *   effective priority keeps improving by one per interval as it waits, and because every waiter ages
  *   at the same rate, the order between two waiters never changes: no re-heap on a clock tick.
@@ -24,7 +25,9 @@ export function compareOrder(a: OrderKey, b: OrderKey): number {
 }
 
 export function orderRank(priority: number, enqueuedAt: number, agingMs: number | undefined): number {
-  return agingMs === undefined ? priority : priority - enqueuedAt / agingMs;
+  // Later arrivals must rank worse (higher), so enqueuedAt is added. Scaled by agingMs so the rank is
+  // exact integer arithmetic: `p + t / I` would make the documented tie depend on float rounding.
+  return agingMs === undefined ? priority : priority * agingMs + enqueuedAt;
 }
 
 /** The effective priority a waiter has reached at `now` (reported in snapshots). */

@@ -2,11 +2,13 @@
  * The fastify application: authentication, the chat endpoints, status and health, and the error
  * envelope for everything. Plugins for events, the debugger and metrics register on top of it.
  */
+import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { TriageError } from '../errors.js';
 import type { Router } from '../router.js';
 import { KeyRing, presentedKey, type Caller } from './auth.js';
 import { registerChatRoutes } from './chat-routes.js';
+import { DEFAULT_EVENT_STREAM_OPTIONS, registerEventsRoute, type EventStreamOptions } from './events-route.js';
 import { sendError } from './http-errors.js';
 import { registerStatusRoutes, type Readiness } from './status-routes.js';
 
@@ -22,6 +24,7 @@ export interface AppOptions {
   readiness?: () => Readiness;
   /** Paths served without a key even when keys are configured. */
   publicPaths?: string[];
+  eventStream?: Partial<EventStreamOptions>;
 }
 
 const ALWAYS_PUBLIC = ['/health/liveliness', '/health/liveness', '/health/readiness'];
@@ -86,6 +89,15 @@ export function buildApp(options: AppOptions): TriageApp {
     }
   });
 
+  // A refused WebSocket upgrade gets its HTTP answer, then the socket is closed: an unauthenticated
+  // client must not keep a connection open by asking to upgrade.
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.raw.headers.upgrade !== undefined && reply.statusCode >= 400) request.raw.socket?.destroySoon();
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.raw.headers.upgrade !== undefined) reply.header('connection', 'close');
+  });
+
   app.setErrorHandler((error, request, reply) => {
     if ((error as { statusCode?: number }).statusCode === undefined || (error as { statusCode?: number }).statusCode! >= 500) {
       request.log.error({ err: error, url: redactUrl(request.url) }, 'request failed');
@@ -97,6 +109,20 @@ export function buildApp(options: AppOptions): TriageApp {
   );
 
   registerChatRoutes(app, router);
+  void app.register(websocket, {
+    options: { maxPayload: DEFAULT_EVENT_STREAM_OPTIONS.maxMessageBytes },
+    // On shutdown, say goodbye (1001 "going away"); a client that does not answer is cut shortly after.
+    preClose(done) {
+      for (const client of app.websocketServer.clients) {
+        client.close(1001, 'gateway shutting down');
+        setTimeout(() => client.terminate(), 500).unref();
+      }
+      app.websocketServer.close(() => undefined);
+      done();
+    },
+  });
+  const eventStream = { ...DEFAULT_EVENT_STREAM_OPTIONS, ...options.eventStream };
+  void app.register(async (scoped) => registerEventsRoute(scoped, router, eventStream));
   const readiness = options.readiness ?? (() => ({ ready: !draining, status: draining ? 'draining' : 'ready', store: 'memory' }) as Readiness);
   registerStatusRoutes(app, router, () => {
     const r = readiness();

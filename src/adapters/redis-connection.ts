@@ -1,0 +1,211 @@
+/**
+ * One instance's link to the shared Redis: a command connection, a subscriber connection, one
+ * heartbeat timer, and the StoreFactory the router uses to build a RedisStore per model group.
+ *
+ *   const redis = createRedisStoreFactory(config.router.redis!, { instanceId });
+ *   await redis.whenReady();
+ *   const router = createRouter(config, { storeFactory: redis.storeFactory });
+ *   ...
+ *   await router.close();
+ *   await redis.close();
+ *
+ * Fail closed: commands are not queued while Redis is unreachable (no offline queue, no per-request
+ * retries, a command timeout), so every store call rejects promptly and the gateway answers 503
+ * store_unavailable; no grant is made without Redis, because the limits shared with the other
+ * instances could not be guaranteed. The connections reconnect by themselves; on reconnect each store
+ * reconciles with Redis (see RedisStore.recover) and pumps.
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { RedisSettings } from './config-types.js';
+import type { StoreFactory } from '../router.js';
+import { checkIdentifier, instanceChannel, RedisStore } from './redis-store.js';
+
+export interface RedisStoreFactoryOptions {
+  /** This process's id among the instances (default: host, pid and a random suffix). */
+  instanceId?: string;
+  /** Lease length, ms (default 10 000). A killed instance's waiters and grants are reclaimed after it. */
+  leaseMs?: number;
+  /** A command without an answer this long fails (default 2000 ms). */
+  commandTimeoutMs?: number;
+  /** Connect attempt timeout (default 2000 ms). */
+  connectTimeoutMs?: number;
+  /** Longest pause between reconnect attempts (default 1000 ms). */
+  maxReconnectDelayMs?: number;
+  /** Grants per pump script call (default 256). */
+  pumpBatch?: number;
+}
+
+export interface RedisStoreFactory {
+  readonly instanceId: string;
+  readonly storeFactory: StoreFactory;
+  /** The command connection is up. */
+  ready(): boolean;
+  /** Resolves once the command connection is up; rejects after `timeoutMs`. */
+  whenReady(timeoutMs?: number): Promise<void>;
+  /** The last connection error, if any (for status pages and logs). */
+  readonly lastError: Error | null;
+  /** Stores built and not closed yet, by model group. */
+  readonly stores: ReadonlyMap<string, RedisStore>;
+  /** Leaves every group cleanly (waiters removed, grants released) and closes the connections. */
+  close(): Promise<void>;
+  /** Drops the connections without giving anything back, as `kill -9` would (crash tests). */
+  abandon(): void;
+}
+
+function connectionOptions(settings: RedisSettings, extra: RedisOptions): [string | undefined, RedisOptions] {
+  const options: RedisOptions = { ...extra };
+  if (settings.url !== undefined) {
+    if (settings.password !== undefined && !/^rediss?:\/\/[^@/]*:[^@/]*@/.test(settings.url)) options.password = settings.password;
+    return [settings.url, options];
+  }
+  options.host = settings.host ?? '127.0.0.1';
+  options.port = settings.port ?? 6379;
+  if (settings.password !== undefined) options.password = settings.password;
+  return [undefined, options];
+}
+
+function connect(settings: RedisSettings, extra: RedisOptions): Redis {
+  const [url, options] = connectionOptions(settings, extra);
+  return url === undefined ? new Redis(options) : new Redis(url, options);
+}
+
+export function createRedisStoreFactory(settings: RedisSettings, options: RedisStoreFactoryOptions = {}): RedisStoreFactory {
+  const instanceId = options.instanceId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  checkIdentifier('instance id', instanceId);
+  const leaseMs = Math.max(50, options.leaseMs ?? 10_000);
+  const prefix = settings.prefix;
+  const channel = instanceChannel(prefix, instanceId);
+  const maxDelay = options.maxReconnectDelayMs ?? 1000;
+  const retryStrategy = (times: number) => Math.min(50 * times, maxDelay);
+
+  const redis = connect(settings, {
+    // Fail fast, never hang: no offline queue, no resend of unanswered commands, a command timeout.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: options.commandTimeoutMs ?? 2000,
+    connectTimeout: options.connectTimeoutMs ?? 2000,
+    retryStrategy,
+  });
+  const sub = connect(settings, {
+    // The subscriber only carries wake-ups; it resubscribes itself on every (re)connect.
+    autoResubscribe: false,
+    maxRetriesPerRequest: null,
+    connectTimeout: options.connectTimeoutMs ?? 2000,
+    retryStrategy,
+  });
+
+  const stores = new Map<string, RedisStore>();
+  let lastError: Error | null = null;
+  let closed = false;
+
+  redis.on('error', (e: Error) => {
+    lastError = e;
+  });
+  sub.on('error', (e: Error) => {
+    lastError = e;
+  });
+  redis.on('ready', () => {
+    lastError = null;
+    // (Re)connected: reconcile each group (failed releases, lost replies, a Redis that restarted empty).
+    for (const store of stores.values()) void store.recover();
+  });
+  sub.on('ready', () => {
+    sub.subscribe(channel).then(
+      // Notifications sent while we were not subscribed are lost; the mail they announced is not.
+      () => {
+        for (const store of stores.values()) void store.onMail();
+      },
+      () => {},
+    );
+  });
+  sub.on('message', (ch: string, message: string) => {
+    if (ch !== channel || message.length === 0) return;
+    const store = stores.get(message.slice(1));
+    if (store === undefined) return;
+    if (message[0] === 'm') void store.onMail();
+    else store.onChanged();
+  });
+
+  const timer = setInterval(() => {
+    for (const store of stores.values()) void store.heartbeat();
+  }, Math.max(10, Math.floor(leaseMs / 3)));
+  timer.unref();
+
+  const storeFactory: StoreFactory = (model, deployments, config) => {
+    if (closed) throw new Error('the Redis connection is closed');
+    if (stores.has(model)) throw new Error(`instance ${instanceId} already has an open store for model group ${model}`);
+    const r = config.router;
+    const store = new RedisStore({
+      redis,
+      prefix,
+      model,
+      deployments,
+      maxQueueSize: r.maxQueueSize,
+      ...(r.priorityAgingMs !== undefined ? { priorityAgingMs: r.priorityAgingMs } : {}),
+      cooldown: { cooldownTimeMs: r.cooldownTimeMs, allowedFails: r.allowedFails },
+      instanceId,
+      leaseMs,
+      ...(options.pumpBatch !== undefined ? { pumpBatch: options.pumpBatch } : {}),
+      onClose: (s) => {
+        if (stores.get(model) === s) stores.delete(model);
+      },
+    });
+    stores.set(model, store);
+    // Take the lease (and reconcile with anything a previous holder of this id left) right away.
+    if (redis.status === 'ready') void store.heartbeat();
+    return store;
+  };
+
+  const disconnect = async (conn: Redis) => {
+    try {
+      if (conn.status === 'ready') await conn.quit();
+    } catch {
+      // Unreachable: just drop the socket.
+    }
+    conn.disconnect();
+  };
+
+  return {
+    instanceId,
+    storeFactory,
+    get lastError() {
+      return lastError;
+    },
+    get stores() {
+      return stores;
+    },
+    ready: () => redis.status === 'ready',
+    whenReady(timeoutMs = 5000) {
+      if (redis.status === 'ready') return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const onReady = () => {
+          clearTimeout(t);
+          resolve();
+        };
+        const t = setTimeout(() => {
+          redis.off('ready', onReady);
+          reject(new Error(`Redis not reachable within ${timeoutMs} ms${lastError ? `: ${lastError.message}` : ''}`));
+        }, timeoutMs);
+        redis.once('ready', onReady);
+      });
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(timer);
+      await Promise.all([...stores.values()].map((s) => s.close()));
+      await Promise.all([disconnect(redis), disconnect(sub)]);
+    },
+    abandon() {
+      if (closed) return;
+      closed = true;
+      clearInterval(timer);
+      for (const s of [...stores.values()]) s.abandon();
+      redis.disconnect();
+      sub.disconnect();
+    },
+  };
+}

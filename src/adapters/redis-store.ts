@@ -1,0 +1,642 @@
+/**
+ * The Redis SchedulerStore: ONE queue and ONE set of deployment limits per model group, shared by every
+ * Triage instance that points at the same Redis and prefix.
+ *
+ * Every state change is one Lua script (src/adapters/redis/*.lua, each prefixed by lib.lua), loaded once
+ * per connection and called by SHA (ioredis `defineCommand`). Nothing reads state, decides in
+ * JavaScript and writes it back: enqueue, grant (deployment choice and every limit), release, removal
+ * and expiry each happen atomically inside Redis, against Redis's own clock.
+ *
+ * Order is global, so a pump here may grant a waiter owned by another instance. Such grants (and
+ * expiries) go to the owner's mailbox in Redis and the owner is told on its channel; it claims its mail
+ * atomically and delivers it through `listener.remote`. The mailbox makes delivery exactly-once even
+ * when a notification is lost (the heartbeat claims mail too).
+ *
+ * Crash safety: each instance holds a lease per group (renewed by every script call and by the
+ * heartbeat). A script that finds a lapsed lease removes that instance's waiters and releases its
+ * grants. After an error, or when this instance finds its own lease gone, it reconciles (`sync`):
+ * undelivered grants are delivered or given back, waiters Redis lost are re-queued at their old place.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
+import type { DeploymentConfig } from './config-types.js';
+import type { CooldownPolicy } from '../machines/deployment-state.js';
+import { effectivePriority } from '../machines/queue-order.js';
+import type {
+  DeploymentUsage,
+  EnqueueResult,
+  GroupSnapshot,
+  Grant,
+  PumpResult,
+  ReleaseOutcome,
+  ReleaseResult,
+  SchedulerStore,
+  StoreListener,
+  WaiterEntry,
+  WaiterView,
+} from '../machines/scheduler-store.js';
+
+export const SCRIPT_NAMES = ['enqueue', 'remove', 'pump', 'release', 'claim', 'sync', 'leave', 'snapshot', 'position', 'retry_after'] as const;
+export type ScriptName = (typeof SCRIPT_NAMES)[number];
+
+/** The group keys of lib.lua, in KEYS order; then 4 keys per deployment. */
+export const GROUP_KEYS = ['queue', 'deadlines', 'enqueued', 'waiters', 'depth', 'grants', 'owned', 'mail', 'leases', 'seq', 'gseq', 'served', 'rounds', 'rate'] as const;
+export const DEPLOYMENT_KEYS = ['dep', 'rpm', 'tpm', 'fail'] as const;
+
+/** Deadlines further away than this are clamped (a Lua script needs finite numbers). */
+const FAR_FUTURE_MS = 10 * 365 * 86_400_000;
+const MAX_PUMP_CALLS = 8;
+
+export interface RedisStoreOptions {
+  /** The command connection (shared by all stores of one instance). */
+  redis: Redis;
+  /** Key prefix (router_settings.redis_prefix, default `triage`). */
+  prefix: string;
+  model: string;
+  deployments: DeploymentConfig[];
+  maxQueueSize: number;
+  priorityAgingMs?: number;
+  cooldown: CooldownPolicy;
+  /** This process's id, unique among live instances. */
+  instanceId: string;
+  /** Lease length: an instance silent this long is presumed dead and its waiters and grants reclaimed. */
+  leaseMs: number;
+  /** Most grants one pump script makes (the store calls it again while more are grantable). */
+  pumpBatch?: number;
+  /** Called once when the store closes (its factory forgets it). */
+  onClose?: (store: RedisStore) => void;
+}
+
+/** The key prefix of one model group; every key of the group carries the hash tag {model}. */
+export function groupPrefix(prefix: string, model: string): string {
+  return `${prefix}:{${model}}`;
+}
+
+export function groupKeyNames(prefix: string, model: string, deployments: readonly Pick<DeploymentConfig, 'id'>[]): string[] {
+  const g = groupPrefix(prefix, model);
+  const keys: string[] = GROUP_KEYS.map((k) => `${g}:${k}`);
+  for (const d of deployments) for (const k of DEPLOYMENT_KEYS) keys.push(`${g}:${k}:${d.id}`);
+  return keys;
+}
+
+/** The pub/sub channel of an instance (messages: 'm' + model = claim your mail, 'c' + model = pump). */
+export function instanceChannel(prefix: string, instanceId: string): string {
+  return `${prefix}:instance:${instanceId}`;
+}
+
+/** Ids travel inside tab-separated records and NUL-separated index members. */
+export function checkIdentifier(kind: string, value: string): void {
+  if (typeof value !== 'string' || value === '' || /[\t\0]/.test(value)) {
+    throw new Error(`${kind} must be a non-empty string without tab or NUL characters, got ${JSON.stringify(value)}`);
+  }
+}
+
+let scriptCache: Record<ScriptName, string> | undefined;
+
+function scriptDirectory(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  // Running from source (tests) the scripts sit next to this file; from dist/, in the source tree.
+  const candidates = [join(here, 'redis'), resolve(here, '../../../src/adapters/redis')];
+  for (const c of candidates) if (existsSync(join(c, 'lib.lua'))) return c;
+  throw new Error(`Triage Lua scripts not found (looked in ${candidates.join(', ')})`);
+}
+
+/** Each script's full source: the lib.lua prelude, then the script. */
+export function scriptSources(): Record<ScriptName, string> {
+  if (scriptCache === undefined) {
+    const dir = scriptDirectory();
+    const lib = readFileSync(join(dir, 'lib.lua'), 'utf8');
+    const out = {} as Record<ScriptName, string>;
+    for (const name of SCRIPT_NAMES) out[name] = `${lib}\n${readFileSync(join(dir, `${name}.lua`), 'utf8')}`;
+    scriptCache = out;
+  }
+  return scriptCache;
+}
+
+const commandName = (name: ScriptName) => `triage_${name}`;
+
+/** Defines the scripts on a connection (ioredis sends EVALSHA, loading a script once per connection). */
+export function defineScripts(redis: Redis): void {
+  const sources = scriptSources();
+  const commands = redis as unknown as Record<string, unknown>;
+  for (const name of SCRIPT_NAMES) {
+    if (typeof commands[commandName(name)] !== 'function') redis.defineCommand(commandName(name), { lua: sources[name] });
+  }
+}
+
+type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
+type Reply = unknown[];
+
+interface LocalWaiter {
+  entry: WaiterEntry;
+  /** Local operation number when it was (re)queued: a sync started before it ignores it. */
+  op: number;
+}
+
+const isReplyError = (e: unknown) => (e as { name?: string } | null)?.name === 'ReplyError';
+const strings = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : []);
+const noop = () => {};
+
+export class RedisStore implements SchedulerStore {
+  readonly shared = true;
+  readonly model: string;
+  private readonly redis: Redis;
+  private readonly keys: string[];
+  private readonly common: string[];
+  private readonly batch: number;
+  private listener: StoreListener | null = null;
+  /** Deliveries that arrived before a listener was set. */
+  private undelivered: { grants: Grant[]; expired: string[] } = { grants: [], expired: [] };
+
+  /** This instance's requests waiting in the shared queue (what a reconciliation re-queues). */
+  private readonly waiting = new Map<string, LocalWaiter>();
+  /** Grants handed to the scheduler and not released yet (a duplicate delivery is dropped). */
+  private readonly delivered = new Set<string>();
+  private readonly releasing = new Set<string>();
+  /** Releases that failed (Redis down); retried until Redis confirms them. */
+  private readonly pendingReleases = new Map<string, { grant: Grant; outcome: ReleaseOutcome }>();
+
+  private ops = 0;
+  private leaseHeld = false;
+  /** A fresh process first reconciles with whatever a previous holder of its id left behind. */
+  private needsSync = true;
+  private syncing = false;
+  private claiming = false;
+  private claimAgain = false;
+  private changedQueued = false;
+  private closed = false;
+  /** Caller clock minus Redis clock, from the latest call (server times → caller times). */
+  private offset = 0;
+  /** Caller clock minus Date.now(), from the latest call (a caller time when no `now` is given). */
+  private skew = 0;
+
+  constructor(private readonly options: RedisStoreOptions) {
+    checkIdentifier('instance id', options.instanceId);
+    for (const d of options.deployments) checkIdentifier('deployment id', d.id);
+    this.model = options.model;
+    this.redis = options.redis;
+    this.batch = Math.max(1, options.pumpBatch ?? 256);
+    defineScripts(this.redis);
+    this.keys = groupKeyNames(options.prefix, options.model, options.deployments);
+    const opt = (n: number | undefined) => (n === undefined ? '' : String(n));
+    this.common = [
+      options.instanceId,
+      String(Math.max(1, Math.round(options.leaseMs))),
+      `${instanceChannel(options.prefix, '')}`,
+      options.model,
+      opt(options.priorityAgingMs),
+      String(options.maxQueueSize),
+      String(options.cooldown.cooldownTimeMs),
+      String(options.cooldown.allowedFails),
+      String(options.deployments.length),
+    ];
+    for (const d of options.deployments) {
+      this.common.push(d.id, opt(d.limits.rpm), opt(d.limits.tpm), opt(d.limits.maxParallelRequests));
+    }
+  }
+
+  get instanceId(): string {
+    return this.options.instanceId;
+  }
+
+  /** Requests of this instance waiting in the shared queue, as this process knows them. */
+  get localWaiting(): number {
+    return this.waiting.size;
+  }
+
+  private call(name: ScriptName, extra: (string | number)[]): Promise<Reply> {
+    if (this.closed) return Promise.reject(new Error(`the Redis store for ${this.model} is closed`));
+    const fn = (this.redis as unknown as Record<string, ScriptFn>)[commandName(name)];
+    return fn.call(this.redis, this.keys.length, ...this.keys, ...this.common, ...extra) as Promise<Reply>;
+  }
+
+  private clientNow(): number {
+    return Date.now() + this.skew;
+  }
+
+  /** Reads the common reply head {LOST, NOW, REAPED}; returns the server time. */
+  private head(r: Reply, now?: number): number {
+    const serverNow = Number(r[1]);
+    const callerNow = now ?? this.clientNow();
+    this.offset = callerNow - serverNow;
+    if (now !== undefined) this.skew = now - Date.now();
+    if (Number(r[0]) === 1 && this.leaseHeld) {
+      // Our lease lapsed and others reclaimed what we owned: reconcile.
+      this.needsSync = true;
+    }
+    this.leaseHeld = true;
+    if (Number(r[2]) > 0) this.queueChanged();
+    if (this.needsSync && !this.syncing) setImmediate(() => void this.syncIfNeeded());
+    return serverNow;
+  }
+
+  private failed(e: unknown): void {
+    // A reply error is the script refusing (e.g. a duplicate id): nothing happened. Anything else may
+    // have happened or not (timeout, connection lost): reconcile once Redis answers again.
+    if (!isReplyError(e)) this.needsSync = true;
+  }
+
+  private queueChanged(): void {
+    if (this.changedQueued) return;
+    this.changedQueued = true;
+    setImmediate(() => {
+      this.changedQueued = false;
+      if (!this.closed) this.listener?.changed();
+    });
+  }
+
+  private parseGrants(flat: unknown): Grant[] {
+    const v = strings(flat);
+    const grants: Grant[] = [];
+    for (let i = 0; i + 7 < v.length; i += 8) {
+      grants.push({
+        grantId: v[i],
+        requestId: v[i + 1],
+        deploymentId: v[i + 2],
+        tokens: Number(v[i + 3]),
+        grantedAt: Number(v[i + 4]) + this.offset,
+        waitedMs: Math.max(0, Number(v[i + 5])),
+        priority: Number(v[i + 6]),
+        seq: Number(v[i + 7]),
+      });
+    }
+    return grants;
+  }
+
+  /**
+   * Keeps the grants and expiries this process should deliver: each grant once, only to a request still
+   * waiting here. A grant nobody here waits for any more is given back at once.
+   */
+  private accept(grants: Grant[], expired: string[]): { grants: Grant[]; expired: string[] } {
+    const kept: Grant[] = [];
+    for (const g of grants) {
+      if (this.delivered.has(g.grantId) || this.releasing.has(g.grantId) || this.pendingReleases.has(g.grantId)) continue;
+      if (this.waiting.delete(g.requestId)) {
+        this.delivered.add(g.grantId);
+        kept.push(g);
+      } else {
+        this.release(g, { kind: 'cancelled' }, this.clientNow()).catch(noop);
+      }
+    }
+    return { grants: kept, expired: expired.filter((id) => this.waiting.delete(id)) };
+  }
+
+  private deliverRemote(result: { grants: Grant[]; expired: string[] }): void {
+    if (result.grants.length === 0 && result.expired.length === 0) return;
+    if (this.listener === null) {
+      this.undelivered.grants.push(...result.grants);
+      this.undelivered.expired.push(...result.expired);
+      return;
+    }
+    this.listener.remote(result);
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // SchedulerStore
+
+  async enqueue(entry: WaiterEntry, now: number): Promise<EnqueueResult> {
+    checkIdentifier('request id', entry.id);
+    if (this.waiting.has(entry.id)) throw new Error(`request ${entry.id} is already waiting`);
+    // Known locally before Redis answers: a grant may come back before the reply does.
+    const local: LocalWaiter = { entry: { ...entry }, op: ++this.ops };
+    this.waiting.set(entry.id, local);
+    let r: Reply;
+    try {
+      r = await this.call('enqueue', this.enqueueArgs(entry, now));
+    } catch (e) {
+      if (this.waiting.get(entry.id) === local) this.waiting.delete(entry.id);
+      this.failed(e);
+      throw e;
+    }
+    this.head(r, now);
+    if (Number(r[3]) !== 1) {
+      if (this.waiting.get(entry.id) === local) this.waiting.delete(entry.id);
+      return { accepted: false, reason: 'queue_full', retryAfterMs: Number(r[4]) * 1000 };
+    }
+    const seq = Number(r[4]);
+    const position = Number(r[5]);
+    const round = Number(r[6]);
+    local.entry.seq = seq;
+    local.entry.round = round;
+    return { accepted: true, seq, position, priority: entry.priority, round };
+  }
+
+  private enqueueArgs(entry: WaiterEntry, now: number): (string | number)[] {
+    if (!Number.isFinite(entry.priority)) throw new Error(`priority must be a finite number, got ${entry.priority}`);
+    return [
+      entry.id,
+      String(entry.priority),
+      entry.tenant,
+      Math.round(Math.min(entry.enqueuedAt, now)),
+      Math.round(Math.min(entry.deadline, now + FAR_FUTURE_MS)),
+      Math.max(0, Math.ceil(entry.tokens)),
+      entry.seq === undefined ? '' : entry.seq,
+      entry.round === undefined ? '' : entry.round,
+      Math.round(now),
+    ];
+  }
+
+  async remove(id: string, now: number): Promise<boolean> {
+    this.waiting.delete(id);
+    this.ops += 1;
+    let r: Reply;
+    try {
+      r = await this.call('remove', [id]);
+    } catch (e) {
+      this.failed(e);
+      throw e;
+    }
+    this.head(r, now);
+    return Number(r[3]) === 1;
+  }
+
+  async pump(now: number): Promise<PumpResult> {
+    const grants: Grant[] = [];
+    const expired: string[] = [];
+    const cooldownsEnded: string[] = [];
+    let waiting = 0;
+    let nextWakeAt: number | null = null;
+    for (let call = 0; ; call++) {
+      let r: Reply;
+      try {
+        r = await this.call('pump', [this.batch]);
+      } catch (e) {
+        this.failed(e);
+        // Grants of earlier calls are already taken from Redis: deliver them, and come back soon.
+        if (call === 0) throw e;
+        return { grants, expired, cooldownsEnded, waiting, nextWakeAt: now };
+      }
+      const serverNow = this.head(r, now);
+      waiting = Number(r[3]);
+      const wake = String(r[4]);
+      const more = Number(r[5]) === 1;
+      const kept = this.accept(this.parseGrants(r[6]), strings(r[7]));
+      grants.push(...kept.grants);
+      expired.push(...kept.expired);
+      cooldownsEnded.push(...strings(r[8]));
+      nextWakeAt = wake === '' ? null : now + (Number(wake) - serverNow);
+      if (!more) break;
+      if (call + 1 >= MAX_PUMP_CALLS) {
+        nextWakeAt = now;
+        break;
+      }
+    }
+    return { grants, expired, cooldownsEnded, waiting, nextWakeAt };
+  }
+
+  async release(grant: Grant, outcome: ReleaseOutcome, now: number): Promise<ReleaseResult> {
+    const gid = grant.grantId;
+    // Exactly once: a release already on its way makes a second one a no-op (Redis checks too).
+    if (this.releasing.has(gid) || this.closed) return {};
+    this.releasing.add(gid);
+    this.pendingReleases.delete(gid);
+    let r: Reply;
+    try {
+      r = await this.call('release', releaseArgs(gid, outcome));
+    } catch (e) {
+      // Keep it: the slot is given back once Redis answers again (the script is idempotent).
+      this.pendingReleases.set(gid, { grant, outcome });
+      this.failed(e);
+      throw e;
+    } finally {
+      this.releasing.delete(gid);
+    }
+    const serverNow = this.head(r, now);
+    this.delivered.delete(gid);
+    const until = String(r[4]);
+    if (until === '') return {};
+    return { cooldown: { deploymentId: grant.deploymentId, until: now + (Number(until) - serverNow), reason: String(r[5]) } };
+  }
+
+  async position(id: string): Promise<number | null> {
+    const r = await this.call('position', [id]);
+    this.head(r);
+    const p = Number(r[3]);
+    return p < 0 ? null : p;
+  }
+
+  async snapshot(now: number, maxWaiters = 50): Promise<GroupSnapshot> {
+    const r = await this.call('snapshot', [Math.max(0, Math.floor(maxWaiters))]);
+    const serverNow = this.head(r, now);
+    const aging = this.options.priorityAgingMs;
+    const depthFlat = strings(r[4]);
+    const depth: [number, number][] = [];
+    for (let i = 0; i + 1 < depthFlat.length; i += 2) depth.push([Number(depthFlat[i]), Number(depthFlat[i + 1])]);
+    const depthByPriority: Record<string, number> = {};
+    for (const [p, n] of depth.sort((a, b) => a[0] - b[0])) depthByPriority[String(p)] = n;
+    const oldest = String(r[5]);
+    const usage = strings(r[6]);
+    const deployments = this.options.deployments.map((d, i): DeploymentUsage => {
+      const inFlight = Number(usage[i * 4]);
+      const rpmUsed = Number(usage[i * 4 + 1]);
+      const tpmUsed = Number(usage[i * 4 + 2]);
+      const cool = usage[i * 4 + 3];
+      const max = d.limits.maxParallelRequests;
+      let headroom: number | null = null;
+      const bound = (n: number) => (headroom = headroom === null ? n : Math.min(headroom, n));
+      if (max !== undefined) bound(Math.max(0, max - inFlight));
+      if (d.limits.rpm !== undefined) bound(Math.max(0, d.limits.rpm - rpmUsed));
+      if (cool !== '') headroom = 0;
+      return {
+        id: d.id,
+        inFlight,
+        maxParallelRequests: max ?? null,
+        rpmUsed,
+        rpm: d.limits.rpm ?? null,
+        tpmUsed,
+        tpm: d.limits.tpm ?? null,
+        coolingDownUntil: cool === '' ? null : now + (Number(cool) - serverNow),
+        headroom,
+      };
+    });
+    const list = strings(r[7]);
+    const waiters: WaiterView[] = [];
+    for (let i = 0; i + 3 < list.length; i += 4) {
+      const priority = Number(list[i + 1]);
+      const enqueuedAt = Number(list[i + 3]);
+      waiters.push({
+        id: list[i],
+        position: waiters.length,
+        priority,
+        effectivePriority: effectivePriority(priority, enqueuedAt, serverNow, aging),
+        tenant: list[i + 2],
+        waitedMs: Math.max(0, serverNow - enqueuedAt),
+      });
+    }
+    return {
+      model: this.model,
+      waiting: Number(r[3]),
+      depthByPriority,
+      oldestWaitMs: oldest === '' ? 0 : Math.max(0, serverNow - Number(oldest)),
+      inFlight: deployments.reduce((n, d) => n + d.inFlight, 0),
+      deployments,
+      waiters,
+    };
+  }
+
+  async retryAfterSeconds(now: number): Promise<number> {
+    const r = await this.call('retry_after', []);
+    this.head(r, now);
+    return Number(r[3]);
+  }
+
+  setListener(listener: StoreListener): void {
+    this.listener = listener;
+    const pending = this.undelivered;
+    if (pending.grants.length > 0 || pending.expired.length > 0) {
+      this.undelivered = { grants: [], expired: [] };
+      listener.remote(pending);
+    }
+  }
+
+  /** Leaves the group cleanly: this instance's waiters are removed and its grants released in Redis. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.call('leave', []);
+    } catch {
+      // Redis is unreachable: the lease lapses and the other instances reclaim everything.
+    }
+    this.closed = true;
+    this.options.onClose?.(this);
+  }
+
+  /** Stops without giving anything back, as a killed process would (crash tests): the lease lapses. */
+  abandon(): void {
+    this.closed = true;
+    this.options.onClose?.(this);
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Called by the connection (factory): heartbeat, notifications, reconnects.
+
+  /** Renews the lease, reaps dead instances, claims mail; reconciles first when something failed. */
+  async heartbeat(): Promise<void> {
+    if (this.closed) return;
+    if (this.needsSync || this.pendingReleases.size > 0) return this.sync();
+    return this.claim().catch(noop);
+  }
+
+  /** Another instance put grants or expiries in this instance's mailbox. */
+  async onMail(): Promise<void> {
+    if (this.closed) return;
+    return this.claim().catch(noop);
+  }
+
+  /** Another instance freed capacity (it left): pump. */
+  onChanged(): void {
+    this.queueChanged();
+  }
+
+  /** The connection is back: retry failed releases, reconcile, pump. */
+  async recover(): Promise<void> {
+    if (this.closed) return;
+    this.needsSync = true;
+    await this.sync();
+  }
+
+  private async claim(): Promise<void> {
+    if (this.claiming) {
+      this.claimAgain = true;
+      return;
+    }
+    this.claiming = true;
+    try {
+      do {
+        this.claimAgain = false;
+        let r: Reply;
+        try {
+          r = await this.call('claim', []);
+        } catch (e) {
+          this.failed(e);
+          throw e;
+        }
+        this.head(r);
+        this.deliverRemote(this.accept(this.parseGrants(r[3]), strings(r[4])));
+      } while (this.claimAgain && !this.closed);
+    } finally {
+      this.claiming = false;
+    }
+  }
+
+  private async syncIfNeeded(): Promise<void> {
+    if (this.needsSync || this.pendingReleases.size > 0) await this.sync();
+  }
+
+  /**
+   * Reconciles this process with what Redis holds for it: retries failed releases; delivers grants
+   * and expiries it never received (a reply lost to a timeout or a dropped connection); gives back
+   * grants for requests that no longer wait here; removes waiters Redis has that this process
+   * forgot; re-queues, at their old place, waiters Redis lost (lease reclaimed, Redis restarted empty).
+   */
+  private async sync(): Promise<void> {
+    if (this.syncing || this.closed) return;
+    this.syncing = true;
+    try {
+      for (const [gid, p] of [...this.pendingReleases]) {
+        if (this.pendingReleases.get(gid) !== p) continue;
+        await this.release(p.grant, p.outcome, this.clientNow());
+      }
+      const mark = this.ops;
+      let r: Reply;
+      try {
+        r = await this.call('sync', []);
+      } catch (e) {
+        this.failed(e);
+        throw e;
+      }
+      // This answer already reflects a lost lease: reconciling it here is the whole remedy.
+      this.head(r);
+      this.needsSync = false;
+      const inRedis = new Set(strings(r[3]));
+      const grants = this.parseGrants(r[4]);
+      const settled = new Set<string>([...grants.map((g) => g.requestId), ...strings(r[5])]);
+      const delivered = this.accept(grants, strings(r[5]).filter((id) => !inRedis.has(id)));
+      const lost: LocalWaiter[] = [];
+      for (const [id, w] of this.waiting) {
+        if (w.op <= mark && !inRedis.has(id) && !settled.has(id)) lost.push(w);
+      }
+      for (const id of inRedis) if (!this.waiting.has(id)) this.call('remove', [id]).catch(noop);
+      this.deliverRemote(delivered);
+      for (const w of lost) void this.requeue(w);
+      this.queueChanged();
+    } catch {
+      this.needsSync = true;
+    } finally {
+      this.syncing = false;
+    }
+  }
+
+  /** Puts a waiter Redis lost back at its old place (same seq and round), bypassing the size limit. */
+  private async requeue(w: LocalWaiter): Promise<void> {
+    if (this.waiting.get(w.entry.id) !== w) return;
+    const now = this.clientNow();
+    w.op = ++this.ops;
+    let r: Reply;
+    try {
+      r = await this.call('enqueue', this.enqueueArgs(w.entry, now));
+    } catch (e) {
+      // Already waiting (a concurrent path re-queued it) is fine; anything else: reconcile again later.
+      this.failed(e);
+      return;
+    }
+    this.head(r, now);
+    if (Number(r[3]) !== 1 && this.waiting.get(w.entry.id) === w) {
+      // Refused (full queue, never admitted before): it cannot keep a place; answer it as timed out.
+      this.waiting.delete(w.entry.id);
+      this.deliverRemote({ grants: [], expired: [w.entry.id] });
+      return;
+    }
+    w.entry.seq = Number(r[4]);
+    w.entry.round = Number(r[6]);
+  }
+}
+
+function releaseArgs(gid: string, outcome: ReleaseOutcome): string[] {
+  const used = outcome.kind === 'ok' && outcome.tokensUsed !== undefined ? String(Math.max(0, Math.round(outcome.tokensUsed))) : '';
+  const failure = outcome.kind === 'failed' ? outcome.failure : '';
+  const retryAfter = outcome.kind === 'failed' && outcome.retryAfterMs !== undefined ? String(Math.round(outcome.retryAfterMs)) : '';
+  return [gid, outcome.kind, used, failure, retryAfter];
+}

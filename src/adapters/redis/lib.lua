@@ -1,0 +1,373 @@
+--[[
+lib.lua: the prelude of every Triage script. redis-store.ts prepends it to each script file before the
+script is defined (the SHA covers prelude + script), so each call is still ONE atomic script.
+
+KEYS (the same layout for every script; all keys of a model group share the hash tag {model}):
+  KEYS[1]  queue      ZSET   score = rank (priority, or priority - enqueuedAt/agingMs with aging)
+                             member = round (15 digits) .. seq (15 digits) .. request id
+                             => ZSET order (score, then bytes of member) = compareOrder (rank, round, seq)
+  KEYS[2]  deadlines  ZSET   score = queue-wait deadline (server ms), member = request id
+  KEYS[3]  enqueued   ZSET   score = enqueuedAt (server ms), member = request id (oldest wait)
+  KEYS[4]  waiters    HASH   request id -> owner \t priority \t enqueuedAt \t deadline \t tokens \t seq \t round \t tenant
+  KEYS[5]  depth      HASH   priority -> waiting count
+  KEYS[6]  grants     HASH   grant id -> owner \t deployment \t tokens \t grantedAt \t waitedMs \t priority \t seq \t request id
+  KEYS[7]  owned      ZSET   score 0, lexicographic index of what each instance owns:
+                             owner \0 w \0 request id   (a waiter)   owner \0 g \0 grant id   (a grant)
+  KEYS[8]  mail       ZSET   score 0, lexicographic: results for an owner not yet delivered to it:
+                             owner \0 g \0 grant id     owner \0 x \0 request id (expired)
+  KEYS[9]  leases     ZSET   score = lease expiry (server ms), member = instance id
+  KEYS[10] seq        STRING arrival sequence counter
+  KEYS[11] gseq       STRING grant counter
+  KEYS[12] served     HASH   priority -> highest round granted (fair rounds)
+  KEYS[13] rounds     HASH   priority \0 tenant -> last round given to that tenant
+  KEYS[14] rate       HASH   unix second -> grants in that second (last minute; Retry-After)
+  then for deployment i = 0 .. n-1 in config order:
+  KEYS[15+4i] dep     HASH   inflight, tpm (tokens in the window), cool (cooldown end, server ms)
+  KEYS[16+4i] rpm     ZSET   score = grant time (server ms), member = grant id
+  KEYS[17+4i] tpm     ZSET   score = grant time (server ms), member = grant id \t tokens
+  KEYS[18+4i] fail    ZSET   score = failure time (server ms), member = grant id
+
+ARGV (the same prefix for every script):
+  ARGV[1] caller instance id        ARGV[2] lease ms           ARGV[3] channel prefix (owner id appended)
+  ARGV[4] model group name          ARGV[5] aging ms or ''     ARGV[6] max queue size
+  ARGV[7] cooldown ms               ARGV[8] allowed fails      ARGV[9] n = number of deployments
+  then per deployment: id, rpm, tpm, max_parallel_requests ('' = unlimited)
+  The script's own arguments start at ARGV[A], A = 10 + 4n.
+
+Time is the Redis server's clock (TIME), in ms, for windows, deadlines, cooldowns and leases.
+Every script first renews the caller's lease (LOST = 1 when the caller's lease was missing) and reaps
+instances whose lease lapsed (REAPED = number of their waiters and grants removed / released).
+Numbers go back to the client as strings (a Lua number would be truncated to an integer reply).
+]]
+
+local WINDOW = 60000
+local TIME = redis.call('TIME')
+local NOW = tonumber(TIME[1]) * 1000 + math.floor(tonumber(TIME[2]) / 1000)
+local ME = ARGV[1]
+local S = {
+  lease = tonumber(ARGV[2]),
+  chan = ARGV[3],
+  model = ARGV[4],
+  aging = tonumber(ARGV[5]),
+  maxq = tonumber(ARGV[6]),
+  coolms = tonumber(ARGV[7]),
+  allowed = tonumber(ARGV[8]),
+}
+local K = {
+  queue = KEYS[1], deadlines = KEYS[2], enqueued = KEYS[3], waiters = KEYS[4], depth = KEYS[5],
+  grants = KEYS[6], owned = KEYS[7], mail = KEYS[8], leases = KEYS[9], seq = KEYS[10], gseq = KEYS[11],
+  served = KEYS[12], rounds = KEYS[13], rate = KEYS[14],
+}
+local ND = tonumber(ARGV[9])
+local DEPS, DEP_BY_ID = {}, {}
+for i = 1, ND do
+  local a = 9 + (i - 1) * 4
+  local k = 14 + (i - 1) * 4
+  local d = {
+    id = ARGV[a + 1], rpm = tonumber(ARGV[a + 2]), tpm = tonumber(ARGV[a + 3]), par = tonumber(ARGV[a + 4]),
+    key = KEYS[k + 1], krpm = KEYS[k + 2], ktpm = KEYS[k + 3], kfail = KEYS[k + 4], loaded = false,
+  }
+  DEPS[i] = d
+  DEP_BY_ID[d.id] = d
+end
+local A = 10 + ND * 4
+local NOTIFY = {}
+
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- Deployment state -----------------------------------------------------------------------------------
+
+--- Reads a deployment's counters once per script and drops window records older than 60 s.
+local function load(d)
+  if d.loaded then return d end
+  d.loaded = true
+  local v = redis.call('HMGET', d.key, 'inflight', 'tpm', 'cool')
+  d.inflight = tonumber(v[1]) or 0
+  d.tpmUsed = tonumber(v[2]) or 0
+  d.cool = tonumber(v[3])
+  d.coolSaved = d.cool
+  local cutoff = NOW - WINDOW
+  d.rpmUsed = 0
+  if d.rpm then
+    redis.call('ZREMRANGEBYSCORE', d.krpm, '-inf', cutoff)
+    d.rpmUsed = redis.call('ZCARD', d.krpm)
+  end
+  if d.tpm then
+    local old = redis.call('ZRANGEBYSCORE', d.ktpm, '-inf', cutoff)
+    if #old > 0 then
+      for _, m in ipairs(old) do d.tpmUsed = d.tpmUsed - (tonumber(string.match(m, '\t([^\t]*)$')) or 0) end
+      redis.call('ZREMRANGEBYSCORE', d.ktpm, '-inf', cutoff)
+      if redis.call('ZCARD', d.ktpm) == 0 then d.tpmUsed = 0 end
+    end
+  end
+  d.inflightSaved, d.tpmSaved = tonumber(v[1]), tonumber(v[2])
+  return d
+end
+
+--- Writes back what the script changed.
+local function saveAll()
+  for _, d in ipairs(DEPS) do
+    if d.loaded then
+      if d.inflight ~= d.inflightSaved or d.tpmUsed ~= d.tpmSaved then
+        redis.call('HSET', d.key, 'inflight', int(d.inflight), 'tpm', int(d.tpmUsed))
+      end
+      if d.cool ~= d.coolSaved then
+        if d.cool then redis.call('HSET', d.key, 'cool', int(d.cool)) else redis.call('HDEL', d.key, 'cool') end
+      end
+    end
+  end
+end
+
+local function coolingDown(d)
+  return d.cool ~= nil and NOW < d.cool
+end
+
+--- A window fits `amount` more when under its limit, or when empty (one oversized request may pass).
+local function fits(used, amount, limit)
+  return used + amount <= limit or used == 0
+end
+
+local function canTake(d, tokens)
+  if coolingDown(d) then return false end
+  if d.par and d.inflight >= d.par then return false end
+  if d.rpm and not fits(d.rpmUsed, 1, d.rpm) then return false end
+  if d.tpm and not fits(d.tpmUsed, tokens, d.tpm) then return false end
+  return true
+end
+
+local function loadOf(d)
+  local l = 0
+  if d.par then l = math.max(l, d.inflight / d.par) end
+  if d.rpm then l = math.max(l, d.rpmUsed / d.rpm) end
+  if d.tpm then l = math.max(l, d.tpmUsed / d.tpm) end
+  return l
+end
+
+--- Among deployments with headroom the least loaded; ties: fewer in flight, then config order.
+local function pick(tokens)
+  local best, bestLoad = nil, 0
+  for _, d in ipairs(DEPS) do
+    load(d)
+    if canTake(d, tokens) then
+      local l = loadOf(d)
+      if best == nil or l < bestLoad or (l == bestLoad and d.inflight < best.inflight) then
+        best, bestLoad = d, l
+      end
+    end
+  end
+  return best
+end
+
+--- When `d` could next take `tokens` (server ms), ignoring calls in flight; nil = only a release helps.
+local function nextCapacityAt(d, tokens)
+  load(d)
+  local at = NOW
+  if coolingDown(d) then at = math.max(at, d.cool) end
+  if d.par and d.inflight >= d.par then return nil end
+  if d.rpm and not fits(d.rpmUsed, 1, d.rpm) then
+    local k = math.max(0, math.min(d.rpmUsed - d.rpm, d.rpmUsed - 1))
+    local r = redis.call('ZRANGE', d.krpm, k, k, 'WITHSCORES')
+    if r[2] then at = math.max(at, tonumber(r[2]) + WINDOW) end
+  end
+  if d.tpm and not fits(d.tpmUsed, tokens, d.tpm) then
+    local used, i, found = d.tpmUsed, 0, nil
+    while found == nil do
+      local r = redis.call('ZRANGE', d.ktpm, i, i + 99, 'WITHSCORES')
+      if #r == 0 then break end
+      for j = 1, #r, 2 do
+        used = used - (tonumber(string.match(r[j], '\t([^\t]*)$')) or 0)
+        if fits(used, tokens, d.tpm) then found = tonumber(r[j + 1]) + WINDOW break end
+      end
+      i = i + 100
+    end
+    if found then at = math.max(at, found) end
+  end
+  return at
+end
+
+-- Waiters and grants -----------------------------------------------------------------------------------
+
+local function parseWaiter(rec)
+  local owner, prio, enq, dl, tok, seq, round, tenant =
+    string.match(rec, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
+  return {
+    owner = owner, prio = prio, enq = tonumber(enq), deadline = tonumber(dl), tokens = tonumber(tok),
+    tokensStr = tok, seq = seq, round = round, tenant = tenant,
+  }
+end
+
+local function member(round, seq, id)
+  return string.format('%015d%015d', tonumber(round), tonumber(seq)) .. id
+end
+
+local function removeWaiter(id, w, keepOwned)
+  redis.call('ZREM', K.queue, member(w.round, w.seq, id))
+  redis.call('ZREM', K.deadlines, id)
+  redis.call('ZREM', K.enqueued, id)
+  redis.call('HDEL', K.waiters, id)
+  if redis.call('HINCRBY', K.depth, w.prio, -1) <= 0 then redis.call('HDEL', K.depth, w.prio) end
+  if not keepOwned then redis.call('ZREM', K.owned, w.owner .. '\0w\0' .. id) end
+end
+
+local function parseGrant(rec)
+  local owner, dep, tok, at, waited, prio, seq, rid =
+    string.match(rec, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
+  return { owner = owner, dep = dep, tokens = tok, at = at, waited = waited, prio = prio, seq = seq, rid = rid }
+end
+
+--- Appends a grant as 8 strings: grant id, request id, deployment, tokens, grantedAt, waitedMs, priority, seq.
+local function pushGrant(out, gid, g)
+  local n = #out
+  out[n + 1] = gid
+  out[n + 2] = g.rid
+  out[n + 3] = g.dep
+  out[n + 4] = g.tokens
+  out[n + 5] = g.at
+  out[n + 6] = g.waited
+  out[n + 7] = g.prio
+  out[n + 8] = g.seq
+end
+
+--- Ends a grant: frees its slot, reconciles tpm, applies the cooldown policy. Returns (until, reason).
+local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs, keepOwned)
+  local g = parseGrant(rec)
+  redis.call('HDEL', K.grants, gid)
+  if not keepOwned then redis.call('ZREM', K.owned, g.owner .. '\0g\0' .. gid) end
+  local d = DEP_BY_ID[g.dep]
+  if d == nil then return nil end
+  load(d)
+  d.inflight = math.max(0, d.inflight - 1)
+  if kind == 'ok' and tokensUsed and d.tpm then
+    local old = gid .. '\t' .. g.tokens
+    local at = redis.call('ZSCORE', d.ktpm, old)
+    -- load() dropped records older than the window, so a record still present is inside it.
+    if at then
+      redis.call('ZREM', d.ktpm, old)
+      redis.call('ZADD', d.ktpm, at, gid .. '\t' .. int(tokensUsed))
+      d.tpmUsed = math.max(0, d.tpmUsed + tokensUsed - (tonumber(g.tokens) or 0))
+    end
+  end
+  if kind ~= 'failed' or failure == 'client_error' then return nil end
+  redis.call('ZREMRANGEBYSCORE', d.kfail, '-inf', NOW - WINDOW)
+  redis.call('ZADD', d.kfail, NOW, gid)
+  local count = redis.call('ZCARD', d.kfail)
+  if failure ~= 'rate_limited' and count <= S.allowed then return nil end
+  local duration = retryAfterMs or S.coolms
+  if duration <= 0 then return nil end
+  d.cool = math.max(d.cool or 0, NOW + duration)
+  redis.call('DEL', d.kfail)
+  return d.cool, failure
+end
+
+-- Leases -----------------------------------------------------------------------------------------------
+
+local function ownerRange(o)
+  return '[' .. o .. '\0', '(' .. o .. '\1'
+end
+
+--- Removes an instance's waiters, releases its grants and drops its undelivered mail.
+local function reapOwner(o)
+  local lo, hi = ownerRange(o)
+  local items = redis.call('ZRANGEBYLEX', K.owned, lo, hi)
+  local n = #o
+  for _, m in ipairs(items) do
+    local kind = string.sub(m, n + 2, n + 2)
+    local key = string.sub(m, n + 4)
+    if kind == 'w' then
+      local rec = redis.call('HGET', K.waiters, key)
+      if rec then removeWaiter(key, parseWaiter(rec), true) end
+    else
+      local rec = redis.call('HGET', K.grants, key)
+      if rec then releaseGrant(key, rec, 'cancelled', nil, nil, nil, true) end
+    end
+  end
+  if #items > 0 then redis.call('ZREMRANGEBYLEX', K.owned, lo, hi) end
+  redis.call('ZREMRANGEBYLEX', K.mail, lo, hi)
+  return #items
+end
+
+local LOST = 0
+if redis.call('ZSCORE', K.leases, ME) == false then LOST = 1 end
+redis.call('ZADD', K.leases, int(NOW + S.lease), ME)
+
+local REAPED = 0
+do
+  local dead = redis.call('ZRANGEBYSCORE', K.leases, '-inf', NOW)
+  for _, o in ipairs(dead) do
+    if o ~= ME then
+      REAPED = REAPED + reapOwner(o)
+      redis.call('ZREM', K.leases, o)
+    end
+  end
+end
+
+-- Mail ---------------------------------------------------------------------------------------------------
+
+local function mailTo(owner, kind, key)
+  redis.call('ZADD', K.mail, 0, owner .. '\0' .. kind .. '\0' .. key)
+  NOTIFY[owner] = true
+end
+
+--- Tells each instance that got mail in this script (message 'm' .. model: claim your mail).
+local function flushNotify()
+  for o in pairs(NOTIFY) do redis.call('PUBLISH', S.chan .. o, 'm' .. S.model) end
+end
+
+--- Takes the caller's undelivered grants and expiries out of the mailbox.
+local function claimMail(grants, expired)
+  local lo, hi = ownerRange(ME)
+  local items = redis.call('ZRANGEBYLEX', K.mail, lo, hi)
+  if #items == 0 then return end
+  local n = #ME
+  for _, m in ipairs(items) do
+    local kind = string.sub(m, n + 2, n + 2)
+    local key = string.sub(m, n + 4)
+    if kind == 'g' then
+      local rec = redis.call('HGET', K.grants, key)
+      if rec then pushGrant(grants, key, parseGrant(rec)) end
+    else
+      expired[#expired + 1] = key
+    end
+  end
+  redis.call('ZREMRANGEBYLEX', K.mail, lo, hi)
+end
+
+-- Retry-After --------------------------------------------------------------------------------------------
+
+local function grantsLastMinute()
+  local sec = math.floor(NOW / 1000)
+  local all = redis.call('HGETALL', K.rate)
+  local sum = 0
+  for i = 1, #all, 2 do
+    local s = tonumber(all[i])
+    if s > sec - 60 then sum = sum + tonumber(all[i + 1]) else redis.call('HDEL', K.rate, all[i]) end
+  end
+  return sum
+end
+
+--- Seconds for the queue ahead to drain (rpm limits, else last minute's grant rate), never below the
+--- time until a fully cooled-down group is back; 1 .. 3600.
+local function retryAfterSeconds()
+  if ND == 0 then return 3600 end
+  local rate, bounded = 0, true
+  for _, d in ipairs(DEPS) do
+    if d.rpm then rate = rate + d.rpm / 60 else bounded = false end
+  end
+  if not bounded then rate = grantsLastMinute() / 60 end
+  local waiting = redis.call('HLEN', K.waiters)
+  local seconds = 1
+  if rate > 0 then seconds = (waiting + 1) / rate end
+  local allCooling, back = true, nil
+  for _, d in ipairs(DEPS) do
+    load(d)
+    if not coolingDown(d) then allCooling = false end
+    local b = d.cool or NOW
+    if back == nil or b < back then back = b end
+  end
+  if allCooling then seconds = math.max(seconds, (back - NOW) / 1000) end
+  return math.min(3600, math.max(1, math.ceil(seconds)))
+end
+
+-- (script body follows)

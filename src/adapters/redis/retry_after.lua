@@ -1,0 +1,9 @@
+--[[
+retry_after.lua: seconds a refused caller should wait (queue depth over the sustainable grant rate).
+KEYS: the group layout of lib.lua.
+ARGV: the common prefix of lib.lua (no own arguments).
+Returns {LOST, NOW, REAPED, seconds}.
+]]
+local seconds = retryAfterSeconds()
+saveAll()
+return { LOST, int(NOW), REAPED, int(seconds) }

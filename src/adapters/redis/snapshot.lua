@@ -1,0 +1,45 @@
+--[[
+snapshot.lua: the group's state for status pages: waiting count, depth by priority, oldest wait,
+each deployment's usage, and the first waiters in grant order.
+KEYS: the group layout of lib.lua.
+ARGV: the common prefix of lib.lua, then ARGV[A] max waiters listed.
+Returns {LOST, NOW, REAPED, waiting, depth (priority, count pairs), oldest enqueuedAt (server ms) or '',
+         deployments (4 strings each: inflight, rpm used, tpm used, cooling-down-until or ''),
+         waiters (4 strings each: id, priority, tenant, enqueuedAt)}.
+]]
+local max = tonumber(ARGV[A])
+local waiting = redis.call('HLEN', K.waiters)
+local depth = redis.call('HGETALL', K.depth)
+local oldest = ''
+local first = redis.call('ZRANGE', K.enqueued, 0, 0, 'WITHSCORES')
+if first[2] then oldest = first[2] end
+local deps = {}
+for _, d in ipairs(DEPS) do
+  load(d)
+  local cool = ''
+  if coolingDown(d) then cool = int(d.cool) end
+  deps[#deps + 1] = int(d.inflight)
+  deps[#deps + 1] = int(d.rpmUsed)
+  deps[#deps + 1] = int(d.tpmUsed)
+  deps[#deps + 1] = cool
+end
+local list = {}
+if max > 0 then
+  local heads = redis.call('ZRANGE', K.queue, 0, max - 1)
+  if #heads > 0 then
+    local ids = {}
+    for j, m in ipairs(heads) do ids[j] = string.sub(m, 31) end
+    local recs = redis.call('HMGET', K.waiters, unpack(ids))
+    for j = 1, #heads do
+      if recs[j] then
+        local w = parseWaiter(recs[j])
+        list[#list + 1] = ids[j]
+        list[#list + 1] = w.prio
+        list[#list + 1] = w.tenant
+        list[#list + 1] = int(w.enq)
+      end
+    end
+  end
+end
+saveAll()
+return { LOST, int(NOW), REAPED, waiting, depth, oldest, deps, list }

@@ -1,0 +1,170 @@
+import { describe, it, expect } from 'vitest';
+import { RankedQueue } from '../src/machines/ranked-queue.js';
+
+/** mulberry32: a small seeded PRNG, so every run replays the same operations. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const byNumber = (a: number, b: number) => a - b;
+
+/** Index of the first element >= value in a sorted array: the number of elements ordered before value. */
+function lowerBound(sorted: number[], value: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid] < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function contents<T>(q: RankedQueue<T>): T[] {
+  const out: T[] = [];
+  q.forEach((v) => {
+    out.push(v);
+  });
+  return out;
+}
+
+function checkAgainstReference(q: RankedQueue<number>, ref: number[]): void {
+  expect(q.size).toBe(ref.length);
+  expect(contents(q)).toEqual(ref);
+  expect(q.peek()).toBe(ref[0]);
+  // The rank of every element is its position among the sorted values (the first of equal ones).
+  for (let i = 0; i < ref.length; i++) {
+    const expected = lowerBound(ref, ref[i]);
+    const got = q.rank(ref[i]);
+    if (got !== expected) throw new Error(`rank(${ref[i]}) = ${got}, expected ${expected} (index ${i})`);
+  }
+}
+
+describe('RankedQueue (size-augmented treap)', () => {
+  it('matches a sorted-array reference over 20,000 seeded random operations', () => {
+    const random = prng(0xc0ffee);
+    const q = new RankedQueue<number>(byNumber);
+    const ref: number[] = [];
+    const counts = { insert: 0, deleteHit: 0, deleteMiss: 0, shift: 0, rank: 0 };
+    const VALUES = 3_000; // small enough that duplicates and deletes of present values are common
+
+    for (let op = 0; op < 20_000; op++) {
+      const r = random();
+      if (r < 0.45 || ref.length === 0) {
+        const v = Math.floor(random() * VALUES);
+        q.insert(v);
+        ref.splice(lowerBound(ref, v), 0, v);
+        counts.insert++;
+      } else if (r < 0.7) {
+        // Half the deletes target a present value, half a random one (often missing).
+        const v = random() < 0.5 ? ref[Math.floor(random() * ref.length)] : Math.floor(random() * VALUES) + 0.5;
+        const i = lowerBound(ref, v);
+        const present = i < ref.length && ref[i] === v;
+        expect(q.delete(v)).toBe(present);
+        if (present) {
+          ref.splice(i, 1);
+          counts.deleteHit++;
+        } else counts.deleteMiss++;
+      } else if (r < 0.85) {
+        expect(q.shift()).toBe(ref.shift());
+        counts.shift++;
+      } else {
+        const v = Math.floor(random() * (VALUES + 200)) - 100;
+        expect(q.rank(v)).toBe(lowerBound(ref, v));
+        counts.rank++;
+      }
+      expect(q.size).toBe(ref.length);
+      if (op % 1_000 === 999) checkAgainstReference(q, ref);
+    }
+    checkAgainstReference(q, ref);
+    // The sequence really exercised every operation.
+    for (const n of Object.values(counts)) expect(n).toBeGreaterThan(1_000);
+
+    // Draining by shift yields the reference order, then the queue is empty.
+    const drained: number[] = [];
+    for (let v = q.shift(); v !== undefined; v = q.shift()) drained.push(v);
+    expect(drained).toEqual(ref);
+    expect(q.size).toBe(0);
+    expect(q.peek()).toBeUndefined();
+    expect(q.shift()).toBeUndefined();
+  });
+
+  it('rank of every element of a large queue equals its index (distinct values, random insert order)', () => {
+    const random = prng(42);
+    const q = new RankedQueue<number>(byNumber);
+    const values = Array.from({ length: 5_000 }, (_, i) => i * 2);
+    for (let i = values.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [values[i], values[j]] = [values[j], values[i]];
+    }
+    for (const v of values) q.insert(v);
+    for (let i = 0; i < 5_000; i++) {
+      expect(q.rank(i * 2)).toBe(i);
+      // A missing value ranks where it would be inserted.
+      expect(q.rank(i * 2 + 1)).toBe(i + 1);
+    }
+  });
+
+  it('deletes of missing values return false and leave the queue intact', () => {
+    const q = new RankedQueue<number>(byNumber);
+    expect(q.delete(1)).toBe(false);
+    for (const v of [5, 1, 9, 3, 7]) q.insert(v);
+    for (const v of [0, 2, 4, 6, 8, 10, -1, 5.5]) expect(q.delete(v)).toBe(false);
+    expect(contents(q)).toEqual([1, 3, 5, 7, 9]);
+    expect(q.delete(5)).toBe(true);
+    expect(q.delete(5)).toBe(false);
+    expect(contents(q)).toEqual([1, 3, 7, 9]);
+    expect(q.size).toBe(4);
+  });
+
+  it('orders structured keys by the comparator and deletes the equal entry, not the same reference', () => {
+    interface Key {
+      priority: number;
+      seq: number;
+    }
+    const q = new RankedQueue<Key>((a, b) => a.priority - b.priority || a.seq - b.seq);
+    const keys = [
+      { priority: 2, seq: 1 },
+      { priority: 0, seq: 2 },
+      { priority: 1, seq: 3 },
+      { priority: 0, seq: 4 },
+    ];
+    for (const k of keys) q.insert(k);
+    expect(contents(q).map((k) => k.seq)).toEqual([2, 4, 3, 1]);
+    expect(q.rank({ priority: 1, seq: 3 })).toBe(2);
+    expect(q.delete({ priority: 0, seq: 4 })).toBe(true);
+    expect(contents(q).map((k) => k.seq)).toEqual([2, 3, 1]);
+  });
+
+  it('forEach stops early when the visitor returns false, and clear empties the queue', () => {
+    const q = new RankedQueue<number>(byNumber);
+    for (let i = 100; i > 0; i--) q.insert(i);
+    const seen: number[] = [];
+    q.forEach((v) => {
+      seen.push(v);
+      return seen.length < 3;
+    });
+    expect(seen).toEqual([1, 2, 3]);
+    q.clear();
+    expect(q.size).toBe(0);
+    expect(contents(q)).toEqual([]);
+  });
+
+  it('stays shallow enough for an iterative walk and recursive split on 200,000 sorted inserts', () => {
+    // Sorted input is the worst case for an unbalanced tree; the treap's random weights keep it balanced.
+    const q = new RankedQueue<number>(byNumber);
+    for (let i = 0; i < 200_000; i++) q.insert(i);
+    expect(q.size).toBe(200_000);
+    expect(q.rank(150_000)).toBe(150_000);
+    expect(q.shift()).toBe(0);
+    expect(q.delete(199_999)).toBe(true);
+    expect(q.size).toBe(199_998);
+  });
+});

@@ -1,0 +1,483 @@
+/**
+ * The Redis store against a real redis-server (global-setup.ts starts one; every test uses a fresh key
+ * prefix). Two "instances" are two factories with their own connections and instance ids sharing a
+ * prefix, exactly what two gateway processes are.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Redis } from 'ioredis';
+import { createRedisStoreFactory, type RedisStoreFactory, type RedisStoreFactoryOptions } from '../src/adapters/redis-connection.js';
+import { groupKeyNames, type RedisStore } from '../src/adapters/redis-store.js';
+import type { TriageConfig } from '../src/adapters/config-types.js';
+import { MemoryStore } from '../src/machines/memory-store.js';
+import { compareOrder } from '../src/machines/queue-order.js';
+import type { Grant, ReleaseOutcome, SchedulerStore, WaiterEntry } from '../src/machines/scheduler-store.js';
+import { createRouter, type Router } from '../src/router.js';
+import type { QueueEvent } from '../src/events.js';
+import { testConfig, type TestDeployment } from './support/test-config.js';
+import { freshPrefix, sharedRedisUrl, startRedisServer, type RedisServer } from './support/redis.js';
+
+const MODEL = 'm';
+const cleanups: (() => Promise<void> | void)[] = [];
+
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()!();
+});
+
+interface Instance {
+  factory: RedisStoreFactory;
+  store: RedisStore;
+  /** Grants and expiries delivered through listener.remote. */
+  remoteGrants: Grant[];
+  remoteExpired: string[];
+  changed: number;
+}
+
+async function instance(
+  name: string,
+  prefix: string,
+  config: TriageConfig,
+  options: RedisStoreFactoryOptions & { url?: string } = {},
+): Promise<Instance> {
+  const { url, ...factoryOptions } = options;
+  const factory = createRedisStoreFactory({ url: url ?? sharedRedisUrl(), prefix }, { instanceId: name, ...factoryOptions });
+  cleanups.push(() => factory.close());
+  await factory.whenReady();
+  const group = config.modelGroups[0];
+  const store = factory.storeFactory(group.name, group.deployments, config) as RedisStore;
+  const inst: Instance = { factory, store, remoteGrants: [], remoteExpired: [], changed: 0 };
+  store.setListener({
+    changed: () => {
+      inst.changed += 1;
+    },
+    remote: ({ grants, expired }) => {
+      inst.remoteGrants.push(...grants);
+      inst.remoteExpired.push(...expired);
+    },
+  });
+  return inst;
+}
+
+function config(deployments: TestDeployment[], router: Partial<TriageConfig['router']> = {}): TriageConfig {
+  return testConfig({ [MODEL]: deployments }, router);
+}
+
+function entry(id: string, priority: number, now: number, extra: Partial<WaiterEntry> = {}): WaiterEntry {
+  return { id, priority, tenant: '', enqueuedAt: now, deadline: now + 600_000, tokens: 10, ...extra };
+}
+
+async function rawClient(url = sharedRedisUrl()): Promise<Redis> {
+  const r = new Redis(url);
+  cleanups.push(() => void r.disconnect());
+  return r;
+}
+
+/** Deterministic PRNG (mulberry32) so a failing workload can be replayed. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('RedisStore: order', () => {
+  it('ZSET order equals compareOrder (rank, then round, then seq) for any priorities, rounds and seqs', async () => {
+    const a = await instance('a', freshPrefix(), config([{ maxParallelRequests: 1 }]));
+    const rand = rng(7);
+    const now = Date.now();
+    const keys: { id: string; rank: number; round: number; seq: number }[] = [];
+    for (let i = 0; i < 300; i++) {
+      // Fractional and negative ranks (what aging produces), ties on rank and on round.
+      const rank = [-3, -1.5, 0, 0.25, 1, 2, 1e-9, -2.000001][Math.floor(rand() * 8)];
+      const round = Math.floor(rand() * 4) * (rand() < 0.2 ? 123_456_789 : 1);
+      const seq = 1 + Math.floor(rand() * 1e12);
+      const id = `w${i}`;
+      keys.push({ id, rank, round, seq });
+      // A retry carries its seq and round: the store keeps them, so the test controls the order key.
+      const r = await a.store.enqueue(entry(id, rank, now, { seq, round }), now);
+      expect(r.accepted).toBe(true);
+    }
+    const expected = [...keys].sort(compareOrder).map((k) => k.id);
+    const snap = await a.store.snapshot(now, 1000);
+    expect(snap.waiters.map((w) => w.id)).toEqual(expected);
+    for (const k of keys.slice(0, 20)) expect(await a.store.position(k.id)).toBe(expected.indexOf(k.id));
+  });
+
+  it('ages priorities with priority_aging: an old low-priority waiter goes before a new high one', async () => {
+    const a = await instance('a', freshPrefix(), config([{ maxParallelRequests: 1 }], { priorityAgingMs: 1000 }));
+    const now = Date.now();
+    await a.store.enqueue(entry('blocker', 0, now), now);
+    await a.store.pump(now);
+    await a.store.enqueue(entry('new-p0', 0, now), now);
+    await a.store.enqueue(entry('old-p2', 2, now - 5000), now);
+    const snap = await a.store.snapshot(now);
+    expect(snap.waiters.map((w) => w.id)).toEqual(['old-p2', 'new-p0']);
+    expect(snap.waiters[0].effectivePriority).toBeLessThanOrEqual(-3);
+  });
+
+  it('behaves exactly like MemoryStore on a random workload (grants, deployments, positions, limits)', async () => {
+    const deployments: TestDeployment[] = [
+      { maxParallelRequests: 3, rpm: 40, tpm: 3000 },
+      { maxParallelRequests: 2 },
+      { rpm: 25, tpm: 2000 },
+    ];
+    const cfg = config(deployments, { maxQueueSize: 40, allowedFails: 2, cooldownTimeMs: 600_000 });
+    const a = await instance('a', freshPrefix(), cfg);
+    const mem = new MemoryStore({
+      model: MODEL,
+      deployments: cfg.modelGroups[0].deployments,
+      maxQueueSize: 40,
+      cooldown: { cooldownTimeMs: 600_000, allowedFails: 2 },
+    });
+    const rand = rng(42);
+    const pickOne = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
+    let now = Date.now();
+    let nextId = 1;
+    const waiting = new Set<string>();
+    const accepted = new Map<string, { seq: number; round: number; priority: number; tenant: string; tokens: number }>();
+    const held = new Map<string, { mem: Grant; redis: Grant }>();
+    const log: string[] = [];
+    const stores: SchedulerStore[] = [mem, a.store];
+
+    const pump = async () => {
+      const [m, r] = await Promise.all(stores.map((s) => s.pump(now)));
+      const shape = (g: Grant) => `${g.requestId}@${g.deploymentId}:p${g.priority}:s${g.seq}`;
+      expect(r.grants.map(shape)).toEqual(m.grants.map(shape));
+      expect(r.waiting).toBe(m.waiting);
+      expect(r.expired).toEqual(m.expired);
+      for (let i = 0; i < m.grants.length; i++) {
+        held.set(m.grants[i].requestId, { mem: m.grants[i], redis: r.grants[i] });
+        waiting.delete(m.grants[i].requestId);
+      }
+      log.push(`pump ${m.grants.length}`);
+    };
+
+    for (let step = 0; step < 700; step++) {
+      now += 1;
+      const x = rand();
+      if (x < 0.42) {
+        const id = `r${nextId++}`;
+        const e = entry(id, Math.floor(rand() * 4), now, { tenant: pickOne(['a', 'b', 'c', '']), tokens: 20 + Math.floor(rand() * 300) });
+        const [m, r] = await Promise.all(stores.map((s) => s.enqueue(e, now)));
+        expect(r).toEqual(m);
+        if (m.accepted) {
+          waiting.add(id);
+          accepted.set(id, { seq: m.seq, round: m.round, priority: e.priority, tenant: e.tenant, tokens: e.tokens });
+        }
+      } else if (x < 0.67) {
+        await pump();
+      } else if (x < 0.9 && held.size > 0) {
+        const id = pickOne([...held.keys()]);
+        const g = held.get(id)!;
+        held.delete(id);
+        const y = rand();
+        const outcome: ReleaseOutcome =
+          y < 0.6
+            ? { kind: 'ok', tokensUsed: Math.floor(rand() * 400) }
+            : y < 0.75
+              ? { kind: 'cancelled' }
+              : y < 0.97
+                ? { kind: 'failed', failure: pickOne(['server_error', 'network', 'timeout', 'client_error'] as const) }
+                : { kind: 'failed', failure: 'rate_limited', retryAfterMs: 600_000 };
+        const m = await mem.release(g.mem, outcome, now);
+        const r = await a.store.release(g.redis, outcome, now);
+        expect(r.cooldown?.deploymentId).toBe(m.cooldown?.deploymentId);
+        expect(r.cooldown?.reason).toBe(m.cooldown?.reason);
+        // A failed call is retried: it re-enters the queue at its old place (same seq and round).
+        if (outcome.kind === 'failed' && rand() < 0.5) {
+          const k = accepted.get(id)!;
+          const e = entry(id, k.priority, now, { tenant: k.tenant, tokens: k.tokens, seq: k.seq, round: k.round });
+          const [me, re] = await Promise.all(stores.map((s) => s.enqueue(e, now)));
+          expect(re).toEqual(me);
+          waiting.add(id);
+        }
+      } else if (waiting.size > 0) {
+        const id = pickOne([...waiting]);
+        const [m, r] = await Promise.all(stores.map((s) => s.remove(id, now)));
+        expect(r).toBe(m);
+        waiting.delete(id);
+      }
+    }
+    await pump();
+    const [ms, rs] = await Promise.all(stores.map((s) => s.snapshot(now, 1000)));
+    expect(rs.waiters.map((w) => w.id)).toEqual(ms.waiters.map((w) => w.id));
+    expect(rs.depthByPriority).toEqual(ms.depthByPriority);
+    expect(rs.waiting).toBe(ms.waiting);
+    const usage = (d: (typeof ms.deployments)[number]) => [d.id, d.inFlight, d.rpmUsed, d.tpmUsed, d.headroom, d.coolingDownUntil !== null];
+    expect(rs.deployments.map(usage)).toEqual(ms.deployments.map(usage));
+    expect(await a.store.retryAfterSeconds(now)).toBe(await mem.retryAfterSeconds(now));
+    // The workload really exercised the limits and the queue.
+    expect(log.filter((l) => l !== 'pump 0').length).toBeGreaterThan(20);
+    expect(accepted.size).toBeGreaterThan(100);
+  });
+});
+
+describe('RedisStore: limits across instances', () => {
+  it('never exceeds rpm with two instances under a concurrent burst', async () => {
+    const prefix = freshPrefix();
+    const cfg = config([{ rpm: 25 }]);
+    const a = await instance('a', prefix, cfg);
+    const b = await instance('b', prefix, cfg);
+    const now = Date.now();
+    const granted: Grant[] = [];
+    await Promise.all([
+      ...Array.from({ length: 40 }, (_, i) => a.store.enqueue(entry(`a${i}`, i % 3, now), now)),
+      ...Array.from({ length: 40 }, (_, i) => b.store.enqueue(entry(`b${i}`, i % 3, now), now)),
+    ]);
+    const pumps = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? a : b).store.pump(Date.now())));
+    for (const p of pumps) granted.push(...p.grants);
+    await vi.waitFor(() => expect(granted.length + a.remoteGrants.length + b.remoteGrants.length).toBe(25));
+    const all = [...granted, ...a.remoteGrants, ...b.remoteGrants];
+    expect(new Set(all.map((g) => g.requestId)).size).toBe(25);
+    // The 25 best: priorities 0 first (27 waiters have priority 0), in arrival order.
+    expect(all.every((g) => g.priority === 0)).toBe(true);
+    const redis = await rawClient();
+    const rpmKey = groupKeyNames(prefix, MODEL, cfg.modelGroups[0].deployments)[15];
+    expect(await redis.zcard(rpmKey)).toBe(25);
+    const snap = await a.store.snapshot(Date.now());
+    expect(snap.deployments[0].rpmUsed).toBe(25);
+    expect(snap.deployments[0].headroom).toBe(0);
+    expect(snap.waiting).toBe(55);
+  });
+
+  it('grants each request exactly once, to its owner, never above max_parallel_requests (concurrent enqueues, pumps, releases)', async () => {
+    const prefix = freshPrefix();
+    const cfg = config([{ maxParallelRequests: 4 }, { maxParallelRequests: 3, tpm: 1_000_000 }]);
+    const a = await instance('a', prefix, cfg);
+    const b = await instance('b', prefix, cfg);
+    const N = 300;
+    const seen = new Map<string, number>();
+    let outstanding = 0;
+    let maxOutstanding = 0;
+    let released = 0;
+    const handle = (inst: Instance, name: string, grants: Grant[]) => {
+      for (const g of grants) {
+        // Delivered to the instance that owns the request, whichever instance's pump granted it.
+        expect(g.requestId.startsWith(name)).toBe(true);
+        seen.set(g.requestId, (seen.get(g.requestId) ?? 0) + 1);
+        outstanding += 1;
+        maxOutstanding = Math.max(maxOutstanding, outstanding);
+        setImmediate(() => {
+          outstanding -= 1;
+          void inst.store.release(g, { kind: 'ok' }, Date.now()).then(() => {
+            released += 1;
+          });
+        });
+      }
+    };
+    const drive = async (inst: Instance, name: string) => {
+      const now = Date.now();
+      await Promise.all(Array.from({ length: N }, (_, i) => inst.store.enqueue(entry(`${name}${i}`, i % 5, now), now)));
+      for (let spins = 0; spins < 100_000 && released < 2 * N; spins++) {
+        const remote = inst.remoteGrants.splice(0);
+        handle(inst, name, remote);
+        const r = await inst.store.pump(Date.now());
+        handle(inst, name, r.grants);
+        await new Promise((res) => setImmediate(res));
+      }
+    };
+    await Promise.all([drive(a, 'a'), drive(b, 'b')]);
+    expect(released).toBe(2 * N);
+    expect(seen.size).toBe(2 * N);
+    expect([...seen.values()].every((n) => n === 1)).toBe(true);
+    expect(maxOutstanding).toBeLessThanOrEqual(7);
+    const snap = await a.store.snapshot(Date.now());
+    expect(snap.waiting).toBe(0);
+    expect(snap.inFlight).toBe(0);
+  });
+
+  it('releases exactly once: a second release (same or another instance, even concurrent) is a no-op', async () => {
+    const prefix = freshPrefix();
+    const cfg = config([{ maxParallelRequests: 2 }]);
+    const a = await instance('a', prefix, cfg);
+    const b = await instance('b', prefix, cfg);
+    const now = Date.now();
+    await a.store.enqueue(entry('x', 0, now), now);
+    await a.store.enqueue(entry('y', 0, now), now);
+    const { grants } = await a.store.pump(now);
+    expect(grants).toHaveLength(2);
+    const [gx, gy] = grants;
+    expect(await a.store.release(gx, { kind: 'ok' }, now)).toEqual({});
+    expect(await a.store.release(gx, { kind: 'ok' }, now)).toEqual({});
+    expect((await a.store.snapshot(now)).inFlight).toBe(1);
+    // Concurrent releases of one grant from two instances: one of them frees the slot and cools down.
+    const outcome: ReleaseOutcome = { kind: 'failed', failure: 'rate_limited', retryAfterMs: 5000 };
+    const results = await Promise.all([a.store.release(gy, outcome, now), b.store.release(gy, outcome, now), a.store.release(gy, outcome, now)]);
+    expect(results.filter((r) => r.cooldown !== undefined)).toHaveLength(1);
+    const snap = await b.store.snapshot(now);
+    expect(snap.inFlight).toBe(0);
+    expect(snap.deployments[0].coolingDownUntil).not.toBeNull();
+  });
+});
+
+describe('RedisStore: instances', () => {
+  it("delivers a grant or expiry made by another instance's pump to the owner through listener.remote", async () => {
+    const prefix = freshPrefix();
+    const cfg = config([{ maxParallelRequests: 1 }]);
+    const a = await instance('a', prefix, cfg);
+    const b = await instance('b', prefix, cfg);
+    const now = Date.now();
+    await b.store.enqueue(entry('b1', 0, now), now);
+    await b.store.enqueue(entry('b2', 0, now, { deadline: now + 150 }), now);
+    const pa = await a.store.pump(Date.now());
+    expect(pa.grants).toEqual([]);
+    await vi.waitFor(() => expect(b.remoteGrants.map((g) => g.requestId)).toEqual(['b1']));
+    expect(b.remoteGrants[0].deploymentId).toBe(`${MODEL}#0`);
+    // b2 waits behind the held slot until its deadline; A's pump expires it and tells B.
+    await vi.waitFor(async () => {
+      const p = await a.store.pump(Date.now());
+      expect(p.expired).toEqual([]);
+      expect(b.remoteExpired).toEqual(['b2']);
+    });
+    expect(a.remoteGrants).toEqual([]);
+    expect((await a.store.snapshot(Date.now())).waiting).toBe(0);
+  });
+
+  it("reclaims a dead instance's waiters and grants once its lease lapses", async () => {
+    const prefix = freshPrefix();
+    const cfg = config([{ maxParallelRequests: 1 }]);
+    const a = await instance('a', prefix, cfg, { leaseMs: 600 });
+    const b = await instance('b', prefix, cfg, { leaseMs: 300 });
+    const now = Date.now();
+    await b.store.enqueue(entry('b1', 0, now), now);
+    expect((await b.store.pump(now)).grants.map((g) => g.requestId)).toEqual(['b1']);
+    await b.store.enqueue(entry('b2', 0, now), now);
+    await a.store.enqueue(entry('a1', 1, now), now);
+    expect((await a.store.pump(now)).grants).toEqual([]);
+    const before = await a.store.snapshot(now);
+    expect([before.inFlight, before.waiting]).toEqual([1, 2]);
+
+    b.factory.abandon(); // as kill -9: nothing is given back, the heartbeat stops
+    const granted: Grant[] = [];
+    await vi.waitFor(
+      async () => {
+        granted.push(...(await a.store.pump(Date.now())).grants);
+        expect(granted.map((g) => g.requestId)).toEqual(['a1']);
+      },
+      { timeout: 5000, interval: 50 },
+    );
+    const snap = await a.store.snapshot(Date.now());
+    expect(snap.waiting).toBe(0);
+    expect(snap.inFlight).toBe(1);
+    const redis = await rawClient();
+    const leasesKey = groupKeyNames(prefix, MODEL, [])[8];
+    expect(await redis.zrange(leasesKey, 0, -1)).toEqual(['a']);
+  });
+
+  it('a clean close gives everything back and tells the other instances to pump', async () => {
+    const prefix = freshPrefix();
+    const cfg = config([{ maxParallelRequests: 1 }]);
+    const a = await instance('a', prefix, cfg);
+    const b = await instance('b', prefix, cfg);
+    const now = Date.now();
+    await b.store.enqueue(entry('b1', 0, now), now);
+    await b.store.pump(now);
+    await a.store.enqueue(entry('a1', 0, now), now);
+    const changedBefore = a.changed;
+    await b.factory.close();
+    await vi.waitFor(() => expect(a.changed).toBeGreaterThan(changedBefore));
+    expect((await a.store.pump(Date.now())).grants.map((g) => g.requestId)).toEqual(['a1']);
+  });
+});
+
+describe('RedisStore: Redis down', () => {
+  let server: RedisServer | undefined;
+  afterEach(async () => {
+    await server?.stop(true);
+    server = undefined;
+  });
+
+  it('rejects promptly while Redis is down (fail closed) and works again after a restart, without a new store', async () => {
+    server = await startRedisServer();
+    const cfg = config([{ maxParallelRequests: 1 }]);
+    const a = await instance('a', freshPrefix(), cfg, { url: server.url, commandTimeoutMs: 500 });
+    const now = Date.now();
+    await a.store.enqueue(entry('blocker', 0, now), now);
+    const [blocker] = (await a.store.pump(now)).grants;
+    await a.store.enqueue(entry('w1', 0, now), now);
+
+    await server.stop(true);
+    await vi.waitFor(() => expect(a.factory.ready()).toBe(false));
+    const t0 = Date.now();
+    await expect(a.store.pump(Date.now())).rejects.toThrow();
+    await expect(a.store.enqueue(entry('w2', 0, Date.now()), Date.now())).rejects.toThrow();
+    await expect(a.store.release(blocker, { kind: 'ok' }, Date.now())).rejects.toThrow();
+    expect(Date.now() - t0).toBeLessThan(1000);
+
+    await server.restart(); // a fresh, empty Redis on the same port
+    await vi.waitFor(() => expect(a.factory.ready()).toBe(true), { timeout: 5000 });
+    // The store re-queues what the empty Redis lost (w1, at its old place) and serves it again.
+    const granted: Grant[] = [];
+    await vi.waitFor(
+      async () => {
+        granted.push(...(await a.store.pump(Date.now())).grants, ...a.remoteGrants.splice(0));
+        expect(granted.map((g) => g.requestId)).toEqual(['w1']);
+      },
+      { timeout: 5000, interval: 50 },
+    );
+    const r = await a.store.enqueue(entry('w3', 0, Date.now()), Date.now());
+    expect(r.accepted).toBe(true);
+    expect((await a.store.snapshot(Date.now())).inFlight).toBe(1);
+  });
+});
+
+describe('Router on the Redis store', () => {
+  function dispatchOrder(events: QueueEvent[]): number[] {
+    return events.filter((e) => e.type === 'request.dispatched').map((e) => (e as { priority: number }).priority);
+  }
+
+  async function routerOn(name: string, prefix: string, cfg: TriageConfig): Promise<{ router: Router; events: QueueEvent[] }> {
+    const factory = createRedisStoreFactory({ url: sharedRedisUrl(), prefix }, { instanceId: name });
+    await factory.whenReady();
+    const router = createRouter(cfg, { storeFactory: factory.storeFactory });
+    cleanups.push(async () => {
+      await router.close(1000);
+      await factory.close();
+    });
+    const events: QueueEvent[] = [];
+    router.events.subscribe((e) => events.push(e));
+    return { router, events };
+  }
+
+  const waitQueued = (events: QueueEvent[], n: number) =>
+    vi.waitFor(() => expect(events.filter((e) => e.type === 'request.queued').length).toBeGreaterThanOrEqual(n));
+
+  it('serves priorities in order under max_parallel_requests: 1', async () => {
+    const cfg = testConfig({ [MODEL]: [{ maxParallelRequests: 1, mockDelayMs: 150 }] });
+    const { router, events } = await routerOn('a', freshPrefix(), cfg);
+    const ask = (priority: number) => router.scheduleCompletion({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], priority });
+    const all = [ask(0)];
+    await vi.waitFor(() => expect(dispatchOrder(events)).toEqual([0]));
+    for (const p of [5, 1, 3]) {
+      all.push(ask(p));
+      await waitQueued(events, all.length);
+    }
+    const done = await Promise.all(all);
+    expect(done.every((c) => c.choices[0].message.content === 'ok')).toBe(true);
+    expect(dispatchOrder(events)).toEqual([0, 1, 3, 5]);
+  });
+
+  it('two routers sharing Redis serve one global queue in priority order', async () => {
+    const prefix = freshPrefix();
+    const cfg = testConfig({ [MODEL]: [{ maxParallelRequests: 1, mockDelayMs: 150 }] });
+    const A = await routerOn('a', prefix, cfg);
+    const B = await routerOn('b', prefix, cfg);
+    const dispatched: { at: number; priority: number; on: string }[] = [];
+    A.router.events.subscribe((e) => e.type === 'request.dispatched' && dispatched.push({ at: Date.now(), priority: e.priority, on: 'a' }));
+    B.router.events.subscribe((e) => e.type === 'request.dispatched' && dispatched.push({ at: Date.now(), priority: e.priority, on: 'b' }));
+    const ask = (r: Router, priority: number) => r.scheduleCompletion({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], priority });
+    const all = [ask(A.router, 0)];
+    await vi.waitFor(() => expect(dispatched).toHaveLength(1));
+    all.push(ask(B.router, 5));
+    await waitQueued(B.events, 1);
+    all.push(ask(A.router, 1));
+    await waitQueued(A.events, 2);
+    all.push(ask(B.router, 3));
+    await waitQueued(B.events, 2);
+    await Promise.all(all);
+    expect(dispatched.map((d) => `${d.on}${d.priority}`)).toEqual(['a0', 'a1', 'b3', 'b5']);
+  });
+});
