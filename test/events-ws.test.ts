@@ -87,7 +87,7 @@ describe('queue event stream', () => {
     byModel.socket.send('not json');
     byModel.socket.send(JSON.stringify({ type: 'subscribe', models: ['nope'] }));
     await waitFor(() => (byModel.messages.filter((m) => m.type === 'error').length === 2 ? true : undefined), 'two errors');
-    const errors = byModel.messages.filter((m) => m.type === 'error') as Array<{ error: { code: string } }>;
+    const errors = byModel.messages.filter((m) => m.type === 'error') as unknown as Array<{ error: { code: string } }>;
     expect(errors.map((e) => e.error.code)).toEqual(['invalid_request', 'model_not_found']);
   });
 

@@ -181,7 +181,7 @@ describe('HTTP upstream through the gateway', () => {
     const e = await rejection(g.client().chat.completions.create(chat('m', 'hi', 0, { temperature: 9 })));
     expect(e).toBeInstanceOf(BadRequestError);
     expect(e.status).toBe(400);
-    expect(e.error).toEqual({ message: expect.stringContaining("Invalid value for 'temperature'"), type: 'upstream_error', param: null, code: 'upstream_error' });
+    expect(e.error).toEqual({ message: expect.stringContaining("Invalid value for 'temperature'"), type: 'upstream_error', param: 'temperature', code: 'upstream_error' });
     expect(fake.requests).toHaveLength(1);
     expect(fake.requests[0].body?.temperature).toBe(9);
     expect((await status(g)).deployments[0].coolingDownUntil).toBeNull();

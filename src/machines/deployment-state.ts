@@ -6,6 +6,9 @@ import type { DeploymentLimits } from '../adapters/config-types.js';
 import { RateWindow, WINDOW_MS, type WindowRecord } from './rate-window.js';
 import type { DeploymentUsage, ReleaseOutcome } from './scheduler-store.js';
 
+/** Longest cooldown an upstream's Retry-After can impose (a misbehaving upstream cannot park a deployment for hours). */
+export const MAX_COOLDOWN_MS = 300_000;
+
 export interface CooldownPolicy {
   cooldownTimeMs: number;
   /** Failures tolerated within a minute before cooldown; a 429 cools down at once. */
@@ -97,7 +100,8 @@ export class DeploymentState {
     this.failures.push(now);
     const immediate = outcome.failure === 'rate_limited';
     if (!immediate && this.failures.length <= policy.allowedFails) return undefined;
-    const duration = outcome.retryAfterMs ?? policy.cooldownTimeMs;
+    // An upstream's Retry-After is honoured, but never for longer than MAX_COOLDOWN_MS.
+    const duration = Math.min(outcome.retryAfterMs ?? policy.cooldownTimeMs, Math.max(MAX_COOLDOWN_MS, policy.cooldownTimeMs));
     if (duration <= 0) return undefined;
     this.coolingDownUntil = Math.max(this.coolingDownUntil ?? 0, now + duration);
     this.failures = [];

@@ -204,6 +204,8 @@ export class MemoryStore implements SchedulerStore {
         id: w.entry.id,
         position: waiters.length,
         priority: w.entry.priority,
+        round: w.round,
+        seq: w.seq,
         effectivePriority: effectivePriority(w.entry.priority, w.entry.enqueuedAt, now, this.options.priorityAgingMs),
         tenant: w.entry.tenant,
         waitedMs: now - w.entry.enqueuedAt,

@@ -128,7 +128,11 @@ export function upstreamFailureError(e: unknown): TriageError {
   const u = asUpstreamError(e);
   if (u.kind === 'timeout') return new TriageError('upstream_timeout', u.message, { cause: u });
   if (u.kind === 'client_error' && u.status !== undefined) {
-    return new TriageError('upstream_error', `The upstream rejected the request: ${u.message}`, { status: u.status, cause: u });
+    // The upstream's 4xx passes through: its status, and its own message and param when it sent them.
+    const detail = (u.body as { error?: { message?: unknown; param?: unknown } } | undefined)?.error;
+    const message = typeof detail?.message === 'string' ? detail.message.slice(0, 2000) : `The upstream rejected the request: ${u.message}`;
+    const param = typeof detail?.param === 'string' ? detail.param : null;
+    return new TriageError('upstream_error', message, { status: u.status, param, cause: u });
   }
   return new TriageError('upstream_error', `The upstream deployment failed: ${u.message}`, { cause: u });
 }

@@ -75,6 +75,9 @@ export interface WaiterView {
   id: string;
   position: number;
   priority: number;
+  /** The ordering key's tie-breakers (see queue-order.ts), so a client can keep the order itself. */
+  round: number;
+  seq: number;
   effectivePriority: number;
   tenant: string;
   waitedMs: number;
