@@ -63,7 +63,7 @@ model_list:
         ],
       },
     ]);
-    expect(config.general).toEqual({ keys: [], maxRequestBodyBytes: 4194304, publicMetrics: false, shutdownGraceMs: 30000 });
+    expect(config.general).toEqual({ keys: [], maxRequestBodyBytes: 4194304, publicMetrics: false, metrics: true, shutdownGraceMs: 30000 });
     expect(config.router).toEqual({
       routingStrategy: 'usage-based-routing',
       pollingIntervalMs: 30,

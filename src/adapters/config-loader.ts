@@ -106,7 +106,7 @@ const ROUTER_KEYS = [
   'redis_password',
   'redis_prefix',
 ];
-const GENERAL_KEYS = ['master_key', 'keys', 'max_request_body_bytes', 'public_metrics', 'shutdown_grace_seconds'];
+const GENERAL_KEYS = ['master_key', 'keys', 'max_request_body_bytes', 'public_metrics', 'enable_metrics', 'shutdown_grace_seconds'];
 const VIRTUAL_KEY_KEYS = ['key', 'name', 'models', 'max_priority', 'rpm'];
 
 /** Everything one normalization pass accumulates. */
@@ -513,6 +513,7 @@ function normalizeGeneralSettings(
     keys,
     maxRequestBodyBytes: optionalField(map, 'max_request_body_bytes', path, checkPositiveInteger, issues) ?? 4_194_304,
     publicMetrics: optionalField(map, 'public_metrics', path, checkBoolean, issues) ?? false,
+    metrics: optionalField(map, 'enable_metrics', path, checkBoolean, issues) ?? true,
     shutdownGraceMs: secondsToMs(graceSeconds),
   });
 }

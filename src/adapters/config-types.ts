@@ -94,6 +94,8 @@ export interface GeneralSettings {
   maxRequestBodyBytes: number;
   /** Serve /metrics without a key even when keys are configured. */
   publicMetrics: boolean;
+  /** Collect and serve Prometheus metrics (`enable_metrics`, default true). */
+  metrics: boolean;
   /** Grace period for dispatched calls on shutdown, ms. */
   shutdownGraceMs: number;
 }

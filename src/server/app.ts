@@ -10,6 +10,7 @@ import { KeyRing, presentedKey, type Caller } from './auth.js';
 import { registerChatRoutes } from './chat-routes.js';
 import { DEFAULT_EVENT_STREAM_OPTIONS, registerEventsRoute, type EventStreamOptions } from './events-route.js';
 import { sendError } from './http-errors.js';
+import { createMetrics, registerMetricsRoute } from './metrics.js';
 import { registerStatusRoutes, type Readiness } from './status-routes.js';
 
 declare module 'fastify' {
@@ -109,6 +110,7 @@ export function buildApp(options: AppOptions): TriageApp {
   );
 
   registerChatRoutes(app, router);
+  if (general.metrics) registerMetricsRoute(app, createMetrics(router));
   void app.register(websocket, {
     options: { maxPayload: DEFAULT_EVENT_STREAM_OPTIONS.maxMessageBytes },
     // On shutdown, say goodbye (1001 "going away"); a client that does not answer is cut shortly after.

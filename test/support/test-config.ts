@@ -51,6 +51,7 @@ export function testConfig(
       keys: [],
       maxRequestBodyBytes: 4 * 1024 * 1024,
       publicMetrics: false,
+      metrics: true,
       shutdownGraceMs: 30_000,
       ...general,
     },
