@@ -3,11 +3,15 @@
  * envelope for everything. Plugins for events, the debugger and metrics register on top of it.
  */
 import websocket from '@fastify/websocket';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { TriageError } from '../errors.js';
 import type { Router } from '../router.js';
 import { KeyRing, presentedKey, type Caller } from './auth.js';
 import { registerChatRoutes } from './chat-routes.js';
+import { DebugRecorder, type DebugRecorderOptions } from './debug/inspector.js';
+import { DEBUG_PUBLIC_PATHS, registerDebugRoutes } from './debug/routes.js';
 import { DEFAULT_EVENT_STREAM_OPTIONS, registerEventsRoute, type EventStreamOptions } from './events-route.js';
 import { sendError } from './http-errors.js';
 import { createMetrics, registerMetricsRoute } from './metrics.js';
@@ -26,31 +30,94 @@ export interface AppOptions {
   /** Paths served without a key even when keys are configured. */
   publicPaths?: string[];
   eventStream?: Partial<EventStreamOptions>;
+  /** How long a client may take to send a request (see ServerTimeouts); defaults in DEFAULT_SERVER_TIMEOUTS. */
+  timeouts?: Partial<ServerTimeouts>;
+  /** Bounds of the statechart debugger's history (`/debug`). */
+  debug?: Partial<DebugRecorderOptions>;
 }
 
 const ALWAYS_PUBLIC = ['/health/liveliness', '/health/liveness', '/health/readiness'];
 
-/** Removes `token=` values from logged URLs (browsers pass keys that way to WebSockets). */
-export function redactUrl(url: string): string {
-  return url.replace(/([?&]token=)[^&]*/gi, '$1[redacted]');
+/**
+ * How long a client may take to send a request. Node enforces the first two on a sweep every
+ * `checkIntervalMs`, so a client is cut between the timeout and the timeout plus one interval.
+ * A request that is fully received and waits in the queue is not affected by either.
+ */
+export interface ServerTimeouts {
+  /** Whole request (headers and body) must arrive within this (Node's `requestTimeout`); 408 after. */
+  requestTimeoutMs: number;
+  /** Headers must arrive within this from the first byte / the connection (Node's `headersTimeout`); 408 after. */
+  headersTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveTimeoutMs: number;
+  /** How often Node checks the request and headers timeouts (its `connectionsCheckingInterval`, 30 s by default). */
+  checkIntervalMs: number;
 }
 
-/** Request logs never carry keys: no headers, and `token=` values masked in URLs. */
-function withRedaction(logger: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
+export const DEFAULT_SERVER_TIMEOUTS: ServerTimeouts = { requestTimeoutMs: 30_000, headersTimeoutMs: 30_000, keepAliveTimeoutMs: 72_000, checkIntervalMs: 5_000 };
+
+/** Query parameters whose values are masked in logged URLs wherever a key might be put by mistake. */
+const CREDENTIAL_PARAMS = /([?&;](?:token|key|api[_-]?key|access[_-]?token|auth|authorization|password|secret)=)[^&;#]*/gi;
+
+/** Masks credential-like query values in a logged URL (browsers pass keys as `token=` to WebSockets). */
+export function redactUrl(url: string): string {
+  return url.replace(CREDENTIAL_PARAMS, '$1[redacted]');
+}
+
+/**
+ * Request logs never carry keys: no headers, credential-like query values masked, and every configured
+ * secret redacted from URLs and error messages (a key put in a path or a model name by mistake).
+ */
+function withRedaction(logger: FastifyServerOptions['logger'], redact: (text: string) => string): FastifyServerOptions['logger'] {
   if (logger === false || logger === undefined) return false;
   const base = logger === true ? {} : (logger as Record<string, unknown>);
   return {
     ...base,
     serializers: {
-      req: (req: { method?: string; url?: string }) => ({ method: req.method, url: redactUrl(req.url ?? '') }),
+      req: (req: { method?: string; url?: string }) => ({ method: req.method, url: redact(redactUrl(req.url ?? '')) }),
+      err: (err: Error & { code?: unknown; statusCode?: unknown }) => ({
+        type: err?.name,
+        message: redact(String(err?.message ?? err)),
+        stack: redact(String(err?.stack ?? '')),
+        code: err?.code,
+        statusCode: err?.statusCode,
+      }),
       ...(base.serializers as Record<string, unknown> | undefined),
     },
   } as FastifyServerOptions['logger'];
 }
 
+/**
+ * Errors Node's HTTP parser raises before fastify sees a request (a request or its headers too slow,
+ * headers too large, malformed HTTP), answered in the OpenAI envelope like every other error. The
+ * raw packet Node attaches to parser errors (which can hold an Authorization header) is never logged.
+ */
+function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const error =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? new TriageError('invalid_request', 'The request was not received in time.', { status: 408 })
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? new TriageError('invalid_request', 'The request headers are too large.', { status: 431 })
+        : new TriageError('invalid_request', 'Malformed HTTP request.');
+  this.log.trace({ code: err.code, status: error.status }, 'client error');
+  // Only when no response is under way on this socket: writing into one would corrupt it.
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (socket.writable && !inFlight?.headersSent) {
+    const body = JSON.stringify(error.toJSON());
+    socket.write(
+      `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
 export interface TriageApp {
   app: FastifyInstance;
   keys: KeyRing;
+  /** What the statechart debugger (`/debug`) records. */
+  debug: DebugRecorder;
   /** Stop taking new work: later requests get 503 shutting_down. */
   startDraining(): void;
   readonly draining: boolean;
@@ -59,20 +126,38 @@ export interface TriageApp {
 export function buildApp(options: AppOptions): TriageApp {
   const { router } = options;
   const general = router.config.general;
+  const timeouts = { ...DEFAULT_SERVER_TIMEOUTS, ...options.timeouts };
+  const redact = (text: string) => router.redact(text);
   const app = Fastify({
-    logger: withRedaction(options.logger ?? false),
+    logger: withRedaction(options.logger ?? false, redact),
     bodyLimit: general.maxRequestBodyBytes,
     // Slow clients (headers or body trickling in) are cut off instead of holding a socket for ever.
-    requestTimeout: 30_000,
+    // No socket inactivity timeout: a streaming request waits in the queue with no bytes sent.
+    requestTimeout: timeouts.requestTimeoutMs,
     connectionTimeout: 0,
-    keepAliveTimeout: 72_000,
+    keepAliveTimeout: timeouts.keepAliveTimeoutMs,
+    http: {
+      requestTimeout: timeouts.requestTimeoutMs,
+      headersTimeout: Math.min(timeouts.headersTimeoutMs, timeouts.requestTimeoutMs),
+      connectionsCheckingInterval: timeouts.checkIntervalMs,
+    },
+    clientErrorHandler,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
   });
+  // Node answers an `Expect` other than 100-continue with a bare 417 unless asked: answer in the envelope.
+  app.server.on('checkExpectation', (_req, res) => {
+    const body = JSON.stringify(new TriageError('invalid_request', 'Only "Expect: 100-continue" is supported.', { status: 417 }).toJSON());
+    res.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+    res.end(body);
+  });
+  // Error answers (and WebSocket error messages) echo what a caller sent: a key sent as a model name
+  // or a path, or an upstream's message repeating its api key, is redacted before it leaves.
+  app.decorate('redactSecrets', redact);
   app.removeContentTypeParser('text/plain');
 
   const keys = new KeyRing(general);
-  const publicPaths = new Set([...ALWAYS_PUBLIC, ...(options.publicPaths ?? [])]);
+  const publicPaths = new Set([...ALWAYS_PUBLIC, ...DEBUG_PUBLIC_PATHS, ...(options.publicPaths ?? [])]);
   let draining = false;
 
   app.decorateRequest('caller', null as unknown as Caller);
@@ -125,6 +210,9 @@ export function buildApp(options: AppOptions): TriageApp {
   });
   const eventStream = { ...DEFAULT_EVENT_STREAM_OPTIONS, ...options.eventStream };
   void app.register(async (scoped) => registerEventsRoute(scoped, router, eventStream));
+  const debug = new DebugRecorder(router, options.debug);
+  void app.register(async (scoped) => registerDebugRoutes(scoped, router, debug));
+  app.addHook('onClose', async () => debug.close());
   const readiness = options.readiness ?? (() => ({ ready: !draining, status: draining ? 'draining' : 'ready', store: 'memory' }) as Readiness);
   registerStatusRoutes(app, router, () => {
     const r = readiness();
@@ -134,6 +222,7 @@ export function buildApp(options: AppOptions): TriageApp {
   return {
     app,
     keys,
+    debug,
     startDraining: () => {
       draining = true;
     },
