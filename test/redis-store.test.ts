@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Redis } from 'ioredis';
 import { createRedisStoreFactory, type RedisStoreFactory, type RedisStoreFactoryOptions } from '../src/adapters/redis-connection.js';
-import { groupKeyNames, type RedisStore } from '../src/adapters/redis-store.js';
+import { groupKeyNames, groupPrefix, type RedisStore } from '../src/adapters/redis-store.js';
 import type { TriageConfig } from '../src/adapters/config-types.js';
 import { MemoryStore } from '../src/machines/memory-store.js';
 import { compareOrder } from '../src/machines/queue-order.js';
@@ -118,21 +118,26 @@ describe('RedisStore: order', () => {
     expect(snap.waiters[0].effectivePriority).toBeLessThanOrEqual(-3);
   });
 
-  it('behaves exactly like MemoryStore on a random workload (grants, deployments, positions, limits)', async () => {
+  it.each([
+    { aging: undefined, seed: 42 },
+    { aging: 40, seed: 43 },
+  ])('behaves exactly like MemoryStore on a random workload (aging $aging): grants, deployments, positions, limits', async ({ aging, seed }) => {
     const deployments: TestDeployment[] = [
-      { maxParallelRequests: 3, rpm: 40, tpm: 3000 },
+      { maxParallelRequests: 3, rpm: 100, tpm: 12_000 },
       { maxParallelRequests: 2 },
-      { rpm: 25, tpm: 2000 },
+      { rpm: 50, tpm: 5000 },
     ];
-    const cfg = config(deployments, { maxQueueSize: 40, allowedFails: 2, cooldownTimeMs: 600_000 });
+    const cfg = config(deployments, { maxQueueSize: 40, allowedFails: 4, cooldownTimeMs: 600_000, ...(aging ? { priorityAgingMs: aging } : {}) });
     const a = await instance('a', freshPrefix(), cfg);
-    const mem = new MemoryStore({
+    const memOptions: ConstructorParameters<typeof MemoryStore>[0] = {
       model: MODEL,
       deployments: cfg.modelGroups[0].deployments,
       maxQueueSize: 40,
-      cooldown: { cooldownTimeMs: 600_000, allowedFails: 2 },
-    });
-    const rand = rng(42);
+      cooldown: { cooldownTimeMs: 600_000, allowedFails: 4 },
+    };
+    if (aging) memOptions.priorityAgingMs = aging;
+    const mem = new MemoryStore(memOptions);
+    const rand = rng(seed);
     const pickOne = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
     let now = Date.now();
     let nextId = 1;
@@ -140,6 +145,8 @@ describe('RedisStore: order', () => {
     const accepted = new Map<string, { seq: number; round: number; priority: number; tenant: string; tokens: number }>();
     const held = new Map<string, { mem: Grant; redis: Grant }>();
     const log: string[] = [];
+    let grantCount = 0;
+    let rejected = 0;
     const stores: SchedulerStore[] = [mem, a.store];
 
     const pump = async () => {
@@ -153,6 +160,7 @@ describe('RedisStore: order', () => {
         waiting.delete(m.grants[i].requestId);
       }
       log.push(`pump ${m.grants.length}`);
+      grantCount += m.grants.length;
     };
 
     for (let step = 0; step < 700; step++) {
@@ -163,6 +171,7 @@ describe('RedisStore: order', () => {
         const e = entry(id, Math.floor(rand() * 4), now, { tenant: pickOne(['a', 'b', 'c', '']), tokens: 20 + Math.floor(rand() * 300) });
         const [m, r] = await Promise.all(stores.map((s) => s.enqueue(e, now)));
         expect(r).toEqual(m);
+        if (!m.accepted) rejected += 1;
         if (m.accepted) {
           waiting.add(id);
           accepted.set(id, { seq: m.seq, round: m.round, priority: e.priority, tenant: e.tenant, tokens: e.tokens });
@@ -175,17 +184,18 @@ describe('RedisStore: order', () => {
         held.delete(id);
         const y = rand();
         const outcome: ReleaseOutcome =
-          y < 0.6
+          y < 0.75
             ? { kind: 'ok', tokensUsed: Math.floor(rand() * 400) }
-            : y < 0.75
+            : y < 0.88
               ? { kind: 'cancelled' }
-              : y < 0.97
+              : y < 0.995
                 ? { kind: 'failed', failure: pickOne(['server_error', 'network', 'timeout', 'client_error'] as const) }
                 : { kind: 'failed', failure: 'rate_limited', retryAfterMs: 600_000 };
         const m = await mem.release(g.mem, outcome, now);
         const r = await a.store.release(g.redis, outcome, now);
         expect(r.cooldown?.deploymentId).toBe(m.cooldown?.deploymentId);
         expect(r.cooldown?.reason).toBe(m.cooldown?.reason);
+        if (m.cooldown) expect(Math.abs(r.cooldown!.until - m.cooldown.until)).toBeLessThan(50);
         // A failed call is retried: it re-enters the queue at its old place (same seq and round).
         if (outcome.kind === 'failed' && rand() < 0.5) {
           const k = accepted.get(id)!;
@@ -203,14 +213,19 @@ describe('RedisStore: order', () => {
     }
     await pump();
     const [ms, rs] = await Promise.all(stores.map((s) => s.snapshot(now, 1000)));
-    expect(rs.waiters.map((w) => w.id)).toEqual(ms.waiters.map((w) => w.id));
+    // (With aging the effective priority depends on the clock: the memory store's is fake here.)
+    const view = (w: (typeof ms.waiters)[number]) => [w.id, w.position, w.priority, w.round, w.seq, w.tenant, aging ? 0 : w.effectivePriority];
+    expect(rs.waiters.map(view)).toEqual(ms.waiters.map(view));
     expect(rs.depthByPriority).toEqual(ms.depthByPriority);
     expect(rs.waiting).toBe(ms.waiting);
     const usage = (d: (typeof ms.deployments)[number]) => [d.id, d.inFlight, d.rpmUsed, d.tpmUsed, d.headroom, d.coolingDownUntil !== null];
     expect(rs.deployments.map(usage)).toEqual(ms.deployments.map(usage));
     expect(await a.store.retryAfterSeconds(now)).toBe(await mem.retryAfterSeconds(now));
     // The workload really exercised the limits and the queue.
-    expect(log.filter((l) => l !== 'pump 0').length).toBeGreaterThan(20);
+    expect(log.filter((l) => l !== 'pump 0').length).toBeGreaterThan(25);
+    expect(grantCount).toBeGreaterThan(60);
+    expect(rejected).toBeGreaterThan(0);
+    expect(ms.waiting).toBeGreaterThan(0);
     expect(accepted.size).toBeGreaterThan(100);
   });
 });
@@ -235,7 +250,8 @@ describe('RedisStore: limits across instances', () => {
     // The 25 best: priorities 0 first (27 waiters have priority 0), in arrival order.
     expect(all.every((g) => g.priority === 0)).toBe(true);
     const redis = await rawClient();
-    const rpmKey = groupKeyNames(prefix, MODEL, cfg.modelGroups[0].deployments)[15];
+    const rpmKey = `${groupPrefix(prefix, MODEL)}:rpm:${MODEL}#0`;
+    expect(groupKeyNames(prefix, MODEL, cfg.modelGroups[0].deployments)).toContain(rpmKey);
     expect(await redis.zcard(rpmKey)).toBe(25);
     const snap = await a.store.snapshot(Date.now());
     expect(snap.deployments[0].rpmUsed).toBe(25);
@@ -363,8 +379,33 @@ describe('RedisStore: instances', () => {
     expect(snap.waiting).toBe(0);
     expect(snap.inFlight).toBe(1);
     const redis = await rawClient();
-    const leasesKey = groupKeyNames(prefix, MODEL, [])[8];
-    expect(await redis.zrange(leasesKey, 0, -1)).toEqual(['a']);
+    const leasesKey = `${groupPrefix(prefix, MODEL)}:leases`;
+    expect(await redis.zrange(leasesKey, '0', '-1')).toEqual(['a']);
+  });
+
+  it('an instance whose lease lapsed while it was alive re-queues its reclaimed waiters at their old place', async () => {
+    const prefix = freshPrefix();
+    const cfg = config([{ maxParallelRequests: 1 }]);
+    const a = await instance('a', prefix, cfg, { leaseMs: 600 });
+    const b = await instance('b', prefix, cfg, { leaseMs: 600 });
+    const now = Date.now();
+    await a.store.enqueue(entry('a0', 0, now), now);
+    const [a0] = (await a.store.pump(now)).grants;
+    const accepted = await b.store.enqueue(entry('b1', 0, now), now);
+    expect(accepted.accepted).toBe(true);
+    // B stalls (e.g. a long GC pause): its lease lapses and A's next pump reclaims B's waiter.
+    const redis = await rawClient();
+    await redis.zadd(`${groupPrefix(prefix, MODEL)}:leases`, '0', 'b');
+    await a.store.pump(Date.now());
+    expect((await a.store.snapshot(Date.now())).waiting).toBe(0);
+    // B's next heartbeat finds its lease gone and puts b1 back, with its arrival seq.
+    await vi.waitFor(async () => {
+      const snap = await a.store.snapshot(Date.now());
+      expect(snap.waiters.map((w) => [w.id, w.seq])).toEqual([['b1', accepted.accepted ? accepted.seq : -1]]);
+    });
+    await a.store.release(a0, { kind: 'ok' }, Date.now());
+    expect((await a.store.pump(Date.now())).grants).toEqual([]);
+    await vi.waitFor(() => expect(b.remoteGrants.map((g) => g.requestId)).toEqual(['b1']));
   });
 
   it('a clean close gives everything back and tells the other instances to pump', async () => {
@@ -398,6 +439,7 @@ describe('RedisStore: Redis down', () => {
     await a.store.enqueue(entry('blocker', 0, now), now);
     const [blocker] = (await a.store.pump(now)).grants;
     await a.store.enqueue(entry('w1', 0, now), now);
+    await a.store.enqueue(entry('short', 0, now, { deadline: now + 100 }), now);
 
     await server.stop(true);
     await vi.waitFor(() => expect(a.factory.ready()).toBe(false));
@@ -406,6 +448,12 @@ describe('RedisStore: Redis down', () => {
     await expect(a.store.enqueue(entry('w2', 0, Date.now()), Date.now())).rejects.toThrow();
     await expect(a.store.release(blocker, { kind: 'ok' }, Date.now())).rejects.toThrow();
     expect(Date.now() - t0).toBeLessThan(1000);
+    // Without Redis nothing is granted, but a waiter past its deadline still times out (locally).
+    await vi.waitFor(async () => {
+      await expect(a.store.pump(Date.now())).rejects.toThrow();
+      expect(a.remoteExpired).toEqual(['short']);
+    });
+    expect(a.remoteGrants).toEqual([]);
 
     await server.restart(); // a fresh, empty Redis on the same port
     await vi.waitFor(() => expect(a.factory.ready()).toBe(true), { timeout: 5000 });

@@ -22,8 +22,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import type { DeploymentConfig } from './config-types.js';
-import type { CooldownPolicy } from '../machines/deployment-state.js';
-import { effectivePriority } from '../machines/queue-order.js';
+import { MAX_COOLDOWN_MS, type CooldownPolicy } from '../machines/deployment-state.js';
+import { effectivePriority, orderRank } from '../machines/queue-order.js';
 import type {
   DeploymentUsage,
   EnqueueResult,
@@ -42,12 +42,14 @@ export const SCRIPT_NAMES = ['enqueue', 'remove', 'pump', 'release', 'claim', 's
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 /** The group keys of lib.lua, in KEYS order; then 4 keys per deployment. */
-export const GROUP_KEYS = ['queue', 'deadlines', 'enqueued', 'waiters', 'depth', 'grants', 'owned', 'mail', 'leases', 'seq', 'gseq', 'served', 'rounds', 'rate'] as const;
+export const GROUP_KEYS = ['queue', 'deadlines', 'enqueued', 'waiters', 'depth', 'grants', 'mail', 'leases', 'seq', 'gseq', 'rounds', 'rate'] as const;
 export const DEPLOYMENT_KEYS = ['dep', 'rpm', 'tpm', 'fail'] as const;
 
 /** Deadlines further away than this are clamped (a Lua script needs finite numbers). */
 const FAR_FUTURE_MS = 10 * 365 * 86_400_000;
 const MAX_PUMP_CALLS = 8;
+/** How far the caller/Redis clock offset may move before aging ranks follow it (a clock jump). */
+const RANK_OFFSET_SLACK_MS = 10_000;
 
 export interface RedisStoreOptions {
   /** The command connection (shared by all stores of one instance). */
@@ -171,13 +173,20 @@ export class RedisStore implements SchedulerStore {
   private offset = 0;
   /** Caller clock minus Date.now(), from the latest call (a caller time when no `now` is given). */
   private skew = 0;
+  /**
+   * Caller clock minus Redis clock for aging ranks: fixed at the first answer and moved only when the
+   * clocks drift apart by more than RANK_OFFSET_SLACK_MS, so the ranks this instance computes keep the
+   * exact differences of its enqueuedAt values (the same ties as MemoryStore), on the Redis time base
+   * shared by all instances.
+   */
+  private stableOffset: number | null = null;
 
   constructor(private readonly options: RedisStoreOptions) {
     checkIdentifier('instance id', options.instanceId);
     for (const d of options.deployments) checkIdentifier('deployment id', d.id);
     this.model = options.model;
     this.redis = options.redis;
-    this.batch = Math.max(1, options.pumpBatch ?? 256);
+    this.batch = Math.min(1000, Math.max(1, options.pumpBatch ?? 256));
     defineScripts(this.redis);
     this.keys = groupKeyNames(options.prefix, options.model, options.deployments);
     const opt = (n: number | undefined) => (n === undefined ? '' : String(n));
@@ -216,17 +225,25 @@ export class RedisStore implements SchedulerStore {
     return Date.now() + this.skew;
   }
 
-  /** Reads the common reply head {LOST, NOW, REAPED}; returns the server time. */
-  private head(r: Reply, now?: number): number {
+  /**
+   * Reads the common reply head {LOST, NOW, REAPED}; returns the server time. `leased`: the script
+   * renewed the caller's lease (enqueue, pump, claim, sync), so LOST means something.
+   */
+  private head(r: Reply, now?: number, leased = false): number {
     const serverNow = Number(r[1]);
     const callerNow = now ?? this.clientNow();
     this.offset = callerNow - serverNow;
-    if (now !== undefined) this.skew = now - Date.now();
-    if (Number(r[0]) === 1 && this.leaseHeld) {
-      // Our lease lapsed and others reclaimed what we owned: reconcile.
-      this.needsSync = true;
+    if (now !== undefined) {
+      this.skew = now - Date.now();
+      if (this.stableOffset === null || Math.abs(this.offset - this.stableOffset) > RANK_OFFSET_SLACK_MS) this.stableOffset = this.offset;
     }
-    this.leaseHeld = true;
+    if (leased) {
+      if (Number(r[0]) === 1 && this.leaseHeld) {
+        // Our lease was gone (reaped while we were silent, or Redis lost its data): reconcile.
+        this.needsSync = true;
+      }
+      this.leaseHeld = true;
+    }
     if (Number(r[2]) > 0) this.queueChanged();
     if (this.needsSync && !this.syncing) setImmediate(() => void this.syncIfNeeded());
     return serverNow;
@@ -310,7 +327,7 @@ export class RedisStore implements SchedulerStore {
       this.failed(e);
       throw e;
     }
-    this.head(r, now);
+    this.head(r, now, true);
     if (Number(r[3]) !== 1) {
       if (this.waiting.get(entry.id) === local) this.waiting.delete(entry.id);
       return { accepted: false, reason: 'queue_full', retryAfterMs: Number(r[4]) * 1000 };
@@ -335,7 +352,16 @@ export class RedisStore implements SchedulerStore {
       entry.seq === undefined ? '' : entry.seq,
       entry.round === undefined ? '' : entry.round,
       Math.round(now),
+      this.rankOf(entry),
     ];
+  }
+
+  /** The queue score: orderRank on the Redis time base; '' lets the script convert (offset unknown yet). */
+  private rankOf(entry: WaiterEntry): string {
+    const aging = this.options.priorityAgingMs;
+    if (aging === undefined) return String(orderRank(entry.priority, entry.enqueuedAt, undefined));
+    if (this.stableOffset === null) return '';
+    return String(orderRank(entry.priority, Math.round(entry.enqueuedAt - this.stableOffset), aging));
   }
 
   async remove(id: string, now: number): Promise<boolean> {
@@ -364,11 +390,18 @@ export class RedisStore implements SchedulerStore {
         r = await this.call('pump', [this.batch]);
       } catch (e) {
         this.failed(e);
+        // Redis unreachable: its expiry cannot run, so this instance times out its own overdue waiters
+        // (reconciliation later removes them from Redis).
+        const overdue = this.expireLocally(now);
         // Grants of earlier calls are already taken from Redis: deliver them, and come back soon.
-        if (call === 0) throw e;
+        if (call === 0) {
+          this.deliverRemote({ grants: [], expired: overdue });
+          throw e;
+        }
+        expired.push(...overdue);
         return { grants, expired, cooldownsEnded, waiting, nextWakeAt: now };
       }
-      const serverNow = this.head(r, now);
+      const serverNow = this.head(r, now, true);
       waiting = Number(r[3]);
       const wake = String(r[4]);
       const more = Number(r[5]) === 1;
@@ -386,6 +419,14 @@ export class RedisStore implements SchedulerStore {
     return { grants, expired, cooldownsEnded, waiting, nextWakeAt };
   }
 
+  private expireLocally(now: number): string[] {
+    const overdue: string[] = [];
+    for (const [id, w] of this.waiting) if (w.entry.deadline <= now) overdue.push(id);
+    for (const id of overdue) this.waiting.delete(id);
+    if (overdue.length > 0) this.needsSync = true;
+    return overdue;
+  }
+
   async release(grant: Grant, outcome: ReleaseOutcome, now: number): Promise<ReleaseResult> {
     const gid = grant.grantId;
     // Exactly once: a release already on its way makes a second one a no-op (Redis checks too).
@@ -394,7 +435,7 @@ export class RedisStore implements SchedulerStore {
     this.pendingReleases.delete(gid);
     let r: Reply;
     try {
-      r = await this.call('release', releaseArgs(gid, outcome));
+      r = await this.call('release', this.releaseArgs(gid, outcome));
     } catch (e) {
       // Keep it: the slot is given back once Redis answers again (the script is idempotent).
       this.pendingReleases.set(gid, { grant, outcome });
@@ -408,6 +449,18 @@ export class RedisStore implements SchedulerStore {
     const until = String(r[4]);
     if (until === '') return {};
     return { cooldown: { deploymentId: grant.deploymentId, until: now + (Number(until) - serverNow), reason: String(r[5]) } };
+  }
+
+  private releaseArgs(gid: string, outcome: ReleaseOutcome): string[] {
+    const used = outcome.kind === 'ok' && outcome.tokensUsed !== undefined ? String(Math.max(0, Math.round(outcome.tokensUsed))) : '';
+    const failure = outcome.kind === 'failed' ? outcome.failure : '';
+    let retryAfter = '';
+    if (outcome.kind === 'failed' && outcome.retryAfterMs !== undefined) {
+      // As DeploymentState: an upstream's Retry-After never cools down longer than MAX_COOLDOWN_MS.
+      const cap = Math.max(MAX_COOLDOWN_MS, this.options.cooldown.cooldownTimeMs);
+      retryAfter = String(Math.round(Math.min(outcome.retryAfterMs, cap)));
+    }
+    return [gid, outcome.kind, used, failure, retryAfter];
   }
 
   async position(id: string): Promise<number | null> {
@@ -453,13 +506,15 @@ export class RedisStore implements SchedulerStore {
     });
     const list = strings(r[7]);
     const waiters: WaiterView[] = [];
-    for (let i = 0; i + 3 < list.length; i += 4) {
+    for (let i = 0; i + 5 < list.length; i += 6) {
       const priority = Number(list[i + 1]);
       const enqueuedAt = Number(list[i + 3]);
       waiters.push({
         id: list[i],
         position: waiters.length,
         priority,
+        round: Number(list[i + 4]),
+        seq: Number(list[i + 5]),
         effectivePriority: effectivePriority(priority, enqueuedAt, serverNow, aging),
         tenant: list[i + 2],
         waitedMs: Math.max(0, serverNow - enqueuedAt),
@@ -553,7 +608,7 @@ export class RedisStore implements SchedulerStore {
           this.failed(e);
           throw e;
         }
-        this.head(r);
+        this.head(r, undefined, true);
         this.deliverRemote(this.accept(this.parseGrants(r[3]), strings(r[4])));
       } while (this.claimAgain && !this.closed);
     } finally {
@@ -588,7 +643,7 @@ export class RedisStore implements SchedulerStore {
         throw e;
       }
       // This answer already reflects a lost lease: reconciling it here is the whole remedy.
-      this.head(r);
+      this.head(r, undefined, true);
       this.needsSync = false;
       const inRedis = new Set(strings(r[3]));
       const grants = this.parseGrants(r[4]);
@@ -622,7 +677,7 @@ export class RedisStore implements SchedulerStore {
       this.failed(e);
       return;
     }
-    this.head(r, now);
+    this.head(r, now, true);
     if (Number(r[3]) !== 1 && this.waiting.get(w.entry.id) === w) {
       // Refused (full queue, never admitted before): it cannot keep a place; answer it as timed out.
       this.waiting.delete(w.entry.id);
@@ -634,9 +689,3 @@ export class RedisStore implements SchedulerStore {
   }
 }
 
-function releaseArgs(gid: string, outcome: ReleaseOutcome): string[] {
-  const used = outcome.kind === 'ok' && outcome.tokensUsed !== undefined ? String(Math.max(0, Math.round(outcome.tokensUsed))) : '';
-  const failure = outcome.kind === 'failed' ? outcome.failure : '';
-  const retryAfter = outcome.kind === 'failed' && outcome.retryAfterMs !== undefined ? String(Math.round(outcome.retryAfterMs)) : '';
-  return [gid, outcome.kind, used, failure, retryAfter];
-}

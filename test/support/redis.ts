@@ -101,6 +101,9 @@ export async function startRedisServer(options: { port?: number; timeoutMs?: num
       port = await freePort();
     }
   }
+  // A test process that exits without its teardown must not leave a redis-server behind.
+  const onExit = () => child?.kill('SIGKILL');
+  process.once('exit', onExit);
   const exited = (c: ChildProcess) =>
     c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => c.once('exit', () => r()));
   const server: RedisServer = {
@@ -110,6 +113,7 @@ export async function startRedisServer(options: { port?: number; timeoutMs?: num
       const c = child;
       if (c === null) return;
       child = null;
+      process.off('exit', onExit);
       const gone = exited(c);
       c.kill(hard ? 'SIGKILL' : 'SIGTERM');
       await gone;
@@ -118,6 +122,7 @@ export async function startRedisServer(options: { port?: number; timeoutMs?: num
       await server.stop();
       const c = spawnRedis(port);
       child = c;
+      process.once('exit', onExit);
       await waitForPing(port, options.timeoutMs ?? 10_000, c);
     },
   };

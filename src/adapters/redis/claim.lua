@@ -1,11 +1,13 @@
 --[[
-claim.lua: the heartbeat. Renews the caller's lease, reaps instances whose lease lapsed (lib.lua), and
-takes the caller's mail: grants and expiries other instances decided for its waiters.
+claim.lua: the heartbeat. Renews the caller's lease, reaps instances whose lease lapsed, and takes the
+caller's mail: grants and expiries other instances decided for its waiters.
 KEYS: the group layout of lib.lua.
 ARGV: the common prefix of lib.lua (no own arguments).
 Returns {LOST, NOW, REAPED, grants (8 strings each), expired ids}.
 ]]
 local grants, expired = {}, {}
+touchLease()
+reapDead()
 claimMail(grants, expired)
-saveAll()
+finish()
 return { LOST, int(NOW), REAPED, grants, expired }

@@ -3,14 +3,14 @@ leave.lua: a clean shutdown. Removes the caller's waiters, releases its grants, 
 tells every other live instance ('c' .. model: capacity changed, pump again).
 KEYS: the group layout of lib.lua.
 ARGV: the common prefix of lib.lua (no own arguments).
-Returns {NOW, items removed or released}.
+Returns {LOST, NOW, REAPED, items removed or released}.
 ]]
-local n = reapOwner(ME)
+local n = reapOwners({ [ME] = true })
 redis.call('ZREM', K.leases, ME)
-saveAll()
+finish()
 if n > 0 then
   for _, o in ipairs(redis.call('ZRANGEBYSCORE', K.leases, NOW, '+inf')) do
     redis.call('PUBLISH', S.chan .. o, 'c' .. S.model)
   end
 end
-return { int(NOW), n }
+return { LOST, int(NOW), REAPED, n }

@@ -1,9 +1,10 @@
 --[[
 lib.lua: the prelude of every Triage script. redis-store.ts prepends it to each script file before the
-script is defined (the SHA covers prelude + script), so each call is still ONE atomic script.
+script is defined (the SHA covers prelude + script), so each call is still ONE atomic script. It only
+defines helpers; each script calls the ones it needs.
 
 KEYS (the same layout for every script; all keys of a model group share the hash tag {model}):
-  KEYS[1]  queue      ZSET   score = rank (priority, or priority - enqueuedAt/agingMs with aging)
+  KEYS[1]  queue      ZSET   score = rank (priority, or priority * agingMs + enqueuedAt with aging)
                              member = round (15 digits) .. seq (15 digits) .. request id
                              => ZSET order (score, then bytes of member) = compareOrder (rank, round, seq)
   KEYS[2]  deadlines  ZSET   score = queue-wait deadline (server ms), member = request id
@@ -11,21 +12,19 @@ KEYS (the same layout for every script; all keys of a model group share the hash
   KEYS[4]  waiters    HASH   request id -> owner \t priority \t enqueuedAt \t deadline \t tokens \t seq \t round \t tenant
   KEYS[5]  depth      HASH   priority -> waiting count
   KEYS[6]  grants     HASH   grant id -> owner \t deployment \t tokens \t grantedAt \t waitedMs \t priority \t seq \t request id
-  KEYS[7]  owned      ZSET   score 0, lexicographic index of what each instance owns:
-                             owner \0 w \0 request id   (a waiter)   owner \0 g \0 grant id   (a grant)
-  KEYS[8]  mail       ZSET   score 0, lexicographic: results for an owner not yet delivered to it:
+  KEYS[7]  mail       ZSET   score 0, lexicographic: results for an owner not delivered to it yet:
                              owner \0 g \0 grant id     owner \0 x \0 request id (expired)
-  KEYS[9]  leases     ZSET   score = lease expiry (server ms), member = instance id
-  KEYS[10] seq        STRING arrival sequence counter
-  KEYS[11] gseq       STRING grant counter
-  KEYS[12] served     HASH   priority -> highest round granted (fair rounds)
-  KEYS[13] rounds     HASH   priority \0 tenant -> last round given to that tenant
-  KEYS[14] rate       HASH   unix second -> grants in that second (last minute; Retry-After)
+  KEYS[8]  leases     ZSET   score = lease expiry (server ms), member = instance id
+  KEYS[9]  seq        STRING arrival sequence counter
+  KEYS[10] gseq       STRING pump call counter (grant ids are request id / server ms . counter)
+  KEYS[11] rounds     HASH   fair rounds: s \0 priority -> highest round granted,
+                             t \0 priority \0 tenant -> last round given to that tenant
+  KEYS[12] rate       HASH   unix second -> grants in that second (last minute; Retry-After)
   then for deployment i = 0 .. n-1 in config order:
-  KEYS[15+4i] dep     HASH   inflight, tpm (tokens in the window), cool (cooldown end, server ms)
-  KEYS[16+4i] rpm     ZSET   score = grant time (server ms), member = grant id
-  KEYS[17+4i] tpm     ZSET   score = grant time (server ms), member = grant id \t tokens
-  KEYS[18+4i] fail    ZSET   score = failure time (server ms), member = grant id
+  KEYS[13+4i] dep     HASH   inflight, tpm (tokens in the window), cool (cooldown end, server ms)
+  KEYS[14+4i] rpm     ZSET   score = grant time (server ms), member = grant id
+  KEYS[15+4i] tpm     ZSET   score = grant time (server ms), member = grant id \t tokens
+  KEYS[16+4i] fail    ZSET   score = failure time (server ms), member = grant id
 
 ARGV (the same prefix for every script):
   ARGV[1] caller instance id        ARGV[2] lease ms           ARGV[3] channel prefix (owner id appended)
@@ -35,8 +34,8 @@ ARGV (the same prefix for every script):
   The script's own arguments start at ARGV[A], A = 10 + 4n.
 
 Time is the Redis server's clock (TIME), in ms, for windows, deadlines, cooldowns and leases.
-Every script first renews the caller's lease (LOST = 1 when the caller's lease was missing) and reaps
-instances whose lease lapsed (REAPED = number of their waiters and grants removed / released).
+Replies start with {LOST, NOW, REAPED}: LOST = 1 when the caller's lease was missing (it was reaped, or
+Redis lost its data), REAPED = waiters and grants of dead instances removed / released by this call.
 Numbers go back to the client as strings (a Lua number would be truncated to an integer reply).
 ]]
 
@@ -55,14 +54,14 @@ local S = {
 }
 local K = {
   queue = KEYS[1], deadlines = KEYS[2], enqueued = KEYS[3], waiters = KEYS[4], depth = KEYS[5],
-  grants = KEYS[6], owned = KEYS[7], mail = KEYS[8], leases = KEYS[9], seq = KEYS[10], gseq = KEYS[11],
-  served = KEYS[12], rounds = KEYS[13], rate = KEYS[14],
+  grants = KEYS[6], mail = KEYS[7], leases = KEYS[8], seq = KEYS[9], gseq = KEYS[10],
+  rounds = KEYS[11], rate = KEYS[12],
 }
 local ND = tonumber(ARGV[9])
 local DEPS, DEP_BY_ID = {}, {}
 for i = 1, ND do
   local a = 9 + (i - 1) * 4
-  local k = 14 + (i - 1) * 4
+  local k = 12 + (i - 1) * 4
   local d = {
     id = ARGV[a + 1], rpm = tonumber(ARGV[a + 2]), tpm = tonumber(ARGV[a + 3]), par = tonumber(ARGV[a + 4]),
     key = KEYS[k + 1], krpm = KEYS[k + 2], ktpm = KEYS[k + 3], kfail = KEYS[k + 4], loaded = false,
@@ -71,7 +70,9 @@ for i = 1, ND do
   DEP_BY_ID[d.id] = d
 end
 local A = 10 + ND * 4
+local LOST, REAPED = 0, 0
 local NOTIFY = {}
+local DEPTH = {}
 
 local function int(n)
   return string.format('%d', n)
@@ -87,7 +88,7 @@ local function load(d)
   d.inflight = tonumber(v[1]) or 0
   d.tpmUsed = tonumber(v[2]) or 0
   d.cool = tonumber(v[3])
-  d.coolSaved = d.cool
+  d.saved = { d.inflight, d.tpmUsed, d.cool }
   local cutoff = NOW - WINDOW
   d.rpmUsed = 0
   if d.rpm then
@@ -99,24 +100,26 @@ local function load(d)
     if #old > 0 then
       for _, m in ipairs(old) do d.tpmUsed = d.tpmUsed - (tonumber(string.match(m, '\t([^\t]*)$')) or 0) end
       redis.call('ZREMRANGEBYSCORE', d.ktpm, '-inf', cutoff)
-      if redis.call('ZCARD', d.ktpm) == 0 then d.tpmUsed = 0 end
+      if redis.call('ZCARD', d.ktpm) == 0 or d.tpmUsed < 0 then d.tpmUsed = 0 end
     end
   end
-  d.inflightSaved, d.tpmSaved = tonumber(v[1]), tonumber(v[2])
   return d
 end
 
---- Writes back what the script changed.
-local function saveAll()
-  for _, d in ipairs(DEPS) do
-    if d.loaded then
-      if d.inflight ~= d.inflightSaved or d.tpmUsed ~= d.tpmSaved then
-        redis.call('HSET', d.key, 'inflight', int(d.inflight), 'tpm', int(d.tpmUsed))
-      end
-      if d.cool ~= d.coolSaved then
-        if d.cool then redis.call('HSET', d.key, 'cool', int(d.cool)) else redis.call('HDEL', d.key, 'cool') end
-      end
-    end
+--- Adds to a deployment's in-flight count (cached when loaded, else straight in Redis).
+local function addInflight(d, delta)
+  if d.loaded then
+    d.inflight = math.max(0, d.inflight + delta)
+  elseif redis.call('HINCRBY', d.key, 'inflight', delta) < 0 then
+    redis.call('HSET', d.key, 'inflight', 0)
+  end
+end
+
+local function addTpm(d, delta)
+  if d.loaded then
+    d.tpmUsed = math.max(0, d.tpmUsed + delta)
+  elseif redis.call('HINCRBY', d.key, 'tpm', delta) < 0 then
+    redis.call('HSET', d.key, 'tpm', 0)
   end
 end
 
@@ -198,23 +201,34 @@ local function parseWaiter(rec)
   }
 end
 
+local function ownerOf(rec)
+  return string.match(rec, '^([^\t]*)\t')
+end
+
 local function member(round, seq, id)
   return string.format('%015d%015d', tonumber(round), tonumber(seq)) .. id
 end
 
-local function removeWaiter(id, w, keepOwned)
+local function addDepth(prio, delta)
+  DEPTH[prio] = (DEPTH[prio] or 0) + delta
+end
+
+local function removeWaiter(id, w)
   redis.call('ZREM', K.queue, member(w.round, w.seq, id))
   redis.call('ZREM', K.deadlines, id)
   redis.call('ZREM', K.enqueued, id)
   redis.call('HDEL', K.waiters, id)
-  if redis.call('HINCRBY', K.depth, w.prio, -1) <= 0 then redis.call('HDEL', K.depth, w.prio) end
-  if not keepOwned then redis.call('ZREM', K.owned, w.owner .. '\0w\0' .. id) end
+  addDepth(w.prio, -1)
 end
 
 local function parseGrant(rec)
   local owner, dep, tok, at, waited, prio, seq, rid =
     string.match(rec, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
   return { owner = owner, dep = dep, tokens = tok, at = at, waited = waited, prio = prio, seq = seq, rid = rid }
+end
+
+local function grantRecord(g)
+  return g.owner .. '\t' .. g.dep .. '\t' .. g.tokens .. '\t' .. g.at .. '\t' .. g.waited .. '\t' .. g.prio .. '\t' .. g.seq .. '\t' .. g.rid
 end
 
 --- Appends a grant as 8 strings: grant id, request id, deployment, tokens, grantedAt, waitedMs, priority, seq.
@@ -231,22 +245,20 @@ local function pushGrant(out, gid, g)
 end
 
 --- Ends a grant: frees its slot, reconciles tpm, applies the cooldown policy. Returns (until, reason).
-local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs, keepOwned)
+local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs)
   local g = parseGrant(rec)
   redis.call('HDEL', K.grants, gid)
-  if not keepOwned then redis.call('ZREM', K.owned, g.owner .. '\0g\0' .. gid) end
   local d = DEP_BY_ID[g.dep]
   if d == nil then return nil end
-  load(d)
-  d.inflight = math.max(0, d.inflight - 1)
+  addInflight(d, -1)
   if kind == 'ok' and tokensUsed and d.tpm then
     local old = gid .. '\t' .. g.tokens
     local at = redis.call('ZSCORE', d.ktpm, old)
-    -- load() dropped records older than the window, so a record still present is inside it.
-    if at then
+    -- Only a record still inside the window counts; an older one no longer weighs on the limit.
+    if at and tonumber(at) > NOW - WINDOW then
       redis.call('ZREM', d.ktpm, old)
       redis.call('ZADD', d.ktpm, at, gid .. '\t' .. int(tokensUsed))
-      d.tpmUsed = math.max(0, d.tpmUsed + tokensUsed - (tonumber(g.tokens) or 0))
+      addTpm(d, tokensUsed - (tonumber(g.tokens) or 0))
     end
   end
   if kind ~= 'failed' or failure == 'client_error' then return nil end
@@ -256,6 +268,7 @@ local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs, k
   if failure ~= 'rate_limited' and count <= S.allowed then return nil end
   local duration = retryAfterMs or S.coolms
   if duration <= 0 then return nil end
+  load(d)
   d.cool = math.max(d.cool or 0, NOW + duration)
   redis.call('DEL', d.kfail)
   return d.cool, failure
@@ -263,55 +276,59 @@ end
 
 -- Leases -----------------------------------------------------------------------------------------------
 
+--- Renews the caller's lease; LOST = 1 when it was missing (reaped while we were silent, or data lost).
+local function touchLease()
+  LOST = redis.call('ZADD', K.leases, int(NOW + S.lease), ME)
+end
+
 local function ownerRange(o)
   return '[' .. o .. '\0', '(' .. o .. '\1'
 end
 
---- Removes an instance's waiters, releases its grants and drops its undelivered mail.
-local function reapOwner(o)
-  local lo, hi = ownerRange(o)
-  local items = redis.call('ZRANGEBYLEX', K.owned, lo, hi)
-  local n = #o
-  for _, m in ipairs(items) do
-    local kind = string.sub(m, n + 2, n + 2)
-    local key = string.sub(m, n + 4)
-    if kind == 'w' then
-      local rec = redis.call('HGET', K.waiters, key)
-      if rec then removeWaiter(key, parseWaiter(rec), true) end
-    else
-      local rec = redis.call('HGET', K.grants, key)
-      if rec then releaseGrant(key, rec, 'cancelled', nil, nil, nil, true) end
+--- Removes the waiters and releases the grants of the instances in `owners` (a set), drops their mail.
+--- Scans the group's waiters and grants: it runs only when an instance dies or leaves.
+local function reapOwners(owners)
+  local n = 0
+  local all = redis.call('HGETALL', K.waiters)
+  for i = 1, #all, 2 do
+    if owners[ownerOf(all[i + 1])] then
+      removeWaiter(all[i], parseWaiter(all[i + 1]))
+      n = n + 1
     end
   end
-  if #items > 0 then redis.call('ZREMRANGEBYLEX', K.owned, lo, hi) end
-  redis.call('ZREMRANGEBYLEX', K.mail, lo, hi)
-  return #items
+  all = redis.call('HGETALL', K.grants)
+  for i = 1, #all, 2 do
+    if owners[ownerOf(all[i + 1])] then
+      releaseGrant(all[i], all[i + 1], 'cancelled', nil, nil, nil)
+      n = n + 1
+    end
+  end
+  for o in pairs(owners) do
+    local lo, hi = ownerRange(o)
+    redis.call('ZREMRANGEBYLEX', K.mail, lo, hi)
+  end
+  return n
 end
 
-local LOST = 0
-if redis.call('ZSCORE', K.leases, ME) == false then LOST = 1 end
-redis.call('ZADD', K.leases, int(NOW + S.lease), ME)
-
-local REAPED = 0
-do
+--- Reaps every instance whose lease lapsed (not the caller).
+local function reapDead()
   local dead = redis.call('ZRANGEBYSCORE', K.leases, '-inf', NOW)
+  if #dead == 0 then return end
+  local owners, any = {}, false
   for _, o in ipairs(dead) do
     if o ~= ME then
-      REAPED = REAPED + reapOwner(o)
+      owners[o] = true
+      any = true
       redis.call('ZREM', K.leases, o)
     end
   end
+  if any then REAPED = REAPED + reapOwners(owners) end
 end
 
 -- Mail ---------------------------------------------------------------------------------------------------
 
-local function mailTo(owner, kind, key)
-  redis.call('ZADD', K.mail, 0, owner .. '\0' .. kind .. '\0' .. key)
-  NOTIFY[owner] = true
-end
-
 --- Tells each instance that got mail in this script (message 'm' .. model: claim your mail).
-local function flushNotify()
+local function notifyAll()
   for o in pairs(NOTIFY) do redis.call('PUBLISH', S.chan .. o, 'm' .. S.model) end
 end
 
@@ -334,6 +351,26 @@ local function claimMail(grants, expired)
   redis.call('ZREMRANGEBYLEX', K.mail, lo, hi)
 end
 
+-- End of every script ----------------------------------------------------------------------------------
+
+--- Writes back cached deployment counters and depth changes, then sends the notifications.
+local function finish()
+  for _, d in ipairs(DEPS) do
+    if d.loaded then
+      if d.inflight ~= d.saved[1] or d.tpmUsed ~= d.saved[2] then
+        redis.call('HSET', d.key, 'inflight', int(d.inflight), 'tpm', int(d.tpmUsed))
+      end
+      if d.cool ~= d.saved[3] then
+        if d.cool then redis.call('HSET', d.key, 'cool', int(d.cool)) else redis.call('HDEL', d.key, 'cool') end
+      end
+    end
+  end
+  for prio, delta in pairs(DEPTH) do
+    if delta ~= 0 and redis.call('HINCRBY', K.depth, prio, delta) <= 0 then redis.call('HDEL', K.depth, prio) end
+  end
+  notifyAll()
+end
+
 -- Retry-After --------------------------------------------------------------------------------------------
 
 local function grantsLastMinute()
@@ -341,8 +378,7 @@ local function grantsLastMinute()
   local all = redis.call('HGETALL', K.rate)
   local sum = 0
   for i = 1, #all, 2 do
-    local s = tonumber(all[i])
-    if s > sec - 60 then sum = sum + tonumber(all[i + 1]) else redis.call('HDEL', K.rate, all[i]) end
+    if tonumber(all[i]) > sec - 60 then sum = sum + tonumber(all[i + 1]) else redis.call('HDEL', K.rate, all[i]) end
   end
   return sum
 end

@@ -10,5 +10,5 @@ if rec then
   local w = parseWaiter(rec)
   pos = redis.call('ZRANK', K.queue, member(w.round, w.seq, ARGV[A])) or -1
 end
-saveAll()
+finish()
 return { LOST, int(NOW), REAPED, pos }

@@ -8,8 +8,8 @@ local id = ARGV[A]
 local rec = redis.call('HGET', K.waiters, id)
 local removed = 0
 if rec then
-  removeWaiter(id, parseWaiter(rec), false)
+  removeWaiter(id, parseWaiter(rec))
   removed = 1
 end
-saveAll()
+finish()
 return { LOST, int(NOW), REAPED, removed }

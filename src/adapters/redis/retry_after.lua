@@ -5,5 +5,5 @@ ARGV: the common prefix of lib.lua (no own arguments).
 Returns {LOST, NOW, REAPED, seconds}.
 ]]
 local seconds = retryAfterSeconds()
-saveAll()
+finish()
 return { LOST, int(NOW), REAPED, int(seconds) }

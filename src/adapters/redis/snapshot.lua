@@ -5,7 +5,7 @@ KEYS: the group layout of lib.lua.
 ARGV: the common prefix of lib.lua, then ARGV[A] max waiters listed.
 Returns {LOST, NOW, REAPED, waiting, depth (priority, count pairs), oldest enqueuedAt (server ms) or '',
          deployments (4 strings each: inflight, rpm used, tpm used, cooling-down-until or ''),
-         waiters (4 strings each: id, priority, tenant, enqueuedAt)}.
+         waiters (6 strings each: id, priority, tenant, enqueuedAt, round, seq)}.
 ]]
 local max = tonumber(ARGV[A])
 local waiting = redis.call('HLEN', K.waiters)
@@ -24,22 +24,25 @@ for _, d in ipairs(DEPS) do
   deps[#deps + 1] = cool
 end
 local list = {}
-if max > 0 then
-  local heads = redis.call('ZRANGE', K.queue, 0, max - 1)
-  if #heads > 0 then
-    local ids = {}
-    for j, m in ipairs(heads) do ids[j] = string.sub(m, 31) end
-    local recs = redis.call('HMGET', K.waiters, unpack(ids))
-    for j = 1, #heads do
-      if recs[j] then
-        local w = parseWaiter(recs[j])
-        list[#list + 1] = ids[j]
-        list[#list + 1] = w.prio
-        list[#list + 1] = w.tenant
-        list[#list + 1] = int(w.enq)
-      end
+local from = 0
+while from < max do
+  local heads = redis.call('ZRANGE', K.queue, from, math.min(max, from + 500) - 1)
+  if #heads == 0 then break end
+  local ids = {}
+  for j, m in ipairs(heads) do ids[j] = string.sub(m, 31) end
+  local recs = redis.call('HMGET', K.waiters, unpack(ids))
+  for j = 1, #heads do
+    if recs[j] then
+      local w = parseWaiter(recs[j])
+      list[#list + 1] = ids[j]
+      list[#list + 1] = w.prio
+      list[#list + 1] = w.tenant
+      list[#list + 1] = int(w.enq)
+      list[#list + 1] = w.round
+      list[#list + 1] = w.seq
     end
   end
+  from = from + #heads
 end
-saveAll()
+finish()
 return { LOST, int(NOW), REAPED, waiting, depth, oldest, deps, list }
