@@ -76,6 +76,51 @@ interface Group {
 /** Fields that steer Triage and are not forwarded upstream. */
 const TRIAGE_FIELDS = new Set(['priority', 'timeout', 'signal', 'tenant', 'metadata_triage']);
 
+/**
+ * Deepest nesting a request may have. Forwarding a body upstream serializes it, and JSON.stringify
+ * overflows the stack at a few thousand levels: without this bound a 10k-deep body parsed fine, then
+ * failed every upstream attempt as a "network" error (502), and cooled the deployment down.
+ */
+export const MAX_BODY_DEPTH = 100;
+
+/** Whether any object or array in `value` sits deeper than `limit` levels (iterative: no recursion to overflow). */
+function nestedDeeperThan(value: unknown, limit: number): boolean {
+  const seen = new WeakSet<object>();
+  const stack: Array<{ v: unknown; depth: number }> = [{ v: value, depth: 1 }];
+  while (stack.length > 0) {
+    const { v, depth } = stack.pop()!;
+    if (v === null || typeof v !== 'object' || seen.has(v)) continue;
+    if (depth > limit) return true;
+    seen.add(v);
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (child !== null && typeof child === 'object') stack.push({ v: child, depth: depth + 1 });
+    }
+  }
+  return false;
+}
+
+/** Secrets shorter than this are not redacted (they would mangle ordinary words). */
+const MIN_REDACTED_SECRET_LENGTH = 4;
+
+/** Every secret a config holds: the master key, virtual keys, upstream api keys, the Redis password (longest first). */
+export function configSecrets(config: TriageConfig): string[] {
+  const all = [
+    config.general.masterKey,
+    ...config.general.keys.map((k) => k.key),
+    ...config.modelGroups.flatMap((g) => g.deployments.map((d) => d.apiKey)),
+    config.router.redis?.password,
+  ];
+  const secrets = new Set(all.filter((s): s is string => typeof s === 'string' && s.length >= MIN_REDACTED_SECRET_LENGTH));
+  return [...secrets].sort((a, b) => b.length - a.length);
+}
+
+/** `text` with every occurrence of each secret replaced by `[redacted]`. */
+export function redactSecrets(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const secret of secrets) if (out.includes(secret)) out = out.split(secret).join('[redacted]');
+  return out;
+}
+
 export class Router {
   readonly clock: Clock;
   readonly events: EventBus;
@@ -84,6 +129,7 @@ export class Router {
   private readonly requests = new Map<string, RequestActor>();
   private inspector: ((event: InspectionEvent) => void) | null = null;
   private closing = false;
+  private readonly secrets: string[];
 
   constructor(
     readonly config: TriageConfig,
@@ -91,6 +137,7 @@ export class Router {
   ) {
     this.clock = options.clock ?? systemClock;
     this.events = new EventBus(() => this.clock.now());
+    this.secrets = configSecrets(config);
     const upstreamFactory = options.upstreamFactory ?? defaultUpstreamFactory;
     const storeFactory = options.storeFactory ?? memoryStoreFactory;
     const registry = { get: (id: string): AnyActorRef | undefined => this.requests.get(id) };
@@ -134,9 +181,30 @@ export class Router {
     return this.requests.get(id);
   }
 
-  /** Receives XState inspection events of every actor; null turns inspection off (no cost). */
+  /**
+   * Receives XState inspection events of the schedulers and of requests created from now on; null
+   * turns it off, and requests created then carry no inspection hook at all.
+   */
   setInspector(inspector: ((event: InspectionEvent) => void) | null): void {
     this.inspector = inspector;
+  }
+
+  /**
+   * `text` with the config's secrets (keys, upstream api keys) redacted: for anything that may echo
+   * what a caller or an upstream sent (error messages, event reasons, logged URLs).
+   */
+  redact(text: string): string {
+    return this.secrets.length === 0 ? text : redactSecrets(text, this.secrets);
+  }
+
+  /** An event whose `reason` (an upstream's error message, which may echo its api key) is redacted. */
+  private publishRedacted(event: Parameters<EventBus['publish']>[0]): void {
+    const reason = (event as { reason?: unknown }).reason;
+    if (typeof reason === 'string' && this.secrets.length > 0) {
+      const clean = this.redact(reason);
+      if (clean !== reason) return this.events.publish({ ...event, reason: clean } as typeof event);
+    }
+    this.events.publish(event);
   }
 
   /** Checks a priority against the configured range; missing → default_priority. */
@@ -179,6 +247,11 @@ export class Router {
     }
     if (params.stream !== undefined && typeof params.stream !== 'boolean') {
       throw new TriageError('invalid_request', 'stream must be a boolean.', { param: 'stream' });
+    }
+    for (const [field, value] of Object.entries(params)) {
+      if (field !== 'signal' && nestedDeeperThan(value, MAX_BODY_DEPTH - 1)) {
+        throw new TriageError('invalid_request', `${field} is nested more than ${MAX_BODY_DEPTH} levels deep.`, { param: field });
+      }
     }
     return { group, priority, queueTimeoutMs };
   }
@@ -234,8 +307,9 @@ export class Router {
         upstreamFor: (deploymentId) => this.deployments.get(deploymentId)!,
       };
       if (chunks) input.sink = chunks;
-      actor = createActor(requestMachine, { input, clock: this.clock, inspect: (e) => this.inspector?.(e) });
-      actor.on('*', (e) => this.events.publish(e));
+      // Inspection is wired only while an inspector is set: XState builds no inspection events otherwise.
+      actor = this.inspector === null ? createActor(requestMachine, { input, clock: this.clock }) : createActor(requestMachine, { input, clock: this.clock, inspect: (e) => this.inspector?.(e) });
+      actor.on('*', (e) => this.publishRedacted(e));
 
       const onAbort = () => actor.send({ type: 'cancel' });
       actor.subscribe({

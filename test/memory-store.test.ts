@@ -128,9 +128,9 @@ describe('MemoryStore basics', () => {
     accepted(store, entry(0, { id: 'a' }));
     accepted(store, entry(0, { id: 'b' }));
     await store.pump(T);
-    expect(await store.remove('a', T)).toBe(false);
-    expect(await store.remove('b', T)).toBe(true);
-    expect(await store.remove('b', T)).toBe(false);
+    expect(await store.remove('a')).toBe(false);
+    expect(await store.remove('b')).toBe(true);
+    expect(await store.remove('b')).toBe(false);
     expect((await store.snapshot(T)).waiting).toBe(0);
   });
 
@@ -162,9 +162,23 @@ describe('MemoryStore basics', () => {
     expect((await store.pump(T)).grants.map((x) => x.requestId)).toEqual(['a']);
   });
 
+  it('a burst larger than max_queue_size is accepted while capacity can serve it', () => {
+    const store = makeStore([{ rpm: 120 }], { maxQueueSize: 10 });
+    // 120 arrive in one tick, before any pump: capacity serves 120, so none is refused.
+    for (let i = 0; i < 120; i++) accepted(store, entry(0));
+    expect(store.enqueueNow(entry(0), T).accepted).toBe(true);
+    expect(store.pumpNow(T).grants).toHaveLength(120);
+    expect(store.waiting).toBe(1);
+  });
+
   it('queue_full carries a Retry-After computed from depth and the rpm limits', () => {
     const slow = makeStore([{ rpm: 6 }], { maxQueueSize: 30 });
     const fast = makeStore([{ rpm: 600 }, { rpm: 600 }], { maxQueueSize: 30 });
+    // Spend the rpm windows first: a full queue is judged only after what capacity allows is granted.
+    for (const [store, rpm] of [[slow, 6], [fast, 1200]] as const) {
+      for (let i = 0; i < rpm; i++) accepted(store, entry(0));
+      expect(store.pumpNow(T).grants).toHaveLength(rpm);
+    }
     for (let i = 0; i < 30; i++) {
       accepted(slow, entry(0));
       accepted(fast, entry(0));
@@ -412,7 +426,8 @@ async function simulate(seed: number, requests: number) {
   const model = new LimitModel(deployments);
   const events = new EventHeap<SimEvent>();
   let n = 0;
-  const push = (e: Omit<SimEvent, 'n'>) => events.push({ ...e, n: n++ } as SimEvent);
+  type Unnumbered<E> = E extends unknown ? Omit<E, 'n'> : never;
+  const push = (e: Unnumbered<SimEvent>) => events.push({ ...e, n: n++ } as SimEvent);
 
   const entries: WaiterEntry[] = [];
   let t = T;
@@ -489,7 +504,7 @@ async function simulate(seed: number, requests: number) {
       waiting.set(entries[e.req].id, { priority: entries[e.req].priority, seq: r.seq, deadline: entries[e.req].deadline });
     } else if (e.kind === 'cancel') {
       const id = entries[e.req].id;
-      const removed = await store.remove(id, now);
+      const removed = await store.remove(id);
       expect(removed).toBe(waiting.has(id));
       if (removed) {
         waiting.delete(id);
@@ -543,7 +558,7 @@ describe('MemoryStore under contention (seeded simulation)', () => {
     for (const e of entries.slice(0, 200)) expect(await store.position(e.id)).toBeNull();
     const last = await store.pump(end);
     expect(last).toMatchObject({ grants: [], expired: [], waiting: 0, nextWakeAt: null });
-  });
+  }, 60_000);
 });
 
 describe('MemoryStore at scale', () => {
@@ -569,6 +584,7 @@ describe('MemoryStore at scale', () => {
     expect(grants.map((g) => g.requestId)).toEqual([best!.id]);
     expect(await store.position(best!.id)).toBeNull();
     expect((await store.snapshot(T + WINDOW_MS, 1)).waiting).toBe(99_999);
-    expect(performance.now() - started).toBeLessThan(10_000);
-  });
+    // About 1-2 s on an idle 2-core machine; a queue copied per operation would take minutes.
+    expect(performance.now() - started).toBeLessThan(60_000);
+  }, 90_000);
 });

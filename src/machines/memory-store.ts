@@ -48,6 +48,8 @@ export class MemoryStore implements SchedulerStore {
   private readonly rounds = new FairRounds();
   /** Grants in the last minute, for Retry-After when no rpm limit bounds the rate. */
   private readonly grantRate = new RateWindow(Number.MAX_SAFE_INTEGER);
+  /** Grants made outside a pump (while judging a full queue), handed out by the next pump. */
+  private undelivered: Grant[] = [];
   private nextSeq = 1;
   private nextGrant = 1;
 
@@ -87,6 +89,9 @@ export class MemoryStore implements SchedulerStore {
   enqueueNow(entry: WaiterEntry, now: number): EnqueueResult {
     const retry = entry.seq !== undefined;
     if (this.waiters.has(entry.id)) throw new Error(`request ${entry.id} is already waiting`);
+    // A burst can fill the queue before the next pump runs: grant what capacity allows now (delivered
+    // by that pump) so only requests that really have to wait count against max_queue_size.
+    if (!retry && this.waiters.size >= this.options.maxQueueSize) this.grantAvailable(now, this.undelivered);
     // A retry was admitted before: it re-enters even when the queue is full, at its old place.
     if (!retry && this.waiters.size >= this.options.maxQueueSize) {
       return { accepted: false, reason: 'queue_full', retryAfterMs: this.retryAfterSecondsNow(now) * 1000 };
@@ -120,16 +125,21 @@ export class MemoryStore implements SchedulerStore {
       expired.push(w.entry.id);
     }
 
-    const grants: Grant[] = [];
+    const grants = this.undelivered;
+    this.undelivered = [];
+    this.grantAvailable(now, grants);
+    return { grants, expired, cooldownsEnded, waiting: this.waiters.size, nextWakeAt: this.nextWakeAt(now) };
+  }
+
+  /** Grants waiters in order while a deployment has headroom for the head. */
+  private grantAvailable(now: number, into: Grant[]): void {
     for (let head = this.queue.peek(); head !== undefined; head = this.queue.peek()) {
       const deployment = this.pickDeployment(head.entry.tokens, now);
       // Strict order: if the head cannot go, nobody behind it jumps the queue.
       if (deployment === undefined) break;
       this.take(head);
-      grants.push(this.grant(head, deployment, now));
+      into.push(this.grant(head, deployment, now));
     }
-
-    return { grants, expired, cooldownsEnded, waiting: this.waiters.size, nextWakeAt: this.nextWakeAt(now) };
   }
 
   /** Among deployments with headroom, the least loaded; ties go to fewer in-flight calls, then config order. */

@@ -61,7 +61,7 @@ export type RequestEvent =
   | { type: 'shutdown' };
 
 export type RequestEmitted =
-  | { type: 'request.queued'; id: string; model: string; priority: number; tenant: string; position: number; seq: number; round: number; attempt: number }
+  | { type: 'request.queued'; id: string; model: string; priority: number; tenant: string; position: number; arrivalSeq: number; round: number; attempt: number }
   | { type: 'request.dispatched'; id: string; model: string; priority: number; tenant: string; deployment: string; waitedMs: number; attempt: number }
   | { type: 'request.done'; id: string; model: string; tenant: string; deployment: string; durationMs: number; totalMs: number; tokens: Usage | null }
   | { type: 'request.retry'; id: string; model: string; tenant: string; deployment: string; reason: string; attempt: number }
@@ -193,7 +193,8 @@ export const requestMachine = setup({
       priority: context.priority,
       tenant: context.tenant,
       position: context.position ?? 0,
-      seq: context.seq ?? 0,
+      // Not `seq`: the event bus stamps every event with its own global `seq`, which would overwrite it.
+      arrivalSeq: context.seq ?? 0,
       round: context.round ?? 0,
       attempt: context.attempt,
     })),
