@@ -25,11 +25,14 @@ socket.on('message', (data) => {
   const m = JSON.parse(String(data));
   switch (m.type) {
     case 'snapshot':
-      for (const g of m.models) console.log(`${g.model}: ${g.waiting} waiting, ${g.inFlight} in flight`);
+      for (const g of m.models) {
+        console.log(`${g.model}: ${g.waiting} waiting, ${g.inFlight} in flight`);
+        waiting.set(g.model, new Map(g.waiters.map((w) => [w.id, { priority: w.priority, round: w.round, seq: w.seq }])));
+      }
       break;
     case 'request.queued': {
       if (!waiting.has(m.model)) waiting.set(m.model, new Map());
-      waiting.get(m.model).set(m.id, { priority: m.priority, round: m.round, seq: m.seq });
+      waiting.get(m.model).set(m.id, { priority: m.priority, round: m.round, seq: m.arrivalSeq });
       console.log(`queued     ${m.id.slice(0, 8)} ${m.model} p=${m.priority} position ${positionOf(m.model, m.id)}`);
       break;
     }
