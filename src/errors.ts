@@ -68,3 +68,65 @@ export function toTriageError(e: unknown): TriageError {
   if (e instanceof TriageError) return e;
   return new TriageError('internal_error', undefined, { cause: e });
 }
+
+/*
+ * Named classes for the errors a caller of the Router API handles most, so `instanceof` reads as the
+ * domain says it. Each is a TriageError with its fixed code; the table above stays the one source.
+ */
+type Options = ConstructorParameters<typeof TriageError>[2];
+
+export class InvalidRequestError extends TriageError {
+  constructor(message?: string, options?: Options) {
+    super('invalid_request', message, options);
+    this.name = 'InvalidRequestError';
+  }
+}
+
+export class InvalidPriorityError extends TriageError {
+  constructor(message?: string, options?: Options) {
+    super('invalid_priority', message, { param: 'priority', ...options });
+    this.name = 'InvalidPriorityError';
+  }
+}
+
+export class ModelNotFoundError extends TriageError {
+  constructor(message?: string, options?: Options) {
+    super('model_not_found', message, { param: 'model', ...options });
+    this.name = 'ModelNotFoundError';
+  }
+}
+
+export class QueueTimeoutError extends TriageError {
+  constructor(message?: string, options?: Options) {
+    super('queue_timeout', message, options);
+    this.name = 'QueueTimeoutError';
+  }
+}
+
+export class QueueFullError extends TriageError {
+  constructor(message: string, retryAfterSeconds: number) {
+    super('queue_full', message, { retryAfterSeconds });
+    this.name = 'QueueFullError';
+  }
+}
+
+export class ShuttingDownError extends TriageError {
+  constructor(message?: string) {
+    super('shutting_down', message);
+    this.name = 'ShuttingDownError';
+  }
+}
+
+export class RequestCancelledError extends TriageError {
+  constructor(message?: string) {
+    super('client_closed', message);
+    this.name = 'RequestCancelledError';
+  }
+}
+
+export class StoreUnavailableError extends TriageError {
+  constructor(message?: string, retryAfterSeconds = 1) {
+    super('store_unavailable', message, { retryAfterSeconds });
+    this.name = 'StoreUnavailableError';
+  }
+}

@@ -15,7 +15,7 @@ import type { DeploymentConfig, TriageConfig } from './adapters/config-types.js'
 import { MockUpstream } from './adapters/mock-upstream.js';
 import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, ChatMessage } from './adapters/openai-types.js';
 import type { Upstream, UpstreamFactory } from './adapters/upstream.js';
-import { TriageError } from './errors.js';
+import { InvalidPriorityError, InvalidRequestError, ModelNotFoundError, RequestCancelledError, ShuttingDownError, TriageError } from './errors.js';
 import { EventBus } from './events.js';
 import { ChunkQueue } from './machines/chunk-queue.js';
 import { systemClock, type Clock } from './machines/clock.js';
@@ -212,45 +212,45 @@ export class Router {
     const r = this.config.router;
     if (priority === undefined || priority === null) return r.defaultPriority;
     if (typeof priority !== 'number' || !Number.isInteger(priority) || priority < r.minPriority || priority > r.maxPriority) {
-      throw new TriageError('invalid_priority', `priority must be an integer from ${r.minPriority} to ${r.maxPriority}, got ${JSON.stringify(priority) ?? String(priority)}.`, { param: 'priority' });
+      throw new InvalidPriorityError(`priority must be an integer from ${r.minPriority} to ${r.maxPriority}, got ${JSON.stringify(priority) ?? String(priority)}.`);
     }
     return priority;
   }
 
   private validate(params: CompletionParams): { group: Group; priority: number; queueTimeoutMs: number } {
     if (typeof params.model !== 'string' || params.model === '') {
-      throw new TriageError('invalid_request', 'model is required and must be a string.', { param: 'model' });
+      throw new InvalidRequestError('model is required and must be a string.', { param: 'model' });
     }
     const group = this.groups.get(params.model);
     if (group === undefined) {
-      throw new TriageError('model_not_found', `The model '${params.model.slice(0, 200)}' does not exist. Available: ${this.models.join(', ')}.`, { param: 'model' });
+      throw new ModelNotFoundError(`The model '${params.model.slice(0, 200)}' does not exist. Available: ${this.models.join(', ')}.`);
     }
     if (!Array.isArray(params.messages) || params.messages.length === 0) {
-      throw new TriageError('invalid_request', 'messages must be a non-empty array.', { param: 'messages' });
+      throw new InvalidRequestError('messages must be a non-empty array.', { param: 'messages' });
     }
     for (let i = 0; i < params.messages.length; i++) {
       const m = params.messages[i] as unknown;
       if (m === null || typeof m !== 'object' || Array.isArray(m) || typeof (m as ChatMessage).role !== 'string') {
-        throw new TriageError('invalid_request', `messages[${i}] must be an object with a string role.`, { param: `messages[${i}]` });
+        throw new InvalidRequestError(`messages[${i}] must be an object with a string role.`, { param: `messages[${i}]` });
       }
     }
     const priority = this.resolvePriority(params.priority);
     let queueTimeoutMs = this.config.router.queueTimeoutMs;
     if (params.timeout !== undefined) {
       if (typeof params.timeout !== 'number' || !(params.timeout > 0) || !Number.isFinite(params.timeout)) {
-        throw new TriageError('invalid_request', `timeout must be a positive number of seconds, got ${JSON.stringify(params.timeout) ?? String(params.timeout)}.`, { param: 'timeout' });
+        throw new InvalidRequestError(`timeout must be a positive number of seconds, got ${JSON.stringify(params.timeout) ?? String(params.timeout)}.`, { param: 'timeout' });
       }
       queueTimeoutMs = params.timeout * 1000;
     }
     if (params.max_tokens !== undefined && (typeof params.max_tokens !== 'number' || !Number.isInteger(params.max_tokens) || params.max_tokens < 1)) {
-      throw new TriageError('invalid_request', 'max_tokens must be a positive integer.', { param: 'max_tokens' });
+      throw new InvalidRequestError('max_tokens must be a positive integer.', { param: 'max_tokens' });
     }
     if (params.stream !== undefined && typeof params.stream !== 'boolean') {
-      throw new TriageError('invalid_request', 'stream must be a boolean.', { param: 'stream' });
+      throw new InvalidRequestError('stream must be a boolean.', { param: 'stream' });
     }
     for (const [field, value] of Object.entries(params)) {
       if (field !== 'signal' && nestedDeeperThan(value, MAX_BODY_DEPTH - 1)) {
-        throw new TriageError('invalid_request', `${field} is nested more than ${MAX_BODY_DEPTH} levels deep.`, { param: field });
+        throw new InvalidRequestError(`${field} is nested more than ${MAX_BODY_DEPTH} levels deep.`, { param: field });
       }
     }
     return { group, priority, queueTimeoutMs };
@@ -261,7 +261,7 @@ export class Router {
    * with the chunk stream once its first chunk arrives (so errors before that keep their status).
    */
   schedule(params: CompletionParams): Promise<ScheduledResult> {
-    if (this.closing) return Promise.reject(new TriageError('shutting_down'));
+    if (this.closing) return Promise.reject(new ShuttingDownError());
     let checked: ReturnType<Router['validate']>;
     try {
       checked = this.validate(params);
@@ -345,7 +345,7 @@ export class Router {
       this.requests.set(id, actor);
       if (params.signal?.aborted) {
         this.requests.delete(id);
-        return reject(new TriageError('client_closed'));
+        return reject(new RequestCancelledError());
       }
       params.signal?.addEventListener('abort', onAbort, { once: true });
       actor.start();

@@ -105,3 +105,28 @@ describe('TriageError', () => {
     expect(toTriageError('string thrown').code).toBe('internal_error');
   });
 });
+
+describe('named error classes', () => {
+  it('are TriageErrors with their fixed code, status and param', async () => {
+    const { InvalidPriorityError, ModelNotFoundError, QueueTimeoutError, QueueFullError, ShuttingDownError, RequestCancelledError, StoreUnavailableError, InvalidRequestError, TriageError } = await import('../src/errors.js');
+    const cases = [
+      [new InvalidRequestError('x'), 'invalid_request', 400],
+      [new InvalidPriorityError('x'), 'invalid_priority', 400],
+      [new ModelNotFoundError('x'), 'model_not_found', 404],
+      [new QueueTimeoutError('x'), 'queue_timeout', 408],
+      [new QueueFullError('x', 7), 'queue_full', 429],
+      [new ShuttingDownError(), 'shutting_down', 503],
+      [new RequestCancelledError(), 'client_closed', 499],
+      [new StoreUnavailableError('x'), 'store_unavailable', 503],
+    ] as const;
+    for (const [error, code, status] of cases) {
+      expect(error).toBeInstanceOf(TriageError);
+      expect(error.code).toBe(code);
+      expect(error.status).toBe(status);
+      expect(error.name).toMatch(/Error$/);
+    }
+    expect(new InvalidPriorityError('x').param).toBe('priority');
+    expect(new ModelNotFoundError('x').param).toBe('model');
+    expect(new QueueFullError('x', 7).retryAfterSeconds).toBe(7);
+  });
+});

@@ -10,7 +10,7 @@
  * `queue.timeout` when the group's single deadline timer finds it overdue.
  */
 import { assign, emit, fromPromise, sendTo, setup, type AnyActorRef } from 'xstate';
-import { TriageError } from '../errors.js';
+import { QueueTimeoutError, RequestCancelledError, ShuttingDownError, TriageError } from '../errors.js';
 import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, Usage } from '../adapters/openai-types.js';
 import { UpstreamError, type Upstream } from '../adapters/upstream.js';
 import type { Clock } from './clock.js';
@@ -220,7 +220,7 @@ export const requestMachine = setup({
         grant: { target: 'dispatched', actions: assign({ grant: ({ event }) => event.grant }) },
         'queue.timeout': 'timeout',
         cancel: { target: 'cancelled', actions: 'withdraw' },
-        shutdown: { target: 'rejected', actions: ['withdraw', assign({ error: () => new TriageError('shutting_down') })] },
+        shutdown: { target: 'rejected', actions: ['withdraw', assign({ error: () => new ShuttingDownError() })] },
       },
     },
     /** Waiting for a grant event; no timer here. */
@@ -229,7 +229,7 @@ export const requestMachine = setup({
         grant: { target: 'dispatched', actions: assign({ grant: ({ event }) => event.grant }) },
         'queue.timeout': 'timeout',
         cancel: { target: 'cancelled', actions: 'withdraw' },
-        shutdown: { target: 'rejected', actions: ['withdraw', assign({ error: () => new TriageError('shutting_down') })] },
+        shutdown: { target: 'rejected', actions: ['withdraw', assign({ error: () => new ShuttingDownError() })] },
       },
     },
     /** The upstream call runs; leaving this state in any way releases the slot exactly once. */
@@ -318,7 +318,7 @@ export const requestMachine = setup({
       entry: [
         assign({
           error: ({ context }) =>
-            new TriageError('queue_timeout', `The request waited ${context.clock.now() - context.enqueuedAt} ms in the queue for ${context.model} and passed its deadline.`),
+            new QueueTimeoutError(`The request waited ${context.clock.now() - context.enqueuedAt} ms in the queue for ${context.model} and passed its deadline.`),
         }),
         emit(({ context }) => ({ type: 'request.timeout' as const, id: context.id, model: context.model, tenant: context.tenant, waitedMs: context.clock.now() - context.enqueuedAt })),
       ],
@@ -326,7 +326,7 @@ export const requestMachine = setup({
     cancelled: {
       type: 'final',
       entry: [
-        assign({ error: () => new TriageError('client_closed') }),
+        assign({ error: () => new RequestCancelledError() }),
         emit(({ context }) => ({
           type: 'request.cancelled' as const,
           id: context.id,

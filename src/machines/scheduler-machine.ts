@@ -7,7 +7,7 @@
  * actors that reach the scheduler by reference, and receive grants through the request registry.
  */
 import { assign, enqueueActions, setup, type AnyActorRef } from 'xstate';
-import { TriageError } from '../errors.js';
+import { QueueFullError, ShuttingDownError, StoreUnavailableError, type TriageError } from '../errors.js';
 import type { Clock } from './clock.js';
 import type { EnqueueResult, Grant, PumpResult, ReleaseOutcome, ReleaseResult, SchedulerStore, WaiterEntry } from './scheduler-store.js';
 
@@ -81,7 +81,7 @@ function replyToEnqueue(result: EnqueueResult, ref: AnyActorRef, retryAfter: (r:
   const seconds = retryAfter(result);
   return {
     type: 'queue.rejected',
-    error: new TriageError('queue_full', `The queue for this model is full; retry in ${seconds}s.`, { retryAfterSeconds: seconds }),
+    error: new QueueFullError(`The queue for this model is full; retry in ${seconds}s.`, seconds),
   };
 }
 
@@ -127,14 +127,14 @@ export const schedulerMachine = setup({
           if (result.accepted) self.send({ type: 'store.changed' });
         },
         (e: unknown) => {
-          ref.send({ type: 'queue.rejected', error: new TriageError('store_unavailable', `The queue store failed: ${String((e as Error)?.message ?? e)}`, { retryAfterSeconds: 1 }) });
+          ref.send({ type: 'queue.rejected', error: new StoreUnavailableError(`The queue store failed: ${String((e as Error)?.message ?? e)}`) });
           self.send({ type: 'store.failed', operation: 'enqueue', message: String((e as Error)?.message ?? e) });
         },
       );
     },
     rejectClosed: ({ event }) => {
       if (event.type !== 'enqueue') return;
-      event.ref.send({ type: 'queue.rejected', error: new TriageError('shutting_down') } satisfies SchedulerReply);
+      event.ref.send({ type: 'queue.rejected', error: new ShuttingDownError() } satisfies SchedulerReply);
     },
     storeWithdraw: ({ context, event, self }) => {
       if (event.type !== 'withdraw') return;
