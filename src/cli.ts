@@ -74,7 +74,15 @@ async function main(): Promise<void> {
   };
   if (config.router.redis) {
     const { createRedisStoreFactory } = await import('./adapters/redis-connection.js');
-    options.store = createRedisStoreFactory(config.router.redis, {});
+    const { leaseMs } = config.router.redis;
+    const redis = createRedisStoreFactory(config.router.redis, leaseMs === undefined ? {} : { leaseMs });
+    options.store = redis;
+    // Listen only once the store answers, or the first requests would be refused 503 store_unavailable
+    // by a gateway that just said it was listening. An unreachable Redis delays the start by at most
+    // 5 s; the gateway then serves and fails closed (readiness 503) until Redis answers.
+    await redis.whenReady(5000).catch((e: unknown) => {
+      process.stderr.write(`warning: ${(e as Error).message}; starting anyway: requests get 503 store_unavailable until Redis answers\n`);
+    });
   }
   const gateway = await createGateway(options);
   const url = await gateway.listen(port, host);

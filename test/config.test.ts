@@ -161,6 +161,7 @@ router_settings:
 general_settings:
   master_key: sk-master-1234
   public_metrics: true
+  enable_metrics: false
   max_request_body_bytes: 1024
   shutdown_grace_seconds: 0
   keys:
@@ -192,6 +193,7 @@ general_settings:
     expect(config.general).toEqual({
       masterKey: 'sk-master-1234',
       publicMetrics: true,
+      metrics: false,
       maxRequestBodyBytes: 1024,
       shutdownGraceMs: 0,
       keys: [
@@ -213,6 +215,19 @@ general_settings:
   it('passes redis_url through, with the prefix defaulted', () => {
     const { config } = parseConfig(`${mockModel()}\nrouter_settings: { redis_url: "rediss://cache:6380/0", redis_prefix: prod }`, { env: {} });
     expect(config.router.redis).toEqual({ url: 'rediss://cache:6380/0', prefix: 'prod' });
+  });
+
+  it('reads redis_lease_seconds as the instance lease (positive seconds; absent = the store default)', () => {
+    const ok = parseConfig(`${mockModel()}\nrouter_settings: { redis_url: "redis://cache:6379", redis_lease_seconds: 2.5 }`, { env: {} });
+    expect(ok.config.router.redis).toEqual({ url: 'redis://cache:6379', prefix: 'triage', leaseMs: 2500 });
+    expect(parseConfig(`${mockModel()}\nrouter_settings: { redis_url: "redis://cache:6379" }`, { env: {} }).config.router.redis?.leaseMs).toBeUndefined();
+    for (const [value, got] of [['0', '0'], ['-1', '-1'], ['soon', '"soon"']]) {
+      const issues = issuesOf(() => parseConfig(`${mockModel()}\nrouter_settings: { redis_url: "redis://cache:6379", redis_lease_seconds: ${value} }`, { env: {} }));
+      expect(issues).toEqual([{ path: 'router_settings.redis_lease_seconds', message: `expected a positive number of seconds, got ${got}` }]);
+    }
+    const ignored = parseConfig(`${mockModel()}\nrouter_settings: { redis_lease_seconds: 3 }`, { env: {} });
+    expect(ignored.config.router.redis).toBeUndefined();
+    expect(ignored.warnings).toEqual([{ path: 'router_settings.redis_lease_seconds', message: 'ignored: neither redis_url nor redis_host is set' }]);
   });
 });
 

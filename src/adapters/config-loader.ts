@@ -105,6 +105,7 @@ const ROUTER_KEYS = [
   'redis_port',
   'redis_password',
   'redis_prefix',
+  'redis_lease_seconds',
 ];
 const GENERAL_KEYS = ['master_key', 'keys', 'max_request_body_bytes', 'public_metrics', 'enable_metrics', 'shutdown_grace_seconds'];
 const VIRTUAL_KEY_KEYS = ['key', 'name', 'models', 'max_priority', 'rpm'];
@@ -460,9 +461,10 @@ function normalizeRedis(map: RawMap, path: string, ctx: Context): RedisSettings 
   const port = optionalField(map, 'redis_port', path, checkPort, issues);
   const password = optionalField(map, 'redis_password', path, checkString, issues, { secret: true });
   const prefix = optionalField(map, 'redis_prefix', path, checkNonEmptyString, issues);
+  const leaseSeconds = optionalField(map, 'redis_lease_seconds', path, checkPositiveSeconds, issues);
 
   if (isAbsent(map.redis_url) && isAbsent(map.redis_host)) {
-    for (const key of ['redis_port', 'redis_password', 'redis_prefix']) {
+    for (const key of ['redis_port', 'redis_password', 'redis_prefix', 'redis_lease_seconds']) {
       if (!isAbsent(map[key])) {
         ctx.warnings.push({ path: childPath(path, key), message: 'ignored: neither redis_url nor redis_host is set' });
       }
@@ -476,6 +478,8 @@ function normalizeRedis(map: RawMap, path: string, ctx: Context): RedisSettings 
     port: port ?? (host !== undefined ? 6379 : undefined),
     password,
     prefix: prefix ?? 'triage',
+    // Absent: the store's default (10 s) applies.
+    leaseMs: leaseSeconds === undefined ? undefined : secondsToMs(leaseSeconds),
   });
 }
 

@@ -61,6 +61,8 @@ export interface RedisSettings {
   password?: string;
   /** Key prefix for everything Triage stores (default `triage`). */
   prefix: string;
+  /** Instance lease, ms (`redis_lease_seconds`); undefined = the store's default, 10 s. */
+  leaseMs?: number;
 }
 
 export interface RouterSettings {

@@ -149,6 +149,8 @@ export class RedisStore implements SchedulerStore {
   private readonly common: string[];
   private readonly batch: number;
   private listener: StoreListener | null = null;
+  /** Results of a pump run inside enqueue (to judge a full queue), handed out by the next pump. */
+  private heldOver: { grants: Grant[]; expired: string[]; cooldownsEnded: string[] } = { grants: [], expired: [], cooldownsEnded: [] };
   /** Deliveries that arrived before a listener was set. */
   private undelivered: { grants: Grant[]; expired: string[] } = { grants: [], expired: [] };
 
@@ -314,6 +316,19 @@ export class RedisStore implements SchedulerStore {
   // SchedulerStore
 
   async enqueue(entry: WaiterEntry, now: number): Promise<EnqueueResult> {
+    const result = await this.enqueueOnce(entry, now);
+    if (result.accepted || entry.seq !== undefined) return result;
+    // As in MemoryStore: a burst can fill the queue before a pump runs. Grant what capacity allows
+    // (delivered like any other pump's grants) and judge the queue full only after that.
+    // Its grants and expiries are handed out by the next pump, which earlier enqueues have requested.
+    const pumped = await this.pump(now);
+    this.heldOver.grants.push(...pumped.grants);
+    this.heldOver.expired.push(...pumped.expired);
+    this.heldOver.cooldownsEnded.push(...pumped.cooldownsEnded);
+    return pumped.grants.length > 0 || pumped.expired.length > 0 ? this.enqueueOnce(entry, now) : result;
+  }
+
+  private async enqueueOnce(entry: WaiterEntry, now: number): Promise<EnqueueResult> {
     checkIdentifier('request id', entry.id);
     if (this.waiting.has(entry.id)) throw new Error(`request ${entry.id} is already waiting`);
     // Known locally before Redis answers: a grant may come back before the reply does.
@@ -379,9 +394,11 @@ export class RedisStore implements SchedulerStore {
   }
 
   async pump(now: number): Promise<PumpResult> {
-    const grants: Grant[] = [];
-    const expired: string[] = [];
-    const cooldownsEnded: string[] = [];
+    const held = this.heldOver;
+    this.heldOver = { grants: [], expired: [], cooldownsEnded: [] };
+    const grants: Grant[] = held.grants;
+    const expired: string[] = held.expired;
+    const cooldownsEnded: string[] = held.cooldownsEnded;
     let waiting = 0;
     let nextWakeAt: number | null = null;
     for (let call = 0; ; call++) {
@@ -395,7 +412,8 @@ export class RedisStore implements SchedulerStore {
         const overdue = this.expireLocally(now);
         // Grants of earlier calls are already taken from Redis: deliver them, and come back soon.
         if (call === 0) {
-          this.deliverRemote({ grants: [], expired: overdue });
+          // Results held over from an enqueue are already taken from Redis: they must still arrive.
+          this.deliverRemote({ grants, expired: [...expired, ...overdue] });
           throw e;
         }
         expired.push(...overdue);

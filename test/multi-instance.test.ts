@@ -1,0 +1,455 @@
+/**
+ * Several Triage processes on one Redis (issue 5): each gateway is the BUILT CLI (`dist/src/cli.js`)
+ * started as its own child process on a YAML config, all sharing a real redis-server (the suite's
+ * shared one with a fresh `redis_prefix` per test, or a private one for the stop/restart test).
+ *
+ * What is proved here, process against process: one global (priority, arrival) order whichever
+ * instance a request reached; rpm limits that hold across instances; each request granted exactly
+ * once under a concurrent burst; slots and waiters of a `kill -9`ed instance reclaimed after its
+ * lease; fail-closed 503s while Redis is down and recovery without restarting any gateway.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { runCli, type CliProcess } from './support/cli-process.js';
+import { waitFor } from './support/gateway.js';
+import { freshPrefix, sharedRedisUrl, startRedisServer, type RedisServer } from './support/redis.js';
+
+// ---------------------------------------------------------------------------------------------------
+// Processes, configs and HTTP helpers
+
+const dir = mkdtempSync(join(tmpdir(), 'triage-multi-'));
+let configCount = 0;
+const children: CliProcess[] = [];
+const redisServers: RedisServer[] = [];
+
+afterEach(async () => {
+  const running = children.splice(0);
+  for (const c of running) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
+  await Promise.all(running.map((c) => c.exit));
+  await Promise.all(redisServers.splice(0).map((s) => s.stop(true)));
+});
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function writeConfig(yaml: string): string {
+  const file = join(dir, `config-${++configCount}.yaml`);
+  writeFileSync(file, yaml);
+  return file;
+}
+
+/** One model group of mock deployments on Redis; `params` go into litellm_params, `router` into router_settings. */
+function groupConfig(o: { redisUrl: string; prefix: string; model: string; params: string; router?: string; extraModels?: string }): string {
+  return `model_list:
+  - model_name: ${o.model}
+    litellm_params:
+      model: mock/${o.model}
+      mock_response: "hello from ${o.model}"
+${o.params
+  .trim()
+  .split('\n')
+  .map((l) => `      ${l.trim()}`)
+  .join('\n')}
+${o.extraModels ?? ''}
+router_settings:
+  redis_url: ${o.redisUrl}
+  redis_prefix: ${o.prefix}
+${(o.router ?? '')
+  .trim()
+  .split('\n')
+  .filter((l) => l.trim() !== '')
+  .map((l) => `  ${l.trim()}`)
+  .join('\n')}
+`;
+}
+
+interface Instance {
+  url: string;
+  proc: CliProcess;
+}
+
+async function startInstance(file: string): Promise<Instance> {
+  const proc = runCli(['--config', file, '--port', '0']);
+  children.push(proc);
+  return { url: await proc.url, proc };
+}
+
+const startInstances = (file: string, n: number) => Promise.all(Array.from({ length: n }, () => startInstance(file)));
+
+interface Reply {
+  status: number;
+  headers: Headers;
+  body: { choices?: Array<{ message: { content: string } }>; error?: { message: string; type: string; param: string | null; code: string } };
+}
+
+/**
+ * POSTs a chat completion. The promise is marked handled: a test that fails early leaves no unhandled
+ * rejection behind when its processes are killed (awaiting it still throws).
+ */
+function chat(url: string, model: string, priority?: number, extra: Record<string, unknown> = {}): Promise<Reply> {
+  const p = send(url, model, priority, extra);
+  p.catch(() => undefined);
+  return p;
+}
+
+async function send(url: string, model: string, priority: number | undefined, extra: Record<string, unknown>): Promise<Reply> {
+  const body: Record<string, unknown> = { model, messages: [{ role: 'user', content: 'hi' }], ...extra };
+  if (priority !== undefined) body.priority = priority;
+  const res = await fetch(`${url}/queue/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(30_000),
+  });
+  return { status: res.status, headers: res.headers, body: (await res.json()) as Reply['body'] };
+}
+
+interface GroupStatus {
+  model: string;
+  waiting: number;
+  inFlight: number;
+  depthByPriority: Record<string, number>;
+  deployments: Array<{ id: string; inFlight: number; rpmUsed: number; rpm: number | null; headroom: number | null }>;
+  waiters: Array<{ id: string; priority: number; seq: number }>;
+}
+
+async function status(url: string, model: string): Promise<GroupStatus> {
+  const res = await fetch(`${url}/queue/status`, { signal: AbortSignal.timeout(5_000) });
+  expect(res.status).toBe(200);
+  const s = ((await res.json()) as { models: GroupStatus[] }).models.find((m) => m.model === model);
+  if (s === undefined) throw new Error(`no status for ${model}`);
+  return s;
+}
+
+/** Polls an instance's /queue/status until `ok` holds; returns that status. */
+function statusUntil(url: string, model: string, ok: (s: GroupStatus) => boolean, what: string, timeoutMs = 10_000): Promise<GroupStatus> {
+  return waitFor(async () => {
+    const s = await status(url, model);
+    return ok(s) ? s : undefined;
+  }, what, timeoutMs);
+}
+
+async function readiness(url: string): Promise<{ status: number; body: { ready: boolean; status: string; store: string } }> {
+  const res = await fetch(`${url}/health/readiness`, { signal: AbortSignal.timeout(5_000) });
+  return { status: res.status, body: (await res.json()) as { ready: boolean; status: string; store: string } };
+}
+
+/** The sum over instances of a counter sample from /metrics, e.g. triage_admit_total{model="b",outcome="granted"}. */
+async function counterSum(instances: Instance[], name: string, labels: string): Promise<number> {
+  let sum = 0;
+  for (const i of instances) {
+    const text = await (await fetch(`${i.url}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && labels.split(',').every((p) => l.includes(p)));
+    sum += line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+/** Indices sorted by (priority, arrival): the order one global queue must grant them in. */
+const globalOrder = (priorities: number[]) => priorities.map((p, i) => [p, i] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map(([, i]) => i);
+
+function alive(i: Instance): boolean {
+  return i.proc.child.exitCode === null && i.proc.child.signalCode === null;
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+describe('several gateway processes on one Redis', () => {
+  it.each([2, 3])('%i instances grant in one global (priority, arrival) order, whichever instance was asked', async (n) => {
+    const model = 'ordered';
+    const file = writeConfig(
+      groupConfig({ redisUrl: sharedRedisUrl(), prefix: freshPrefix('mi-order'), model, params: 'mock_delay: 0.8\nmax_parallel_requests: 1' }),
+    );
+    const instances = await startInstances(file, n);
+
+    // The holder takes the only slot; everything after it must wait in the shared queue. Its 0.8 s
+    // call outlasts the enqueues (each ~30-40 ms here, its status check included) several times over.
+    const holder = chat(instances[0].url, model, 9);
+    await statusUntil(instances[n - 1].url, model, (s) => s.inFlight === 1, 'the holder to be dispatched');
+
+    // Ties (5, 5 and 1, 1) arrive on different instances, the later one sometimes on the lower-numbered one.
+    const priorities = [5, 1, 1, 5, 0, 3];
+    const completed: number[] = [];
+    const replies: Promise<Reply>[] = [];
+    for (const [i, p] of priorities.entries()) {
+      replies.push(
+        chat(instances[i % n].url, model, p).then((r) => {
+          completed.push(i);
+          return r;
+        }),
+      );
+      // Arrival order is the order of the enqueues: wait for this one to be in the global queue
+      // (seen from another instance) before sending the next.
+      await statusUntil(instances[(i + 1) % n].url, model, (s) => s.waiting === i + 1 && s.inFlight === 1, `waiter ${i} to be enqueued`);
+    }
+
+    // Every instance shows the same global queue, already in grant order.
+    const expected = globalOrder(priorities);
+    const views = await Promise.all(instances.map((i) => status(i.url, model)));
+    for (const v of views) {
+      expect(v.waiters.map((w) => w.priority)).toEqual(expected.map((i) => priorities[i]));
+      expect(v.waiters.map((w) => w.id)).toEqual(views[0].waiters.map((w) => w.id));
+    }
+
+    expect((await holder).status).toBe(200);
+    const results = await Promise.all(replies);
+    for (const [i, r] of results.entries()) {
+      expect(r.status).toBe(200);
+      expect(r.headers.get('x-triage-priority')).toBe(String(priorities[i]));
+    }
+    expect(completed).toEqual(expected);
+    // Each waited for everyone ahead of it: the waits grow along the grant order.
+    const waits = expected.map((i) => Number(results[i].headers.get('x-triage-queue-wait-ms')));
+    for (let k = 1; k < waits.length; k++) expect(waits[k]).toBeGreaterThan(waits[k - 1]);
+
+    for (const i of instances) await statusUntil(i.url, model, (s) => s.waiting === 0 && s.inFlight === 0, 'an idle group');
+  });
+
+  it('an rpm limit of 5 holds across three instances: a burst of 15 dispatches exactly 5, the rest wait and time out', async () => {
+    const model = 'limited';
+    const file = writeConfig(groupConfig({ redisUrl: sharedRedisUrl(), prefix: freshPrefix('mi-rpm'), model, params: 'rpm: 5' }));
+    const instances = await startInstances(file, 3);
+
+    const started = Date.now();
+    const burst = Array.from({ length: 15 }, (_, i) => chat(instances[i % 3].url, model, i % 4, { timeout: 3 }));
+    // While the burst waits, every instance sees the same global state: 5 dispatched in the window, 10 waiting.
+    for (const i of instances) {
+      const s = await statusUntil(i.url, model, (x) => x.waiting === 10, 'ten waiters');
+      expect(s.deployments[0]).toMatchObject({ rpmUsed: 5, rpm: 5, headroom: 0 });
+    }
+    const replies = await Promise.all(burst);
+    const elapsed = Date.now() - started;
+
+    const ok = replies.filter((r) => r.status === 200);
+    const timedOut = replies.filter((r) => r.status === 408);
+    expect(ok).toHaveLength(5);
+    expect(timedOut).toHaveLength(10);
+    for (const r of ok) {
+      expect(r.body.choices?.[0].message.content).toBe('hello from limited');
+      // Dispatched at once, not after a window reopened.
+      expect(Number(r.headers.get('x-triage-queue-wait-ms'))).toBeLessThan(1500);
+    }
+    for (const r of timedOut) expect(r.body).toEqual({ error: { message: expect.any(String), type: 'timeout_error', param: null, code: 'queue_timeout' } });
+    // The waiters ended by their own 3 s deadline, well inside the 60 s window.
+    expect(elapsed).toBeLessThan(10_000);
+    expect(await counterSum(instances, 'triage_admit_total', `model="${model}",outcome="granted"`)).toBe(5);
+
+    // Nothing left behind, and the window is still full for everyone.
+    for (const i of instances) {
+      const s = await statusUntil(i.url, model, (x) => x.waiting === 0 && x.inFlight === 0, 'an empty queue');
+      expect(s.deployments[0]).toMatchObject({ rpmUsed: 5, headroom: 0 });
+    }
+  });
+
+  it('a burst of 200 concurrent requests over two instances is granted exactly once each, never over max_parallel_requests', async () => {
+    const model = 'burst';
+    const file = writeConfig(
+      groupConfig({ redisUrl: sharedRedisUrl(), prefix: freshPrefix('mi-burst'), model, params: 'mock_delay: 0.01\nmax_parallel_requests: 4' }),
+    );
+    const instances = await startInstances(file, 2);
+
+    let sampling = true;
+    let maxInFlight = 0;
+    let samples = 0;
+    const sampler = (async () => {
+      // Bounded: stops with the burst, or after 2,000 samples at most.
+      while (sampling && samples < 2_000) {
+        const s = await status(instances[samples % 2].url, model);
+        maxInFlight = Math.max(maxInFlight, s.inFlight);
+        samples += 1;
+      }
+    })();
+
+    const sent = 200;
+    const replies = await Promise.all(Array.from({ length: sent }, (_, i) => chat(instances[i % 2].url, model, i % 5)));
+    sampling = false;
+    await sampler;
+
+    expect(replies.map((r) => r.status)).toEqual(Array(sent).fill(200));
+    const ids = replies.map((r) => r.headers.get('x-triage-request-id'));
+    expect(ids.every((id) => typeof id === 'string' && id.length > 0)).toBe(true);
+    expect(new Set(ids).size).toBe(sent);
+    expect(samples).toBeGreaterThan(0);
+    expect(maxInFlight).toBeLessThanOrEqual(4);
+
+    // Counted by the instances themselves: one grant and one completion per request, summed over both.
+    expect(await counterSum(instances, 'triage_admit_total', `model="${model}",outcome="granted"`)).toBe(sent);
+    expect(await counterSum(instances, 'triage_requests_total', `model="${model}",outcome="done"`)).toBe(sent);
+    for (const i of instances) expect(await statusUntil(i.url, model, (s) => s.waiting === 0 && s.inFlight === 0, 'an idle group')).toMatchObject({ waiting: 0, inFlight: 0 });
+  });
+
+  it('kill -9 of an instance: its slot and waiters come back after the lease, the survivor keeps its order', async () => {
+    const model = 'leased';
+    const redisUrl = sharedRedisUrl();
+    const prefix = freshPrefix('mi-kill');
+    const router = 'redis_lease_seconds: 2';
+    // The same group and limits for both (the shared state); only the victim's mock is slow, so its
+    // dispatched call is still running when it dies.
+    const victimFile = writeConfig(groupConfig({ redisUrl, prefix, model, params: 'mock_delay: 60\nmax_parallel_requests: 1', router }));
+    const survivorFile = writeConfig(groupConfig({ redisUrl, prefix, model, params: 'mock_delay: 0.2\nmax_parallel_requests: 1', router }));
+    const [victim, survivor] = await Promise.all([startInstance(victimFile), startInstance(survivorFile)]);
+
+    const victimCalls: Promise<unknown>[] = [chat(victim.url, model, 0).catch(() => 'gone')];
+    await statusUntil(survivor.url, model, (s) => s.inFlight === 1, 'the victim to hold the slot');
+
+    // Interleaved arrivals: the victim's waiters (priorities 0 and 1) are ahead of all the survivor's.
+    const plan: Array<{ on: 'victim' | 'survivor'; priority: number }> = [
+      { on: 'victim', priority: 0 },
+      { on: 'survivor', priority: 5 },
+      { on: 'survivor', priority: 2 },
+      { on: 'victim', priority: 1 },
+      { on: 'survivor', priority: 3 },
+      { on: 'survivor', priority: 2 },
+    ];
+    const survivorPriorities: number[] = [];
+    const completed: number[] = [];
+    const survivorReplies: Promise<Reply>[] = [];
+    for (const [k, step] of plan.entries()) {
+      if (step.on === 'victim') {
+        victimCalls.push(chat(victim.url, model, step.priority).catch(() => 'gone'));
+      } else {
+        const idx = survivorPriorities.push(step.priority) - 1;
+        survivorReplies.push(
+          chat(survivor.url, model, step.priority).then((r) => {
+            completed.push(idx);
+            return r;
+          }),
+        );
+      }
+      await statusUntil(survivor.url, model, (s) => s.waiting === k + 1, `waiter ${k} to be enqueued`);
+    }
+    expect((await status(survivor.url, model)).depthByPriority).toEqual({ 0: 1, 1: 1, 2: 2, 3: 1, 5: 1 });
+
+    victim.proc.child.kill('SIGKILL');
+    const killedAt = Date.now();
+    await victim.proc.exit;
+
+    // Reclaimed: the victim's waiters are gone (no ghosts) and its slot went to the survivor's head.
+    const reclaimed = await statusUntil(
+      survivor.url,
+      model,
+      (s) => s.depthByPriority['0'] === undefined && s.depthByPriority['1'] === undefined,
+      "the victim's waiters and slot to be reclaimed",
+      8_000,
+    );
+    const reclaimMs = Date.now() - killedAt;
+    // Only the survivor's four requests are left: waiting, or (its head) holding the freed slot.
+    expect(reclaimed.inFlight).toBeLessThanOrEqual(1);
+    expect(reclaimed.waiting + reclaimed.inFlight).toBeGreaterThanOrEqual(3);
+    expect(reclaimed.waiting + reclaimed.inFlight).toBeLessThanOrEqual(4);
+    expect(reclaimed.waiters.every((w) => [2, 3, 5].includes(w.priority))).toBe(true);
+    // About the lease: the victim renewed it until it died (every pump while it had waiters, at least
+    // every heartbeat of lease/3), so nothing came back before it lapsed, and little after.
+    expect(reclaimMs).toBeGreaterThan(1_000);
+    expect(reclaimMs).toBeLessThan(4_000);
+    console.log(`multi-instance: kill -9 → victim's slot and waiters reclaimed by the survivor after ${reclaimMs} ms (lease 2000 ms)`);
+
+    const results = await Promise.all(survivorReplies);
+    for (const r of results) expect(r.status).toBe(200);
+    expect(completed).toEqual(globalOrder(survivorPriorities));
+    expect(await statusUntil(survivor.url, model, (s) => s.waiting === 0 && s.inFlight === 0, 'an idle group')).toMatchObject({ waiting: 0, inFlight: 0 });
+    expect(alive(survivor)).toBe(true);
+    await Promise.all(victimCalls);
+  });
+
+  it('Redis stopped and restarted mid-traffic: 503 store_unavailable and readiness 503 while down, recovery without restarting the gateways', async () => {
+    const redis = await startRedisServer();
+    redisServers.push(redis);
+    const file = writeConfig(
+      groupConfig({
+        redisUrl: redis.url,
+        prefix: freshPrefix('mi-down'),
+        model: 'fast',
+        params: 'mock_delay: 0.02\nmax_parallel_requests: 2',
+        router: 'timeout: 30',
+        extraModels: `  - model_name: slow
+    litellm_params:
+      model: mock/slow
+      mock_response: "hello from slow"
+      mock_delay: 1
+      max_parallel_requests: 1`,
+      }),
+    );
+    const instances = await startInstances(file, 2);
+    const [a, b] = instances;
+    for (const i of instances) expect(await readiness(i.url)).toMatchObject({ status: 200, body: { ready: true, store: 'redis' } });
+
+    // Background traffic: one sequential client per instance until told to stop (bounded). A request
+    // already in the queue when Redis goes away keeps waiting until it is back, so a client may see no
+    // 503 at all; the explicit requests below check the refusals.
+    let traffic = true;
+    let redisDown = false;
+    const seen = instances.map(() => ({ before: 0, during503: 0, after: 0, other: [] as string[] }));
+    const loops = Promise.all(instances.map(async (inst, n) => {
+      for (let k = 0; traffic && k < 2_000; k++) {
+        const down = redisDown;
+        let r: Reply;
+        try {
+          r = await chat(inst.url, 'fast', k % 3);
+        } catch (e) {
+          seen[n].other.push(String(e));
+          continue;
+        }
+        if (r.status === 200) {
+          if (!down) seen[n].before += 1;
+          else seen[n].after += 1;
+        } else if (r.status === 503 && r.body.error?.code === 'store_unavailable') seen[n].during503 += 1;
+        else seen[n].other.push(`${r.status} ${JSON.stringify(r.body)}`);
+        if (r.status === 503) await new Promise((res) => setTimeout(res, 20));
+      }
+    }));
+    await waitFor(() => (seen.every((s) => s.before >= 3) ? true : undefined), 'traffic to flow through both instances');
+
+    // A call in flight on A and a waiter on B when Redis goes away.
+    const dispatched = chat(a.url, 'slow', 0);
+    await statusUntil(b.url, 'slow', (s) => s.inFlight === 1, 'the slow call to be dispatched');
+    const waiter = chat(b.url, 'slow', 1);
+    await statusUntil(a.url, 'slow', (s) => s.waiting === 1, 'the waiter to be enqueued');
+
+    redisDown = true;
+    await redis.stop(true);
+    const stoppedAt = Date.now();
+
+    for (const i of instances) {
+      const r = await waitFor(async () => {
+        const x = await readiness(i.url);
+        return x.status === 503 ? x : undefined;
+      }, 'readiness to report the store down');
+      expect(r.body).toMatchObject({ ready: false, status: 'store_unavailable', store: 'redis' });
+      const refused = await chat(i.url, 'fast', 0);
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('1');
+      expect(refused.body).toEqual({ error: { message: expect.any(String), type: 'service_unavailable', param: null, code: 'store_unavailable' } });
+    }
+    // The dispatched call finishes without Redis; its release is retried later.
+    const first = await dispatched;
+    expect(first.status).toBe(200);
+    expect(first.body.choices?.[0].message.content).toBe('hello from slow');
+    const downMs = Date.now() - stoppedAt;
+
+    // Back, empty (no persistence): nobody restarts the gateways.
+    await redis.restart();
+    const restartedAt = Date.now();
+    for (const i of instances) {
+      await waitFor(async () => ((await readiness(i.url)).status === 200 ? true : undefined), 'readiness to come back');
+    }
+    const readyMs = Date.now() - restartedAt;
+    // B's waiter was re-queued at its place by B's reconciliation and served.
+    const second = await waiter;
+    expect(second.status).toBe(200);
+    expect(second.body.choices?.[0].message.content).toBe('hello from slow');
+    for (const i of instances) expect((await chat(i.url, 'fast', 0)).status).toBe(200);
+    await waitFor(() => (seen.every((s) => s.after >= 3) ? true : undefined), 'traffic to flow again through both instances');
+    traffic = false;
+    await loops;
+    console.log(`multi-instance: Redis down ${downMs} ms; readiness back on both ${readyMs} ms after the restart; traffic ${JSON.stringify(seen)}`);
+
+    for (const s of seen) expect(s.other).toEqual([]);
+    for (const i of instances) {
+      expect(alive(i)).toBe(true);
+      expect(i.proc.stderr()).not.toMatch(/unhandled|uncaught/i);
+      for (const m of ['fast', 'slow']) await statusUntil(i.url, m, (s) => s.waiting === 0 && s.inFlight === 0, `${m} to be idle`);
+    }
+  });
+});
