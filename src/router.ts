@@ -128,6 +128,7 @@ export class Router {
   private readonly deployments = new Map<string, { upstream: Upstream; requestTimeoutMs: number; upstreamModel: string }>();
   private readonly requests = new Map<string, RequestActor>();
   private inspector: ((event: InspectionEvent) => void) | null = null;
+  private schedulerInspection: Array<{ unsubscribe(): void }> = [];
   private closing = false;
   private readonly secrets: string[];
 
@@ -151,7 +152,6 @@ export class Router {
       const scheduler = createActor(schedulerMachine, {
         input: { model: group.name, store, clock: this.clock, registry, pollingIntervalMs: config.router.pollingIntervalMs },
         clock: this.clock,
-        inspect: (e) => this.inspector?.(e),
       });
       scheduler.on('*', (e) => this.events.publish(e));
       store.setListener({
@@ -187,6 +187,12 @@ export class Router {
    */
   setInspector(inspector: ((event: InspectionEvent) => void) | null): void {
     this.inspector = inspector;
+    // Schedulers are observed through their actor system only while someone inspects.
+    for (const s of this.schedulerInspection) s.unsubscribe();
+    this.schedulerInspection = [];
+    if (inspector !== null) {
+      for (const g of this.groups.values()) this.schedulerInspection.push(g.scheduler.system.inspect((e) => this.inspector?.(e)));
+    }
   }
 
   /**

@@ -13,6 +13,7 @@ import { RateWindow } from './rate-window.js';
 import type {
   EnqueueResult,
   GroupSnapshot,
+  ImmediateStoreOps,
   Grant,
   PumpResult,
   ReleaseOutcome,
@@ -39,6 +40,12 @@ const byDeadline = (a: Waiter, b: Waiter) => a.entry.deadline - b.entry.deadline
 
 export class MemoryStore implements SchedulerStore {
   readonly shared = false;
+  readonly immediate: ImmediateStoreOps = {
+    enqueue: (entry, now) => this.enqueueNow(entry, now),
+    remove: (id) => this.removeNow(id),
+    pump: (now) => this.pumpNow(now),
+    release: (grant, outcome, now) => this.releaseNow(grant, outcome, now),
+  };
   private readonly queue = new RankedQueue<Waiter>(compareOrder);
   private readonly deadlines = new RankedQueue<Waiter>(byDeadline);
   private readonly waiters = new Map<string, Waiter>();
@@ -105,6 +112,10 @@ export class MemoryStore implements SchedulerStore {
   }
 
   async remove(id: string): Promise<boolean> {
+    return this.removeNow(id);
+  }
+
+  removeNow(id: string): boolean {
     const waiter = this.waiters.get(id);
     if (waiter === undefined) return false;
     this.take(waiter);
@@ -192,6 +203,10 @@ export class MemoryStore implements SchedulerStore {
   }
 
   async release(grant: Grant, outcome: ReleaseOutcome, now: number): Promise<ReleaseResult> {
+    return this.releaseNow(grant, outcome, now);
+  }
+
+  releaseNow(grant: Grant, outcome: ReleaseOutcome, now: number): ReleaseResult {
     const reservation = this.reservations.get(grant.grantId);
     // Exactly once: a second release of the same grant finds nothing.
     if (reservation === undefined) return {};

@@ -62,6 +62,27 @@ export interface SchedulerContext extends SchedulerInput {
   pump: PumpState;
 }
 
+/**
+ * Runs one store operation: at once when the store answers without I/O (in memory), else through its
+ * promise. Either way `done` or `failed` is called exactly once.
+ */
+function runStoreOp<T>(immediate: (() => T) | undefined, later: () => Promise<T>, done: (value: T) => void, failed: (e: unknown) => void): void {
+  if (immediate === undefined) {
+    later().then(done, failed);
+    return;
+  }
+  let value: T;
+  try {
+    value = immediate();
+  } catch (e) {
+    failed(e);
+    return;
+  }
+  done(value);
+}
+
+const messageOf = (e: unknown): string => String((e as Error)?.message ?? e);
+
 function startPump(context: SchedulerContext, self: AnyActorRef): void {
   const pump = context.pump;
   if (pump.running) {
@@ -70,9 +91,13 @@ function startPump(context: SchedulerContext, self: AnyActorRef): void {
   }
   pump.running = true;
   pump.again = false;
-  context.store.pump(context.clock.now()).then(
+  const { store, clock } = context;
+  const immediate = store.immediate;
+  runStoreOp(
+    immediate && (() => immediate.pump(clock.now())),
+    () => store.pump(clock.now()),
     (result) => self.send({ type: 'store.pumped', result }),
-    (e: unknown) => self.send({ type: 'store.failed', operation: 'pump', message: String((e as Error)?.message ?? e) }),
+    (e) => self.send({ type: 'store.failed', operation: 'pump', message: messageOf(e) }),
   );
 }
 
@@ -121,14 +146,18 @@ export const schedulerMachine = setup({
     storeEnqueue: ({ context, event, self }) => {
       if (event.type !== 'enqueue') return;
       const { entry, ref } = event;
-      context.store.enqueue(entry, context.clock.now()).then(
+      const { store, clock } = context;
+      const immediate = store.immediate;
+      runStoreOp(
+        immediate && (() => immediate.enqueue(entry, clock.now())),
+        () => store.enqueue(entry, clock.now()),
         (result) => {
           ref.send(replyToEnqueue(result, ref, (r) => (r.accepted ? 0 : Math.ceil(r.retryAfterMs / 1000))));
           if (result.accepted) self.send({ type: 'store.changed' });
         },
-        (e: unknown) => {
-          ref.send({ type: 'queue.rejected', error: new StoreUnavailableError(`The queue store failed: ${String((e as Error)?.message ?? e)}`) });
-          self.send({ type: 'store.failed', operation: 'enqueue', message: String((e as Error)?.message ?? e) });
+        (e) => {
+          ref.send({ type: 'queue.rejected', error: new StoreUnavailableError(`The queue store failed: ${messageOf(e)}`) });
+          self.send({ type: 'store.failed', operation: 'enqueue', message: messageOf(e) });
         },
       );
     },
@@ -138,17 +167,26 @@ export const schedulerMachine = setup({
     },
     storeWithdraw: ({ context, event, self }) => {
       if (event.type !== 'withdraw') return;
-      context.store.remove(event.id, context.clock.now()).then(
+      const { id } = event;
+      const { store, clock } = context;
+      const immediate = store.immediate;
+      runStoreOp(
+        immediate && (() => immediate.remove(id, clock.now())),
+        () => store.remove(id, clock.now()),
         () => self.send({ type: 'store.changed' }),
-        (e: unknown) => self.send({ type: 'store.failed', operation: 'remove', message: String((e as Error)?.message ?? e) }),
+        (e) => self.send({ type: 'store.failed', operation: 'remove', message: messageOf(e) }),
       );
     },
     storeRelease: ({ context, event, self }) => {
       if (event.type !== 'release') return;
       const { grant, outcome } = event;
-      context.store.release(grant, outcome, context.clock.now()).then(
+      const { store, clock } = context;
+      const immediate = store.immediate;
+      runStoreOp(
+        immediate && (() => immediate.release(grant, outcome, clock.now())),
+        () => store.release(grant, outcome, clock.now()),
         (result) => self.send({ type: 'store.released', grant, result }),
-        (e: unknown) => self.send({ type: 'store.failed', operation: 'release', message: String((e as Error)?.message ?? e) }),
+        (e) => self.send({ type: 'store.failed', operation: 'release', message: messageOf(e) }),
       );
     },
     pump: ({ context, self }) => startPump(context, self),

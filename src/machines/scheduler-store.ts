@@ -105,9 +105,22 @@ export interface StoreListener {
   remote(result: { grants: Grant[]; expired: string[] }): void;
 }
 
+/** The same operations answered at once, for stores that need no I/O (in memory). */
+export interface ImmediateStoreOps {
+  enqueue(entry: WaiterEntry, now: number): EnqueueResult;
+  remove(id: string, now: number): boolean;
+  pump(now: number): PumpResult;
+  release(grant: Grant, outcome: ReleaseOutcome, now: number): ReleaseResult;
+}
+
 export interface SchedulerStore {
   /** True when other processes change the state too: the scheduler then re-checks every polling_interval. */
   readonly shared: boolean;
+  /**
+   * Present when the store answers without I/O: the scheduler then calls these and skips a promise
+   * hop per operation (the in-memory hot path). Same semantics as the async methods.
+   */
+  readonly immediate?: ImmediateStoreOps;
   enqueue(entry: WaiterEntry, now: number): Promise<EnqueueResult>;
   /** Removes a waiter (cancel); false when it was no longer waiting. */
   remove(id: string, now: number): Promise<boolean>;
