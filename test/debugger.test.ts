@@ -168,10 +168,20 @@ describe('DebugRecorder', () => {
     expect((out as { list: unknown[] }).list).toHaveLength(21);
   });
 
-  it('inspects only while a client is connected, keeps request.* events always, and stays bounded', async () => {
+  it('by default records nothing while no page is open', async () => {
     const router = createRouter(testConfig({ m: [{}] }));
     routers.push(router);
-    const recorder = new DebugRecorder(router, { maxRequests: 3, maxTimelineEntries: 12 });
+    const recorder = new DebugRecorder(router);
+    await router.scheduleCompletion({ model: 'm', messages: [{ role: 'user', content: 'x' }] });
+    expect(recorder.attached).toBe(false);
+    expect(recorder.recentRequests()).toEqual([]);
+    recorder.close();
+  });
+
+  it('inspects only while a client is connected, keeps request.* events always when asked to, and stays bounded', async () => {
+    const router = createRouter(testConfig({ m: [{}] }));
+    routers.push(router);
+    const recorder = new DebugRecorder(router, { maxRequests: 3, maxTimelineEntries: 12, recordEventsWhenClosed: true });
     const secret = 'do-not-keep-this-text '.repeat(40);
 
     // Page closed: no inspection, but the event bus still records the request.

@@ -153,7 +153,8 @@ export const schedulerMachine = setup({
         () => store.enqueue(entry, clock.now()),
         (result) => {
           ref.send(replyToEnqueue(result, ref, (r) => (r.accepted ? 0 : Math.ceil(r.retryAfterMs / 1000))));
-          if (result.accepted) self.send({ type: 'store.changed' });
+          // Pump straight away (no extra event): an arrival with headroom is granted in the same step.
+          if (result.accepted) startPump(context, self);
         },
         (e) => {
           ref.send({ type: 'queue.rejected', error: new StoreUnavailableError(`The queue store failed: ${messageOf(e)}`) });
@@ -190,6 +191,15 @@ export const schedulerMachine = setup({
       );
     },
     pump: ({ context, self }) => startPump(context, self),
+    /**
+     * After a release, pump once the messages sent along with it are in. A retry sends its release and
+     * then its re-enqueue; an in-memory store applies the release at once, and pumping right then would
+     * grant the freed slot to the next waiter before the retry is back in line, even one behind it.
+     */
+    pumpAfterRelease: ({ context, self }) => {
+      if (context.store.immediate === undefined) return startPump(context, self);
+      queueMicrotask(() => self.send({ type: 'store.changed' }));
+    },
     countRelease: assign({ inFlight: ({ context }) => Math.max(0, context.inFlight - 1) }),
     emitCooldown: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'store.released' || !event.result.cooldown) return;
@@ -255,7 +265,7 @@ export const schedulerMachine = setup({
   on: {
     withdraw: { actions: 'storeWithdraw' },
     release: { actions: ['storeRelease', 'countRelease'] },
-    'store.released': { actions: ['emitCooldown', 'pump'] },
+    'store.released': { actions: ['emitCooldown', 'pumpAfterRelease'] },
     'store.changed': { actions: 'pump' },
     'store.pumped': { actions: 'applyPump' },
     'store.remote': { actions: 'applyRemote' },

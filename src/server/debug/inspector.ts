@@ -111,7 +111,7 @@ export interface DebugRecorderOptions {
   maxTimelineEntries: number;
   /** Recent scheduler events kept per model group. Default 50. */
   maxSchedulerLog: number;
-  /** Record the router's `request.*` events even while no debugger is open. Default true. */
+  /** Record the router's `request.*` events even while no debugger is open (costs a little on every request). Default false. */
   recordEventsWhenClosed: boolean;
   /** Characters of message content / body shown in previews. Default 80. */
   previewChars: number;
@@ -123,7 +123,7 @@ export const DEFAULT_DEBUG_RECORDER_OPTIONS: DebugRecorderOptions = {
   maxRequests: 500,
   maxTimelineEntries: 200,
   maxSchedulerLog: 50,
-  recordEventsWhenClosed: true,
+  recordEventsWhenClosed: false,
   previewChars: 80,
   maxPayloadChars: 4096,
 };
