@@ -17,6 +17,8 @@ export interface GatewayOptions {
   clock?: Clock;
   upstreamFactory?: UpstreamFactory;
   eventStream?: AppOptions['eventStream'];
+  /** Request, header and keep-alive timeouts for clients (defaults: DEFAULT_SERVER_TIMEOUTS in server/app.ts). */
+  timeouts?: AppOptions['timeouts'];
   /** A shared store (Redis); when absent the queue lives in this process. */
   store?: { storeFactory: StoreFactory; ready(): boolean; close(): Promise<void> };
 }
@@ -44,6 +46,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const appOptions: Parameters<typeof buildApp>[0] = { router, readiness };
   if (options.logger !== undefined) appOptions.logger = options.logger;
   if (options.eventStream !== undefined) appOptions.eventStream = options.eventStream;
+  if (options.timeouts !== undefined) appOptions.timeouts = options.timeouts;
   if (config.general.publicMetrics) appOptions.publicPaths = ['/metrics'];
   const triage = buildApp(appOptions);
   await triage.app.ready();

@@ -11,15 +11,32 @@ export interface Clock {
   clearTimeout(handle: TimerHandle): void;
 }
 
+/** Node's longest timer (2^31-1 ms, ~24.8 days); a longer delay would fire after 1 ms instead. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** A timer longer than Node allows, run as a chain of maximal timers. */
+class LongTimer {
+  timer: NodeJS.Timeout | undefined;
+  constructor(fn: () => void, ms: number) {
+    this.arm(fn, ms);
+  }
+  private arm(fn: () => void, remaining: number): void {
+    this.timer = remaining > MAX_TIMER_MS ? setTimeout(() => this.arm(fn, remaining - MAX_TIMER_MS), MAX_TIMER_MS) : setTimeout(fn, remaining);
+    this.timer.unref?.();
+  }
+}
+
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimeout: (fn, ms) => {
+    // Deadlines far away (a body `timeout` of 1e7 s) must not overflow into a 1 ms busy loop.
+    if (ms > MAX_TIMER_MS) return new LongTimer(fn, ms);
     const t = setTimeout(fn, Math.max(0, ms));
     // A pending wake-up must never keep a finished process alive.
     t.unref?.();
     return t;
   },
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+  clearTimeout: (h) => clearTimeout(h instanceof LongTimer ? h.timer : (h as NodeJS.Timeout)),
 };
 
 interface FakeTimer {

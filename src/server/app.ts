@@ -127,6 +127,7 @@ export function buildApp(options: AppOptions): TriageApp {
   const { router } = options;
   const general = router.config.general;
   const timeouts = { ...DEFAULT_SERVER_TIMEOUTS, ...options.timeouts };
+  const eventStream = { ...DEFAULT_EVENT_STREAM_OPTIONS, ...options.eventStream };
   const redact = (text: string) => router.redact(text);
   const app = Fastify({
     logger: withRedaction(options.logger ?? false, redact),
@@ -197,7 +198,8 @@ export function buildApp(options: AppOptions): TriageApp {
   registerChatRoutes(app, router);
   if (general.metrics) registerMetricsRoute(app, createMetrics(router));
   void app.register(websocket, {
-    options: { maxPayload: DEFAULT_EVENT_STREAM_OPTIONS.maxMessageBytes },
+    // The configured limit (eventStream.maxMessageBytes), not the default: a larger message closes with 1009.
+    options: { maxPayload: eventStream.maxMessageBytes },
     // On shutdown, say goodbye (1001 "going away"); a client that does not answer is cut shortly after.
     preClose(done) {
       for (const client of app.websocketServer.clients) {
@@ -208,7 +210,6 @@ export function buildApp(options: AppOptions): TriageApp {
       done();
     },
   });
-  const eventStream = { ...DEFAULT_EVENT_STREAM_OPTIONS, ...options.eventStream };
   void app.register(async (scoped) => registerEventsRoute(scoped, router, eventStream));
   const debug = new DebugRecorder(router, options.debug);
   void app.register(async (scoped) => registerDebugRoutes(scoped, router, debug));

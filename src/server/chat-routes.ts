@@ -8,7 +8,7 @@ import type { ChatCompletionChunk } from '../adapters/openai-types.js';
 import { TriageError } from '../errors.js';
 import type { QueueMeta, Router } from '../router.js';
 import { checkModelAllowed, clampPriority, takeKeyRate, type Caller } from './auth.js';
-import { sendError, toHttpError } from './http-errors.js';
+import { errorBody, sendError, toHttpError } from './http-errors.js';
 
 export const CHAT_PATHS = ['/queue/chat/completions', '/chat/completions', '/v1/queue/chat/completions', '/v1/chat/completions'];
 
@@ -68,7 +68,7 @@ async function streamSse(reply: FastifyReply, stream: AsyncIterable<ChatCompleti
     if (!reply.raw.destroyed) await write(reply, 'data: [DONE]\n\n');
   } catch (e) {
     // Headers are sent: the failure travels as an error event, as OpenAI's own streams do.
-    if (!reply.raw.destroyed) await write(reply, `data: ${JSON.stringify(toHttpError(e).toJSON())}\n\n`);
+    if (!reply.raw.destroyed) await write(reply, `data: ${JSON.stringify(errorBody(toHttpError(e), reply.server.redactSecrets))}\n\n`);
   } finally {
     reply.raw.end();
   }

@@ -14,6 +14,7 @@ import type { QueueEvent } from '../events.js';
 import type { Router } from '../router.js';
 import type { Caller } from './auth.js';
 import { accepts, parseFilter, type EventFilter, type FilterInput } from './event-filter.js';
+import { errorBody } from './http-errors.js';
 
 export interface EventStreamOptions {
   maxBufferedBytes: number;
@@ -35,7 +36,7 @@ export function registerEventsRoute(app: FastifyInstance, router: Router, option
     try {
       filter = parseFilter(request.query as Record<string, unknown>, router.models);
     } catch (e) {
-      send(socket, { type: 'error', ...toTriageError(e).toJSON() });
+      send(socket, { type: 'error', ...errorBody(toTriageError(e), app.redactSecrets) });
       socket.close(1008, 'invalid filter');
       return;
     }
@@ -87,7 +88,7 @@ export function registerEventsRoute(app: FastifyInstance, router: Router, option
         flushPending();
       },
       (e: unknown) => {
-        send(socket, { type: 'error', ...toTriageError(e).toJSON() });
+        send(socket, { type: 'error', ...errorBody(toTriageError(e), app.redactSecrets) });
         flushPending();
       },
     );
@@ -107,7 +108,7 @@ export function registerEventsRoute(app: FastifyInstance, router: Router, option
           filter = parseFilter(message as FilterInput, router.models);
           send(socket, { type: 'subscribed', filter: { models: filter.models ? [...filter.models] : null, types: filter.types ? [...filter.types] : null, request: filter.request ?? null, mine: filter.mine } });
         } catch (e) {
-          send(socket, { type: 'error', ...toTriageError(e).toJSON() });
+          send(socket, { type: 'error', ...errorBody(toTriageError(e), app.redactSecrets) });
         }
       } else if (message.type === 'ping') {
         send(socket, { type: 'pong', at: router.clock.now() });

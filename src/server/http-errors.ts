@@ -3,7 +3,14 @@
  * with the status from the one error table, and a Retry-After where the error carries one.
  */
 import type { FastifyError, FastifyReply } from 'fastify';
-import { TriageError, type ErrorCode } from '../errors.js';
+import { TriageError, type ErrorCode, type OpenAIErrorBody } from '../errors.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Redacts the config's secrets from text that echoes a caller or an upstream (set by buildApp). */
+    redactSecrets?: (text: string) => string;
+  }
+}
 
 /** fastify's own errors (body parsing, limits, routing) mapped onto our table. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -34,8 +41,15 @@ export function toHttpError(e: unknown): TriageError {
   return new TriageError('internal_error');
 }
 
+/** The envelope of `error`, its message passed through `redact` (a caller's key echoed back as a model name, say). */
+export function errorBody(error: TriageError, redact?: (text: string) => string): OpenAIErrorBody {
+  const body = error.toJSON();
+  if (redact !== undefined) body.error.message = redact(body.error.message);
+  return body;
+}
+
 export function sendError(reply: FastifyReply, e: unknown): FastifyReply {
   const error = toHttpError(e);
   if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
-  return reply.code(error.status).type('application/json; charset=utf-8').send(error.toJSON());
+  return reply.code(error.status).type('application/json; charset=utf-8').send(errorBody(error, reply.server.redactSecrets));
 }

@@ -26,7 +26,7 @@ export function createMetrics(router: Router, options: { defaultMetrics?: boolea
 
   const admit = new Counter({
     name: 'triage_admit_total',
-    help: 'Requests leaving the queue, by outcome: granted, timeout, cancelled, rejected_full, rejected_shutdown, rejected_store.',
+    help: 'Requests leaving the queue the first time, by outcome: granted, timeout, cancelled, rejected_full, rejected_shutdown, rejected_store (a retry is not admitted twice).',
     labelNames: ['model', 'outcome'],
     registers: [registry],
   });
@@ -59,16 +59,21 @@ export function createMetrics(router: Router, options: { defaultMetrics?: boolea
     registers: [registry],
   });
 
+  // Requests granted on their first pass and not ended yet. A retry waits in the queue again, but it was
+  // admitted already: its later timeout, cancellation or refusal is not a second admission outcome.
+  const admitted = new Set<string>();
   const onEvent = (e: QueueEvent) => {
     switch (e.type) {
       case 'request.dispatched':
         if (e.attempt === 0) {
+          admitted.add(e.id);
           admit.inc({ model: e.model, outcome: 'granted' });
           wait.observe({ model: e.model }, e.waitedMs / 1000);
           if (agingMs !== undefined && e.waitedMs >= agingMs) promotions.inc({ model: e.model });
         }
         break;
       case 'request.done':
+        admitted.delete(e.id);
         finished.inc({ model: e.model, outcome: 'done' });
         upstream.observe({ model: e.model, deployment: e.deployment }, e.durationMs / 1000);
         break;
@@ -76,19 +81,20 @@ export function createMetrics(router: Router, options: { defaultMetrics?: boolea
         retries.inc({ model: e.model, deployment: e.deployment });
         break;
       case 'request.failed':
+        admitted.delete(e.id);
         finished.inc({ model: e.model, outcome: 'failed' });
         break;
       case 'request.timeout':
-        admit.inc({ model: e.model, outcome: 'timeout' });
+        if (!admitted.delete(e.id)) admit.inc({ model: e.model, outcome: 'timeout' });
         finished.inc({ model: e.model, outcome: 'timeout' });
         break;
       case 'request.cancelled':
-        if (e.stage === 'queued') admit.inc({ model: e.model, outcome: 'cancelled' });
+        if (!admitted.delete(e.id) && e.stage === 'queued') admit.inc({ model: e.model, outcome: 'cancelled' });
         finished.inc({ model: e.model, outcome: 'cancelled' });
         break;
       case 'request.rejected': {
         const outcome = e.code === 'queue_full' ? 'rejected_full' : e.code === 'shutting_down' ? 'rejected_shutdown' : 'rejected_store';
-        admit.inc({ model: e.model, outcome });
+        if (!admitted.delete(e.id)) admit.inc({ model: e.model, outcome });
         finished.inc({ model: e.model, outcome: 'rejected' });
         break;
       }

@@ -1,6 +1,7 @@
 /** Read-only endpoints: the model list, the queue's state, and health probes. */
 import type { FastifyInstance } from 'fastify';
 import type { Router } from '../router.js';
+import type { Caller } from './auth.js';
 
 export interface Readiness {
   ready: boolean;
@@ -21,7 +22,11 @@ export function registerStatusRoutes(app: FastifyInstance, router: Router, readi
   app.get('/queue/status', async (request) => {
     const q = request.query as { waiters?: string };
     const limit = q.waiters !== undefined && /^\d{1,4}$/.test(q.waiters) ? Number(q.waiters) : 50;
-    return { models: await router.queueStatus(limit) };
+    const models = await router.queueStatus(limit);
+    // As in the event stream's snapshot: a key that is not the master sees only its own waiters.
+    const caller = (request as unknown as { caller?: Caller }).caller;
+    if (caller?.kind !== 'key') return { models };
+    return { models: models.map((m) => ({ ...m, waiters: m.waiters.filter((w) => w.tenant === caller.name) })) };
   });
 
   // Probes carry no secret and stay open, so orchestrators need no key.
