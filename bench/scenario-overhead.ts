@@ -1,0 +1,100 @@
+/**
+ * Scenario 1, overhead: POST /queue/chat/completions through the whole gateway (master key checked,
+ * mock deployment with no delay, no limit reached) against a bare fastify server answering the same
+ * JSON body, with the same load generator and concurrency. Closed loop for throughput and latency at
+ * the most the server can do; a fixed 1,000 req/s for the latency a gateway adds at a normal rate;
+ * metrics on against metrics off for what the Prometheus metrics cost.
+ */
+import { startChild, type Child } from './child-rpc.js';
+import { closedLoop, fixedRate, type LoadResult, type LoadTarget } from './load.js';
+import { step } from './progress.js';
+import type { Row } from './report.js';
+import { row } from './rows.js';
+
+const S = '1 overhead';
+const MODEL = 'bench-mock';
+const MASTER_KEY = 'sk-bench-master-key';
+
+export interface OverheadSettings {
+  connections: number;
+  seconds: number;
+  warmupSeconds: number;
+  rounds: number;
+  rate: number;
+  rateSeconds: number;
+}
+
+export const OVERHEAD_SETTINGS = {
+  quick: { connections: 32, seconds: 1.5, warmupSeconds: 0.3, rounds: 1, rate: 1000, rateSeconds: 1.5 },
+  full: { connections: 32, seconds: 4, warmupSeconds: 1, rounds: 2, rate: 1000, rateSeconds: 5 },
+} satisfies Record<string, OverheadSettings>;
+
+async function startServer(mode: 'bare' | 'gateway', metrics: boolean): Promise<{ child: Child; target: LoadTarget }> {
+  const child = await startChild('server-main.js');
+  const { url } = await child.call<{ url: string }>('start', { mode, metrics, model: MODEL, masterKey: MASTER_KEY });
+  const target: LoadTarget = {
+    url,
+    path: '/queue/chat/completions',
+    body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'Say ok.' }], priority: 0 }),
+    headers: { authorization: `Bearer ${MASTER_KEY}` },
+  };
+  return { child, target };
+}
+
+const best = (results: LoadResult[]) => results.reduce((a, b) => (b.rps > a.rps ? b : a));
+
+export async function overheadScenario(settings: OverheadSettings, details: Record<string, unknown>): Promise<Row[]> {
+  step(S, 'starting the bare server and two gateways (metrics on, off) in child processes');
+  const [bare, gateway, noMetrics] = await Promise.all([startServer('bare', false), startServer('gateway', true), startServer('gateway', false)]);
+  const servers = { bare, gateway, noMetrics };
+  try {
+    // A check that the gateway really answers (auth, routing, mock) before timing it.
+    const probe = await closedLoop(servers.gateway.target, 1, 0.2);
+    if (probe.ok === 0) throw new Error('the gateway answered no request with 2xx');
+    const runs: Record<keyof typeof servers, LoadResult[]> = { bare: [], gateway: [], noMetrics: [] };
+    for (const name of Object.keys(servers) as Array<keyof typeof servers>) {
+      step(S, `warm-up ${name} ${settings.warmupSeconds}s`);
+      await closedLoop(servers[name].target, settings.connections, settings.warmupSeconds);
+    }
+    for (let round = 1; round <= settings.rounds; round++) {
+      for (const name of Object.keys(servers) as Array<keyof typeof servers>) {
+        step(S, `closed loop ${name}, ${settings.connections} connections, ${settings.seconds}s (round ${round}/${settings.rounds})`);
+        runs[name].push(await closedLoop(servers[name].target, settings.connections, settings.seconds));
+      }
+    }
+    step(S, `fixed rate ${settings.rate} req/s, bare, ${settings.rateSeconds}s`);
+    const rateBare = await fixedRate(servers.bare.target, settings.rate, settings.rateSeconds);
+    step(S, `fixed rate ${settings.rate} req/s, gateway, ${settings.rateSeconds}s`);
+    const rateGateway = await fixedRate(servers.gateway.target, settings.rate, settings.rateSeconds);
+
+    const bareBest = best(runs.bare);
+    const gatewayBest = best(runs.gateway);
+    const noMetricsBest = best(runs.noMetrics);
+    details.overhead = { settings, runs, rateBare, rateGateway, loadGenerator: 'in the runner process (autocannon; fixed rate: bench/load.ts); each server in its own child process' };
+    return overheadRows(settings, bareBest, gatewayBest, noMetricsBest, rateBare, rateGateway);
+  } finally {
+    await Promise.all(Object.values(servers).map((s) => s.child.stop()));
+  }
+}
+
+function overheadRows(settings: OverheadSettings, bare: LoadResult, gateway: LoadResult, noMetrics: LoadResult, rateBare: LoadResult, rateGateway: LoadResult): Row[] {
+  const c = settings.connections;
+  return [
+    row({ scenario: S, measure: `throughput, gateway (${c} connections)`, unit: 'req/s', value: gateway.rps, baseline: bare.rps, baselineLabel: 'bare fastify', target: { comparison: '>=', limit: 0.35, text: '≥ 0.35× bare', on: 'ratio' } }),
+    row({ scenario: S, measure: `p50 latency at max load (${c} conn.)`, unit: 'ms', value: gateway.latencyMs.p50, baseline: bare.latencyMs.p50, baselineLabel: 'bare' }),
+    row({ scenario: S, measure: `p99 latency at max load (${c} conn.)`, unit: 'ms', value: gateway.latencyMs.p99, baseline: bare.latencyMs.p99, baselineLabel: 'bare' }),
+    row({ scenario: S, measure: 'p50 added at max load (gateway − bare)', unit: 'ms', value: gateway.latencyMs.p50 - bare.latencyMs.p50, showRatio: false }),
+    row({ scenario: S, measure: 'p99 added at max load (gateway − bare)', unit: 'ms', value: gateway.latencyMs.p99 - bare.latencyMs.p99, showRatio: false }),
+    row({ scenario: S, measure: `p50 latency at ${settings.rate} req/s`, unit: 'ms', value: rateGateway.latencyMs.p50, baseline: rateBare.latencyMs.p50, baselineLabel: 'bare' }),
+    row({ scenario: S, measure: `p99 latency at ${settings.rate} req/s`, unit: 'ms', value: rateGateway.latencyMs.p99, baseline: rateBare.latencyMs.p99, baselineLabel: 'bare' }),
+    row({
+      scenario: S,
+      measure: `p99 added at ${settings.rate} req/s (gateway − bare)${rateGateway.rps < settings.rate * 0.95 ? `; the gateway kept up with only ${Math.round(rateGateway.rps)} req/s` : ''}`,
+      unit: 'ms',
+      value: rateGateway.latencyMs.p99 - rateBare.latencyMs.p99,
+      showRatio: false,
+      target: { comparison: '<', limit: 1, text: '< 1 ms' },
+    }),
+    row({ scenario: S, measure: 'throughput, metrics on vs off', unit: 'req/s', value: gateway.rps, baseline: noMetrics.rps, baselineLabel: 'gateway, metrics off' }),
+  ];
+}
