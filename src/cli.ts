@@ -85,11 +85,7 @@ async function main(): Promise<void> {
     });
   }
   const gateway = await createGateway(options);
-  const url = await gateway.listen(port, host);
-  process.stdout.write(`Triage listening on ${url}\n`);
-  process.stdout.write(`Models: ${gateway.router.models.join(', ')}\n`);
-  process.stdout.write(`Try: curl ${url}/queue/chat/completions -H 'content-type: application/json' -d '{"model":"${gateway.router.models[0]}","messages":[{"role":"user","content":"hi"}],"priority":0}'\n`);
-
+  // Signal handlers go in before the gateway says it listens: a SIGTERM right after start still drains.
   let signals = 0;
   const shutdown = (signal: string) => {
     signals += 1;
@@ -108,6 +104,13 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
+  const url = await gateway.listen(port, host);
+  // One write, so a reader that sees the URL also sees the rest.
+  process.stdout.write(
+    `Triage listening on ${url}\n` +
+      `Models: ${gateway.router.models.join(', ')}\n` +
+      `Try: curl ${url}/queue/chat/completions -H 'content-type: application/json' -d '{"model":"${gateway.router.models[0]}","messages":[{"role":"user","content":"hi"}],"priority":0}'\n`,
+  );
 }
 
 main().catch((e: unknown) => fail(`triage: ${(e as Error)?.stack ?? String(e)}`, 1));

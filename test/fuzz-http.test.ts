@@ -1068,6 +1068,8 @@ describe(`config fuzz (seed ${SEED})`, () => {
       'model_list: !!binary aGVsbG8=',
       'model_list: !!set {a, b}',
       'model_list: *undefined_alias',
+      'model_list: &a\n  - *a\n',
+      'x: &a [*a]\nmodel_list:\n  - model_name: m\n    litellm_params: {model: mock/m, mock_response: hi}\n',
       '---\n---\n',
       '\ufeff\u0000',
     ];

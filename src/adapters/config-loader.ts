@@ -128,6 +128,8 @@ export function resolveEnvReferences(
   env: NodeJS.ProcessEnv,
   path: string,
   issues: ConfigIssue[],
+  /** Maps and lists on the way down: a YAML alias that contains itself would otherwise recurse for ever. */
+  ancestors: Set<object> = new Set(),
 ): unknown {
   if (typeof value === 'string') {
     if (!value.startsWith(ENV_PREFIX)) return value;
@@ -144,13 +146,20 @@ export function resolveEnvReferences(
     }
     return resolved;
   }
-  if (Array.isArray(value)) return value.map((item, i) => resolveEnvReferences(item, env, childPath(path, i), issues));
-  if (typeof value === 'object' && value !== null && !(value instanceof Uint8Array)) {
-    return Object.fromEntries(
-      Object.entries(value).map(([key, item]) => [key, resolveEnvReferences(item, env, childPath(path, key), issues)]),
-    );
+  if (typeof value !== 'object' || value === null || value instanceof Uint8Array) return value;
+  if (ancestors.has(value)) {
+    issues.push({ path: path || ROOT_PATH, message: 'a YAML alias refers to a map or list that contains it (a cycle); write the value out' });
+    return UNRESOLVED;
   }
-  return value;
+  ancestors.add(value);
+  try {
+    if (Array.isArray(value)) return value.map((item, i) => resolveEnvReferences(item, env, childPath(path, i), issues, ancestors));
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [key, resolveEnvReferences(item, env, childPath(path, key), issues, ancestors)]),
+    );
+  } finally {
+    ancestors.delete(value);
+  }
 }
 
 /** Parses YAML text and normalizes it. YAML syntax errors are issues at `source` with their line and column. */

@@ -170,7 +170,9 @@ export function buildApp(options: AppOptions): TriageApp {
       return;
     }
     try {
-      request.caller = keys.authenticate(presentedKey(request.headers, (request.query as Record<string, unknown> | undefined)?.token));
+      // `?token=` exists for browsers opening WebSockets and the debugger page: GET requests only.
+      const queryToken = request.method === 'GET' ? (request.query as Record<string, unknown> | undefined)?.token : undefined;
+      request.caller = keys.authenticate(presentedKey(request.headers, queryToken));
     } catch (e) {
       return sendError(reply, e);
     }
