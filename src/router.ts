@@ -406,7 +406,8 @@ export class Router {
   }
 }
 
-const memoryStoreFactory: StoreFactory = (model, deployments, config) => {
+/** The in-memory store with the options the config gives it (the default store). */
+export const memoryStoreFactory: StoreFactory = (model, deployments, config) => {
   const options: ConstructorParameters<typeof MemoryStore>[0] = {
     model,
     deployments,

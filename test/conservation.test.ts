@@ -22,6 +22,7 @@ import type { QueueEvent } from '../src/events.js';
 import { FakeOpenAI, openAIError, respond, type Exchange } from './support/fake-openai.js';
 import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';
 import { testConfig } from './support/test-config.js';
+import { prng } from './support/prng.js';
 
 const SEED = Number(process.env.CONSERVATION_SEED ?? 0xc0ffee) >>> 0;
 
@@ -30,14 +31,7 @@ const OUTCOMES: Outcome[] = ['done', 'timeout', 'cancelled', 'failed', 'rejected
 const FINAL_EVENTS = new Set(['request.done', 'request.timeout', 'request.cancelled', 'request.failed', 'request.rejected']);
 
 function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = prng(seed);
   return { next, int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)), chance: (p: number) => next() < p };
 }
 

@@ -32,6 +32,7 @@ import { runCli } from './support/cli-process.js';
 import { FakeOpenAI } from './support/fake-openai.js';
 import { startGateway, waitFor, type RunningGateway } from './support/gateway.js';
 import { testConfig } from './support/test-config.js';
+import { prng } from './support/prng.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x7a1a6e5) >>> 0;
 const HTTP_CASES = 3_000;
@@ -55,14 +56,7 @@ interface Rng {
 }
 
 function rng(seed: number): Rng {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = prng(seed);
   return {
     next,
     int: (lo, hi) => lo + Math.floor(next() * (hi - lo + 1)),

@@ -3,20 +3,10 @@ import { MemoryStore } from '../src/machines/memory-store.js';
 import { WINDOW_MS } from '../src/machines/rate-window.js';
 import type { Grant, PumpResult, ReleaseOutcome, WaiterEntry } from '../src/machines/scheduler-store.js';
 import { testConfig, type TestDeployment } from './support/test-config.js';
+import { prng } from './support/prng.js';
 
 const T = 1_000_000;
 
-/** mulberry32: a small seeded PRNG, so every run replays the same sequence. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface StoreOptions {
   maxQueueSize?: number;

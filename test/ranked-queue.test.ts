@@ -1,17 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { RankedQueue } from '../src/machines/ranked-queue.js';
+import { prng } from './support/prng.js';
 
-/** mulberry32: a small seeded PRNG, so every run replays the same operations. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const byNumber = (a: number, b: number) => a - b;
 

@@ -15,6 +15,7 @@ import { createRouter, type Router } from '../src/router.js';
 import type { QueueEvent } from '../src/events.js';
 import { testConfig, type TestDeployment } from './support/test-config.js';
 import { freshPrefix, sharedRedisUrl, startRedisServer, type RedisServer } from './support/redis.js';
+import { prng } from './support/prng.js';
 
 const MODEL = 'm';
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -71,22 +72,11 @@ async function rawClient(url = sharedRedisUrl()): Promise<Redis> {
   return r;
 }
 
-/** Deterministic PRNG (mulberry32) so a failing workload can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('RedisStore: order', () => {
   it('ZSET order equals compareOrder (rank, then round, then seq) for any priorities, rounds and seqs', async () => {
     const a = await instance('a', freshPrefix(), config([{ maxParallelRequests: 1 }]));
-    const rand = rng(7);
+    const rand = prng(7);
     const now = Date.now();
     const keys: { id: string; rank: number; round: number; seq: number }[] = [];
     for (let i = 0; i < 300; i++) {
@@ -137,7 +127,7 @@ describe('RedisStore: order', () => {
     };
     if (aging) memOptions.priorityAgingMs = aging;
     const mem = new MemoryStore(memOptions);
-    const rand = rng(seed);
+    const rand = prng(seed);
     const pickOne = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
     let now = Date.now();
     let nextId = 1;

@@ -25,6 +25,7 @@ import type {
 } from '../src/machines/scheduler-store.js';
 import { createRouter, type Router, type RouterOptions } from '../src/router.js';
 import { testConfig, type TestDeployment } from './support/test-config.js';
+import { prng } from './support/prng.js';
 
 // ------------------------------------------------------------------------------------------------
 // Fake-time helpers
@@ -49,17 +50,6 @@ async function stepUntil(clock: FakeClock, done: () => boolean, maxSteps = 10_00
   for (let i = 0; i < maxSteps && !done(); i++) if (!(await step(clock))) break;
 }
 
-/** mulberry32: a small seeded PRNG, so every run replays the same sequence. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const msg = (content = 'hi') => [{ role: 'user', content }];
 
