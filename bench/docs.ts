@@ -17,7 +17,11 @@ npm run bench              # full run, about 3-5 minutes on 2 cores
 npm run bench -- --quick   # shorter runs and smaller sizes, about 1 minute
 npm run bench -- --only overhead,scale   # some scenarios: overhead, latency, scale, limits, order, redis
 npm run bench -- --no-docs # leave this page as it is
+npm run bench -- --only soak   # the soak (7 below), 180 s; --soak-seconds N; 30 s with --quick
 \`\`\`
+
+The soak is not part of the full run, and a soak-only run leaves this page as it is: its figures are in
+[reliability.md](reliability.md#soak).
 
 The Redis scenarios start their own \`redis-server\` (Debian's \`/usr/bin/redis-server\`, or
 \`REDIS_SERVER_BINARY\`) on a free loopback port; without it they are reported as not available.
@@ -96,8 +100,15 @@ ${missed.length === 0 ? 'Every target was met in this run.' : `Targets missed in
 6. **Redis throughput.** Grants per second through the Router API with 1, 2 and 3 instances (child
    processes) on one Redis, each keeping 32 requests in flight on a mock deployment with no delay and no
    limit; baseline: the same loop on one in-memory instance. Target: ≥ 5,000/s with 2 instances.
+7. **Soak** (bench/soak.ts, only with \`--only soak\`). A gateway in a child process under a steady
+   300 req/s for 180 s: mixed priorities, 20% streaming, 5% with an AbortController firing in their
+   first 150 ms (cancelled if not answered yet), 12% to a group with \`max_parallel_requests\` so that some wait. Every 5 s the child samples event-loop delay, heap
+   used after a full GC, RSS and the queues. Verdict against the run's own beginning: the heap's slope
+   over the second half (< 1 MiB/min; the first minute is the baseline), event-loop lag p99 of the last
+   third against the first third, and nothing left waiting or in flight at the end.
 
 The arithmetic (percentiles, window and parallel violations, inversions, utilisation) is in
-bench/measure.ts and tested on workloads with known answers in test/bench-measure.test.ts.
+bench/measure.ts, the soak's fit and verdict in bench/soak-measure.ts, both tested on workloads with
+known answers in test/bench-measure.test.ts.
 `;
 }

@@ -209,3 +209,99 @@ describe('decision numbers of shared-store grants', () => {
     expect(decisionOf({ grantId: 'g17' }, 3)).toBe(3);
   });
 });
+
+describe('soak arithmetic (bench/soak-measure.ts)', async () => {
+  const { linearFit, median, sampleTable, slopePerMinute, soakVerdict } = await import('../bench/soak-measure.js');
+  type Sample = import('../bench/soak-measure.js').SoakSample;
+
+  /** A sample every 5 s for `seconds`, heap and lag p99 as functions of the time in seconds. */
+  const run = (seconds: number, heap: (t: number) => number, lagP99: (t: number) => number = () => 3): Sample[] =>
+    Array.from({ length: seconds / 5 }, (_, i) => {
+      const t = (i + 1) * 5;
+      return { atMs: t * 1000, heapUsedMiB: heap(t), rssMiB: 100 + heap(t), lagP50Ms: 0.2, lagP99Ms: lagP99(t), lagMaxMs: lagP99(t) * 2, waiting: 0, inFlight: 3 };
+    });
+  // As the soak calls it: the run's length plus half a sampling interval, so the last sample is inside.
+  const options = (seconds: number) => ({ durationMs: seconds * 1000 + 2_500 });
+
+  it('fits a least-squares line, and refuses one it cannot fit', () => {
+    expect(linearFit([{ x: 0, y: 1 }, { x: 1, y: 3 }, { x: 2, y: 5 }])).toEqual({ slope: 2, intercept: 1, n: 3 });
+    // Noise (+½, −½, −½, +½) around y = 10 + x that is uncorrelated with x: the slope stays exactly 1.
+    const fit = linearFit([{ x: 0, y: 10.5 }, { x: 1, y: 10.5 }, { x: 2, y: 11.5 }, { x: 3, y: 13.5 }]);
+    expect(fit.slope).toBeCloseTo(1, 10);
+    expect(fit.intercept).toBeCloseTo(10, 10);
+    expect(linearFit([{ x: 4, y: 7 }]).slope).toBeNaN();
+    expect(linearFit([{ x: 4, y: 7 }, { x: 4, y: 9 }]).slope).toBeNaN();
+    expect(linearFit([]).n).toBe(0);
+  });
+
+  it('takes medians and slopes per minute over a time range', () => {
+    expect(median([5, 1, 3])).toBe(3);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([])).toBeNaN();
+    // 10 MiB, +0.5 MiB per minute.
+    const samples = run(180, (t) => 10 + (0.5 * t) / 60);
+    expect(slopePerMinute(samples, 'heapUsedMiB', 90_000, 180_000).slope).toBeCloseTo(0.5, 10);
+    expect(slopePerMinute(samples, 'heapUsedMiB', 90_000, 180_000).n).toBe(18);
+    expect(slopePerMinute(samples, 'rssMiB', -Infinity, 60_000).n).toBe(12);
+  });
+
+  it('calls a warm-up followed by a flat heap stable, and keeps the warm-up as the baseline', () => {
+    // +6 MiB over the first minute (JIT, caches), then flat with ±0.2 MiB of noise.
+    const samples = run(180, (t) => (t <= 60 ? 10 + (6 * t) / 60 : 16 + (t % 10 === 0 ? 0.2 : -0.2)));
+    const v = soakVerdict(samples, options(180));
+    expect(v.baselineMs).toBe(60_000);
+    expect(v.heapSlopeBaseline).toBeCloseTo(6, 10);
+    expect(Math.abs(v.heapSlope)).toBeLessThan(0.1);
+    expect(v.heapAtBaseline).toBeCloseTo(16, 10);
+    expect(v.memoryStable).toBe(true);
+    expect(v.stable).toBe(true);
+    expect(v.reasons).toEqual([]);
+  });
+
+  it('finds a leak of 3 MiB/min in the second half', () => {
+    const samples = run(180, (t) => (t <= 90 ? 15 : 15 + (3 * (t - 90)) / 60));
+    const v = soakVerdict(samples, options(180));
+    expect(v.heapSlope).toBeCloseTo(3, 10);
+    expect(v.heapGrowthSecondHalf).toBeCloseTo(3 * (182.5 / 2 / 60), 10);
+    expect(v.memoryStable).toBe(false);
+    expect(v.stable).toBe(false);
+    expect(v.reasons).toEqual([expect.stringContaining('heap grew 3.00 MiB/min')]);
+  });
+
+  it('does not call noise a leak in a short run, and says what it could have judged', () => {
+    // 30 s: +1.5 MiB/min over the second half is 0.4 MiB, within the noise of the heap after GC.
+    const samples = run(30, (t) => 14 + (1.5 * t) / 60);
+    const v = soakVerdict(samples, options(30));
+    expect(v.heapSlope).toBeCloseTo(1.5, 10);
+    expect(v.memoryStable).toBe(true);
+    expect(v.smallestLeakJudged).toBeCloseTo(1 / (32.5 / 2 / 60), 10);
+    // 4 MiB/min over the same half is 1.08 MiB: judged.
+    expect(soakVerdict(run(30, (t) => 14 + (4 * t) / 60), options(30)).memoryStable).toBe(false);
+    // Two samples in the second half cannot give a slope worth judging.
+    const two = soakVerdict(run(20, () => 14), { durationMs: 20_000 });
+    expect(two.memoryStable).toBe(false);
+    expect(two.reasons).toEqual([expect.stringContaining('too few samples')]);
+  });
+
+  it('judges lag growth by the medians of the first and last thirds', () => {
+    // p99 2 ms for the first two thirds, 12 ms in the last: ×6 and +10 ms.
+    const grown = soakVerdict(run(180, () => 15, (t) => (t > 122 ? 12 : 2)), options(180));
+    expect(grown.lagP99First).toBe(2);
+    expect(grown.lagP99Last).toBe(12);
+    expect(grown.lagMaxLast).toBe(24);
+    expect(grown.lagStable).toBe(false);
+    expect(grown.reasons).toEqual([expect.stringContaining('lag p99 grew from 2.00 ms to 12.00 ms')]);
+    // ×3 but only +1 ms: noise, not growth.
+    expect(soakVerdict(run(180, () => 15, (t) => (t > 122 ? 1.5 : 0.5)), options(180)).lagStable).toBe(true);
+    // One bad sample in the last third does not move its median.
+    expect(soakVerdict(run(180, () => 15, (t) => (t === 150 ? 80 : 3)), options(180)).lagP99Last).toBe(3);
+  });
+
+  it('prints the samples as a Markdown table', () => {
+    const table = sampleTable(run(10, () => 14.256).map((s) => ({ ...s, gcMs: 21.04, ended: 1500 })));
+    const lines = table.split('\n');
+    expect(lines).toHaveLength(4);
+    expect(lines[0]).toMatch(/^\| t \(s\) \| heap used after GC \(MiB\) \|/);
+    expect(lines[2]).toBe('| 5 | 14.26 | 114.3 | 0.20 | 3.00 | 6.00 | 21.0 | 0 | 3 | 1500 |');
+  });
+});
