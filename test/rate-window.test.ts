@@ -120,3 +120,18 @@ describe('RateWindow (sliding 60 s window)', () => {
     expect(w.fits(1, T + 1_000)).toBe(true);
   });
 });
+
+describe('EventRate', () => {
+  it('counts events of the last 60 whole seconds in constant memory', async () => {
+    const { EventRate } = await import('../src/machines/rate-window.js');
+    const rate = new EventRate();
+    const t0 = 1_000_000_000;
+    for (let i = 0; i < 100_000; i++) rate.add(t0 + (i % 1000));
+    expect(rate.count(t0)).toBe(100_000);
+    rate.add(t0 + 30_000);
+    expect(rate.count(t0 + 30_000)).toBe(100_001);
+    // The first second leaves the window 60 s later; the event at +30 s stays until +90 s.
+    expect(rate.count(t0 + 60_000)).toBe(1);
+    expect(rate.count(t0 + 90_000)).toBe(0);
+  });
+});

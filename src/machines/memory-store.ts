@@ -9,7 +9,7 @@ import type { DeploymentConfig } from '../adapters/config-types.js';
 import { DeploymentState, type CooldownPolicy, type Reservation } from './deployment-state.js';
 import { compareOrder, effectivePriority, FairRounds, orderRank, type OrderKey } from './queue-order.js';
 import { RankedQueue } from './ranked-queue.js';
-import { RateWindow } from './rate-window.js';
+import { EventRate } from './rate-window.js';
 import type {
   EnqueueResult,
   GroupSnapshot,
@@ -54,7 +54,7 @@ export class MemoryStore implements SchedulerStore {
   private readonly reservations = new Map<string, Reservation>();
   private readonly rounds = new FairRounds();
   /** Grants in the last minute, for Retry-After when no rpm limit bounds the rate. */
-  private readonly grantRate = new RateWindow(Number.MAX_SAFE_INTEGER);
+  private readonly grantRate = new EventRate();
   /** Grants made outside a pump (while judging a full queue), handed out by the next pump. */
   private undelivered: Grant[] = [];
   private nextSeq = 1;
@@ -173,7 +173,7 @@ export class MemoryStore implements SchedulerStore {
     const grantId = `g${this.nextGrant++}`;
     this.reservations.set(grantId, deployment.reserve(entry.tokens, now));
     this.rounds.markServed(entry.priority, waiter.round);
-    this.grantRate.add(1, now);
+    this.grantRate.add(now);
     return {
       grantId,
       requestId: entry.id,
@@ -269,7 +269,7 @@ export class MemoryStore implements SchedulerStore {
       if (r === Infinity) bounded = false;
       else rate += r;
     }
-    if (!bounded) rate = this.grantRate.used(now) / 60;
+    if (!bounded) rate = this.grantRate.count(now) / 60;
     let seconds = rate > 0 ? (this.waiters.size + 1) / rate : 1;
     const allCooling = this.deployments.every((d) => d.coolingDown(now));
     if (allCooling) {

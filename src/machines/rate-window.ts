@@ -74,3 +74,30 @@ export class RateWindow {
     return now;
   }
 }
+
+/**
+ * Events over the last 60 s counted in one-second buckets: constant memory at any rate, for estimates
+ * (Retry-After from the observed grant rate) where a per-event log would hold a minute of records.
+ */
+export class EventRate {
+  private readonly counts = new Array<number>(60).fill(0);
+  private readonly seconds = new Array<number>(60).fill(-Infinity);
+
+  add(now: number): void {
+    const second = Math.floor(now / 1000);
+    const i = ((second % 60) + 60) % 60;
+    if (this.seconds[i] !== second) {
+      this.seconds[i] = second;
+      this.counts[i] = 0;
+    }
+    this.counts[i] += 1;
+  }
+
+  /** Events in the 60 whole seconds up to and including now's second. */
+  count(now: number): number {
+    const second = Math.floor(now / 1000);
+    let n = 0;
+    for (let i = 0; i < 60; i++) if (this.seconds[i] > second - 60 && this.seconds[i] <= second) n += this.counts[i];
+    return n;
+  }
+}
