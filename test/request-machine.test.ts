@@ -15,10 +15,7 @@ import type { SchedulerEvent } from '../src/machines/scheduler-machine.js';
 import type { Grant } from '../src/machines/scheduler-store.js';
 import { createRouter, type Router } from '../src/router.js';
 import { testConfig } from './support/test-config.js';
-
-async function settle(rounds = 3): Promise<void> {
-  for (let i = 0; i < rounds; i++) await new Promise<void>((r) => setImmediate(r));
-}
+import { settle } from './support/fake-time.js';
 
 const completion = (content = 'ok'): ChatCompletion => ({
   id: 'chatcmpl-x',

@@ -11,19 +11,7 @@ import type { QueueEvent } from '../src/events.js';
 import { FakeClock } from '../src/machines/clock.js';
 import { createRouter, type CompletionParams, type Router, type RouterOptions } from '../src/router.js';
 import { testConfig, type TestDeployment } from './support/test-config.js';
-
-async function settle(rounds = 3): Promise<void> {
-  for (let i = 0; i < rounds; i++) await new Promise<void>((r) => setImmediate(r));
-}
-
-/** Advances the fake clock to its next pending timer and flushes; false when no timer is pending. */
-async function step(clock: FakeClock): Promise<boolean> {
-  const at = clock.nextTimerAt();
-  if (at === undefined) return false;
-  clock.advanceTo(at);
-  await settle();
-  return true;
-}
+import { settle, step } from './support/fake-time.js';
 
 const msg = (content = 'hi') => [{ role: 'user', content }];
 

@@ -26,23 +26,10 @@ import type {
 import { createRouter, type Router, type RouterOptions } from '../src/router.js';
 import { testConfig, type TestDeployment } from './support/test-config.js';
 import { prng } from './support/prng.js';
+import { settle, step } from './support/fake-time.js';
 
 // ------------------------------------------------------------------------------------------------
 // Fake-time helpers
-
-/** Lets every pending promise callback run (store operations and actor replies are promises). */
-async function settle(rounds = 3): Promise<void> {
-  for (let i = 0; i < rounds; i++) await new Promise<void>((r) => setImmediate(r));
-}
-
-/** Advances the fake clock to its next pending timer and flushes; false when no timer is pending. */
-async function step(clock: FakeClock): Promise<boolean> {
-  const at = clock.nextTimerAt();
-  if (at === undefined) return false;
-  clock.advanceTo(at);
-  await settle();
-  return true;
-}
 
 /** Steps through timers until `done()` holds (or no timer is left, or maxSteps). */
 async function stepUntil(clock: FakeClock, done: () => boolean, maxSteps = 10_000): Promise<void> {
