@@ -130,6 +130,8 @@ export class Router {
   private inspector: ((event: InspectionEvent) => void) | null = null;
   private schedulerInspection: Array<{ unsubscribe(): void }> = [];
   private closing = false;
+  /** Set while close() waits for the last live request to end. */
+  private onDrained: (() => void) | null = null;
   private readonly secrets: string[];
 
   constructor(
@@ -161,6 +163,11 @@ export class Router {
       scheduler.start();
       this.groups.set(group.name, { name: group.name, scheduler, store });
     }
+  }
+
+  private forget(id: string): void {
+    this.requests.delete(id);
+    if (this.requests.size === 0) this.onDrained?.();
   }
 
   /** Model group names, in config order. */
@@ -320,7 +327,7 @@ export class Router {
       const onAbort = () => actor.send({ type: 'cancel' });
       actor.subscribe({
         complete: () => {
-          this.requests.delete(id);
+          this.forget(id);
           params.signal?.removeEventListener('abort', onAbort);
           const snap = actor.getSnapshot();
           if (snap.value === 'done') {
@@ -340,7 +347,7 @@ export class Router {
           }
         },
         error: (e) => {
-          this.requests.delete(id);
+          this.forget(id);
           chunks?.end(e);
           if (!settled) {
             settled = true;
@@ -350,7 +357,7 @@ export class Router {
       });
       this.requests.set(id, actor);
       if (params.signal?.aborted) {
-        this.requests.delete(id);
+        this.forget(id);
         return reject(new RequestCancelledError());
       }
       params.signal?.addEventListener('abort', onAbort, { once: true });
@@ -392,9 +399,16 @@ export class Router {
       const state = actor.getSnapshot().value;
       if (state === 'queued' || state === 'polling') actor.send({ type: 'shutdown' });
     }
-    const deadline = Date.now() + graceMs;
-    while (this.requests.size > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, Math.min(20, Math.max(1, deadline - Date.now()))));
+    // Wait for the last request to end (an event), or the grace period, whichever comes first.
+    if (this.requests.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.onDrained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.onDrained = null;
     }
     for (const actor of this.requests.values()) actor.send({ type: 'cancel' });
     // Let the cancellations' releases reach the stores before they close.
