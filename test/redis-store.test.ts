@@ -16,8 +16,11 @@ import type { QueueEvent } from '../src/events.js';
 import { testConfig, type TestDeployment } from './support/test-config.js';
 import { freshPrefix, sharedRedisUrl, startRedisServer, type RedisServer } from './support/redis.js';
 import { prng } from './support/prng.js';
+import { ControlledUpstream } from './support/controlled-upstream.js';
 
 const MODEL = 'm';
+/** vi.waitFor's default 1 s is too short on a loaded 2-core CI machine (one run timed out there). */
+const WAIT = { timeout: 10_000 };
 const cleanups: (() => Promise<void> | void)[] = [];
 
 afterEach(async () => {
@@ -234,7 +237,7 @@ describe('RedisStore: limits across instances', () => {
     ]);
     const pumps = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? a : b).store.pump(Date.now())));
     for (const p of pumps) granted.push(...p.grants);
-    await vi.waitFor(() => expect(granted.length + a.remoteGrants.length + b.remoteGrants.length).toBe(25));
+    await vi.waitFor(() => expect(granted.length + a.remoteGrants.length + b.remoteGrants.length).toBe(25), WAIT);
     const all = [...granted, ...a.remoteGrants, ...b.remoteGrants];
     expect(new Set(all.map((g) => g.requestId)).size).toBe(25);
     // The 25 best: priorities 0 first (27 waiters have priority 0), in arrival order.
@@ -330,14 +333,14 @@ describe('RedisStore: instances', () => {
     await b.store.enqueue(entry('b2', 0, now, { deadline: now + 150 }), now);
     const pa = await a.store.pump(Date.now());
     expect(pa.grants).toEqual([]);
-    await vi.waitFor(() => expect(b.remoteGrants.map((g) => g.requestId)).toEqual(['b1']));
+    await vi.waitFor(() => expect(b.remoteGrants.map((g) => g.requestId)).toEqual(['b1']), WAIT);
     expect(b.remoteGrants[0].deploymentId).toBe(`${MODEL}#0`);
     // b2 waits behind the held slot until its deadline; A's pump expires it and tells B.
     await vi.waitFor(async () => {
       const p = await a.store.pump(Date.now());
       expect(p.expired).toEqual([]);
       expect(b.remoteExpired).toEqual(['b2']);
-    });
+    }, WAIT);
     expect(a.remoteGrants).toEqual([]);
     expect((await a.store.snapshot(Date.now())).waiting).toBe(0);
   });
@@ -392,10 +395,10 @@ describe('RedisStore: instances', () => {
     await vi.waitFor(async () => {
       const snap = await a.store.snapshot(Date.now());
       expect(snap.waiters.map((w) => [w.id, w.seq])).toEqual([['b1', accepted.accepted ? accepted.seq : -1]]);
-    });
+    }, WAIT);
     await a.store.release(a0, { kind: 'ok' }, Date.now());
     expect((await a.store.pump(Date.now())).grants).toEqual([]);
-    await vi.waitFor(() => expect(b.remoteGrants.map((g) => g.requestId)).toEqual(['b1']));
+    await vi.waitFor(() => expect(b.remoteGrants.map((g) => g.requestId)).toEqual(['b1']), WAIT);
   });
 
   it('a clean close gives everything back and tells the other instances to pump', async () => {
@@ -409,7 +412,7 @@ describe('RedisStore: instances', () => {
     await a.store.enqueue(entry('a1', 0, now), now);
     const changedBefore = a.changed;
     await b.factory.close();
-    await vi.waitFor(() => expect(a.changed).toBeGreaterThan(changedBefore));
+    await vi.waitFor(() => expect(a.changed).toBeGreaterThan(changedBefore), WAIT);
     expect((await a.store.pump(Date.now())).grants.map((g) => g.requestId)).toEqual(['a1']);
   });
 });
@@ -432,7 +435,7 @@ describe('RedisStore: Redis down', () => {
     await a.store.enqueue(entry('short', 0, now, { deadline: now + 100 }), now);
 
     await server.stop(true);
-    await vi.waitFor(() => expect(a.factory.ready()).toBe(false));
+    await vi.waitFor(() => expect(a.factory.ready()).toBe(false), WAIT);
     const t0 = Date.now();
     await expect(a.store.pump(Date.now())).rejects.toThrow();
     await expect(a.store.enqueue(entry('w2', 0, Date.now()), Date.now())).rejects.toThrow();
@@ -442,7 +445,7 @@ describe('RedisStore: Redis down', () => {
     await vi.waitFor(async () => {
       await expect(a.store.pump(Date.now())).rejects.toThrow();
       expect(a.remoteExpired).toEqual(['short']);
-    });
+    }, WAIT);
     expect(a.remoteGrants).toEqual([]);
 
     await server.restart(); // a fresh, empty Redis on the same port
@@ -463,14 +466,18 @@ describe('RedisStore: Redis down', () => {
 });
 
 describe('Router on the Redis store', () => {
-  function dispatchOrder(events: QueueEvent[]): number[] {
-    return events.filter((e) => e.type === 'request.dispatched').map((e) => (e as { priority: number }).priority);
+  // Each call holds its slot until the test releases it, so the order is never a race against a delay.
+
+  function liveConfig(): TriageConfig {
+    const cfg = testConfig({ [MODEL]: [{ maxParallelRequests: 1 }] });
+    for (const d of cfg.modelGroups[0].deployments) delete d.mockResponse;
+    return cfg;
   }
 
-  async function routerOn(name: string, prefix: string, cfg: TriageConfig): Promise<{ router: Router; events: QueueEvent[] }> {
+  async function routerOn(name: string, prefix: string, upstream: ControlledUpstream): Promise<{ router: Router; events: QueueEvent[] }> {
     const factory = createRedisStoreFactory({ url: sharedRedisUrl(), prefix }, { instanceId: name });
     await factory.whenReady();
-    const router = createRouter(cfg, { storeFactory: factory.storeFactory });
+    const router = createRouter(liveConfig(), { storeFactory: factory.storeFactory, upstreamFactory: () => upstream });
     cleanups.push(async () => {
       await router.close(1000);
       await factory.close();
@@ -480,42 +487,51 @@ describe('Router on the Redis store', () => {
     return { router, events };
   }
 
-  const waitQueued = (events: QueueEvent[], n: number) =>
-    vi.waitFor(() => expect(events.filter((e) => e.type === 'request.queued').length).toBeGreaterThanOrEqual(n));
+  const queued = (events: QueueEvent[]) => events.filter((e) => e.type === 'request.queued').length;
+
+  /** Ends the calls one at a time, in the order they reach the upstream: the order the queue granted them. */
+  async function releaseInTurn(upstream: ControlledUpstream, n: number): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      await vi.waitFor(() => expect(upstream.calls.length).toBeGreaterThan(i), WAIT);
+      upstream.calls[i].release();
+    }
+  }
 
   it('serves priorities in order under max_parallel_requests: 1', async () => {
-    const cfg = testConfig({ [MODEL]: [{ maxParallelRequests: 1, mockDelayMs: 150 }] });
-    const { router, events } = await routerOn('a', freshPrefix(), cfg);
+    const upstream = new ControlledUpstream();
+    const { router, events } = await routerOn('a', freshPrefix(), upstream);
     const ask = (priority: number) => router.scheduleCompletion({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], priority });
     const all = [ask(0)];
-    await vi.waitFor(() => expect(dispatchOrder(events)).toEqual([0]));
+    await vi.waitFor(() => expect(upstream.calls).toHaveLength(1), WAIT);
     for (const p of [5, 1, 3]) {
       all.push(ask(p));
-      await waitQueued(events, all.length);
+      await vi.waitFor(() => expect(queued(events)).toBe(all.length), WAIT);
     }
+    await releaseInTurn(upstream, 4);
     const done = await Promise.all(all);
-    expect(done.every((c) => c.choices[0].message.content === 'ok')).toBe(true);
-    expect(dispatchOrder(events)).toEqual([0, 1, 3, 5]);
+    expect(done.every((c) => c.choices[0].message.content === 'done')).toBe(true);
+    expect(events.filter((e) => e.type === 'request.dispatched').map((e) => e.priority)).toEqual([0, 1, 3, 5]);
   });
 
   it('two routers sharing Redis serve one global queue in priority order', async () => {
     const prefix = freshPrefix();
-    const cfg = testConfig({ [MODEL]: [{ maxParallelRequests: 1, mockDelayMs: 150 }] });
-    const A = await routerOn('a', prefix, cfg);
-    const B = await routerOn('b', prefix, cfg);
-    const dispatched: { at: number; priority: number; on: string }[] = [];
-    A.router.events.subscribe((e) => e.type === 'request.dispatched' && dispatched.push({ at: Date.now(), priority: e.priority, on: 'a' }));
-    B.router.events.subscribe((e) => e.type === 'request.dispatched' && dispatched.push({ at: Date.now(), priority: e.priority, on: 'b' }));
+    const upstream = new ControlledUpstream();
+    const A = await routerOn('a', prefix, upstream);
+    const B = await routerOn('b', prefix, upstream);
+    const dispatched: string[] = [];
+    A.router.events.subscribe((e) => e.type === 'request.dispatched' && dispatched.push(`a${e.priority}`));
+    B.router.events.subscribe((e) => e.type === 'request.dispatched' && dispatched.push(`b${e.priority}`));
     const ask = (r: Router, priority: number) => r.scheduleCompletion({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], priority });
     const all = [ask(A.router, 0)];
-    await vi.waitFor(() => expect(dispatched).toHaveLength(1));
+    await vi.waitFor(() => expect(upstream.calls).toHaveLength(1), WAIT);
     all.push(ask(B.router, 5));
-    await waitQueued(B.events, 1);
+    await vi.waitFor(() => expect(queued(B.events)).toBe(1), WAIT);
     all.push(ask(A.router, 1));
-    await waitQueued(A.events, 2);
+    await vi.waitFor(() => expect(queued(A.events)).toBe(2), WAIT);
     all.push(ask(B.router, 3));
-    await waitQueued(B.events, 2);
+    await vi.waitFor(() => expect(queued(B.events)).toBe(2), WAIT);
+    await releaseInTurn(upstream, 4);
     await Promise.all(all);
-    expect(dispatched.map((d) => `${d.on}${d.priority}`)).toEqual(['a0', 'a1', 'b3', 'b5']);
+    expect(dispatched).toEqual(['a0', 'a1', 'b3', 'b5']);
   });
 });

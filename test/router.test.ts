@@ -5,13 +5,13 @@ import { describe, it, expect, afterEach } from 'vitest';
 import { parseConfig } from '../src/adapters/config-loader.js';
 import type { RouterSettings, TriageConfig } from '../src/adapters/config-types.js';
 import type { ChatCompletion, ChatCompletionChunk } from '../src/adapters/openai-types.js';
-import type { Upstream, UpstreamCall } from '../src/adapters/upstream.js';
 import { TriageError } from '../src/errors.js';
 import type { QueueEvent } from '../src/events.js';
 import { FakeClock } from '../src/machines/clock.js';
 import { createRouter, type CompletionParams, type Router, type RouterOptions } from '../src/router.js';
 import { testConfig, type TestDeployment } from './support/test-config.js';
 import { settle, step } from './support/fake-time.js';
+import { ControlledUpstream } from './support/controlled-upstream.js';
 
 const msg = (content = 'hi') => [{ role: 'user', content }];
 
@@ -59,44 +59,6 @@ async function errorOf(p: Promise<unknown>): Promise<TriageError> {
 }
 
 const dispatchedIds = (events: QueueEvent[]) => events.filter((e) => e.type === 'request.dispatched').map((e) => e.id);
-
-/** An upstream whose calls (and streams) end only when the test says so. */
-class ControlledUpstream implements Upstream {
-  readonly calls: { call: UpstreamCall; release: () => void; settled: boolean }[] = [];
-
-  private wait(call: UpstreamCall): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const entry = { call, settled: false, release: () => ((entry.settled = true), resolve()) };
-      call.signal.addEventListener('abort', () => ((entry.settled = true), reject(call.signal.reason)), { once: true });
-      this.calls.push(entry);
-    });
-  }
-
-  async complete(call: UpstreamCall): Promise<ChatCompletion> {
-    await this.wait(call);
-    return {
-      id: 'chatcmpl-controlled',
-      object: 'chat.completion',
-      created: 0,
-      model: call.body.model,
-      choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'done' } }],
-    };
-  }
-
-  /** One chunk at once, the rest only after release(). */
-  async *stream(call: UpstreamCall): AsyncIterable<ChatCompletionChunk> {
-    const chunk = (content: string, finish: string | null = null): ChatCompletionChunk => ({
-      id: 'chatcmpl-controlled',
-      object: 'chat.completion.chunk',
-      created: 0,
-      model: call.body.model,
-      choices: [{ index: 0, finish_reason: finish, delta: { content } }],
-    });
-    yield chunk('first ');
-    await this.wait(call);
-    yield chunk('second', 'stop');
-  }
-}
 
 function controlled(deployments: TestDeployment[], settings: Partial<RouterSettings> = {}) {
   const upstream = new ControlledUpstream();
