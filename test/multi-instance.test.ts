@@ -11,8 +11,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { runCli, type CliProcess } from './support/cli-process.js';
+import { completionBody, FakeOpenAI, type RecordedRequest } from './support/fake-openai.js';
 import { waitFor } from './support/gateway.js';
 import { freshPrefix, sharedRedisUrl, startRedisServer, type RedisServer } from './support/redis.js';
 
@@ -23,12 +25,14 @@ const dir = mkdtempSync(join(tmpdir(), 'triage-multi-'));
 let configCount = 0;
 const children: CliProcess[] = [];
 const redisServers: RedisServer[] = [];
+const fakes: FakeOpenAI[] = [];
 
 afterEach(async () => {
   const running = children.splice(0);
   for (const c of running) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
   await Promise.all(running.map((c) => c.exit));
   await Promise.all(redisServers.splice(0).map((s) => s.stop(true)));
+  await Promise.all(fakes.splice(0).map((f) => f.close()));
 });
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -39,13 +43,23 @@ function writeConfig(yaml: string): string {
   return file;
 }
 
-/** One model group of mock deployments on Redis; `params` go into litellm_params, `router` into router_settings. */
-function groupConfig(o: { redisUrl: string; prefix: string; model: string; params: string; router?: string; extraModels?: string }): string {
+/**
+ * One model group on Redis; `params` go into litellm_params, `router` into router_settings. Its
+ * deployment is a mock, or with `apiBase` an `openai/up-<model>` deployment calling that base (the
+ * test's fake upstream on 127.0.0.1).
+ */
+function groupConfig(o: { redisUrl: string; prefix: string; model: string; params: string; router?: string; extraModels?: string; apiBase?: string }): string {
+  const upstream =
+    o.apiBase === undefined
+      ? `      model: mock/${o.model}
+      mock_response: "hello from ${o.model}"`
+      : `      model: openai/up-${o.model}
+      api_base: ${o.apiBase}
+      api_key: sk-${o.model}`;
   return `model_list:
   - model_name: ${o.model}
     litellm_params:
-      model: mock/${o.model}
-      mock_response: "hello from ${o.model}"
+${upstream}
 ${o.params
   .trim()
   .split('\n')
@@ -153,28 +167,73 @@ function alive(i: Instance): boolean {
   return i.proc.child.exitCode === null && i.proc.child.signalCode === null;
 }
 
+/** A fake OpenAI upstream on 127.0.0.1, closed by afterEach. */
+async function startFake(): Promise<FakeOpenAI> {
+  const fake = await FakeOpenAI.start();
+  fakes.push(fake);
+  return fake;
+}
+
+/** The user message of a chat completion: the test's label for a request. */
+const promptOf = (r: RecordedRequest | undefined): unknown => r?.body?.messages?.[0]?.content;
+
+/**
+ * Holds every call `fake` receives: call k (0-based, in arrival order) is answered with a completion
+ * echoing its prompt only once the test called `release(k)` (or never, if its caller goes away).
+ */
+function holdEveryCall(fake: FakeOpenAI): { release(k: number): void } {
+  const opened = new Set<number>();
+  const gates = new Map<number, () => void>();
+  fake.always(async (x) => {
+    const k = x.request.seq - 1;
+    const released = new Promise<void>((resolve) => {
+      if (opened.has(k)) resolve();
+      else gates.set(k, resolve);
+    });
+    await Promise.race([released, x.ended]);
+    x.json(200, completionBody(String(x.request.body?.model), `answer to ${String(promptOf(x.request))}`));
+  });
+  return {
+    release(k) {
+      opened.add(k);
+      gates.get(k)?.();
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------
 
 describe('several gateway processes on one Redis', () => {
   it.each([2, 3])('%i instances grant in one global (priority, arrival) order, whichever instance was asked', async (n) => {
     const model = 'ordered';
+    // Every upstream call is held at the fake until the test releases it, so the holder keeps the
+    // only slot for as long as the enqueues take, however loaded the machine.
+    const fake = await startFake();
+    const calls = holdEveryCall(fake);
     const file = writeConfig(
-      groupConfig({ redisUrl: sharedRedisUrl(), prefix: freshPrefix('mi-order'), model, params: 'mock_delay: 0.8\nmax_parallel_requests: 1' }),
+      groupConfig({ redisUrl: sharedRedisUrl(), prefix: freshPrefix('mi-order'), model, params: 'max_parallel_requests: 1', apiBase: fake.url }),
     );
     const instances = await startInstances(file, n);
+    // The prompt labels each request, so the fake knows which one it was granted to.
+    const ask = (url: string, label: string, priority: number) => chat(url, model, priority, { messages: [{ role: 'user', content: label }] });
+    const label = (i: number) => `waiter ${i}`;
 
-    // The holder takes the only slot; everything after it must wait in the shared queue. Its 0.8 s
-    // call outlasts the enqueues (each ~30-40 ms here, its status check included) several times over.
-    const holder = chat(instances[0].url, model, 9);
+    // The holder takes the only slot; everything after it must wait in the shared queue.
+    const holder = ask(instances[0].url, 'holder', 9);
+    await fake.until((f) => f.requests.length === 1, 'the holder to reach the upstream');
     await statusUntil(instances[n - 1].url, model, (s) => s.inFlight === 1, 'the holder to be dispatched');
 
     // Ties (5, 5 and 1, 1) arrive on different instances, the later one sometimes on the lower-numbered one.
     const priorities = [5, 1, 1, 5, 0, 3];
     const completed: number[] = [];
     const replies: Promise<Reply>[] = [];
+    // Test-clock bounds on when each waiter was enqueued: after sentAt[i], before seenAt[i].
+    const sentAt: number[] = [];
+    const seenAt: number[] = [];
     for (const [i, p] of priorities.entries()) {
+      sentAt.push(Date.now());
       replies.push(
-        chat(instances[i % n].url, model, p).then((r) => {
+        ask(instances[i % n].url, label(i), p).then((r) => {
           completed.push(i);
           return r;
         }),
@@ -182,7 +241,9 @@ describe('several gateway processes on one Redis', () => {
       // Arrival order is the order of the enqueues: wait for this one to be in the global queue
       // (seen from another instance) before sending the next.
       await statusUntil(instances[(i + 1) % n].url, model, (s) => s.waiting === i + 1 && s.inFlight === 1, `waiter ${i} to be enqueued`);
+      seenAt.push(Date.now());
     }
+    expect(fake.requests.map(promptOf)).toEqual(['holder']);
 
     // Every instance shows the same global queue, already in grant order.
     const expected = globalOrder(priorities);
@@ -192,17 +253,51 @@ describe('several gateway processes on one Redis', () => {
       expect(v.waiters.map((w) => w.id)).toEqual(views[0].waiters.map((w) => w.id));
     }
 
-    expect((await holder).status).toBe(200);
+    // Release the calls one at a time, in the order they reach the upstream: call 0 is the holder's,
+    // call k the k-th grant's. Each reply is awaited before the next release.
+    const releasedAt: number[] = [Date.now()];
+    calls.release(0);
+    const first = await holder;
+    expect(first.status).toBe(200);
+    expect(first.body.choices?.[0].message.content).toBe('answer to holder');
+    for (let k = 1; k <= priorities.length; k++) {
+      await fake.until((f) => f.requests.length === k + 1, `grant ${k} to reach the upstream`);
+      const arrivedAt = Date.now();
+      const current = expected[k - 1];
+      expect(promptOf(fake.requests[k])).toBe(label(current));
+      const next = expected[k] as number | undefined;
+      if (next !== undefined) {
+        // Spacing for the wait check below, not synchronization (every step above and below waits on
+        // an event). The next grant comes after this release and this one came before arrivedAt, so
+        // holding the release until arrivedAt + (seenAt[next] - sentAt[current]) + 10 ms makes the
+        // grants further apart than the two enqueues were: the next waits longer. Only needed when the
+        // next was enqueued later (ties); otherwise it is not positive.
+        const spacingMs = arrivedAt + seenAt[next] - sentAt[current] + 10 - Date.now();
+        if (spacingMs > 0) await delay(spacingMs);
+      }
+      // One slot: no other call was sent while this one is held.
+      expect(fake.requests).toHaveLength(k + 1);
+      releasedAt.push(Date.now());
+      calls.release(k);
+      await Promise.race(replies.filter((_, i) => !completed.includes(i)));
+      expect(completed).toEqual(expected.slice(0, k));
+    }
+
     const results = await Promise.all(replies);
     for (const [i, r] of results.entries()) {
       expect(r.status).toBe(200);
       expect(r.headers.get('x-triage-priority')).toBe(String(priorities[i]));
+      expect(r.body.choices?.[0].message.content).toBe(`answer to ${label(i)}`);
     }
     expect(completed).toEqual(expected);
-    // Each waited for everyone ahead of it: the waits grow along the grant order.
+    // Each waited for everyone ahead of it: the k-th grant came after call k - 1 was released (±2 ms
+    // of clock rounding), and the waits grow along the grant order.
     const waits = expected.map((i) => Number(results[i].headers.get('x-triage-queue-wait-ms')));
+    for (const [k, i] of expected.entries()) expect(waits[k]).toBeGreaterThanOrEqual(releasedAt[k] - seenAt[i] - 2);
     for (let k = 1; k < waits.length; k++) expect(waits[k]).toBeGreaterThan(waits[k - 1]);
 
+    expect(fake.requests).toHaveLength(priorities.length + 1);
+    expect(fake.handlerErrors).toEqual([]);
     for (const i of instances) await statusUntil(i.url, model, (s) => s.waiting === 0 && s.inFlight === 0, 'an idle group');
   });
 
