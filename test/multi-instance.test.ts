@@ -11,7 +11,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { runCli, type CliProcess } from './support/cli-process.js';
 import { completionBody, FakeOpenAI, type RecordedRequest } from './support/fake-openai.js';
@@ -227,11 +226,9 @@ describe('several gateway processes on one Redis', () => {
     const priorities = [5, 1, 1, 5, 0, 3];
     const completed: number[] = [];
     const replies: Promise<Reply>[] = [];
-    // Test-clock bounds on when each waiter was enqueued: after sentAt[i], before seenAt[i].
-    const sentAt: number[] = [];
+    // A test-clock bound on when each waiter was enqueued: before seenAt[i].
     const seenAt: number[] = [];
     for (const [i, p] of priorities.entries()) {
-      sentAt.push(Date.now());
       replies.push(
         ask(instances[i % n].url, label(i), p).then((r) => {
           completed.push(i);
@@ -262,19 +259,8 @@ describe('several gateway processes on one Redis', () => {
     expect(first.body.choices?.[0].message.content).toBe('answer to holder');
     for (let k = 1; k <= priorities.length; k++) {
       await fake.until((f) => f.requests.length === k + 1, `grant ${k} to reach the upstream`);
-      const arrivedAt = Date.now();
       const current = expected[k - 1];
       expect(promptOf(fake.requests[k])).toBe(label(current));
-      const next = expected[k] as number | undefined;
-      if (next !== undefined) {
-        // Spacing for the wait check below, not synchronization (every step above and below waits on
-        // an event). The next grant comes after this release and this one came before arrivedAt, so
-        // holding the release until arrivedAt + (seenAt[next] - sentAt[current]) + 10 ms makes the
-        // grants further apart than the two enqueues were: the next waits longer. Only needed when the
-        // next was enqueued later (ties); otherwise it is not positive.
-        const spacingMs = arrivedAt + seenAt[next] - sentAt[current] + 10 - Date.now();
-        if (spacingMs > 0) await delay(spacingMs);
-      }
       // One slot: no other call was sent while this one is held.
       expect(fake.requests).toHaveLength(k + 1);
       releasedAt.push(Date.now());
@@ -290,11 +276,11 @@ describe('several gateway processes on one Redis', () => {
       expect(r.body.choices?.[0].message.content).toBe(`answer to ${label(i)}`);
     }
     expect(completed).toEqual(expected);
-    // Each waited for everyone ahead of it: the k-th grant came after call k - 1 was released (±2 ms
-    // of clock rounding), and the waits grow along the grant order.
+    // Each waited for everyone ahead of it: the k-th grant came only after call k - 1 was released
+    // (±2 ms of clock rounding). (Waits need not grow along the grant order: a tie enqueued later
+    // and granted next can have waited less.)
     const waits = expected.map((i) => Number(results[i].headers.get('x-triage-queue-wait-ms')));
     for (const [k, i] of expected.entries()) expect(waits[k]).toBeGreaterThanOrEqual(releasedAt[k] - seenAt[i] - 2);
-    for (let k = 1; k < waits.length; k++) expect(waits[k]).toBeGreaterThan(waits[k - 1]);
 
     expect(fake.requests).toHaveLength(priorities.length + 1);
     expect(fake.handlerErrors).toEqual([]);
