@@ -32,10 +32,13 @@ export class EventBus {
     return () => this.listeners.delete(listener);
   }
 
+  /** Stamps `event` in place (each emitted event is a fresh object only the bus holds: no copy per event). */
   publish(event: ActorEmitted): void {
     this.seq += 1;
     if (this.listeners.size === 0) return;
-    const stamped = { ...event, seq: this.seq, at: this.now() } as QueueEvent;
+    const stamped = event as QueueEvent;
+    stamped.seq = this.seq;
+    stamped.at = this.now();
     for (const l of this.listeners) {
       try {
         l(stamped);

@@ -181,7 +181,7 @@ describe('DebugRecorder', () => {
   it('inspects only while a client is connected, keeps request.* events always when asked to, and stays bounded', async () => {
     const router = createRouter(testConfig({ m: [{}] }));
     routers.push(router);
-    const recorder = new DebugRecorder(router, { maxRequests: 3, maxTimelineEntries: 12, recordEventsWhenClosed: true });
+    const recorder = new DebugRecorder(router, { maxRequests: 3, maxTimelineEntries: 10, recordEventsWhenClosed: true });
     const secret = 'do-not-keep-this-text '.repeat(40);
 
     // Page closed: no inspection, but the event bus still records the request.
@@ -200,7 +200,8 @@ describe('DebugRecorder', () => {
     const detail = recorder.request(inspected.id)!;
     expect(detail.summary).toMatchObject({ state: 'done', stateIds: ['request', 'request.done'], finished: true, inspected: true, priority: 0 });
     const changes = detail.timeline.filter((e) => e.kind === 'transition' && e.changed).map((e) => e.state);
-    expect(changes).toEqual(['queued', 'polling', 'dispatched', 'done']);
+    // Granted on arrival: acceptance and grant come as one event, so it goes from queued straight to dispatched.
+    expect(changes).toEqual(['queued', 'dispatched', 'done']);
     const kinds = new Set(detail.timeline.map((e) => e.kind));
     expect([...kinds].sort()).toEqual(['emitted', 'event', 'sent', 'transition']);
     expect(detail.timeline.find((e) => e.kind === 'sent')).toMatchObject({ type: 'enqueue', to: 'scheduler m' });
@@ -226,7 +227,7 @@ describe('DebugRecorder', () => {
     expect(recorder.size).toBe(3);
     expect(recorder.request(closedRun.id)).toBeUndefined();
     const last = recorder.request(recorder.recentRequests()[0].id)!;
-    expect(last.timeline.length).toBeLessThanOrEqual(12);
+    expect(last.timeline.length).toBeLessThanOrEqual(10);
     expect(last.summary.dropped).toBeGreaterThan(0);
     expect(last.timeline[last.timeline.length - 1]).toMatchObject({ state: 'done' });
     recorder.close();

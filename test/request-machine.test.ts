@@ -345,7 +345,6 @@ describe('request machine transitions', () => {
 // ------------------------------------------------------------------------------------------------
 // Model-based paths over the real machine.
 
-const INVOKE_ID = '0.request.dispatched';
 const MAX_RETRIES = 1;
 type PathEvent = { type: string; [k: string]: unknown };
 
@@ -356,8 +355,8 @@ const graphEvents: PathEvent[] = [
   { type: 'queue.timeout' },
   { type: 'cancel' },
   { type: 'shutdown' },
-  { type: `xstate.done.actor.${INVOKE_ID}`, output: { completion: completion(), usage: completion().usage } },
-  { type: `xstate.error.actor.${INVOKE_ID}`, error: new UpstreamError('server_error', 'boom', 500) },
+  { type: 'upstream.done', output: { completion: completion(), usage: completion().usage } },
+  { type: 'upstream.failed', error: new UpstreamError('server_error', 'boom', 500) },
 ];
 
 function graphInput(): RequestInput {
@@ -393,7 +392,7 @@ const withoutInit = (paths: StatePath<Snap, PathEvent>[]) =>
 const shortest = withoutInit(getShortestPaths(requestMachine, traversal) as StatePath<Snap, PathEvent>[]);
 const simple = withoutInit(getSimplePaths(requestMachine, traversal) as StatePath<Snap, PathEvent>[]);
 const FINAL = ['done', 'timeout', 'cancelled', 'failed', 'rejected'];
-const describePath = (p: StatePath<Snap, PathEvent>) => p.steps.map((s) => s.event.type.replace(`.actor.${INVOKE_ID}`, '')).join(' → ') || '(initial)';
+const describePath = (p: StatePath<Snap, PathEvent>) => p.steps.map((s) => s.event.type).join(' → ') || '(initial)';
 
 /** Queued and polling differ only in whether the scheduler's acceptance arrived yet: one "waiting". */
 function collapse(values: string[]): string[] {
@@ -424,8 +423,8 @@ function expectedError(path: StatePath<Snap, PathEvent>): { code: string; status
 async function replayOnActor(path: StatePath<Snap, PathEvent>): Promise<Harness> {
   const h = startRequest({ maxRetries: MAX_RETRIES, queueTimeoutMs: 10_000 });
   for (const { event } of path.steps) {
-    if (event.type.startsWith('xstate.done.actor.')) h.upstream.pending()!.resolve(completion());
-    else if (event.type.startsWith('xstate.error.actor.')) h.upstream.pending()!.reject(event.error);
+    if (event.type === 'upstream.done') h.upstream.pending()!.resolve(completion());
+    else if (event.type === 'upstream.failed') h.upstream.pending()!.reject(event.error);
     else h.actor.send(event as never);
     await settle();
   }
@@ -489,7 +488,7 @@ async function replayOnRouter(path: StatePath<Snap, PathEvent>): Promise<{ value
         void router.close(0);
         break;
       default:
-        if (event.type.startsWith('xstate.done.actor.')) upstream.pending('R')!.resolve(completion('for R'));
+        if (event.type === 'upstream.done') upstream.pending('R')!.resolve(completion('for R'));
         else upstream.pending('R')!.reject(new UpstreamError('server_error', 'boom', 500));
     }
   }

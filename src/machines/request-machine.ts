@@ -7,9 +7,14 @@
  *   cancelled (caller aborted) and rejected (queue full, shutting down, store down) from any waiting state.
  *
  * The actor never sleeps on a timer: the scheduler sends `grant` the moment a slot frees, and
- * `queue.timeout` when the group's single deadline timer finds it overdue.
+ * `queue.timeout` when the group's single deadline timer finds it overdue. A request granted on
+ * arrival gets its acceptance inside the grant and goes from queued straight to dispatched.
+ *
+ * The upstream call is not an invoked actor: `dispatched` starts it in an entry action and aborts it
+ * on exit, and its end comes back as `upstream.done` / `upstream.failed` (a child actor per call
+ * was a third of this machine's cost on the hot path).
  */
-import { assign, emit, fromPromise, sendTo, setup, type AnyActorRef } from 'xstate';
+import { assign, emit, sendTo, setup, type AnyActorRef } from 'xstate';
 import { QueueTimeoutError, RequestCancelledError, ShuttingDownError, TriageError } from '../errors.js';
 import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, Usage } from '../adapters/openai-types.js';
 import { UpstreamError, type Upstream } from '../adapters/upstream.js';
@@ -53,12 +58,16 @@ export interface RequestContext extends RequestInput {
   result?: ChatCompletion;
   usage?: Usage;
   error?: TriageError;
+  /** The dispatched attempt's upstream call: aborted when the request leaves `dispatched` before it ends. */
+  call?: UpstreamCallHandle;
 }
 
 export type RequestEvent =
   | SchedulerReply
   | { type: 'cancel'; reason?: string }
-  | { type: 'shutdown' };
+  | { type: 'shutdown' }
+  | { type: 'upstream.done'; output: UpstreamOutput }
+  | { type: 'upstream.failed'; error: unknown };
 
 export type RequestEmitted =
   | { type: 'request.queued'; id: string; model: string; priority: number; tenant: string; position: number; arrivalSeq: number; round: number; attempt: number }
@@ -79,25 +88,42 @@ export interface UpstreamCallInput {
   upstreamFor: RequestInput['upstreamFor'];
 }
 
-/** Runs one upstream call with its own timeout, separate from the queue wait. */
-export const callUpstream = fromPromise<{ completion?: ChatCompletion; usage?: Usage }, UpstreamCallInput>(async ({ input, signal }) => {
+export interface UpstreamOutput {
+  completion?: ChatCompletion;
+  usage?: Usage;
+}
+
+/** A dispatched attempt's upstream call, held in context so leaving `dispatched` can abort it. */
+export interface UpstreamCallHandle {
+  readonly controller: AbortController;
+  /** True once the call answered or failed: nothing left to abort. */
+  settled: boolean;
+}
+
+/** The abort reason when a request leaves `dispatched` early (one shared value: no Error per request). */
+const LEFT_DISPATCHED = Object.freeze({ reason: 'the request left dispatched (cancelled)' });
+
+/**
+ * Runs one upstream call with its own timeout, separate from the queue wait. A plain function the
+ * `dispatched` state starts and aborts when it is left: an invoked promise actor cost a child actor,
+ * and a second AbortController, per call on the hot path.
+ */
+export async function callUpstream(input: UpstreamCallInput, controller: AbortController): Promise<UpstreamOutput> {
   const { upstream, requestTimeoutMs, upstreamModel } = input.upstreamFor(input.grant.deploymentId);
   // The group name the caller used becomes the deployment's own model name upstream.
   const body: ChatCompletionBody = { ...input.body, model: upstreamModel };
-  const controller = new AbortController();
-  const onAbort = () => controller.abort(signal.reason);
-  signal.addEventListener('abort', onAbort, { once: true });
+  const signal = controller.signal;
   const timer = input.clock.setTimeout(
     () => controller.abort(new UpstreamError('timeout', `upstream did not answer within ${requestTimeoutMs} ms`, 504)),
     requestTimeoutMs,
   );
   try {
     if (!input.stream) {
-      const completion = await upstream.complete({ body, signal: controller.signal });
+      const completion = await upstream.complete({ body, signal });
       return { completion, usage: completion.usage };
     }
     let usage: Usage | undefined;
-    for await (const chunk of upstream.stream({ body, signal: controller.signal })) {
+    for await (const chunk of upstream.stream({ body, signal })) {
       if (chunk.usage) usage = chunk.usage;
       // A usage report the caller did not ask for is kept for tpm accounting only.
       if (chunk.__triageHidden !== true) input.sink?.push(chunk);
@@ -105,13 +131,12 @@ export const callUpstream = fromPromise<{ completion?: ChatCompletion; usage?: U
     return { usage };
   } catch (e) {
     // An abort by our own timer is an upstream timeout; an abort from outside is the caller's cancel.
-    if (controller.signal.aborted && controller.signal.reason instanceof UpstreamError) throw controller.signal.reason;
+    if (signal.aborted && signal.reason instanceof UpstreamError) throw signal.reason;
     throw e;
   } finally {
     input.clock.clearTimeout(timer);
-    signal.removeEventListener('abort', onAbort);
   }
-});
+}
 
 function asUpstreamError(e: unknown): UpstreamError {
   if (e instanceof UpstreamError) return e;
@@ -144,8 +169,8 @@ export const requestMachine = setup({
     input: {} as RequestInput,
     emitted: {} as RequestEmitted,
   },
-  actors: { callUpstream },
   guards: {
+    acceptedWithGrant: ({ event }) => event.type === 'grant' && event.accepted !== undefined,
     canRetry: ({ context, event }) => {
       const error = (event as { error?: unknown }).error;
       return context.attempt < context.maxRetries && asUpstreamError(error).retryable && !context.sink?.started;
@@ -182,10 +207,46 @@ export const requestMachine = setup({
       ({ context }) => context.scheduler,
       ({ context, event }) => ({ type: 'release' as const, grant: context.grant!, outcome: failureOutcome((event as { error?: unknown }).error) }),
     ),
+    releaseForRetry: sendTo(
+      ({ context }) => context.scheduler,
+      ({ context, event }) => ({ type: 'release' as const, grant: context.grant!, outcome: failureOutcome((event as { error?: unknown }).error), retrying: true }),
+    ),
     releaseCancelled: sendTo(
       ({ context }) => context.scheduler,
       ({ context }) => ({ type: 'release' as const, grant: context.grant!, outcome: { kind: 'cancelled' } as ReleaseOutcome }),
     ),
+    /** One context update for a grant (and the acceptance that may come with it): assign copies the context. */
+    takeGrant: assign(({ context, event }) => {
+      if (event.type !== 'grant') return {};
+      const call: UpstreamCallHandle = { controller: new AbortController(), settled: false };
+      const update: Partial<RequestContext> = { grant: event.grant, dispatchedAt: context.clock.now(), call };
+      if (event.accepted) Object.assign(update, event.accepted);
+      return update;
+    }),
+    /** Starts the upstream call; its end comes back as an event unless the state was left (aborted). */
+    startCall: ({ context, self }) => {
+      const call = context.call!;
+      const input: UpstreamCallInput = { grant: context.grant!, body: context.body, stream: context.stream, clock: context.clock, upstreamFor: context.upstreamFor };
+      if (context.sink) input.sink = context.sink;
+      callUpstream(input, call.controller).then(
+        (output) => {
+          if (call.settled) return;
+          call.settled = true;
+          self.send({ type: 'upstream.done', output });
+        },
+        (error: unknown) => {
+          if (call.settled) return;
+          call.settled = true;
+          self.send({ type: 'upstream.failed', error });
+        },
+      );
+    },
+    abortCall: ({ context }) => {
+      const call = context.call;
+      if (call === undefined || call.settled) return;
+      call.settled = true;
+      call.controller.abort(LEFT_DISPATCHED);
+    },
     emitQueued: emit(({ context }) => ({
       type: 'request.queued' as const,
       id: context.id,
@@ -216,8 +277,12 @@ export const requestMachine = setup({
           actions: [assign({ seq: ({ event }) => event.seq, round: ({ event }) => event.round, position: ({ event }) => event.position }), 'emitQueued'],
         },
         'queue.rejected': { target: 'rejected', actions: assign({ error: ({ event }) => event.error }) },
-        // A shared store may grant before the acceptance reply arrives.
-        grant: { target: 'dispatched', actions: assign({ grant: ({ event }) => event.grant }) },
+        grant: [
+          // Granted on arrival: the acceptance comes with the grant, in one event.
+          { guard: 'acceptedWithGrant', target: 'dispatched', actions: ['takeGrant', 'emitQueued'] },
+          // A shared store may grant before the acceptance reply arrives.
+          { target: 'dispatched', actions: 'takeGrant' },
+        ],
         'queue.timeout': 'timeout',
         cancel: { target: 'cancelled', actions: 'withdraw' },
         shutdown: { target: 'rejected', actions: ['withdraw', assign({ error: () => new ShuttingDownError() })] },
@@ -226,7 +291,7 @@ export const requestMachine = setup({
     /** Waiting for a grant event; no timer here. */
     polling: {
       on: {
-        grant: { target: 'dispatched', actions: assign({ grant: ({ event }) => event.grant }) },
+        grant: { target: 'dispatched', actions: 'takeGrant' },
         'queue.timeout': 'timeout',
         cancel: { target: 'cancelled', actions: 'withdraw' },
         shutdown: { target: 'rejected', actions: ['withdraw', assign({ error: () => new ShuttingDownError() })] },
@@ -235,7 +300,6 @@ export const requestMachine = setup({
     /** The upstream call runs; leaving this state in any way releases the slot exactly once. */
     dispatched: {
       entry: [
-        assign({ dispatchedAt: ({ context }) => context.clock.now() }),
         emit(({ context }) => ({
           type: 'request.dispatched' as const,
           id: context.id,
@@ -246,36 +310,20 @@ export const requestMachine = setup({
           waitedMs: context.grant!.waitedMs,
           attempt: context.attempt,
         })),
+        'startCall',
       ],
-      invoke: {
-        src: 'callUpstream',
-        input: ({ context }) => {
-          const input: UpstreamCallInput = {
-            grant: context.grant!,
-            body: context.body,
-            stream: context.stream,
-            clock: context.clock,
-            upstreamFor: context.upstreamFor,
-          };
-          if (context.sink) input.sink = context.sink;
-          return input;
-        },
-        onDone: {
+      exit: 'abortCall',
+      on: {
+        'upstream.done': {
           target: 'done',
-          actions: [
-            'releaseOk',
-            assign({
-              result: ({ event }) => event.output.completion,
-              usage: ({ event }) => event.output.usage,
-            }),
-          ],
+          actions: ['releaseOk', assign({ result: ({ event }) => event.output.completion, usage: ({ event }) => event.output.usage })],
         },
-        onError: [
+        'upstream.failed': [
           {
             guard: 'canRetry',
             target: 'queued',
             actions: [
-              'releaseFailed',
+              'releaseForRetry',
               emit(({ context, event }) => ({
                 type: 'request.retry' as const,
                 id: context.id,
@@ -295,8 +343,6 @@ export const requestMachine = setup({
           },
           { target: 'failed', actions: ['releaseFailed', assign({ error: ({ event }) => upstreamFailureError(event.error) })] },
         ],
-      },
-      on: {
         cancel: { target: 'cancelled', actions: 'releaseCancelled' },
       },
     },

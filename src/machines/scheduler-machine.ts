@@ -6,9 +6,9 @@
  * The queue is plain data inside the store; no action copies it. Request actors are separate root
  * actors that reach the scheduler by reference, and receive grants through the request registry.
  */
-import { assign, enqueueActions, setup, type AnyActorRef } from 'xstate';
+import { enqueueActions, setup, type AnyActorRef } from 'xstate';
 import { QueueFullError, ShuttingDownError, StoreUnavailableError, type TriageError } from '../errors.js';
-import type { Clock } from './clock.js';
+import type { Clock, TimerHandle } from './clock.js';
 import type { EnqueueResult, Grant, PumpResult, ReleaseOutcome, ReleaseResult, SchedulerStore, WaiterEntry } from './scheduler-store.js';
 
 /** How the scheduler finds a request actor by id (grants and expiries carry ids, not references). */
@@ -16,20 +16,31 @@ export interface RequestRegistry {
   get(id: string): AnyActorRef | undefined;
 }
 
+/** Where an accepted request stands in the queue. */
+export interface Acceptance {
+  seq: number;
+  round: number;
+  position: number;
+}
+
 /** Replies the scheduler sends to a request actor. */
 export type SchedulerReply =
   | { type: 'queue.accepted'; seq: number; round: number; position: number }
   | { type: 'queue.rejected'; error: TriageError }
-  | { type: 'grant'; grant: Grant }
+  /** `accepted`: the grant came in the same step as the enqueue; no separate `queue.accepted` is sent. */
+  | { type: 'grant'; grant: Grant; accepted?: Acceptance }
   | { type: 'queue.timeout' };
 
 export type SchedulerEvent =
   | { type: 'enqueue'; entry: WaiterEntry; ref: AnyActorRef }
   | { type: 'withdraw'; id: string }
-  | { type: 'release'; grant: Grant; outcome: ReleaseOutcome }
+  /** `retrying`: the request re-enqueues right after; the freed slot waits until it is back in line. */
+  | { type: 'release'; grant: Grant; outcome: ReleaseOutcome; retrying?: boolean }
   | { type: 'wake' }
   | { type: 'store.changed' }
-  | { type: 'store.pumped'; result: PumpResult }
+  /** A shared store's pump result; `loop` when it answers the pump loop (not an enqueue's or release's). */
+  | { type: 'store.pumped'; result: PumpResult; loop: boolean }
+  | { type: 'store.cooldowns_ended'; deployments: string[] }
   | { type: 'store.released'; grant: Grant; result: ReleaseResult }
   | { type: 'store.failed'; operation: string; message: string }
   | { type: 'store.remote'; grants: Grant[]; expired: string[] }
@@ -49,16 +60,23 @@ export interface SchedulerInput {
   pollingIntervalMs: number;
 }
 
-/** Mutable bookkeeping for the pump loop; held by reference so no transition copies it. */
+/**
+ * Mutable bookkeeping, held by reference so no transition copies it: the pump loop, the one wake-up
+ * timer, and the counts the state guards read. The hot path (enqueue, release, pump, deliver) runs in
+ * plain code inside one action; an in-memory store adds no event or macrostep of its own.
+ */
 interface PumpState {
   running: boolean;
   again: boolean;
   wakeAt: number | null;
+  timer: TimerHandle | undefined;
+  waiting: number;
+  inFlight: number;
+  /** The request whose enqueue is being pumped in memory: its grant carries its acceptance. */
+  arrival: { id: string; accepted: Acceptance } | undefined;
 }
 
 export interface SchedulerContext extends SchedulerInput {
-  waiting: number;
-  inFlight: number;
   pump: PumpState;
 }
 
@@ -83,6 +101,7 @@ function runStoreOp<T>(immediate: (() => T) | undefined, later: () => Promise<T>
 
 const messageOf = (e: unknown): string => String((e as Error)?.message ?? e);
 
+/** Pumps the store; an in-memory store's result is applied in the same call, a shared one's on its reply. */
 function startPump(context: SchedulerContext, self: AnyActorRef): void {
   const pump = context.pump;
   if (pump.running) {
@@ -92,42 +111,99 @@ function startPump(context: SchedulerContext, self: AnyActorRef): void {
   pump.running = true;
   pump.again = false;
   const { store, clock } = context;
+  const failed = (e: unknown) => {
+    pump.running = false;
+    self.send({ type: 'store.failed', operation: 'pump', message: messageOf(e) });
+  };
   const immediate = store.immediate;
-  runStoreOp(
-    immediate && (() => immediate.pump(clock.now())),
-    () => store.pump(clock.now()),
-    (result) => self.send({ type: 'store.pumped', result }),
-    (e) => self.send({ type: 'store.failed', operation: 'pump', message: messageOf(e) }),
+  if (immediate === undefined) {
+    store.pump(clock.now()).then((result) => self.send({ type: 'store.pumped', result, loop: true }), failed);
+    return;
+  }
+  let result: PumpResult;
+  try {
+    result = immediate.pump(clock.now());
+  } catch (e) {
+    return failed(e);
+  }
+  applyPump(context, self, result);
+}
+
+/** Ends one run of the pump loop: applies its result, and pumps again if something changed meanwhile. */
+function applyPump(context: SchedulerContext, self: AnyActorRef, result: PumpResult): void {
+  applyResult(context, self, result);
+  context.pump.running = false;
+  if (context.pump.again) startPump(context, self);
+}
+
+/**
+ * Delivers a pump's grants and expiries, counts them, and re-arms the one timer. Cooldown ends go out
+ * as an event (rare), so the machine can emit them.
+ */
+function applyResult(context: SchedulerContext, self: AnyActorRef, result: PumpResult): void {
+  const pump = context.pump;
+  deliver(context, self, result.grants, result.expired);
+  if (result.cooldownsEnded.length > 0) self.send({ type: 'store.cooldowns_ended', deployments: result.cooldownsEnded });
+  pump.waiting = result.waiting;
+  pump.inFlight += result.grants.length;
+  let wakeAt = result.nextWakeAt;
+  if (context.store.shared && result.waiting > 0) {
+    const recheck = context.clock.now() + context.pollingIntervalMs;
+    wakeAt = wakeAt === null ? recheck : Math.min(wakeAt, recheck);
+  }
+  armWake(context, self, wakeAt);
+}
+
+/** The group's one timer: set for `wakeAt` (clock ms), or cleared with null. Unchanged moments cost nothing. */
+function armWake(context: SchedulerContext, self: AnyActorRef, wakeAt: number | null): void {
+  const pump = context.pump;
+  if (wakeAt === pump.wakeAt) return;
+  pump.wakeAt = wakeAt;
+  if (pump.timer !== undefined) context.clock.clearTimeout(pump.timer);
+  pump.timer = undefined;
+  if (wakeAt === null) return;
+  pump.timer = context.clock.setTimeout(
+    () => {
+      pump.timer = undefined;
+      if (self.getSnapshot().status === 'active') self.send({ type: 'wake' });
+    },
+    Math.max(0, wakeAt - context.clock.now()),
   );
 }
 
-function replyToEnqueue(result: EnqueueResult, ref: AnyActorRef, retryAfter: (r: EnqueueResult) => number): SchedulerReply {
+function replyToEnqueue(result: EnqueueResult): SchedulerReply {
   if (result.accepted) return { type: 'queue.accepted', seq: result.seq, round: result.round, position: result.position };
-  const seconds = retryAfter(result);
+  const seconds = Math.ceil(result.retryAfterMs / 1000);
   return {
     type: 'queue.rejected',
     error: new QueueFullError(`The queue for this model is full; retry in ${seconds}s.`, seconds),
   };
 }
 
-interface DeliveryQueue {
-  sendTo(ref: AnyActorRef, event: SchedulerReply): void;
-  raise(event: SchedulerEvent): void;
-}
-
-function deliver(context: SchedulerContext, grants: Grant[], expired: string[], enqueue: DeliveryQueue): void {
+function deliver(context: SchedulerContext, self: AnyActorRef, grants: Grant[], expired: string[]): void {
+  const arrival = context.pump.arrival;
   for (const grant of grants) {
     const ref = context.registry.get(grant.requestId);
     if (ref !== undefined && ref.getSnapshot().status === 'active') {
-      enqueue.sendTo(ref, { type: 'grant', grant });
+      if (arrival?.id === grant.requestId) {
+        context.pump.arrival = undefined;
+        ref.send({ type: 'grant', grant, accepted: arrival.accepted } satisfies SchedulerReply);
+      } else {
+        ref.send({ type: 'grant', grant } satisfies SchedulerReply);
+      }
     } else {
       // The request went away while the grant was being made: give the slot straight back.
-      enqueue.raise({ type: 'release', grant, outcome: { kind: 'cancelled' } });
+      self.send({ type: 'release', grant, outcome: { kind: 'cancelled' } });
     }
   }
   for (const id of expired) {
     const ref = context.registry.get(id);
-    if (ref !== undefined) enqueue.sendTo(ref, { type: 'queue.timeout' });
+    if (ref === undefined) continue;
+    if (arrival?.id === id && context.pump.arrival !== undefined) {
+      context.pump.arrival = undefined;
+      ref.send({ type: 'queue.accepted', ...arrival.accepted } satisfies SchedulerReply);
+    }
+    ref.send({ type: 'queue.timeout' } satisfies SchedulerReply);
   }
 }
 
@@ -139,28 +215,43 @@ export const schedulerMachine = setup({
     emitted: {} as SchedulerEmitted,
   },
   guards: {
-    hasWaiters: ({ context }) => context.waiting > 0,
-    queueEmpty: ({ context }) => context.waiting === 0,
+    hasWaiters: ({ context }) => context.pump.waiting > 0,
+    queueEmpty: ({ context }) => context.pump.waiting === 0,
   },
   actions: {
     storeEnqueue: ({ context, event, self }) => {
       if (event.type !== 'enqueue') return;
       const { entry, ref } = event;
       const { store, clock } = context;
+      const reject = (e: unknown) => {
+        ref.send({ type: 'queue.rejected', error: new StoreUnavailableError(`The queue store failed: ${messageOf(e)}`) });
+        self.send({ type: 'store.failed', operation: 'enqueue', message: messageOf(e) });
+      };
       const immediate = store.immediate;
-      runStoreOp(
-        immediate && (() => immediate.enqueue(entry, clock.now())),
-        () => store.enqueue(entry, clock.now()),
-        (result) => {
-          ref.send(replyToEnqueue(result, ref, (r) => (r.accepted ? 0 : Math.ceil(r.retryAfterMs / 1000))));
-          // Pump straight away (no extra event): an arrival with headroom is granted in the same step.
-          if (result.accepted) startPump(context, self);
-        },
-        (e) => {
-          ref.send({ type: 'queue.rejected', error: new StoreUnavailableError(`The queue store failed: ${messageOf(e)}`) });
-          self.send({ type: 'store.failed', operation: 'enqueue', message: messageOf(e) });
-        },
-      );
+      if (immediate === undefined) {
+        store.enqueue(entry, clock.now()).then((result) => {
+          ref.send(replyToEnqueue(result));
+          if (!result.accepted) return;
+          // The store pumped along with the enqueue (one round trip), or pump now.
+          if (result.pumped) self.send({ type: 'store.pumped', result: result.pumped, loop: false });
+          else startPump(context, self);
+        }, reject);
+        return;
+      }
+      let result: EnqueueResult;
+      try {
+        result = immediate.enqueue(entry, clock.now());
+      } catch (e) {
+        return reject(e);
+      }
+      if (!result.accepted) return void ref.send(replyToEnqueue(result));
+      // Pump in the same step: an arrival with headroom gets its acceptance and its grant as one event.
+      const pump = context.pump;
+      pump.arrival = { id: entry.id, accepted: { seq: result.seq, round: result.round, position: result.position } };
+      startPump(context, self);
+      const waiting = pump.arrival;
+      pump.arrival = undefined;
+      if (waiting !== undefined) ref.send({ type: 'queue.accepted', ...waiting.accepted } satisfies SchedulerReply);
     },
     rejectClosed: ({ event }) => {
       if (event.type !== 'enqueue') return;
@@ -174,100 +265,92 @@ export const schedulerMachine = setup({
       runStoreOp(
         immediate && (() => immediate.remove(id, clock.now())),
         () => store.remove(id, clock.now()),
-        () => self.send({ type: 'store.changed' }),
+        // The waiter that left may have held the head of the queue back (strict order): pump.
+        () => (immediate ? startPump(context, self) : self.send({ type: 'store.changed' })),
         (e) => self.send({ type: 'store.failed', operation: 'remove', message: messageOf(e) }),
       );
     },
+    /**
+     * Ends a grant and pumps. A retrying request sends its release and then its re-enqueue: the pump
+     * then waits until the re-enqueue is in (a microtask later in memory, after it on a shared store),
+     * so the freed slot cannot go to a waiter behind the retry first.
+     */
     storeRelease: ({ context, event, self }) => {
       if (event.type !== 'release') return;
       const { grant, outcome } = event;
+      const retrying = event.retrying === true;
       const { store, clock } = context;
+      const pump = context.pump;
+      pump.inFlight = Math.max(0, pump.inFlight - 1);
       const immediate = store.immediate;
-      runStoreOp(
-        immediate && (() => immediate.release(grant, outcome, clock.now())),
-        () => store.release(grant, outcome, clock.now()),
-        (result) => self.send({ type: 'store.released', grant, result }),
+      if (immediate) {
+        let result: ReleaseResult;
+        try {
+          result = immediate.release(grant, outcome, clock.now());
+        } catch (e) {
+          self.send({ type: 'store.failed', operation: 'release', message: messageOf(e) });
+          return;
+        }
+        if (result.cooldown) self.send({ type: 'store.released', grant, result });
+        if (retrying) queueMicrotask(() => self.send({ type: 'store.changed' }));
+        else startPump(context, self);
+        return;
+      }
+      store.release(grant, outcome, clock.now(), { pump: !retrying }).then(
+        (result) => {
+          if (result.cooldown) self.send({ type: 'store.released', grant, result });
+          if (result.pumped) self.send({ type: 'store.pumped', result: result.pumped, loop: false });
+          else self.send({ type: 'store.changed' });
+        },
         (e) => self.send({ type: 'store.failed', operation: 'release', message: messageOf(e) }),
       );
     },
     pump: ({ context, self }) => startPump(context, self),
-    /**
-     * After a release, pump once the messages sent along with it are in. A retry sends its release and
-     * then its re-enqueue; an in-memory store applies the release at once, and pumping right then would
-     * grant the freed slot to the next waiter before the retry is back in line, even one behind it.
-     */
-    pumpAfterRelease: ({ context, self }) => {
-      if (context.store.immediate === undefined) return startPump(context, self);
-      queueMicrotask(() => self.send({ type: 'store.changed' }));
+    applyPump: ({ context, event, self }) => {
+      if (event.type !== 'store.pumped') return;
+      if (event.loop) applyPump(context, self, event.result);
+      else applyResult(context, self, event.result);
     },
-    countRelease: assign({ inFlight: ({ context }) => Math.max(0, context.inFlight - 1) }),
-    emitCooldown: enqueueActions(({ context, event, enqueue }) => {
+    emitCooldown: enqueueActions(({ context, event, enqueue, self }) => {
       if (event.type !== 'store.released' || !event.result.cooldown) return;
       const c = event.result.cooldown;
       enqueue.emit({ type: 'deployment.cooldown_start', model: context.model, deployment: c.deploymentId, until: c.until, reason: c.reason });
       // The cooldown's end is a wake-up moment: re-arm even if nobody waits, so its end is reported.
       const wakeAt = context.pump.wakeAt;
-      if (wakeAt === null || c.until < wakeAt) {
-        context.pump.wakeAt = c.until;
-        enqueue.cancel('wake');
-        enqueue.raise({ type: 'wake' }, { id: 'wake', delay: Math.max(0, c.until - context.clock.now()) });
-      }
+      if (wakeAt === null || c.until < wakeAt) armWake(context, self, c.until);
     }),
-    emitStoreError: enqueueActions(({ context, event, enqueue }) => {
+    emitCooldownsEnded: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'store.cooldowns_ended') return;
+      for (const deployment of event.deployments) enqueue.emit({ type: 'deployment.cooldown_end', model: context.model, deployment });
+    }),
+    emitStoreError: enqueueActions(({ context, event, enqueue, self }) => {
       if (event.type !== 'store.failed') return;
       enqueue.emit({ type: 'store.error', model: context.model, operation: event.operation, message: event.message });
-      if (event.operation === 'pump') {
-        context.pump.running = false;
-        // Try again after the polling interval: the store (Redis) may be back by then.
-        context.pump.wakeAt = context.clock.now() + context.pollingIntervalMs;
-        enqueue.cancel('wake');
-        enqueue.raise({ type: 'wake' }, { id: 'wake', delay: context.pollingIntervalMs });
-      }
+      // Try again after the polling interval: the store (Redis) may be back by then.
+      if (event.operation === 'pump') armWake(context, self, context.clock.now() + context.pollingIntervalMs);
     }),
     /** Grants and expiries decided by another instance for waiters of this one. */
-    applyRemote: enqueueActions(({ context, event, enqueue }) => {
+    applyRemote: ({ context, event, self }) => {
       if (event.type !== 'store.remote') return;
-      deliver(context, event.grants, event.expired, enqueue);
-      enqueue.assign({ inFlight: context.inFlight + event.grants.length });
-    }),
-    /** Delivers a pump's grants and expiries, reports cooldown ends, re-arms the one timer. */
-    applyPump: enqueueActions(({ context, event, enqueue, self }) => {
-      if (event.type !== 'store.pumped') return;
-      const { result } = event;
-      const now = context.clock.now();
-      deliver(context, result.grants, result.expired, enqueue);
-      for (const deployment of result.cooldownsEnded) {
-        enqueue.emit({ type: 'deployment.cooldown_end', model: context.model, deployment });
-      }
-      enqueue.assign({ waiting: result.waiting, inFlight: context.inFlight + result.grants.length });
-
-      let wakeAt = result.nextWakeAt;
-      if (context.store.shared && result.waiting > 0) {
-        const recheck = now + context.pollingIntervalMs;
-        wakeAt = wakeAt === null ? recheck : Math.min(wakeAt, recheck);
-      }
-      if (wakeAt !== context.pump.wakeAt) {
-        context.pump.wakeAt = wakeAt;
-        enqueue.cancel('wake');
-        if (wakeAt !== null) enqueue.raise({ type: 'wake' }, { id: 'wake', delay: Math.max(0, wakeAt - now) });
-      }
-      context.pump.running = false;
-      if (context.pump.again) startPump(context, self);
-    }),
+      deliver(context, self, event.grants, event.expired);
+      context.pump.inFlight += event.grants.length;
+    },
     clearWake: ({ context }) => {
       context.pump.wakeAt = null;
+      context.pump.timer = undefined;
     },
   },
 }).createMachine({
   id: 'scheduler',
-  context: ({ input }) => ({ ...input, waiting: 0, inFlight: 0, pump: { running: false, again: false, wakeAt: null } }),
+  context: ({ input }) => ({ ...input, pump: { running: false, again: false, wakeAt: null, timer: undefined, waiting: 0, inFlight: 0, arrival: undefined } }),
   initial: 'idle',
   on: {
     withdraw: { actions: 'storeWithdraw' },
-    release: { actions: ['storeRelease', 'countRelease'] },
-    'store.released': { actions: ['emitCooldown', 'pumpAfterRelease'] },
+    release: { actions: 'storeRelease' },
+    'store.released': { actions: 'emitCooldown' },
     'store.changed': { actions: 'pump' },
     'store.pumped': { actions: 'applyPump' },
+    'store.cooldowns_ended': { actions: 'emitCooldownsEnded' },
     'store.remote': { actions: 'applyRemote' },
     'store.failed': { actions: 'emitStoreError' },
     wake: { actions: ['clearWake', 'pump'] },

@@ -33,7 +33,15 @@ export interface Grant {
 }
 
 export type EnqueueResult =
-  | { accepted: true; seq: number; position: number; priority: number; round: number }
+  | {
+      accepted: true;
+      seq: number;
+      position: number;
+      priority: number;
+      round: number;
+      /** Set when the store pumped in the same atomic step as the enqueue (saves a round trip). */
+      pumped?: PumpResult;
+    }
   | { accepted: false; reason: 'queue_full'; retryAfterMs: number };
 
 export interface PumpResult {
@@ -56,6 +64,8 @@ export type ReleaseOutcome =
 export interface ReleaseResult {
   /** Set when this release put the deployment into cooldown. */
   cooldown?: { deploymentId: string; until: number; reason: string };
+  /** Set when the store pumped in the same atomic step as the release (asked with `{ pump: true }`). */
+  pumped?: PumpResult;
 }
 
 export interface DeploymentUsage {
@@ -126,8 +136,12 @@ export interface SchedulerStore {
   remove(id: string, now: number): Promise<boolean>;
   /** Grants what capacity allows, strictly in queue order, and expires overdue waiters. */
   pump(now: number): Promise<PumpResult>;
-  /** Ends a grant exactly once (a second release of the same grant is ignored). */
-  release(grant: Grant, outcome: ReleaseOutcome, now: number): Promise<ReleaseResult>;
+  /**
+   * Ends a grant exactly once (a second release of the same grant is ignored). With `pump: true` the
+   * store may also pump in the same step and return the result as `pumped`; without it, it must not
+   * (a retrying request releases, then re-enqueues: the slot must not go to the next waiter first).
+   */
+  release(grant: Grant, outcome: ReleaseOutcome, now: number, options?: { pump?: boolean }): Promise<ReleaseResult>;
   position(id: string): Promise<number | null>;
   snapshot(now: number, maxWaiters?: number): Promise<GroupSnapshot>;
   /** Seconds a rejected caller should wait: from queue depth and the limiter's recent grant rate. */

@@ -59,6 +59,12 @@ export function createMetrics(router: Router, options: { defaultMetrics?: boolea
     registers: [registry],
   });
 
+  // Label sets are few (models × deployments × outcomes): each child is looked up once, not hashed per event.
+  const admitFor = children((model: string, outcome: string) => admit.labels(model, outcome));
+  const finishedFor = children((model: string, outcome: string) => finished.labels(model, outcome));
+  const waitFor = children((model: string) => wait.labels(model));
+  const upstreamFor = children((model: string, deployment: string) => upstream.labels(model, deployment));
+
   // Requests granted on their first pass and not ended yet. A retry waits in the queue again, but it was
   // admitted already: its later timeout, cancellation or refusal is not a second admission outcome.
   const admitted = new Set<string>();
@@ -67,15 +73,15 @@ export function createMetrics(router: Router, options: { defaultMetrics?: boolea
       case 'request.dispatched':
         if (e.attempt === 0) {
           admitted.add(e.id);
-          admit.inc({ model: e.model, outcome: 'granted' });
-          wait.observe({ model: e.model }, e.waitedMs / 1000);
+          admitFor(e.model, 'granted').inc();
+          waitFor(e.model).observe(e.waitedMs / 1000);
           if (agingMs !== undefined && e.waitedMs >= agingMs) promotions.inc({ model: e.model });
         }
         break;
       case 'request.done':
         admitted.delete(e.id);
-        finished.inc({ model: e.model, outcome: 'done' });
-        upstream.observe({ model: e.model, deployment: e.deployment }, e.durationMs / 1000);
+        finishedFor(e.model, 'done').inc();
+        upstreamFor(e.model, e.deployment).observe(e.durationMs / 1000);
         break;
       case 'request.retry':
         retries.inc({ model: e.model, deployment: e.deployment });
@@ -154,6 +160,17 @@ export function createMetrics(router: Router, options: { defaultMetrics?: boolea
   });
 
   return { registry, close: unsubscribe };
+}
+
+/** Memoizes a metric's labelled child per label values (separated by a byte no label value contains). */
+function children<A extends string[], T>(make: (...labels: A) => T): (...labels: A) => T {
+  const cache = new Map<string, T>();
+  return (...labels: A) => {
+    const key = labels.join('\u0000');
+    let child = cache.get(key);
+    if (child === undefined) cache.set(key, (child = make(...labels)));
+    return child;
+  };
 }
 
 export function registerMetricsRoute(app: FastifyInstance, metrics: TriageMetrics): void {
