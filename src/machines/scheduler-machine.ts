@@ -41,7 +41,8 @@ export type SchedulerEvent =
   /** A shared store's pump result; `loop` when it answers the pump loop (not an enqueue's or release's). */
   | { type: 'store.pumped'; result: PumpResult; loop: boolean }
   | { type: 'store.cooldowns_ended'; deployments: string[] }
-  | { type: 'store.released'; grant: Grant; result: ReleaseResult }
+  /** A release that started a cooldown (reported by the machine); `pump`: pump once it is reported. */
+  | { type: 'store.released'; grant: Grant; result: ReleaseResult; pump: boolean }
   | { type: 'store.failed'; operation: string; message: string }
   | { type: 'store.remote'; grants: Grant[]; expired: string[] }
   | { type: 'close' };
@@ -291,14 +292,15 @@ export const schedulerMachine = setup({
           self.send({ type: 'store.failed', operation: 'release', message: messageOf(e) });
           return;
         }
-        if (result.cooldown) self.send({ type: 'store.released', grant, result });
         if (retrying) queueMicrotask(() => self.send({ type: 'store.changed' }));
-        else startPump(context, self);
+        // A cooldown is reported before anything is granted around it (events in causal order).
+        if (result.cooldown) self.send({ type: 'store.released', grant, result, pump: !retrying });
+        else if (!retrying) startPump(context, self);
         return;
       }
       store.release(grant, outcome, clock.now(), { pump: !retrying }).then(
         (result) => {
-          if (result.cooldown) self.send({ type: 'store.released', grant, result });
+          if (result.cooldown) self.send({ type: 'store.released', grant, result, pump: false });
           if (result.pumped) self.send({ type: 'store.pumped', result: result.pumped, loop: false });
           else self.send({ type: 'store.changed' });
         },
@@ -306,6 +308,10 @@ export const schedulerMachine = setup({
       );
     },
     pump: ({ context, self }) => startPump(context, self),
+    // XState emits at the end of the step: pump in the next one, so cooldown_start comes out first.
+    pumpAfterCooldown: ({ event, self }) => {
+      if (event.type === 'store.released' && event.pump) self.send({ type: 'store.changed' });
+    },
     applyPump: ({ context, event, self }) => {
       if (event.type !== 'store.pumped') return;
       if (event.loop) applyPump(context, self, event.result);
@@ -347,7 +353,7 @@ export const schedulerMachine = setup({
   on: {
     withdraw: { actions: 'storeWithdraw' },
     release: { actions: 'storeRelease' },
-    'store.released': { actions: 'emitCooldown' },
+    'store.released': { actions: ['emitCooldown', 'pumpAfterCooldown'] },
     'store.changed': { actions: 'pump' },
     'store.pumped': { actions: 'applyPump' },
     'store.cooldowns_ended': { actions: 'emitCooldownsEnded' },
