@@ -6,11 +6,11 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Redis } from 'ioredis';
 import { createRedisStoreFactory, type RedisStoreFactory, type RedisStoreFactoryOptions } from '../src/adapters/redis-connection.js';
-import { groupKeyNames, groupPrefix, type RedisStore } from '../src/adapters/redis-store.js';
+import { grantCounter, groupKeyNames, groupPrefix, instanceChannel, type RedisStore } from '../src/adapters/redis-store.js';
 import type { TriageConfig } from '../src/adapters/config-types.js';
 import { MemoryStore } from '../src/machines/memory-store.js';
 import { compareOrder } from '../src/machines/queue-order.js';
-import type { Grant, ReleaseOutcome, SchedulerStore, WaiterEntry } from '../src/machines/scheduler-store.js';
+import type { EnqueueResult, Grant, PumpResult, ReleaseOutcome, SchedulerStore, WaiterEntry } from '../src/machines/scheduler-store.js';
 import { createRouter, type Router } from '../src/router.js';
 import type { QueueEvent } from '../src/events.js';
 import { testConfig, type TestDeployment } from './support/test-config.js';
@@ -43,7 +43,9 @@ async function instance(
   options: RedisStoreFactoryOptions & { url?: string } = {},
 ): Promise<Instance> {
   const { url, ...factoryOptions } = options;
-  const factory = createRedisStoreFactory({ url: url ?? sharedRedisUrl(), prefix }, { instanceId: name, ...factoryOptions });
+  // These tests drive the store's operations one by one, so by default an enqueue does not pump (the
+  // scheduler's setting, enqueue + pump in one step, is tested on its own below and by the Router tests).
+  const factory = createRedisStoreFactory({ url: url ?? sharedRedisUrl(), prefix }, { instanceId: name, pumpOnEnqueue: false, ...factoryOptions });
   cleanups.push(() => factory.close());
   await factory.whenReady();
   const group = config.modelGroups[0];
@@ -414,6 +416,256 @@ describe('RedisStore: instances', () => {
     await b.factory.close();
     await vi.waitFor(() => expect(a.changed).toBeGreaterThan(changedBefore), WAIT);
     expect((await a.store.pump(Date.now())).grants.map((g) => g.requestId)).toEqual(['a1']);
+  });
+});
+
+describe('RedisStore: enqueue + pump and release + pump in one step', () => {
+  const shape = (g: Grant) => `${g.requestId}@${g.deploymentId}:p${g.priority}:s${g.seq}`;
+
+  it.each([
+    { aging: undefined, seed: 52 },
+    { aging: 40, seed: 53 },
+  ])('grants exactly as MemoryStore enqueue → pump and release → pump on a random workload (aging $aging)', async ({ aging, seed }) => {
+    const deployments: TestDeployment[] = [{ maxParallelRequests: 3, rpm: 150, tpm: 20_000 }, { maxParallelRequests: 2 }];
+    // (Failures are frequent here, for the retries: the cooldown policy is left to the test above.)
+    const cfg = config(deployments, { maxQueueSize: 25, allowedFails: 1000, cooldownTimeMs: 600_000, ...(aging ? { priorityAgingMs: aging } : {}) });
+    const a = await instance('a', freshPrefix(), cfg, { pumpOnEnqueue: true });
+    const memOptions: ConstructorParameters<typeof MemoryStore>[0] = {
+      model: MODEL,
+      deployments: cfg.modelGroups[0].deployments,
+      maxQueueSize: 25,
+      cooldown: { cooldownTimeMs: 600_000, allowedFails: 1000 },
+    };
+    if (aging) memOptions.priorityAgingMs = aging;
+    const mem = new MemoryStore(memOptions);
+    const rand = prng(seed);
+    const pickOne = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
+    let now = Date.now();
+    let nextId = 1;
+    const waiting = new Set<string>();
+    const accepted = new Map<string, WaiterEntry & { seq: number; round: number }>();
+    const held = new Map<string, { mem: Grant; redis: Grant }>();
+    const counts = { arrivalGranted: 0, queuedGranted: 0, rejected: 0, retries: 0, grants: 0 };
+
+    /** The Redis store's `pumped` must be what MemoryStore's pump right after the same step gives. */
+    const samePump = (m: PumpResult, r: PumpResult | undefined, arrival?: string) => {
+      expect(r).toBeDefined();
+      expect(r!.grants.map(shape)).toEqual(m.grants.map(shape));
+      expect(r!.expired).toEqual(m.expired);
+      expect(r!.waiting).toBe(m.waiting);
+      for (let i = 0; i < m.grants.length; i++) {
+        held.set(m.grants[i].requestId, { mem: m.grants[i], redis: r!.grants[i] });
+        waiting.delete(m.grants[i].requestId);
+        if (m.grants[i].requestId === arrival) counts.arrivalGranted += 1;
+        else counts.queuedGranted += 1;
+      }
+      counts.grants += m.grants.length;
+    };
+    const enqueueBoth = async (e: WaiterEntry) => {
+      const m = await mem.enqueue(e, now);
+      const r = await a.store.enqueue(e, now);
+      const { pumped, ...rest } = r as EnqueueResult & { pumped?: PumpResult };
+      expect(rest).toEqual(m);
+      if (!m.accepted) {
+        counts.rejected += 1;
+        expect(pumped).toBeUndefined();
+        return;
+      }
+      waiting.add(e.id);
+      accepted.set(e.id, { ...e, seq: m.seq, round: m.round });
+      samePump(await mem.pump(now), pumped, e.id);
+    };
+
+    for (let step = 0; step < 800; step++) {
+      now += 1;
+      const x = rand();
+      // Busy phases fill the queue (to full), quiet ones drain it (arrivals at an empty queue).
+      if (x < (step % 200 < 100 ? 0.6 : 0.3)) {
+        await enqueueBoth(entry(`r${nextId++}`, Math.floor(rand() * 4), now, { tenant: pickOne(['a', 'b', '']), tokens: 20 + Math.floor(rand() * 300) }));
+      } else if (x < 0.85 && held.size > 0) {
+        const id = pickOne([...held.keys()]);
+        const g = held.get(id)!;
+        held.delete(id);
+        const y = rand();
+        const outcome: ReleaseOutcome =
+          y < 0.75 ? { kind: 'ok', tokensUsed: Math.floor(rand() * 400) } : y < 0.85 ? { kind: 'cancelled' } : { kind: 'failed', failure: pickOne(['server_error', 'network', 'client_error'] as const) };
+        // A failed call that is retried releases without a grant step, then re-enters at its old place.
+        const retry = outcome.kind === 'failed' && rand() < 0.6;
+        const m = await mem.release(g.mem, outcome, now);
+        const r = await a.store.release(g.redis, outcome, now, { pump: !retry });
+        expect(r.cooldown?.deploymentId).toBe(m.cooldown?.deploymentId);
+        if (retry) {
+          expect(r.pumped).toBeUndefined();
+          counts.retries += 1;
+          const k = accepted.get(id)!;
+          await enqueueBoth({ ...k, enqueuedAt: now, deadline: now + 600_000 });
+        } else {
+          samePump(await mem.pump(now), r.pumped);
+        }
+      } else if (x < 0.93 && waiting.size > 0) {
+        const id = pickOne([...waiting]);
+        expect(await a.store.remove(id, now)).toBe(await mem.remove(id));
+        waiting.delete(id);
+        // The scheduler pumps after a removal (the head may have been held back).
+        const [m, r] = [await mem.pump(now), await a.store.pump(now)];
+        samePump(m, r);
+      } else {
+        const [m, r] = [await mem.pump(now), await a.store.pump(now)];
+        samePump(m, r);
+      }
+    }
+    const [ms, rs] = await Promise.all([mem.snapshot(now, 1000), a.store.snapshot(now, 1000)]);
+    const view = (w: (typeof ms.waiters)[number]) => [w.id, w.position, w.priority, w.round, w.seq, w.tenant];
+    expect(rs.waiters.map(view)).toEqual(ms.waiters.map(view));
+    expect(rs.depthByPriority).toEqual(ms.depthByPriority);
+    const usage = (d: (typeof ms.deployments)[number]) => [d.id, d.inFlight, d.rpmUsed, d.tpmUsed, d.headroom];
+    expect(rs.deployments.map(usage)).toEqual(ms.deployments.map(usage));
+    // Both paths of the enqueue script ran (an arrival granted at once at an empty queue, and waiters
+    // granted by later steps), and the queue filled up and refused.
+    expect(counts.arrivalGranted).toBeGreaterThan(20);
+    expect(counts.queuedGranted).toBeGreaterThan(20);
+    expect(counts.rejected).toBeGreaterThan(0);
+    expect(counts.retries).toBeGreaterThan(5);
+  });
+
+  it('a release without a grant step frees the slot but grants nobody (a retry gets back in line first)', async () => {
+    const a = await instance('a', freshPrefix(), config([{ maxParallelRequests: 1 }]), { pumpOnEnqueue: true });
+    const now = Date.now();
+    const x = await a.store.enqueue(entry('x', 0, now), now);
+    expect(x.accepted && x.pumped?.grants.map((g) => g.requestId)).toEqual(['x']);
+    const y = await a.store.enqueue(entry('y', 5, now), now);
+    expect(y.accepted && y.pumped).toMatchObject({ grants: [], waiting: 1 });
+    const gx = x.accepted ? x.pumped!.grants[0] : undefined;
+    expect(await a.store.release(gx!, { kind: 'failed', failure: 'server_error' }, now, { pump: false })).toEqual({});
+    expect(await a.store.snapshot(now)).toMatchObject({ waiting: 1, inFlight: 0 });
+    // The retry re-enters at its old place, ahead of y, and takes the slot in its own step.
+    const again = await a.store.enqueue(entry('x', 0, now, { seq: x.accepted ? x.seq : 0, round: 0 }), now);
+    expect(again.accepted && again.pumped?.grants.map((g) => g.requestId)).toEqual(['x']);
+    const gx2 = again.accepted ? again.pumped!.grants[0] : undefined;
+    expect(gx2!.grantId).not.toBe(gx!.grantId);
+    const done = await a.store.release(gx2!, { kind: 'ok' }, now, { pump: true });
+    expect(done.pumped?.grants.map((g) => g.requestId)).toEqual(['y']);
+    expect(done.pumped?.waiting).toBe(0);
+  });
+
+  it('judges a full queue after the grant step of the same script', async () => {
+    const a = await instance('a', freshPrefix(), config([{ maxParallelRequests: 1 }], { maxQueueSize: 2 }), { pumpOnEnqueue: true });
+    const now = Date.now();
+    const h = await a.store.enqueue(entry('h', 0, now), now);
+    await a.store.enqueue(entry('w1', 0, now), now);
+    await a.store.enqueue(entry('w2', 0, now), now);
+    const full = await a.store.enqueue(entry('w3', 0, now), now);
+    expect(full).toMatchObject({ accepted: false, reason: 'queue_full' });
+    // The slot comes free without a grant step; the next arrival's step grants w1 first, so w4 fits.
+    await a.store.release(h.accepted ? h.pumped!.grants[0] : (undefined as never), { kind: 'ok' }, now);
+    const w4 = await a.store.enqueue(entry('w4', 0, now), now);
+    expect(w4.accepted).toBe(true);
+    expect(w4.accepted && w4.pumped?.grants.map((g) => g.requestId)).toEqual(['w1']);
+    expect((await a.store.snapshot(now)).waiters.map((w) => w.id)).toEqual(['w2', 'w4']);
+  });
+
+  it("delivers another instance's grant from the notification itself, and never a stale one to a re-queued request", async () => {
+    const prefix = freshPrefix();
+    const cfg = config([{ maxParallelRequests: 1 }]);
+    const a = await instance('a', prefix, cfg, { pumpOnEnqueue: true });
+    const b = await instance('b', prefix, cfg, { pumpOnEnqueue: true });
+    // B listens on its channel (the claim that follows its subscription is done) before anything is sent.
+    const redis = await rawClient();
+    await vi.waitFor(async () => expect(await redis.pubsub('NUMSUB', instanceChannel(prefix, 'b'))).toEqual([instanceChannel(prefix, 'b'), 1]), WAIT);
+    await new Promise((r) => setTimeout(r, 50));
+    const claims = vi.spyOn(b.store as unknown as { claim(): Promise<void> }, 'claim');
+    const now = Date.now();
+    const a1 = await a.store.enqueue(entry('a1', 0, now), now);
+    const ga1 = a1.accepted ? a1.pumped!.grants[0] : (undefined as never);
+    const b1 = await b.store.enqueue(entry('b1', 0, now), now);
+    expect(b1.accepted && b1.pumped?.grants).toEqual([]);
+    const rel = await a.store.release(ga1, { kind: 'ok' }, Date.now(), { pump: true });
+    expect(rel.pumped?.grants).toEqual([]);
+    await vi.waitFor(() => expect(b.remoteGrants.map((g) => g.requestId)).toEqual(['b1']), WAIT);
+    const old = b.remoteGrants[0];
+    expect(old.deploymentId).toBe(`${MODEL}#0`);
+    expect(claims).not.toHaveBeenCalled();
+
+    // b1's call fails and is retried while a2 holds the slot: it waits again, under the same id.
+    const a2 = await a.store.enqueue(entry('a2', 0, Date.now()), Date.now());
+    expect(a2.accepted && a2.pumped?.grants).toEqual([]);
+    await b.store.release(old, { kind: 'failed', failure: 'server_error' }, Date.now(), { pump: false });
+    const ga2 = (await a.store.pump(Date.now())).grants[0];
+    expect(ga2.requestId).toBe('a2');
+    const seq = b1.accepted ? b1.seq : 0;
+    const retry = await b.store.enqueue(entry('b1', 0, Date.now(), { seq, round: 0 }), Date.now());
+    expect(retry.accepted && retry.pumped?.grants).toEqual([]);
+    // A late copy of the first notification must not be taken for the new wait: b claims instead, and
+    // Redis says that grant is over.
+    const record = [old.grantId, old.requestId, old.deploymentId, old.tokens, 0, 0, old.priority, old.seq].join('\t');
+    b.store.onGrants(record);
+    await vi.waitFor(() => expect(claims).toHaveBeenCalledTimes(1), WAIT);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(b.remoteGrants).toHaveLength(1);
+
+    await a.store.release(ga2, { kind: 'ok' }, Date.now(), { pump: true });
+    await vi.waitFor(() => expect(b.remoteGrants.map((g) => g.requestId)).toEqual(['b1', 'b1']), WAIT);
+    expect(b.remoteGrants[1].grantId).not.toBe(old.grantId);
+    expect(grantCounter(b.remoteGrants[1].grantId)).toBeGreaterThan(grantCounter(old.grantId));
+    expect(await a.store.snapshot(Date.now())).toMatchObject({ waiting: 0, inFlight: 1 });
+  });
+
+  it('grants each request exactly once across two instances when every enqueue and release grants in its own step', async () => {
+    const prefix = freshPrefix();
+    const cfg = config([{ maxParallelRequests: 4 }, { maxParallelRequests: 3, tpm: 1_000_000 }]);
+    const a = await instance('a', prefix, cfg, { pumpOnEnqueue: true });
+    const b = await instance('b', prefix, cfg, { pumpOnEnqueue: true });
+    const N = 300;
+    const seen = new Map<string, number>();
+    let outstanding = 0;
+    let maxOutstanding = 0;
+    let released = 0;
+    let remote = 0;
+    const handle = (inst: Instance, name: string, grants: Grant[]) => {
+      for (const g of grants) {
+        expect(g.requestId.startsWith(name)).toBe(true);
+        seen.set(g.requestId, (seen.get(g.requestId) ?? 0) + 1);
+        outstanding += 1;
+        maxOutstanding = Math.max(maxOutstanding, outstanding);
+        setImmediate(() => {
+          outstanding -= 1;
+          void inst.store.release(g, { kind: 'ok' }, Date.now(), { pump: true }).then((r) => {
+            released += 1;
+            handle(inst, name, r.pumped?.grants ?? []);
+          });
+        });
+      }
+    };
+    for (const [inst, name] of [
+      [a, 'a'],
+      [b, 'b'],
+    ] as const) {
+      inst.store.setListener({
+        changed: () => void inst.store.pump(Date.now()).then((r) => handle(inst, name, r.grants)),
+        remote: ({ grants }) => {
+          remote += grants.length;
+          handle(inst, name, grants);
+        },
+      });
+    }
+    const drive = (inst: Instance, name: string) =>
+      Promise.all(
+        Array.from({ length: N }, async (_, i) => {
+          const now = Date.now();
+          const r = await inst.store.enqueue(entry(`${name}${i}`, i % 5, now), now);
+          expect(r.accepted).toBe(true);
+          if (r.accepted) handle(inst, name, r.pumped?.grants ?? []);
+        }),
+      );
+    await Promise.all([drive(a, 'a'), drive(b, 'b')]);
+    await vi.waitFor(() => expect(released).toBe(2 * N), { timeout: 20_000 });
+    expect(seen.size).toBe(2 * N);
+    expect([...seen.values()].every((n) => n === 1)).toBe(true);
+    expect(maxOutstanding).toBeLessThanOrEqual(7);
+    expect(remote).toBeGreaterThan(0);
+    const snap = await a.store.snapshot(Date.now());
+    expect(snap.waiting).toBe(0);
+    expect(snap.inFlight).toBe(0);
   });
 });
 

@@ -35,6 +35,8 @@ export interface RedisStoreFactoryOptions {
   maxReconnectDelayMs?: number;
   /** Grants per pump script call (default 256). */
   pumpBatch?: number;
+  /** Grant in the same script as each enqueue, returned as `pumped` (default true; see RedisStoreOptions). */
+  pumpOnEnqueue?: boolean;
 }
 
 export interface RedisStoreFactory {
@@ -123,6 +125,13 @@ export function createRedisStoreFactory(settings: RedisSettings, options: RedisS
   });
   sub.on('message', (ch: string, message: string) => {
     if (ch !== channel || message.length === 0) return;
+    if (message[0] === 'g') {
+      // Grants for our waiters, carried by the message: 'g' + model + NUL + records.
+      const cut = message.indexOf('\0');
+      const store = cut < 0 ? undefined : stores.get(message.slice(1, cut));
+      store?.onGrants(message.slice(cut + 1));
+      return;
+    }
     const store = stores.get(message.slice(1));
     if (store === undefined) return;
     if (message[0] === 'm') void store.onMail();
@@ -149,6 +158,7 @@ export function createRedisStoreFactory(settings: RedisSettings, options: RedisS
       instanceId,
       leaseMs,
       ...(options.pumpBatch !== undefined ? { pumpBatch: options.pumpBatch } : {}),
+      ...(options.pumpOnEnqueue !== undefined ? { pumpOnEnqueue: options.pumpOnEnqueue } : {}),
       onClose: (s) => {
         if (stores.get(model) === s) stores.delete(model);
       },

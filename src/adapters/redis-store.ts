@@ -7,10 +7,17 @@
  * JavaScript and writes it back: enqueue, grant (deployment choice and every limit), release, removal
  * and expiry each happen atomically inside Redis, against Redis's own clock.
  *
+ * A request costs two scripts: its enqueue grants in the same step (enqueue + pump), and its release
+ * grants the freed slot in the same step (release + pump, unless the request is retrying). The results
+ * go back to the scheduler as `pumped`. Commands issued in one turn of the event loop leave in one
+ * socket write (see coalesceWrites).
+ *
  * Order is global, so a pump here may grant a waiter owned by another instance. Such grants (and
- * expiries) go to the owner's mailbox in Redis and the owner is told on its channel; it claims its mail
- * atomically and delivers it through `listener.remote`. The mailbox makes delivery exactly-once even
- * when a notification is lost (the heartbeat claims mail too).
+ * expiries) go to the owner's mailbox in Redis and the owner is told on its channel: the message
+ * carries the grants themselves, so the owner delivers them through `listener.remote` without a round
+ * trip (expiries, or a grant it cannot match to a waiter of its own, make it claim its mail instead).
+ * The mailbox makes delivery exactly-once even when a notification is lost (every grant step and the
+ * heartbeat claim mail too; a grant already delivered is recognised and dropped).
  *
  * Crash safety: each instance holds a lease per group (renewed by every script call and by the
  * heartbeat). A script that finds a lapsed lease removes that instance's waiters and releases its
@@ -19,6 +26,7 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import type { DeploymentConfig } from './config-types.js';
@@ -67,6 +75,11 @@ export interface RedisStoreOptions {
   leaseMs: number;
   /** Most grants one pump script makes (the store calls it again while more are grantable). */
   pumpBatch?: number;
+  /**
+   * Grant in the same script as each enqueue and return the result as `pumped` (default true). A
+   * caller must then apply `pumped` (the scheduler does); false keeps enqueue a pure enqueue.
+   */
+  pumpOnEnqueue?: boolean;
   /** Called once when the store closes (its factory forgets it). */
   onClose?: (store: RedisStore) => void;
 }
@@ -83,14 +96,18 @@ export function groupKeyNames(prefix: string, model: string, deployments: readon
   return keys;
 }
 
-/** The pub/sub channel of an instance (messages: 'm' + model = claim your mail, 'c' + model = pump). */
+/**
+ * The pub/sub channel of an instance. Messages: 'm' + model = claim your mail; 'g' + model + NUL +
+ * grants (NUL-separated records of 8 tab-separated fields, as pump replies) = grants for your waiters,
+ * also in your mailbox; 'c' + model = capacity changed, pump.
+ */
 export function instanceChannel(prefix: string, instanceId: string): string {
   return `${prefix}:instance:${instanceId}`;
 }
 
 /** Ids travel inside tab-separated records and NUL-separated index members. */
 export function checkIdentifier(kind: string, value: string): void {
-  if (typeof value !== 'string' || value === '' || /[\t\0]/.test(value)) {
+  if (typeof value !== 'string' || value === '' || value.includes('\t') || value.includes('\0')) {
     throw new Error(`${kind} must be a non-empty string without tab or NUL characters, got ${JSON.stringify(value)}`);
   }
 }
@@ -135,6 +152,55 @@ interface LocalWaiter {
   entry: WaiterEntry;
   /** Local operation number when it was (re)queued: a sync started before it ignores it. */
   op: number;
+  /**
+   * Redis's grant counter when this enqueue was applied (known once it answered): a grant of this
+   * waiter carries a larger one, so a grant announced by message for an earlier life of the same
+   * request (a retry re-queues its id) is never taken for this one.
+   */
+  counter?: number;
+}
+
+/** The grant counter in a grant id (`request id/server ms.counter`); NaN when there is none. */
+export function grantCounter(grantId: string): number {
+  const dot = grantId.lastIndexOf('.');
+  return dot < 0 || dot < grantId.lastIndexOf('/') ? NaN : Number(grantId.slice(dot + 1));
+}
+
+/** The fields of a pump reply after its head, parsed; `more` = the batch cap was reached. */
+interface PumpFields extends PumpResult {
+  more: boolean;
+}
+
+/** Longest a command waits for the end of the turn (ms of this process's own work) before it is sent. */
+const MAX_HOLD_MS = 1;
+
+/** Connections whose writes are held, with when the current hold began. */
+const held = new WeakMap<Writable, number>();
+const endHold = (stream: Writable) => {
+  held.delete(stream);
+  stream.uncork();
+};
+
+/**
+ * Holds the connection's writes until the end of this turn of the event loop, so the commands issued
+ * meanwhile (by any store of the instance) leave in one write: on a busy gateway the socket writes, each
+ * waking Redis, were the largest single cost per request. A long turn (a burst of replies handled at
+ * once) sends what it has every MAX_HOLD_MS, so Redis works on those while this process makes the rest.
+ * Replies, timeouts and errors are per command as before.
+ */
+function coalesceWrites(redis: Redis): void {
+  const stream = (redis as unknown as { stream?: Writable }).stream;
+  if (stream === undefined || typeof stream.cork !== 'function') return;
+  const since = held.get(stream);
+  if (since === undefined) {
+    held.set(stream, performance.now());
+    stream.cork();
+    process.nextTick(endHold, stream);
+  } else if (performance.now() - since >= MAX_HOLD_MS) {
+    stream.uncork();
+    stream.cork();
+    held.set(stream, performance.now());
+  }
 }
 
 const isReplyError = (e: unknown) => (e as { name?: string } | null)?.name === 'ReplyError';
@@ -145,9 +211,11 @@ export class RedisStore implements SchedulerStore {
   readonly shared = true;
   readonly model: string;
   private readonly redis: Redis;
-  private readonly keys: string[];
-  private readonly common: string[];
+  /** Every call's leading arguments: the number of keys, the keys, the common ARGV. */
+  private readonly head0: (string | number)[];
   private readonly batch: number;
+  /** The batch cap sent with enqueues ('' = enqueue does not pump). */
+  private readonly enqueueCap: string;
   private listener: StoreListener | null = null;
   /** Results of a pump run inside enqueue (to judge a full queue), handed out by the next pump. */
   private heldOver: { grants: Grant[]; expired: string[]; cooldownsEnded: string[] } = { grants: [], expired: [], cooldownsEnded: [] };
@@ -189,10 +257,11 @@ export class RedisStore implements SchedulerStore {
     this.model = options.model;
     this.redis = options.redis;
     this.batch = Math.min(1000, Math.max(1, options.pumpBatch ?? 256));
+    this.enqueueCap = options.pumpOnEnqueue === false ? '' : String(this.batch);
     defineScripts(this.redis);
-    this.keys = groupKeyNames(options.prefix, options.model, options.deployments);
+    const keys = groupKeyNames(options.prefix, options.model, options.deployments);
     const opt = (n: number | undefined) => (n === undefined ? '' : String(n));
-    this.common = [
+    const common = [
       options.instanceId,
       String(Math.max(1, Math.round(options.leaseMs))),
       `${instanceChannel(options.prefix, '')}`,
@@ -204,8 +273,9 @@ export class RedisStore implements SchedulerStore {
       String(options.deployments.length),
     ];
     for (const d of options.deployments) {
-      this.common.push(d.id, opt(d.limits.rpm), opt(d.limits.tpm), opt(d.limits.maxParallelRequests));
+      common.push(d.id, opt(d.limits.rpm), opt(d.limits.tpm), opt(d.limits.maxParallelRequests));
     }
+    this.head0 = [String(keys.length), ...keys, ...common];
   }
 
   get instanceId(): string {
@@ -220,7 +290,8 @@ export class RedisStore implements SchedulerStore {
   private call(name: ScriptName, extra: (string | number)[]): Promise<Reply> {
     if (this.closed) return Promise.reject(new Error(`the Redis store for ${this.model} is closed`));
     const fn = (this.redis as unknown as Record<string, ScriptFn>)[commandName(name)];
-    return fn.call(this.redis, this.keys.length, ...this.keys, ...this.common, ...extra) as Promise<Reply>;
+    coalesceWrites(this.redis);
+    return fn.apply(this.redis, this.head0.concat(extra)) as Promise<Reply>;
   }
 
   private clientNow(): number {
@@ -266,22 +337,66 @@ export class RedisStore implements SchedulerStore {
     });
   }
 
+  /** A grant from its 8 fields (see lib.lua pushGrant) starting at v[i]. */
+  private grantAt(v: readonly unknown[], i: number): Grant {
+    return {
+      grantId: String(v[i]),
+      requestId: String(v[i + 1]),
+      deploymentId: String(v[i + 2]),
+      tokens: Number(v[i + 3]),
+      grantedAt: Number(v[i + 4]) + this.offset,
+      waitedMs: Math.max(0, Number(v[i + 5])),
+      priority: Number(v[i + 6]),
+      seq: Number(v[i + 7]),
+    };
+  }
+
   private parseGrants(flat: unknown): Grant[] {
-    const v = strings(flat);
     const grants: Grant[] = [];
-    for (let i = 0; i + 7 < v.length; i += 8) {
-      grants.push({
-        grantId: v[i],
-        requestId: v[i + 1],
-        deploymentId: v[i + 2],
-        tokens: Number(v[i + 3]),
-        grantedAt: Number(v[i + 4]) + this.offset,
-        waitedMs: Math.max(0, Number(v[i + 5])),
-        priority: Number(v[i + 6]),
-        seq: Number(v[i + 7]),
-      });
-    }
+    if (!Array.isArray(flat)) return grants;
+    for (let i = 0; i + 7 < flat.length; i += 8) grants.push(this.grantAt(flat, i));
     return grants;
+  }
+
+  /**
+   * The 6 pump fields of a reply from r[i] (waiting, wake, more, grants, expired, cooldowns ended),
+   * its grants and expiries already filtered by `accept`.
+   */
+  private pumpFields(r: Reply, i: number, now: number, serverNow: number): PumpFields {
+    const wake = String(r[i + 1]);
+    const kept = this.accept(this.parseGrants(r[i + 3]), strings(r[i + 4]));
+    return {
+      grants: kept.grants,
+      expired: kept.expired,
+      cooldownsEnded: strings(r[i + 5]),
+      waiting: Number(r[i]),
+      nextWakeAt: wake === '' ? null : now + (Number(wake) - serverNow),
+      more: Number(r[i + 2]) === 1,
+    };
+  }
+
+  /**
+   * A pump made along with an enqueue or a release, as the scheduler's PumpResult: results held over
+   * from an earlier refused enqueue go with it; when its batch cap was reached the scheduler is woken at
+   * once to pump the rest.
+   */
+  private pumpedResult(p: PumpFields, now: number): PumpResult {
+    const held = this.takeHeldOver();
+    return {
+      grants: held === null ? p.grants : [...held.grants, ...p.grants],
+      expired: held === null ? p.expired : [...held.expired, ...p.expired],
+      cooldownsEnded: held === null ? p.cooldownsEnded : [...held.cooldownsEnded, ...p.cooldownsEnded],
+      waiting: p.waiting,
+      nextWakeAt: p.more ? now : p.nextWakeAt,
+    };
+  }
+
+  /** The held-over results, now the caller's to deliver; null when there are none. */
+  private takeHeldOver(): { grants: Grant[]; expired: string[]; cooldownsEnded: string[] } | null {
+    const held = this.heldOver;
+    if (held.grants.length === 0 && held.expired.length === 0 && held.cooldownsEnded.length === 0) return null;
+    this.heldOver = { grants: [], expired: [], cooldownsEnded: [] };
+    return held;
   }
 
   /**
@@ -315,9 +430,15 @@ export class RedisStore implements SchedulerStore {
   // ---------------------------------------------------------------------------------------------------
   // SchedulerStore
 
-  async enqueue(entry: WaiterEntry, now: number): Promise<EnqueueResult> {
+  enqueue(entry: WaiterEntry, now: number): Promise<EnqueueResult> {
+    // With pumpOnEnqueue the script already pumped before judging the queue full.
+    if (this.enqueueCap !== '' || entry.seq !== undefined) return this.enqueueOnce(entry, now);
+    return this.enqueueThenPump(entry, now);
+  }
+
+  private async enqueueThenPump(entry: WaiterEntry, now: number): Promise<EnqueueResult> {
     const result = await this.enqueueOnce(entry, now);
-    if (result.accepted || entry.seq !== undefined) return result;
+    if (result.accepted) return result;
     // As in MemoryStore: a burst can fill the queue before a pump runs. Grant what capacity allows
     // (delivered like any other pump's grants) and judge the queue full only after that.
     // Its grants and expiries are handed out by the next pump, which earlier enqueues have requested.
@@ -336,26 +457,39 @@ export class RedisStore implements SchedulerStore {
     this.waiting.set(entry.id, local);
     let r: Reply;
     try {
-      r = await this.call('enqueue', this.enqueueArgs(entry, now));
+      r = await this.call('enqueue', this.enqueueArgs(entry, now, this.enqueueCap));
     } catch (e) {
       if (this.waiting.get(entry.id) === local) this.waiting.delete(entry.id);
       this.failed(e);
       throw e;
     }
-    this.head(r, now, true);
-    if (Number(r[3]) !== 1) {
-      if (this.waiting.get(entry.id) === local) this.waiting.delete(entry.id);
+    const serverNow = this.head(r, now, true);
+    const accepted = Number(r[3]) === 1;
+    if (accepted) {
+      local.entry.seq = Number(r[4]);
+      local.entry.round = Number(r[6]);
+      local.counter = Number(r[7]);
+    } else if (this.waiting.get(entry.id) === local) {
+      this.waiting.delete(entry.id);
+    }
+    // The pump runs after the waiter is known locally, so a grant of it in the same step is accepted.
+    const pumped = Number(r[8]) === 1 ? this.pumpFields(r, 9, now, serverNow) : undefined;
+    if (!accepted) {
+      if (pumped !== undefined) {
+        // Taken from Redis already: handed out by the next pump, which this asks for.
+        this.heldOver.grants.push(...pumped.grants);
+        this.heldOver.expired.push(...pumped.expired);
+        this.heldOver.cooldownsEnded.push(...pumped.cooldownsEnded);
+        if (pumped.grants.length > 0 || pumped.expired.length > 0 || pumped.cooldownsEnded.length > 0) this.queueChanged();
+      }
       return { accepted: false, reason: 'queue_full', retryAfterMs: Number(r[4]) * 1000 };
     }
-    const seq = Number(r[4]);
-    const position = Number(r[5]);
-    const round = Number(r[6]);
-    local.entry.seq = seq;
-    local.entry.round = round;
-    return { accepted: true, seq, position, priority: entry.priority, round };
+    const result: EnqueueResult = { accepted: true, seq: Number(r[4]), position: Number(r[5]), priority: entry.priority, round: Number(r[6]) };
+    if (pumped !== undefined) result.pumped = this.pumpedResult(pumped, now);
+    return result;
   }
 
-  private enqueueArgs(entry: WaiterEntry, now: number): (string | number)[] {
+  private enqueueArgs(entry: WaiterEntry, now: number, cap: string): (string | number)[] {
     if (!Number.isFinite(entry.priority)) throw new Error(`priority must be a finite number, got ${entry.priority}`);
     return [
       entry.id,
@@ -368,6 +502,7 @@ export class RedisStore implements SchedulerStore {
       entry.round === undefined ? '' : entry.round,
       Math.round(now),
       this.rankOf(entry),
+      cap,
     ];
   }
 
@@ -394,11 +529,10 @@ export class RedisStore implements SchedulerStore {
   }
 
   async pump(now: number): Promise<PumpResult> {
-    const held = this.heldOver;
-    this.heldOver = { grants: [], expired: [], cooldownsEnded: [] };
-    const grants: Grant[] = held.grants;
-    const expired: string[] = held.expired;
-    const cooldownsEnded: string[] = held.cooldownsEnded;
+    const held = this.takeHeldOver();
+    const grants: Grant[] = held?.grants ?? [];
+    const expired: string[] = held?.expired ?? [];
+    const cooldownsEnded: string[] = held?.cooldownsEnded ?? [];
     let waiting = 0;
     let nextWakeAt: number | null = null;
     for (let call = 0; ; call++) {
@@ -420,15 +554,13 @@ export class RedisStore implements SchedulerStore {
         return { grants, expired, cooldownsEnded, waiting, nextWakeAt: now };
       }
       const serverNow = this.head(r, now, true);
-      waiting = Number(r[3]);
-      const wake = String(r[4]);
-      const more = Number(r[5]) === 1;
-      const kept = this.accept(this.parseGrants(r[6]), strings(r[7]));
-      grants.push(...kept.grants);
-      expired.push(...kept.expired);
-      cooldownsEnded.push(...strings(r[8]));
-      nextWakeAt = wake === '' ? null : now + (Number(wake) - serverNow);
-      if (!more) break;
+      const p = this.pumpFields(r, 3, now, serverNow);
+      waiting = p.waiting;
+      grants.push(...p.grants);
+      expired.push(...p.expired);
+      cooldownsEnded.push(...p.cooldownsEnded);
+      nextWakeAt = p.nextWakeAt;
+      if (!p.more) break;
       if (call + 1 >= MAX_PUMP_CALLS) {
         nextWakeAt = now;
         break;
@@ -445,15 +577,21 @@ export class RedisStore implements SchedulerStore {
     return overdue;
   }
 
-  async release(grant: Grant, outcome: ReleaseOutcome, now: number): Promise<ReleaseResult> {
+  /**
+   * Ends a grant exactly once. With `pump: true` the freed capacity is granted in the same script and
+   * the result returned as `pumped`; without it nothing else is granted (a retrying request releases,
+   * then re-enqueues: its slot must not go to a waiter behind it first).
+   */
+  async release(grant: Grant, outcome: ReleaseOutcome, now: number, options?: { pump?: boolean }): Promise<ReleaseResult> {
     const gid = grant.grantId;
     // Exactly once: a release already on its way makes a second one a no-op (Redis checks too).
     if (this.releasing.has(gid) || this.closed) return {};
     this.releasing.add(gid);
     this.pendingReleases.delete(gid);
+    const pump = options?.pump === true;
     let r: Reply;
     try {
-      r = await this.call('release', this.releaseArgs(gid, outcome));
+      r = await this.call('release', this.releaseArgs(gid, outcome, pump ? String(this.batch) : ''));
     } catch (e) {
       // Keep it: the slot is given back once Redis answers again (the script is idempotent).
       this.pendingReleases.set(gid, { grant, outcome });
@@ -462,14 +600,17 @@ export class RedisStore implements SchedulerStore {
     } finally {
       this.releasing.delete(gid);
     }
-    const serverNow = this.head(r, now);
+    const pumped = Number(r[6]) === 1;
+    const serverNow = this.head(r, now, pumped);
     this.delivered.delete(gid);
+    const result: ReleaseResult = {};
     const until = String(r[4]);
-    if (until === '') return {};
-    return { cooldown: { deploymentId: grant.deploymentId, until: now + (Number(until) - serverNow), reason: String(r[5]) } };
+    if (until !== '') result.cooldown = { deploymentId: grant.deploymentId, until: now + (Number(until) - serverNow), reason: String(r[5]) };
+    if (pumped) result.pumped = this.pumpedResult(this.pumpFields(r, 7, now, serverNow), now);
+    return result;
   }
 
-  private releaseArgs(gid: string, outcome: ReleaseOutcome): string[] {
+  private releaseArgs(gid: string, outcome: ReleaseOutcome, pumpCap: string): string[] {
     const used = outcome.kind === 'ok' && outcome.tokensUsed !== undefined ? String(Math.max(0, Math.round(outcome.tokensUsed))) : '';
     const failure = outcome.kind === 'failed' ? outcome.failure : '';
     let retryAfter = '';
@@ -478,7 +619,7 @@ export class RedisStore implements SchedulerStore {
       const cap = Math.max(MAX_COOLDOWN_MS, this.options.cooldown.cooldownTimeMs);
       retryAfter = String(Math.round(Math.min(outcome.retryAfterMs, cap)));
     }
-    return [gid, outcome.kind, used, failure, retryAfter];
+    return [gid, outcome.kind, used, failure, retryAfter, pumpCap];
   }
 
   async position(id: string): Promise<number | null> {
@@ -598,6 +739,32 @@ export class RedisStore implements SchedulerStore {
     return this.claim().catch(noop);
   }
 
+  /**
+   * Another instance granted waiters of this one; `payload` carries the grants (see instanceChannel).
+   * Each is delivered from the message when it is for a request waiting here since before it was made;
+   * any other (a waiter whose enqueue has not answered yet, a request that left or re-queued, a
+   * malformed record) makes this instance claim its mail, which decides it atomically. The grants stay
+   * in the mailbox until the next claim, which recognises them as delivered.
+   */
+  onGrants(payload: string): void {
+    if (this.closed) return;
+    const grants: Grant[] = [];
+    let claim = false;
+    for (const rec of payload.split('\0')) {
+      const f = rec.split('\t');
+      if (f.length !== 8) {
+        claim = true;
+        continue;
+      }
+      const g = this.grantAt(f, 0);
+      const w = this.waiting.get(g.requestId);
+      if (w !== undefined && w.counter !== undefined && grantCounter(g.grantId) > w.counter) grants.push(g);
+      else if (!this.delivered.has(g.grantId)) claim = true;
+    }
+    if (grants.length > 0) this.deliverRemote(this.accept(grants, []));
+    if (claim) this.claim().catch(noop);
+  }
+
   /** Another instance freed capacity (it left): pump. */
   onChanged(): void {
     this.queueChanged();
@@ -689,7 +856,7 @@ export class RedisStore implements SchedulerStore {
     w.op = ++this.ops;
     let r: Reply;
     try {
-      r = await this.call('enqueue', this.enqueueArgs(w.entry, now));
+      r = await this.call('enqueue', this.enqueueArgs(w.entry, now, ''));
     } catch (e) {
       // Already waiting (a concurrent path re-queued it) is fine; anything else: reconcile again later.
       this.failed(e);
@@ -704,6 +871,7 @@ export class RedisStore implements SchedulerStore {
     }
     w.entry.seq = Number(r[4]);
     w.entry.round = Number(r[6]);
+    w.counter = Number(r[7]);
   }
 }
 

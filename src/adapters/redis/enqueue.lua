@@ -1,5 +1,8 @@
 --[[
-enqueue.lua: adds a waiter to the group's global queue (or refuses it: queue full), atomically.
+enqueue.lua: adds a waiter to the group's global queue (or refuses it: queue full), atomically. With a
+batch cap, the grant step (lib.lua pumpGroup, as pump.lua) follows in the same script, so an arrival
+with headroom is granted in the same round trip; a full queue is then judged after a grant step (as
+MemoryStore: a burst can fill the queue before a pump runs).
 KEYS: the group layout of lib.lua (KEYS[1..12] group keys, then 4 per deployment).
 ARGV: the common prefix of lib.lua (ARGV[1 .. A-1]), then
   ARGV[A]   request id                 ARGV[A+1] priority          ARGV[A+2] tenant
@@ -8,30 +11,45 @@ ARGV: the common prefix of lib.lua (ARGV[1 .. A-1]), then
   ARGV[A+7] round or ''                ARGV[A+8] now (caller ms)
   ARGV[A+9] rank (queue-order.ts orderRank, computed by the caller on enqueuedAt moved to server time
             by its stable clock offset), or '' to compute it here
-Returns {LOST, NOW, REAPED, 1, seq, position, round} or {LOST, NOW, REAPED, 0, retryAfterSeconds} (queue
-full); an error reply when the id is already waiting.
+  ARGV[A+10] batch cap of the grant step, or '' for no grant step
+Returns {LOST, NOW, REAPED, 1, seq, position, round, grant counter at the enqueue, pumped 1 | 0, pump}
+or {LOST, NOW, REAPED, 0, retryAfterSeconds, '', '', '', pumped 1 | 0, pump} (queue full), where pump
+is the 6 fields of pump.lua's reply after its head ('' each when not pumped); an error reply when the id
+is already waiting. Any grant of this waiter has a larger grant counter than the one returned.
 ]]
 local id, prio, tenant = ARGV[A], ARGV[A + 1], ARGV[A + 2]
 local enqueuedAt, deadline = tonumber(ARGV[A + 3]), tonumber(ARGV[A + 4])
 local tokens, seqArg, roundArg, callerNow = ARGV[A + 5], ARGV[A + 6], ARGV[A + 7], tonumber(ARGV[A + 8])
 local rankArg = ARGV[A + 9]
+local cap = tonumber(ARGV[A + 10])
 
-if redis.call('HEXISTS', K.waiters, id) == 1 then
+local n = redis.call('HLEN', K.waiters)
+if n > 0 and redis.call('HEXISTS', K.waiters, id) == 1 then
   return redis.error_reply('request ' .. id .. ' is already waiting')
 end
 -- The owner of a waiter must hold a lease, or nobody could reclaim the waiter if the owner died.
 touchLease()
 local retry = seqArg ~= ''
+local p = nil
 -- A retry was admitted before: it re-enters even when the queue is full, at its old place.
-if not retry and redis.call('HLEN', K.waiters) >= S.maxq then
-  local seconds = retryAfterSeconds()
-  finish()
-  return { LOST, int(NOW), REAPED, 0, int(seconds) }
+if not retry and n >= S.maxq then
+  if cap then
+    p = pumpGroup(cap)
+    n = p[1]
+  end
+  if p == nil or n >= S.maxq then
+    local seconds = retryAfterSeconds()
+    finish()
+    local reply = { LOST, int(NOW), REAPED, 0, int(seconds), '', '', '', 0 }
+    if p then reply[9] = 1 end
+    return withPump(reply, p)
+  end
 end
 
 local seq
 if retry then seq = tonumber(seqArg) else seq = redis.call('INCR', K.seq) end
-local round
+local round, served
+local roundFields = {}
 if roundArg ~= '' then
   round = tonumber(roundArg)
 else
@@ -39,14 +57,58 @@ else
   -- and never before the round being served.
   local tkey = 't\0' .. prio .. '\0' .. tenant
   local r = redis.call('HMGET', K.rounds, 's\0' .. prio, tkey)
-  local served, last = tonumber(r[1]) or 0, tonumber(r[2])
+  local last = tonumber(r[2])
+  served = tonumber(r[1]) or 0
   if last == nil then round = served else round = math.max(last + 1, served) end
-  redis.call('HSET', K.rounds, tkey, int(round))
+  roundFields[1] = tkey
+  roundFields[2] = int(round)
 end
 
 -- Caller times become server times by their distance from the caller's now (clock skew cancels out).
 local enq = NOW - math.max(0, callerNow - enqueuedAt)
 local dl = NOW + (deadline - callerNow)
+local gseq = redis.call('GET', K.gseq) or '0'
+
+-- Fast path: the grant step of an arrival at an empty queue, when a deployment can take it now, is that
+-- arrival's grant. It is made directly, without writing the waiter to the queue and taking it out again;
+-- Redis ends in the same state as by the general path below (seq, rounds, limits, grant record).
+if cap and n == 0 and dl > NOW then
+  beginStep()
+  if REAPED == 0 or redis.call('HLEN', K.waiters) == 0 then
+    local tok = tonumber(tokens)
+    local d = pick(tok)
+    if d then
+      local nowStr = int(NOW)
+      local gid = id .. '/' .. nowStr .. '.' .. redis.call('INCR', K.gseq)
+      d.inflight = d.inflight + 1
+      if d.rpm then
+        d.rpmUsed = d.rpmUsed + 1
+        redis.call('ZADD', d.krpm, nowStr, gid)
+      end
+      if d.tpm then
+        d.tpmUsed = d.tpmUsed + tok
+        redis.call('ZADD', d.ktpm, nowStr, gid .. '\t' .. tokens)
+      end
+      local g = { owner = ME, dep = d.id, tokens = tokens, at = nowStr, waited = int(NOW - enq), prio = prio,
+                  seq = int(seq), rid = id }
+      redis.call('HSET', K.grants, gid, grantRecord(g))
+      if served == nil then served = tonumber(redis.call('HGET', K.rounds, 's\0' .. prio)) or 0 end
+      if round > served then
+        roundFields[#roundFields + 1] = 's\0' .. prio
+        roundFields[#roundFields + 1] = int(round)
+      end
+      if #roundFields > 0 then redis.call('HSET', K.rounds, unpack(roundFields)) end
+      countGrants(1)
+      local grants = {}
+      pushGrant(grants, gid, g)
+      p = endStep(grants, {}, 0, false, nil)
+      finish()
+      return withPump({ LOST, int(NOW), REAPED, 1, int(seq), 0, int(round), gseq, 1 }, p)
+    end
+  end
+end
+
+if #roundFields > 0 then redis.call('HSET', K.rounds, unpack(roundFields)) end
 local rank = tonumber(rankArg)
 if rank == nil then
   -- queue-order.ts orderRank: priority, or with aging priority * agingMs + enqueuedAt.
@@ -62,5 +124,8 @@ redis.call('HSET', K.waiters, id,
   ME .. '\t' .. prio .. '\t' .. int(enq) .. '\t' .. int(dl) .. '\t' .. tokens .. '\t' .. int(seq) .. '\t' .. int(round) .. '\t' .. tenant)
 addDepth(prio, 1)
 local position = redis.call('ZRANK', K.queue, m)
+if cap then p = mergePumps(p, pumpGroup(cap)) end
 finish()
-return { LOST, int(NOW), REAPED, 1, int(seq), position, int(round) }
+local reply = { LOST, int(NOW), REAPED, 1, int(seq), position, int(round), gseq, 0 }
+if p then reply[9] = 1 end
+return withPump(reply, p)

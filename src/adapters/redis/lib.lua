@@ -16,7 +16,7 @@ KEYS (the same layout for every script; all keys of a model group share the hash
                              owner \0 g \0 grant id     owner \0 x \0 request id (expired)
   KEYS[8]  leases     ZSET   score = lease expiry (server ms), member = instance id
   KEYS[9]  seq        STRING arrival sequence counter
-  KEYS[10] gseq       STRING pump call counter (grant ids are request id / server ms . counter)
+  KEYS[10] gseq       STRING grant step counter, + 1 per step that grants (grant ids are request id / server ms . counter)
   KEYS[11] rounds     HASH   fair rounds: s \0 priority -> highest round granted,
                              t \0 priority \0 tenant -> last round given to that tenant
   KEYS[12] rate       HASH   unix second -> grants in that second (last minute; Retry-After)
@@ -161,6 +161,22 @@ local function pick(tokens)
     end
   end
   return best
+end
+
+--- An upper bound on the grants the deployments can take right now (math.huge when unbounded).
+local function headroom()
+  local total = 0
+  for _, d in ipairs(DEPS) do
+    load(d)
+    if not coolingDown(d) then
+      local h = math.huge
+      if d.par then h = d.par - d.inflight end
+      -- (An empty window takes one request whatever its limit, as fits() says.)
+      if d.rpm then h = math.min(h, d.rpmUsed == 0 and math.max(1, d.rpm) or d.rpm - d.rpmUsed) end
+      if h > 0 then total = total + h end
+    end
+  end
+  return total
 end
 
 --- When `d` could next take `tokens` (server ms), ignoring calls in flight; nil = only a release helps.
@@ -327,9 +343,42 @@ end
 
 -- Mail ---------------------------------------------------------------------------------------------------
 
---- Tells each instance that got mail in this script (message 'm' .. model: claim your mail).
+--- Puts a grant decided for another instance's waiter in that instance's mailbox, and in the message
+--- this script will send it (`g` below), so it can deliver it without a round trip.
+local function mailGrant(owner, gid, g)
+  local n = NOTIFY[owner]
+  if n == nil then
+    n = { claim = false, recs = {} }
+    NOTIFY[owner] = n
+  end
+  n.recs[#n.recs + 1] = gid .. '\t' .. g.rid .. '\t' .. g.dep .. '\t' .. g.tokens .. '\t' .. g.at .. '\t' .. g.waited .. '\t' .. g.prio .. '\t' .. g.seq
+  return gid
+end
+
+--- Puts an expiry of another instance's waiter in its mailbox; that instance is told to claim its mail.
+local function mailExpired(owner, id)
+  redis.call('ZADD', K.mail, 0, owner .. '\0x\0' .. id)
+  local n = NOTIFY[owner]
+  if n == nil then
+    n = { claim = true, recs = {} }
+    NOTIFY[owner] = n
+  end
+  n.claim = true
+end
+
+--- Tells each instance that got mail in this script. Message 'g' .. model .. NUL .. grants (records of
+--- the 8 fields of pushGrant, tab-separated, NUL between records) when its mail is only grants: it
+--- delivers them from the message (its mailbox keeps them until it next claims, so a lost message
+--- loses nothing). Otherwise 'm' .. model: claim your mail.
 local function notifyAll()
-  for o in pairs(NOTIFY) do redis.call('PUBLISH', S.chan .. o, 'm' .. S.model) end
+  local plain = string.find(S.model, '\0', 1, true) ~= nil
+  for o, n in pairs(NOTIFY) do
+    if n.claim or plain or #n.recs == 0 then
+      redis.call('PUBLISH', S.chan .. o, 'm' .. S.model)
+    else
+      redis.call('PUBLISH', S.chan .. o, 'g' .. S.model .. '\0' .. table.concat(n.recs, '\0'))
+    end
+  end
 end
 
 --- Takes the caller's undelivered grants and expiries out of the mailbox.
@@ -369,6 +418,213 @@ local function finish()
     if delta ~= 0 and redis.call('HINCRBY', K.depth, prio, delta) <= 0 then redis.call('HDEL', K.depth, prio) end
   end
   notifyAll()
+end
+
+-- The grant step --------------------------------------------------------------------------------------
+
+local ENDED = nil
+
+--- The start of a grant step, once per script: reaps instances whose lease lapsed, ends lapsed
+--- cooldowns (collected in ENDED, reported by the script's first grant step).
+local function beginStep()
+  if ENDED ~= nil then return end
+  ENDED = {}
+  reapDead()
+  for _, d in ipairs(DEPS) do
+    load(d)
+    if d.cool ~= nil and NOW >= d.cool then
+      d.cool = nil
+      ENDED[#ENDED + 1] = d.id
+    end
+  end
+end
+
+--- The cooldowns ended in this script, the first time they are asked for.
+local function takeEnded()
+  local e = ENDED or {}
+  ENDED = {}
+  return e
+end
+
+--- Counts `count` grants in the current second (Retry-After without an rpm limit).
+local function countGrants(count)
+  local sec = math.floor(NOW / 1000)
+  if redis.call('HINCRBY', K.rate, sec, count) == count then
+    -- A new second began: forget seconds older than a minute.
+    for _, f in ipairs(redis.call('HKEYS', K.rate)) do
+      if tonumber(f) <= sec - 60 then redis.call('HDEL', K.rate, f) end
+    end
+  end
+end
+
+--- The end of a grant step: claims the caller's mail, then the 6 pump fields of a reply:
+---   waiting, next wake (server ms) or '', more 1 | 0, grants (8 strings each, see pushGrant),
+---   expired ids, deployments whose cooldown ended.
+--- `more`: the batch cap was reached with waiters left; `blockedTokens`: the head could not go.
+local function endStep(grants, expired, waiting, more, blockedTokens)
+  claimMail(grants, expired)
+  local wake = nil
+  if more then
+    wake = NOW
+  else
+    if waiting > 0 then
+      local first = redis.call('ZRANGE', K.deadlines, 0, 0, 'WITHSCORES')
+      if first[2] then wake = tonumber(first[2]) end
+    end
+    for _, d in ipairs(DEPS) do
+      if coolingDown(d) and (wake == nil or d.cool < wake) then wake = d.cool end
+    end
+    if blockedTokens ~= nil then
+      for _, d in ipairs(DEPS) do
+        local at = nextCapacityAt(d, blockedTokens)
+        -- `at == NOW` with no grant means only a release can help; releases are events, not times.
+        if at ~= nil and at > NOW and (wake == nil or at < wake) then wake = at end
+      end
+    end
+  end
+  local wakeStr = ''
+  if wake ~= nil then wakeStr = int(wake) end
+  local m = 0
+  if more then m = 1 end
+  return { waiting, wakeStr, m, grants, expired, takeEnded() }
+end
+
+--- The grant step: ends lapsed cooldowns, expires overdue waiters, then grants waiters strictly in
+--- global queue order while a deployment has headroom (up to `cap` grants), choosing the least-loaded
+--- deployment and recording every limit (in flight, rpm, tpm). Grants and expiries of waiters owned by
+--- other instances go to their mailbox (their owners are told by finish()); the caller's own mail is
+--- claimed too. Reaps instances whose lease lapsed first. The caller renews its own lease (touchLease)
+--- and calls finish() at the end. Returns the 6 pump fields of a reply (see endStep).
+local function pumpGroup(cap)
+  local grants, expired = {}, {}
+  beginStep()
+  local waiting = redis.call('HLEN', K.waiters)
+  if waiting == 0 then return endStep(grants, expired, 0, false, nil) end
+
+  local overdue = redis.call('ZRANGEBYSCORE', K.deadlines, '-inf', NOW, 'LIMIT', 0, 1000)
+  for _, id in ipairs(overdue) do
+    local rec = redis.call('HGET', K.waiters, id)
+    if rec then
+      local w = parseWaiter(rec)
+      removeWaiter(id, w)
+      waiting = waiting - 1
+      if w.owner == ME then
+        expired[#expired + 1] = id
+      else
+        mailExpired(w.owner, id)
+      end
+    else
+      redis.call('ZREM', K.deadlines, id)
+    end
+  end
+
+  -- Grant from the head. Granted waiters stay in the ZSET until the end (one variadic call per key), so
+  -- the scan reads further heads at an offset.
+  local count, offset, blockedTokens = 0, 0, nil
+  -- Grant ids: request id / server ms . grant step counter (unique even if Redis lost its data meanwhile).
+  local gidSuffix = nil
+  local nowStr = int(NOW)
+  local served = {}
+  local takenMembers, takenIds, grantPairs, mailPairs = {}, {}, {}, {}
+  local rpmAdds, tpmAdds = {}, {}
+  -- Heads are read in chunks no larger than what capacity can take (plus the one that will wait).
+  local room = headroom()
+  while waiting > 0 and count < cap and blockedTokens == nil do
+    local heads = redis.call('ZRANGE', K.queue, offset, offset + math.min(64, cap - count, math.max(1, room - count + 1)) - 1)
+    if #heads == 0 then break end
+    local ids = {}
+    for j, m in ipairs(heads) do ids[j] = string.sub(m, 31) end
+    local recs = redis.call('HMGET', K.waiters, unpack(ids))
+    for j = 1, #heads do
+      local id, rec = ids[j], recs[j]
+      if not rec then
+        takenMembers[#takenMembers + 1] = heads[j]
+        offset = offset + 1
+      else
+        local w = parseWaiter(rec)
+        local d = pick(w.tokens)
+        -- Strict order: if the head cannot go, nobody behind it jumps the queue.
+        if d == nil then
+          blockedTokens = w.tokens
+          break
+        end
+        offset = offset + 1
+        count = count + 1
+        waiting = waiting - 1
+        takenMembers[#takenMembers + 1] = heads[j]
+        takenIds[#takenIds + 1] = id
+        addDepth(w.prio, -1)
+        if gidSuffix == nil then gidSuffix = '/' .. nowStr .. '.' .. redis.call('INCR', K.gseq) end
+        local gid = id .. gidSuffix
+        d.inflight = d.inflight + 1
+        if d.rpm then
+          d.rpmUsed = d.rpmUsed + 1
+          local t = rpmAdds[d] or {}
+          t[#t + 1] = nowStr
+          t[#t + 1] = gid
+          rpmAdds[d] = t
+        end
+        if d.tpm then
+          d.tpmUsed = d.tpmUsed + w.tokens
+          local t = tpmAdds[d] or {}
+          t[#t + 1] = nowStr
+          t[#t + 1] = gid .. '\t' .. w.tokensStr
+          tpmAdds[d] = t
+        end
+        local round = tonumber(w.round)
+        if served[w.prio] == nil then served[w.prio] = { was = tonumber(redis.call('HGET', K.rounds, 's\0' .. w.prio)) or 0 } end
+        local s = served[w.prio]
+        if round > (s.now or s.was) then s.now = round end
+        local g = { owner = w.owner, dep = d.id, tokens = w.tokensStr, at = nowStr, waited = int(NOW - w.enq),
+                    prio = w.prio, seq = w.seq, rid = id }
+        grantPairs[#grantPairs + 1] = gid
+        grantPairs[#grantPairs + 1] = grantRecord(g)
+        if w.owner == ME then
+          pushGrant(grants, gid, g)
+        else
+          mailPairs[#mailPairs + 1] = 0
+          mailPairs[#mailPairs + 1] = w.owner .. '\0g\0' .. mailGrant(w.owner, gid, g)
+        end
+        if count >= cap then break end
+      end
+    end
+  end
+
+  if #takenMembers > 0 then redis.call('ZREM', K.queue, unpack(takenMembers)) end
+  if count > 0 then
+    redis.call('ZREM', K.deadlines, unpack(takenIds))
+    redis.call('ZREM', K.enqueued, unpack(takenIds))
+    redis.call('HDEL', K.waiters, unpack(takenIds))
+    redis.call('HSET', K.grants, unpack(grantPairs))
+    if #mailPairs > 0 then redis.call('ZADD', K.mail, unpack(mailPairs)) end
+    for d, t in pairs(rpmAdds) do redis.call('ZADD', d.krpm, unpack(t)) end
+    for d, t in pairs(tpmAdds) do redis.call('ZADD', d.ktpm, unpack(t)) end
+    for prio, s in pairs(served) do
+      if s.now ~= nil then redis.call('HSET', K.rounds, 's\0' .. prio, int(s.now)) end
+    end
+    countGrants(count)
+  end
+  return endStep(grants, expired, waiting, waiting > 0 and blockedTokens == nil and count >= cap, blockedTokens)
+end
+
+--- Appends the 6 pump fields of `p` (a pumpGroup result) to `reply`, or 6 empty strings when p is nil.
+local function withPump(reply, p)
+  local n = #reply
+  for i = 1, 6 do
+    if p then reply[n + i] = p[i] else reply[n + i] = '' end
+  end
+  return reply
+end
+
+--- Two grant steps of one script as one result: the grants, expiries and ended cooldowns of both, the
+--- waiting count, wake and `more` of the second.
+local function mergePumps(a, b)
+  if a == nil then return b end
+  for k = 4, 6 do
+    for _, v in ipairs(b[k]) do a[k][#a[k] + 1] = v end
+  end
+  a[1], a[2], a[3] = b[1], b[2], b[3]
+  return a
 end
 
 -- Retry-After --------------------------------------------------------------------------------------------

@@ -1,16 +1,35 @@
 --[[
 release.lua: ends a grant exactly once: frees its slot, reconciles its tpm reservation with the real
-usage, applies the cooldown policy to a failure. A grant already released is a no-op.
+usage, applies the cooldown policy to a failure. A grant already released is a no-op. With a batch cap,
+the grant step (lib.lua pumpGroup, as pump.lua) follows in the same script, released or not, and the
+caller's lease is renewed; without one nothing else is granted (a retrying request is not back in line
+yet).
 KEYS: the group layout of lib.lua.
 ARGV: the common prefix of lib.lua, then
   ARGV[A]   grant id     ARGV[A+1] outcome: ok | cancelled | failed     ARGV[A+2] tokens used or ''
   ARGV[A+3] failure kind or ''     ARGV[A+4] retry-after ms or ''
-Returns {LOST, NOW, REAPED, released 1 | 0, cooldown until (server ms) or '', cooldown reason or ''}.
+  ARGV[A+5] batch cap of the grant step, or '' for no grant step
+Returns {LOST, NOW, REAPED, released 1 | 0, cooldown until (server ms) or '', cooldown reason or '',
+         pumped 1 | 0, then the 6 fields of pump.lua's reply after its head ('' each when not pumped)}.
 ]]
 local gid = ARGV[A]
+local cap = tonumber(ARGV[A + 5])
 local rec = redis.call('HGET', K.grants, gid)
-if not rec then return { LOST, int(NOW), REAPED, 0, '', '' } end
-local untilAt, reason = releaseGrant(gid, rec, ARGV[A + 1], tonumber(ARGV[A + 2]), ARGV[A + 3], tonumber(ARGV[A + 4]))
+local released, untilAt, reason = 0, nil, nil
+if rec then
+  released = 1
+  untilAt, reason = releaseGrant(gid, rec, ARGV[A + 1], tonumber(ARGV[A + 2]), ARGV[A + 3], tonumber(ARGV[A + 4]))
+end
+local p = nil
+if cap then
+  touchLease()
+  p = pumpGroup(cap)
+end
 finish()
-if untilAt then return { LOST, int(NOW), REAPED, 1, int(untilAt), reason } end
-return { LOST, int(NOW), REAPED, 1, '', '' }
+local reply = { LOST, int(NOW), REAPED, released, '', '', 0 }
+if untilAt then
+  reply[5] = int(untilAt)
+  reply[6] = reason
+end
+if p then reply[7] = 1 end
+return withPump(reply, p)
