@@ -475,6 +475,29 @@ describe("LiteLLM's faults, which Triage must not have", () => {
   });
 });
 
+describe('request actors', () => {
+  it('share one actor system (not one each), apart from the schedulers, and end without an observer of their own', async () => {
+    const { router, upstream, events } = controlled([{ maxParallelRequests: 2 }]);
+    const a = track(router.scheduleCompletion({ model: 'm', messages: msg('a') }));
+    const b = track(router.scheduleCompletion({ model: 'm', messages: msg('b') }));
+    await settle();
+    expect(upstream.calls).toHaveLength(2);
+    const [idA, idB] = dispatchedIds(events);
+    const actorA = router.requestActor(idA!)!;
+    const actorB = router.requestActor(idB!)!;
+    expect(actorA.system).toBe(actorB.system);
+    expect(actorA.system).not.toBe(router.schedulerOf('m')!.system);
+    // The actor's id is the request id: its end reaches the router through XState's done event.
+    expect(actorA.id).toBe(idA);
+    upstream.calls[0].release();
+    upstream.calls[1].release();
+    await settle();
+    expect(a.ok?.choices[0].message.content).toBe('done');
+    expect(b.ok?.choices[0].message.content).toBe('done');
+    expect(router.liveRequests).toBe(0);
+  });
+});
+
 describe('queue status and events', () => {
   it('queueStatus and positionOf describe the waiting requests', async () => {
     const { router, clock, events } = simple([{ id: 'd', rpm: 1 }]);

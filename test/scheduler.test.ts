@@ -540,6 +540,12 @@ describe('cooldown', () => {
     expect(first.ok?.choices[0].message.content).toBe('hello');
     const start = events.find((e) => e.type === 'deployment.cooldown_start');
     expect(start).toMatchObject({ type: 'deployment.cooldown_start', model: 'm', deployment: 'bad', until: clock.now() + 5_000, reason: 'rate_limited' });
+    // In causal order: the cooldown is reported before the retry is granted around it.
+    expect(events.map((e) => `${e.type}${'deployment' in e ? `:${e.deployment}` : ''}`).filter((t) => /cooldown_start|dispatched/.test(t))).toEqual([
+      'request.dispatched:bad',
+      'deployment.cooldown_start:bad',
+      'request.dispatched:good',
+    ]);
     const [status] = await router.queueStatus();
     expect(status.deployments.find((d) => d.id === 'bad')!.coolingDownUntil).toBe(clock.now() + 5_000);
 
