@@ -526,7 +526,7 @@ export class DebugRecorder {
     if (model !== undefined) return `scheduler ${model}`;
     const id = this.requestIdOf(actor);
     if (id !== null) return `request ${id}`;
-    // An actor the request invoked (the upstream call): named by its source.
+    // Any other actor (an invoked one, or the requests' host): named by its source, else its id.
     const src = (actor as { src?: unknown }).src;
     if (typeof src === 'string') return `invoked ${src}`;
     const actorId = (actor as { id?: unknown }).id;
