@@ -7,6 +7,7 @@
  * three instances share the limits in real time (one window in a quick run, two in a full run).
  */
 import { FakeClock } from '../src/machines/clock.js';
+import { hrNow } from './hr-clock.js';
 import { createRouter, type CompletionParams } from '../src/router.js';
 import { benchConfig, benchYaml, type BenchConfigOptions } from './bench-config.js';
 import { simulate, type TimedAction } from './fake-time.js';
@@ -130,10 +131,17 @@ export async function limitsRedis(settings: LimitsSettings, redisUrl: string, de
     );
     const until = Date.now() + settings.redisSpanMs + 800;
     while (Date.now() < until) await new Promise((r) => setTimeout(r, Math.min(5_000, until - Date.now())));
+    // Calls are still running while the records are fetched: keep only what every instance had
+    // recorded by one common moment, or a grant seen after it could overlap releases not fetched yet.
+    const cutoff = hrNow();
+    const fetched = await Promise.all(instances.map((inst) => inst.child.call<StoreRecord[]>('records', {}, 30_000)));
     const records: StoreRecord[] = [];
-    for (const inst of instances) {
-      const recs = await inst.child.call<StoreRecord[]>('records', {}, 30_000);
-      for (const r of recs) records.push(Object.assign(shiftRecord(r, inst.offsetMs), { instance: inst.index }));
+    for (const [i, recs] of fetched.entries()) {
+      const inst = instances[i];
+      for (const r of recs) {
+        const shifted = shiftRecord(r, inst.offsetMs);
+        if (shifted.hr <= cutoff) records.push(Object.assign(shifted, { instance: inst.index }));
+      }
     }
     const toleranceMs = Math.max(settings.redisToleranceMs, clockTolerance(instances));
     const results = checks(records, settings.redisSpanMs, callMs, 60_000 - toleranceMs, (r) => r.hr, clockTolerance(instances));

@@ -59,8 +59,14 @@ export class LoggingStore implements SchedulerStore {
   }
 
   async enqueue(entry: WaiterEntry, now: number): Promise<EnqueueResult> {
+    const decision = ++this.pumps;
+    const sentAt = hrNow();
     const result = this.inner instanceof MemoryStore ? this.inner.enqueueNow(entry, now) : await this.inner.enqueue(entry, now);
-    if (result.accepted) this.records.push({ op: 'arrive', model: this.model, id: entry.id, priority: entry.priority, seq: result.seq, hr: hrNow() });
+    if (result.accepted) {
+      this.records.push({ op: 'arrive', model: this.model, id: entry.id, priority: entry.priority, seq: result.seq, hr: hrNow() });
+      // A store that grants in the same step as the enqueue (Redis) reports that step's result here.
+      if (result.pumped) this.logPump(result.pumped, decision, sentAt);
+    }
     return result;
   }
 
@@ -77,19 +83,27 @@ export class LoggingStore implements SchedulerStore {
     }
   }
 
+  private logPump(result: PumpResult, decision: number, sentAt: number): void {
+    this.logGrants(result.grants, false, decision, sentAt);
+    const hr = hrNow();
+    for (const id of result.expired) this.records.push({ op: 'leave', model: this.model, id, hr });
+  }
+
   async pump(now: number) {
     const decision = ++this.pumps;
     const sentAt = hrNow();
     const result: PumpResult = this.inner instanceof MemoryStore ? this.inner.pumpNow(now) : await this.inner.pump(now);
-    this.logGrants(result.grants, false, decision, sentAt);
-    const hr = hrNow();
-    for (const id of result.expired) this.records.push({ op: 'leave', model: this.model, id, hr });
+    this.logPump(result, decision, sentAt);
     return result;
   }
 
-  async release(grant: Grant, outcome: ReleaseOutcome, now: number) {
+  async release(grant: Grant, outcome: ReleaseOutcome, now: number, options?: { pump?: boolean }) {
     this.records.push({ op: 'release', model: this.model, id: grant.requestId, deployment: grant.deploymentId, at: now, hr: hrNow() });
-    return this.inner.release(grant, outcome, now);
+    const decision = ++this.pumps;
+    const sentAt = hrNow();
+    const result = await this.inner.release(grant, outcome, now, options);
+    if (result.pumped) this.logPump(result.pumped, decision, sentAt);
+    return result;
   }
 
   position(id: string) {
