@@ -3,8 +3,9 @@
  * grants slots the moment capacity exists, and keeps ONE wake-up timer for the whole group, set to
  * the next moment something can change (a rate window reopening, a cooldown ending, a deadline).
  *
- * The queue is plain data inside the store; no action copies it. Request actors are separate root
- * actors that reach the scheduler by reference, and receive grants through the request registry.
+ * The queue is plain data inside the store; no action copies it. Request actors live apart (in the
+ * router's own actor system), reach the scheduler by reference, and receive grants through the
+ * request registry.
  */
 import { enqueueActions, setup, type AnyActorRef } from 'xstate';
 import { QueueFullError, ShuttingDownError, StoreUnavailableError, type TriageError } from '../errors.js';
@@ -81,23 +82,30 @@ export interface SchedulerContext extends SchedulerInput {
   pump: PumpState;
 }
 
+/** What to do with a store operation's answer: in the same call (`now`), or on its reply (`later`). */
+interface StoreOpHandlers<T> {
+  now(value: T): void;
+  later(value: T): void;
+  failed(e: unknown): void;
+}
+
 /**
- * Runs one store operation: at once when the store answers without I/O (in memory), else through its
- * promise. Either way `done` or `failed` is called exactly once.
+ * Runs one store operation: at once when the store answers without I/O (in memory: `now` runs in the
+ * same action, no event), else through its promise (`later`). Exactly one of the handlers runs.
  */
-function runStoreOp<T>(immediate: (() => T) | undefined, later: () => Promise<T>, done: (value: T) => void, failed: (e: unknown) => void): void {
+function runStoreOp<T>(immediate: (() => T) | undefined, async: () => Promise<T>, on: StoreOpHandlers<T>): void {
   if (immediate === undefined) {
-    later().then(done, failed);
+    async().then(on.later, on.failed);
     return;
   }
   let value: T;
   try {
     value = immediate();
   } catch (e) {
-    failed(e);
+    on.failed(e);
     return;
   }
-  done(value);
+  on.now(value);
 }
 
 const messageOf = (e: unknown): string => String((e as Error)?.message ?? e);
@@ -112,22 +120,19 @@ function startPump(context: SchedulerContext, self: AnyActorRef): void {
   pump.running = true;
   pump.again = false;
   const { store, clock } = context;
-  const failed = (e: unknown) => {
-    pump.running = false;
-    self.send({ type: 'store.failed', operation: 'pump', message: messageOf(e) });
-  };
   const immediate = store.immediate;
-  if (immediate === undefined) {
-    store.pump(clock.now()).then((result) => self.send({ type: 'store.pumped', result, loop: true }), failed);
-    return;
-  }
-  let result: PumpResult;
-  try {
-    result = immediate.pump(clock.now());
-  } catch (e) {
-    return failed(e);
-  }
-  applyPump(context, self, result);
+  runStoreOp(
+    immediate && (() => immediate.pump(clock.now())),
+    () => store.pump(clock.now()),
+    {
+      now: (result) => applyPump(context, self, result),
+      later: (result) => self.send({ type: 'store.pumped', result, loop: true }),
+      failed: (e) => {
+        pump.running = false;
+        self.send({ type: 'store.failed', operation: 'pump', message: messageOf(e) });
+      },
+    },
+  );
 }
 
 /** Ends one run of the pump loop: applies its result, and pumps again if something changed meanwhile. */
@@ -224,35 +229,30 @@ export const schedulerMachine = setup({
       if (event.type !== 'enqueue') return;
       const { entry, ref } = event;
       const { store, clock } = context;
-      const reject = (e: unknown) => {
-        ref.send({ type: 'queue.rejected', error: new StoreUnavailableError(`The queue store failed: ${messageOf(e)}`) });
-        self.send({ type: 'store.failed', operation: 'enqueue', message: messageOf(e) });
-      };
       const immediate = store.immediate;
-      if (immediate === undefined) {
-        store.enqueue(entry, clock.now()).then((result) => {
+      runStoreOp(immediate && (() => immediate.enqueue(entry, clock.now())), () => store.enqueue(entry, clock.now()), {
+        now: (result) => {
+          if (!result.accepted) return void ref.send(replyToEnqueue(result));
+          // Pump in the same step: an arrival with headroom gets its acceptance and its grant as one event.
+          const pump = context.pump;
+          pump.arrival = { id: entry.id, accepted: { seq: result.seq, round: result.round, position: result.position } };
+          startPump(context, self);
+          const waiting = pump.arrival;
+          pump.arrival = undefined;
+          if (waiting !== undefined) ref.send({ type: 'queue.accepted', ...waiting.accepted } satisfies SchedulerReply);
+        },
+        later: (result) => {
           ref.send(replyToEnqueue(result));
           if (!result.accepted) return;
           // The store pumped along with the enqueue (one round trip), or pump now.
           if (result.pumped) self.send({ type: 'store.pumped', result: result.pumped, loop: false });
           else startPump(context, self);
-        }, reject);
-        return;
-      }
-      let result: EnqueueResult;
-      try {
-        result = immediate.enqueue(entry, clock.now());
-      } catch (e) {
-        return reject(e);
-      }
-      if (!result.accepted) return void ref.send(replyToEnqueue(result));
-      // Pump in the same step: an arrival with headroom gets its acceptance and its grant as one event.
-      const pump = context.pump;
-      pump.arrival = { id: entry.id, accepted: { seq: result.seq, round: result.round, position: result.position } };
-      startPump(context, self);
-      const waiting = pump.arrival;
-      pump.arrival = undefined;
-      if (waiting !== undefined) ref.send({ type: 'queue.accepted', ...waiting.accepted } satisfies SchedulerReply);
+        },
+        failed: (e) => {
+          ref.send({ type: 'queue.rejected', error: new StoreUnavailableError(`The queue store failed: ${messageOf(e)}`) });
+          self.send({ type: 'store.failed', operation: 'enqueue', message: messageOf(e) });
+        },
+      });
     },
     rejectClosed: ({ event }) => {
       if (event.type !== 'enqueue') return;
@@ -263,13 +263,12 @@ export const schedulerMachine = setup({
       const { id } = event;
       const { store, clock } = context;
       const immediate = store.immediate;
-      runStoreOp(
-        immediate && (() => immediate.remove(id, clock.now())),
-        () => store.remove(id, clock.now()),
-        // The waiter that left may have held the head of the queue back (strict order): pump.
-        () => (immediate ? startPump(context, self) : self.send({ type: 'store.changed' })),
-        (e) => self.send({ type: 'store.failed', operation: 'remove', message: messageOf(e) }),
-      );
+      // The waiter that left may have held the head of the queue back (strict order): pump.
+      runStoreOp(immediate && (() => immediate.remove(id, clock.now())), () => store.remove(id, clock.now()), {
+        now: () => startPump(context, self),
+        later: () => self.send({ type: 'store.changed' }),
+        failed: (e) => self.send({ type: 'store.failed', operation: 'remove', message: messageOf(e) }),
+      });
     },
     /**
      * Ends a grant and pumps. A retrying request sends its release and then its re-enqueue: the pump
@@ -284,28 +283,20 @@ export const schedulerMachine = setup({
       const pump = context.pump;
       pump.inFlight = Math.max(0, pump.inFlight - 1);
       const immediate = store.immediate;
-      if (immediate) {
-        let result: ReleaseResult;
-        try {
-          result = immediate.release(grant, outcome, clock.now());
-        } catch (e) {
-          self.send({ type: 'store.failed', operation: 'release', message: messageOf(e) });
-          return;
-        }
-        if (retrying) queueMicrotask(() => self.send({ type: 'store.changed' }));
-        // A cooldown is reported before anything is granted around it (events in causal order).
-        if (result.cooldown) self.send({ type: 'store.released', grant, result, pump: !retrying });
-        else if (!retrying) startPump(context, self);
-        return;
-      }
-      store.release(grant, outcome, clock.now(), { pump: !retrying }).then(
-        (result) => {
+      runStoreOp(immediate && (() => immediate.release(grant, outcome, clock.now())), () => store.release(grant, outcome, clock.now(), { pump: !retrying }), {
+        now: (result) => {
+          if (retrying) queueMicrotask(() => self.send({ type: 'store.changed' }));
+          // A cooldown is reported before anything is granted around it (events in causal order).
+          if (result.cooldown) self.send({ type: 'store.released', grant, result, pump: !retrying });
+          else if (!retrying) startPump(context, self);
+        },
+        later: (result) => {
           if (result.cooldown) self.send({ type: 'store.released', grant, result, pump: false });
           if (result.pumped) self.send({ type: 'store.pumped', result: result.pumped, loop: false });
           else self.send({ type: 'store.changed' });
         },
-        (e) => self.send({ type: 'store.failed', operation: 'release', message: messageOf(e) }),
-      );
+        failed: (e) => self.send({ type: 'store.failed', operation: 'release', message: messageOf(e) }),
+      });
     },
     pump: ({ context, self }) => startPump(context, self),
     // XState emits at the end of the step: pump in the next one, so cooldown_start comes out first.
