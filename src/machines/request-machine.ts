@@ -203,13 +203,15 @@ export const requestMachine = setup({
         return { type: 'release' as const, grant: context.grant!, outcome };
       },
     ),
+    /** `retrying`: the request re-enqueues right after, so the scheduler holds the freed slot for it. */
     releaseFailed: sendTo(
       ({ context }) => context.scheduler,
-      ({ context, event }) => ({ type: 'release' as const, grant: context.grant!, outcome: failureOutcome((event as { error?: unknown }).error) }),
-    ),
-    releaseForRetry: sendTo(
-      ({ context }) => context.scheduler,
-      ({ context, event }) => ({ type: 'release' as const, grant: context.grant!, outcome: failureOutcome((event as { error?: unknown }).error), retrying: true }),
+      ({ context, event }, params: { retrying: boolean }) => ({
+        type: 'release' as const,
+        grant: context.grant!,
+        outcome: failureOutcome((event as { error?: unknown }).error),
+        retrying: params.retrying,
+      }),
     ),
     releaseCancelled: sendTo(
       ({ context }) => context.scheduler,
@@ -228,17 +230,14 @@ export const requestMachine = setup({
       const call = context.call!;
       const input: UpstreamCallInput = { grant: context.grant!, body: context.body, stream: context.stream, clock: context.clock, upstreamFor: context.upstreamFor };
       if (context.sink) input.sink = context.sink;
+      const settle = (event: RequestEvent) => {
+        if (call.settled) return;
+        call.settled = true;
+        self.send(event);
+      };
       callUpstream(input, call.controller).then(
-        (output) => {
-          if (call.settled) return;
-          call.settled = true;
-          self.send({ type: 'upstream.done', output });
-        },
-        (error: unknown) => {
-          if (call.settled) return;
-          call.settled = true;
-          self.send({ type: 'upstream.failed', error });
-        },
+        (output) => settle({ type: 'upstream.done', output }),
+        (error: unknown) => settle({ type: 'upstream.failed', error }),
       );
     },
     abortCall: ({ context }) => {
@@ -326,7 +325,7 @@ export const requestMachine = setup({
             guard: 'canRetry',
             target: 'queued',
             actions: [
-              'releaseForRetry',
+              { type: 'releaseFailed', params: { retrying: true } },
               emit(({ context, event }) => ({
                 type: 'request.retry' as const,
                 id: context.id,
@@ -344,7 +343,7 @@ export const requestMachine = setup({
               }),
             ],
           },
-          { target: 'failed', actions: ['releaseFailed', assign({ error: ({ event }) => upstreamFailureError(event.error) })] },
+          { target: 'failed', actions: [{ type: 'releaseFailed', params: { retrying: false } }, assign({ error: ({ event }) => upstreamFailureError(event.error) })] },
         ],
         cancel: { target: 'cancelled', actions: 'releaseCancelled' },
       },
