@@ -122,8 +122,9 @@ export class Router {
   /**
    * The actor system every request actor lives in. A root actor builds a system of its own (maps and
    * a dozen closures, ~1.8 KiB and a fifth of an actor's start-up time); request actors are created
-   * with this do-nothing host as parent instead, so they share one. They are not its spawned children
-   * (no children map copied per request): the host only receives their done events, and ignores them.
+   * with this host as parent instead, so they share one. They are not its spawned children (no
+   * children map copied per request): the host only receives XState's done/error event when one ends,
+   * and hands it to requestEnded.
    */
   private readonly requestHost: Actor<ReturnType<typeof fromCallback>>;
   private readonly upstreamFor: RequestInput['upstreamFor'];

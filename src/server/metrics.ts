@@ -88,20 +88,20 @@ export function createMetrics(router: Router, options: { defaultMetrics?: boolea
         break;
       case 'request.failed':
         admitted.delete(e.id);
-        finished.inc({ model: e.model, outcome: 'failed' });
+        finishedFor(e.model, 'failed').inc();
         break;
       case 'request.timeout':
-        if (!admitted.delete(e.id)) admit.inc({ model: e.model, outcome: 'timeout' });
-        finished.inc({ model: e.model, outcome: 'timeout' });
+        if (!admitted.delete(e.id)) admitFor(e.model, 'timeout').inc();
+        finishedFor(e.model, 'timeout').inc();
         break;
       case 'request.cancelled':
-        if (!admitted.delete(e.id) && e.stage === 'queued') admit.inc({ model: e.model, outcome: 'cancelled' });
-        finished.inc({ model: e.model, outcome: 'cancelled' });
+        if (!admitted.delete(e.id) && e.stage === 'queued') admitFor(e.model, 'cancelled').inc();
+        finishedFor(e.model, 'cancelled').inc();
         break;
       case 'request.rejected': {
         const outcome = e.code === 'queue_full' ? 'rejected_full' : e.code === 'shutting_down' ? 'rejected_shutdown' : 'rejected_store';
-        if (!admitted.delete(e.id)) admit.inc({ model: e.model, outcome });
-        finished.inc({ model: e.model, outcome: 'rejected' });
+        if (!admitted.delete(e.id)) admitFor(e.model, outcome).inc();
+        finishedFor(e.model, 'rejected').inc();
         break;
       }
       case 'deployment.cooldown_start':
@@ -162,7 +162,7 @@ export function createMetrics(router: Router, options: { defaultMetrics?: boolea
   return { registry, close: unsubscribe };
 }
 
-/** Memoizes a metric's labelled child per label values (separated by a byte no label value contains). */
+/** Memoizes a metric's labelled child per label values, joined by NUL (two label sets could collide only through a NUL inside a model or deployment name). */
 function children<A extends string[], T>(make: (...labels: A) => T): (...labels: A) => T {
   const cache = new Map<string, T>();
   return (...labels: A) => {
