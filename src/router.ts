@@ -400,7 +400,9 @@ export class Router {
 }
 
 /** The in-memory store with the options the config gives it (the default store). */
-export const memoryStoreFactory: StoreFactory = (model, deployments, config) => {
+// Typed as returning the MemoryStore itself (still a StoreFactory), so tests and benchmarks that need
+// its synchronous core build it the same way the router does.
+export const memoryStoreFactory = (model: string, deployments: DeploymentConfig[], config: TriageConfig): MemoryStore => {
   const options: ConstructorParameters<typeof MemoryStore>[0] = {
     model,
     deployments,
@@ -410,6 +412,7 @@ export const memoryStoreFactory: StoreFactory = (model, deployments, config) => 
   if (config.router.priorityAgingMs !== undefined) options.priorityAgingMs = config.router.priorityAgingMs;
   return new MemoryStore(options);
 };
+memoryStoreFactory satisfies StoreFactory;
 
 const defaultUpstreamFactory: UpstreamFactory = (deployment) => ({
   complete: () => Promise.reject(new Error(`no upstream adapter for deployment ${deployment.id}`)),

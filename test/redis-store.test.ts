@@ -8,10 +8,9 @@ import { Redis } from 'ioredis';
 import { createRedisStoreFactory, type RedisStoreFactory, type RedisStoreFactoryOptions } from '../src/adapters/redis-connection.js';
 import { grantCounter, groupKeyNames, groupPrefix, instanceChannel, type RedisStore } from '../src/adapters/redis-store.js';
 import type { TriageConfig } from '../src/adapters/config-types.js';
-import { MemoryStore } from '../src/machines/memory-store.js';
 import { compareOrder } from '../src/machines/queue-order.js';
 import type { EnqueueResult, Grant, PumpResult, ReleaseOutcome, SchedulerStore, WaiterEntry } from '../src/machines/scheduler-store.js';
-import { createRouter, type Router } from '../src/router.js';
+import { createRouter, memoryStoreFactory, type Router } from '../src/router.js';
 import type { QueueEvent } from '../src/events.js';
 import { testConfig, type TestDeployment } from './support/test-config.js';
 import { freshPrefix, sharedRedisUrl, startRedisServer, type RedisServer } from './support/redis.js';
@@ -124,14 +123,8 @@ describe('RedisStore: order', () => {
     ];
     const cfg = config(deployments, { maxQueueSize: 40, allowedFails: 4, cooldownTimeMs: 600_000, ...(aging ? { priorityAgingMs: aging } : {}) });
     const a = await instance('a', freshPrefix(), cfg);
-    const memOptions: ConstructorParameters<typeof MemoryStore>[0] = {
-      model: MODEL,
-      deployments: cfg.modelGroups[0].deployments,
-      maxQueueSize: 40,
-      cooldown: { cooldownTimeMs: 600_000, allowedFails: 4 },
-    };
-    if (aging) memOptions.priorityAgingMs = aging;
-    const mem = new MemoryStore(memOptions);
+    // The same options as the router's in-memory store, from the same config.
+    const mem = memoryStoreFactory(MODEL, cfg.modelGroups[0].deployments, cfg);
     const rand = prng(seed);
     const pickOne = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
     let now = Date.now();
@@ -430,14 +423,8 @@ describe('RedisStore: enqueue + pump and release + pump in one step', () => {
     // (Failures are frequent here, for the retries: the cooldown policy is left to the test above.)
     const cfg = config(deployments, { maxQueueSize: 25, allowedFails: 1000, cooldownTimeMs: 600_000, ...(aging ? { priorityAgingMs: aging } : {}) });
     const a = await instance('a', freshPrefix(), cfg, { pumpOnEnqueue: true });
-    const memOptions: ConstructorParameters<typeof MemoryStore>[0] = {
-      model: MODEL,
-      deployments: cfg.modelGroups[0].deployments,
-      maxQueueSize: 25,
-      cooldown: { cooldownTimeMs: 600_000, allowedFails: 1000 },
-    };
-    if (aging) memOptions.priorityAgingMs = aging;
-    const mem = new MemoryStore(memOptions);
+    // The same options as the router's in-memory store, from the same config.
+    const mem = memoryStoreFactory(MODEL, cfg.modelGroups[0].deployments, cfg);
     const rand = prng(seed);
     const pickOne = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
     let now = Date.now();

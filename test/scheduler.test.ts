@@ -23,7 +23,7 @@ import type {
   StoreListener,
   WaiterEntry,
 } from '../src/machines/scheduler-store.js';
-import { createRouter, type Router, type RouterOptions } from '../src/router.js';
+import { createRouter, memoryStoreFactory, type Router, type RouterOptions } from '../src/router.js';
 import { testConfig, type TestDeployment } from './support/test-config.js';
 import { prng } from './support/prng.js';
 import { settle, step } from './support/fake-time.js';
@@ -169,14 +169,7 @@ function recordingRouter(c: TriageConfig, options: RouterOptions = {}): { router
     createRouter(c, {
       ...options,
       storeFactory: (model, deployments, cfg) => {
-        store = new RecordingStore(
-          new MemoryStore({
-            model,
-            deployments,
-            maxQueueSize: cfg.router.maxQueueSize,
-            cooldown: { cooldownTimeMs: cfg.router.cooldownTimeMs, allowedFails: cfg.router.allowedFails },
-          }),
-        );
+        store = new RecordingStore(memoryStoreFactory(model, deployments, cfg));
         return store;
       },
     }),
