@@ -21,7 +21,7 @@ import { TriageError } from '../src/errors.js';
 import type { QueueEvent } from '../src/events.js';
 import { FakeOpenAI, openAIError, respond, type Exchange } from './support/fake-openai.js';
 import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';
-import { testConfig } from './support/test-config.js';
+import { openAIDeployment, singleGroupConfig, testConfig } from './support/test-config.js';
 import { prng } from './support/prng.js';
 
 const SEED = Number(process.env.CONSERVATION_SEED ?? 0xc0ffee) >>> 0;
@@ -327,15 +327,7 @@ describe('retried requests', () => {
 });
 
 /** An `openai/<name>` deployment of `group` served by `fake`. */
-function httpDeployment(fake: FakeOpenAI, group: string, name: string, over: Partial<DeploymentConfig> = {}): DeploymentConfig {
-  return { id: `${group}-${name}`, modelName: group, model: `openai/up-${name}`, provider: 'openai', upstreamModel: `up-${name}`, limits: {}, mockDelayMs: 0, apiBase: fake.url, apiKey: `sk-${name}`, ...over };
-}
-
-function httpConfig(group: string, deployments: DeploymentConfig[], router: Parameters<typeof testConfig>[1]): TriageConfig {
-  const config = testConfig({}, router);
-  config.modelGroups = [{ name: group, deployments }];
-  return config;
-}
+const httpDeployment = (fake: FakeOpenAI, group: string, name: string, over: Partial<DeploymentConfig> = {}) => openAIDeployment(fake.url, group, name, over);
 
 describe('conservation over HTTP with the OpenAI client', () => {
   it('300 concurrent requests against a gated upstream: every timeout, cancellation, rejection and failure is counted once, as the client saw it', async () => {
@@ -350,7 +342,7 @@ describe('conservation over HTTP with the OpenAI client', () => {
       if (x.request.body?.stream === true) return respond.stream(['a', 'b', 'c'])(x);
       return respond.completion('gated')(x);
     });
-    const { g, events } = await start(httpConfig('gated', [httpDeployment(fake, 'gated', 'a', { limits: { maxParallelRequests: 4 } })], { maxQueueSize: 250, numRetries: 0 }));
+    const { g, events } = await start(singleGroupConfig('gated', [httpDeployment(fake, 'gated', 'a', { limits: { maxParallelRequests: 4 } })], { maxQueueSize: 250, numRetries: 0 }));
     const client = g.client();
     const r = rng(SEED + 1);
     const TOTAL = 300;
@@ -467,7 +459,7 @@ describe('upstream fault storms', () => {
     });
     const UPSTREAM_TIMEOUT_MS = 200;
     const NUM_RETRIES = 2;
-    const config = httpConfig(
+    const config = singleGroupConfig(
       'storm',
       [
         httpDeployment(fake, 'storm', 'a', { limits: { maxParallelRequests: 3 }, requestTimeoutMs: UPSTREAM_TIMEOUT_MS }),

@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DeploymentConfig, RouterSettings, TriageConfig } from '../src/adapters/config-types.js';
 import { FakeOpenAI, openAIError, PacedStream, respond } from './support/fake-openai.js';
 import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';
-import { testConfig } from './support/test-config.js';
+import { openAIDeployment, singleGroupConfig } from './support/test-config.js';
 
 let fake: FakeOpenAI;
 let gateways: RunningGateway[] = [];
@@ -27,26 +27,8 @@ afterEach(async () => {
 });
 
 /** An `openai/<name>` deployment of group `m` served by the fake. */
-function httpDeployment(name: string, over: Partial<DeploymentConfig> = {}): DeploymentConfig {
-  return {
-    id: `m-${name}`,
-    modelName: 'm',
-    model: `openai/up-${name}`,
-    provider: 'openai',
-    upstreamModel: `up-${name}`,
-    limits: {},
-    mockDelayMs: 0,
-    apiBase: fake.url,
-    apiKey: `sk-${name}`,
-    ...over,
-  };
-}
-
-function httpConfig(deployments: DeploymentConfig[], router: Partial<RouterSettings> = {}): TriageConfig {
-  const config = testConfig({}, router);
-  config.modelGroups = [{ name: 'm', deployments }];
-  return config;
-}
+const httpDeployment = (name: string, over: Partial<DeploymentConfig> = {}) => openAIDeployment(fake.url, 'm', name, over);
+const httpConfig = (deployments: DeploymentConfig[], router: Partial<RouterSettings> = {}) => singleGroupConfig('m', deployments, router);
 
 async function start(config: TriageConfig): Promise<RunningGateway> {
   const g = await startGateway(config);

@@ -57,3 +57,26 @@ export function testConfig(
     },
   };
 }
+
+/** An `openai/up-<name>` deployment of `group` calling an OpenAI-compatible server at `apiBase` (a test's fake). */
+export function openAIDeployment(apiBase: string, group: string, name: string, over: Partial<DeploymentConfig> = {}): DeploymentConfig {
+  return {
+    id: `${group}-${name}`,
+    modelName: group,
+    model: `openai/up-${name}`,
+    provider: 'openai',
+    upstreamModel: `up-${name}`,
+    limits: {},
+    mockDelayMs: 0,
+    apiBase,
+    apiKey: `sk-${name}`,
+    ...over,
+  };
+}
+
+/** A config whose only model group is `group` with these deployments. */
+export function singleGroupConfig(group: string, deployments: DeploymentConfig[], router: Partial<RouterSettings> = {}): TriageConfig {
+  const config = testConfig({}, router);
+  config.modelGroups = [{ name: group, deployments }];
+  return config;
+}
