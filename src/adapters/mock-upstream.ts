@@ -81,6 +81,6 @@ export class MockUpstream implements Upstream {
       if (call.signal.aborted) throw call.signal.reason;
       yield chunk({ content: piece }, null);
     }
-    yield { ...chunk({}, 'stop'), usage: this.usage(call, content) };
+    yield Object.assign(chunk({}, 'stop'), { usage: this.usage(call, content) });
   }
 }

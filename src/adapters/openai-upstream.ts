@@ -103,7 +103,7 @@ export class OpenAIUpstream implements Upstream {
   }
 
   private request(body: ChatCompletionBody, signal: AbortSignal): Promise<Response> {
-    const forwarded: Record<string, unknown> = { ...body };
+    const forwarded: Record<string, unknown> = Object.assign({}, body);
     for (const f of CONTROL_FIELDS) delete forwarded[f];
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: body.stream ? 'text/event-stream' : 'application/json' };
     if (this.deployment.apiKey) headers.authorization = `Bearer ${this.deployment.apiKey}`;
@@ -113,7 +113,7 @@ export class OpenAIUpstream implements Upstream {
   async complete(call: UpstreamCall): Promise<ChatCompletion> {
     let response: Response;
     try {
-      response = await this.request({ ...call.body, stream: false }, call.signal);
+      response = await this.request(Object.assign({}, call.body, { stream: false }), call.signal);
     } catch (e) {
       if (call.signal.aborted) throw call.signal.reason;
       throw networkError(e);
@@ -131,7 +131,7 @@ export class OpenAIUpstream implements Upstream {
     const options = (call.body.stream_options ?? {}) as { include_usage?: boolean };
     const callerWantsUsage = options.include_usage === true;
     // Ask for usage even when the caller did not: tpm reservations are reconciled with it.
-    const body = { ...call.body, stream: true, stream_options: { ...options, include_usage: true } };
+    const body = Object.assign({}, call.body, { stream: true, stream_options: Object.assign({}, options, { include_usage: true }) });
     let response: Response;
     try {
       response = await this.request(body, call.signal);

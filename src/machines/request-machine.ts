@@ -110,8 +110,10 @@ const LEFT_DISPATCHED = Object.freeze({ reason: 'the request left dispatched (ca
  */
 export async function callUpstream(input: UpstreamCallInput, controller: AbortController): Promise<UpstreamOutput> {
   const { upstream, requestTimeoutMs, upstreamModel } = input.upstreamFor(input.grant.deploymentId);
-  // The group name the caller used becomes the deployment's own model name upstream.
-  const body: ChatCompletionBody = { ...input.body, model: upstreamModel };
+  // The group name the caller used becomes the deployment's own model name upstream. Copied by
+  // Object.assign, not `{ ...body, model }` (docs/performance.md, "Object spread on the hot path").
+  const body: ChatCompletionBody = Object.assign({}, input.body);
+  body.model = upstreamModel;
   const signal = controller.signal;
   const timer = input.clock.setTimeout(
     () => controller.abort(new UpstreamError('timeout', `upstream did not answer within ${requestTimeoutMs} ms`, 504)),

@@ -692,7 +692,7 @@ export class DebugRecorder {
     }
     s.lastAt = Math.max(s.lastAt, partial.at);
 
-    const entry = { n: record.nextN++, ...partial } as TimelineEntry;
+    const entry = Object.assign({ n: record.nextN++ }, partial) as TimelineEntry;
     record.timeline.push(entry);
     if (record.timeline.length > this.options.maxTimelineEntries) {
       const excess = record.timeline.length - this.options.maxTimelineEntries;
