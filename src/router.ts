@@ -9,7 +9,6 @@
  * It owns one scheduler actor per model group and creates one request actor per call, each a root
  * actor found through the registry below.
  */
-import { randomUUID } from 'node:crypto';
 import { createActor, fromCallback, type Actor, type AnyActorRef, type AnyEventObject, type InspectionEvent } from 'xstate';
 import type { DeploymentConfig, TriageConfig } from './adapters/config-types.js';
 import { MockUpstream } from './adapters/mock-upstream.js';
@@ -21,6 +20,7 @@ import { ChunkQueue } from './machines/chunk-queue.js';
 import { LiveRequest, type RequestActor, type ScheduledResult } from './live-request.js';
 import { systemClock, type Clock } from './machines/clock.js';
 import { MemoryStore } from './machines/memory-store.js';
+import { newRequestId } from './machines/request-id.js';
 import { requestMachine, type RequestInput } from './machines/request-machine.js';
 import { schedulerMachine } from './machines/scheduler-machine.js';
 import type { GroupSnapshot, SchedulerStore } from './machines/scheduler-store.js';
@@ -301,7 +301,7 @@ export class Router {
       return Promise.reject(e);
     }
     const { group, priority, queueTimeoutMs } = checked;
-    const id = randomUUID();
+    const id = newRequestId();
     const stream = params.stream === true;
     const body: ChatCompletionBody = { model: params.model, messages: params.messages };
     for (const [k, v] of Object.entries(params)) if (!TRIAGE_FIELDS.has(k) && k !== 'model' && k !== 'messages') body[k] = v;
