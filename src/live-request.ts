@@ -10,6 +10,7 @@ import type { ChatCompletion, ChatCompletionChunk } from './adapters/openai-type
 import { TriageError } from './errors.js';
 import type { ChunkQueue } from './machines/chunk-queue.js';
 import type { requestMachine } from './machines/request-machine.js';
+import type { CancelSignal } from './router.js';
 
 export type RequestActor = Actor<typeof requestMachine>;
 
@@ -36,7 +37,7 @@ export class LiveRequest {
     private readonly resolve: (result: ScheduledResult) => void,
     private readonly reject: (error: unknown) => void,
     private readonly chunks: ChunkQueue<ChatCompletionChunk> | undefined,
-    private readonly signal: AbortSignal | undefined,
+    private readonly signal: CancelSignal | undefined,
   ) {}
 
   /** The caller's AbortSignal fired: cancel, wherever the request stands. */

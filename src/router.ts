@@ -34,12 +34,27 @@ export interface CompletionParams {
   /** Queue-wait deadline for this request, seconds (LiteLLM's unit); else router_settings.timeout. */
   timeout?: number;
   stream?: boolean;
-  signal?: AbortSignal;
+  /** Cancels the request while queued or dispatched: an AbortSignal, or anything with its CancelSignal part. */
+  signal?: CancelSignal;
   /** Who is asking (a key's name): equal priorities are served round-robin between tenants. */
   tenant?: string;
   max_tokens?: number;
   /** Any other OpenAI chat completion field is forwarded upstream as is. */
   [field: string]: unknown;
+}
+
+/**
+ * The part of an AbortSignal the router uses. The HTTP layer passes a lighter object of its own
+ * (an AbortController per request was a seventh of the HTTP layer's time on Node 20).
+ */
+export interface CancelSignal {
+  readonly aborted: boolean;
+  addEventListener(type: 'abort', listener: CancelListener, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: CancelListener): void;
+}
+
+export interface CancelListener {
+  handleEvent(event?: unknown): void;
 }
 
 /** What the queue did for a request; the HTTP layer turns it into response headers. */

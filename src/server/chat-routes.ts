@@ -3,10 +3,11 @@
  * compatibility; `/chat/completions` and the `/v1/...` aliases go through the same scheduler, so the
  * limits hold whichever path a client uses.
  */
+import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ChatCompletionChunk } from '../adapters/openai-types.js';
 import { TriageError } from '../errors.js';
-import type { CompletionParams, QueueMeta, Router } from '../router.js';
+import type { CancelListener, CancelSignal, CompletionParams, QueueMeta, Router } from '../router.js';
 import { checkModelAllowed, clampPriority, takeKeyRate, type Caller } from './auth.js';
 import { errorBody, sendError, toHttpError } from './http-errors.js';
 
@@ -34,13 +35,33 @@ function queueHeaders(meta: QueueMeta, clamped: boolean): Record<string, string>
   return headers;
 }
 
-/** Aborts when the caller goes away before the response is finished. */
-function callerGone(reply: FastifyReply): AbortSignal {
-  const controller = new AbortController();
-  reply.raw.on('close', () => {
-    if (!reply.raw.writableFinished) controller.abort(new TriageError('client_closed'));
-  });
-  return controller.signal;
+/**
+ * Fires when the caller goes away before its response is finished. The router needs only this much of
+ * an AbortSignal; an AbortController per request cost more than the rest of the handler on Node 20.
+ */
+class CallerGone implements CancelSignal {
+  aborted = false;
+  private listener: CancelListener | null = null;
+
+  constructor(private readonly res: ServerResponse) {
+    res.once('close', this.closed);
+  }
+
+  private readonly closed = (): void => {
+    if (this.res.writableFinished || this.aborted) return;
+    this.aborted = true;
+    const listener = this.listener;
+    this.listener = null;
+    listener?.handleEvent();
+  };
+
+  addEventListener(_type: 'abort', listener: CancelListener): void {
+    this.listener = listener;
+  }
+
+  removeEventListener(_type: 'abort', listener: CancelListener): void {
+    if (this.listener === listener) this.listener = null;
+  }
 }
 
 function write(reply: FastifyReply, text: string): Promise<void> {
@@ -98,7 +119,7 @@ export function registerChatRoutes(app: FastifyInstance, router: Router): void {
       takeKeyRate(caller, router.clock.now());
       params.priority = priority;
       params.tenant = caller.name;
-      params.signal = callerGone(reply);
+      params.signal = new CallerGone(reply.raw);
       const result = await router.schedule(params as CompletionParams);
       const headers = queueHeaders(result.meta, clamped);
       if (result.kind === 'stream') return streamSse(reply, result.stream, headers);
