@@ -162,29 +162,32 @@ export function buildApp(options: AppOptions): TriageApp {
   let draining = false;
 
   app.decorateRequest('caller', null as unknown as Caller);
-  app.addHook('onRequest', async (request: FastifyRequest, reply) => {
+  // Callback-style hooks, not async ones: an async hook costs a promise per request on every route.
+  // A hook that answers (reply.send) does not call done: fastify stops the lifecycle there.
+  app.addHook('onRequest', (request: FastifyRequest, reply, done) => {
+    // A WebSocket upgrade is answered on a connection that closes after it (see onResponse below).
+    if (request.raw.headers.upgrade !== undefined) reply.header('connection', 'close');
     const path = request.url.split('?')[0];
-    if (draining && !publicPaths.has(path)) return sendError(reply, new TriageError('shutting_down'));
     if (publicPaths.has(path)) {
       request.caller = { kind: 'open', name: 'anonymous' };
-      return;
+      return done();
     }
+    if (draining) return void sendError(reply, new TriageError('shutting_down'));
     try {
       // `?token=` exists for browsers opening WebSockets and the debugger page: GET requests only.
       const queryToken = request.method === 'GET' ? (request.query as Record<string, unknown> | undefined)?.token : undefined;
       request.caller = keys.authenticate(presentedKey(request.headers, queryToken));
     } catch (e) {
-      return sendError(reply, e);
+      return void sendError(reply, e);
     }
+    done();
   });
 
   // A refused WebSocket upgrade gets its HTTP answer, then the socket is closed: an unauthenticated
   // client must not keep a connection open by asking to upgrade.
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     if (request.raw.headers.upgrade !== undefined && reply.statusCode >= 400) request.raw.socket?.destroySoon();
-  });
-  app.addHook('onRequest', async (request, reply) => {
-    if (request.raw.headers.upgrade !== undefined) reply.header('connection', 'close');
+    done();
   });
 
   app.setErrorHandler((error, request, reply) => {
