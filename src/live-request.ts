@@ -47,7 +47,7 @@ export class LiveRequest {
 
   meta(): QueueMeta {
     const c = this.actor.getSnapshot().context;
-    return { requestId: c.id, model: c.model, priority: c.priority, deployment: c.grant?.deploymentId ?? '', waitedMs: c.grant?.waitedMs ?? 0, attempts: c.attempt + 1 };
+    return { requestId: c.req.id, model: c.req.model, priority: c.req.priority, deployment: c.grant?.deploymentId ?? '', waitedMs: c.grant?.waitedMs ?? 0, attempts: c.attempt + 1 };
   }
 
   /** A stream's first chunk is ready: the caller gets the stream now, so errors before it keep their status. */

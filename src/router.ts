@@ -376,7 +376,7 @@ export class Router {
   async positionOf(id: string): Promise<number | null> {
     const live = this.requests.get(id);
     if (live === undefined) return null;
-    const group = this.groups.get(live.actor.getSnapshot().context.model);
+    const group = this.groups.get(live.actor.getSnapshot().context.req.model);
     return group ? group.store.position(id) : null;
   }
 

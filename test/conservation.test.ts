@@ -390,7 +390,7 @@ describe('conservation over HTTP with the OpenAI client', () => {
       () => {
         const stillWaiting = ids().filter((id) => {
           const snap = router.requestActor(id)?.getSnapshot();
-          const index = Number(String((snap?.context.body as { user?: unknown } | undefined)?.user ?? '').split('-')[1]);
+          const index = Number(String((snap?.context.req.body as { user?: unknown } | undefined)?.user ?? '').split('-')[1]);
           return snap !== undefined && snap.status === 'active' && snap.value !== 'dispatched' && plans[index] === 'timeout';
         });
         return stillWaiting.length === 0 ? true : undefined;

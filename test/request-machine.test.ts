@@ -447,7 +447,7 @@ async function replayOnRouter(path: StatePath<Snap, PathEvent>): Promise<{ value
   router.setInspector((e) => {
     if (e.type !== '@xstate.snapshot') return;
     const snap = e.snapshot as Snap;
-    if (snap.machine?.id !== 'request' || snap.context.body.messages[0].content !== 'R') return;
+    if (snap.machine?.id !== 'request' || snap.context.req.body.messages[0].content !== 'R') return;
     if (values.at(-1) !== snap.value) values.push(snap.value as string);
   });
   const quiet = (p: Promise<unknown>) => p.catch(() => {});

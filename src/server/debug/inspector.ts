@@ -168,6 +168,16 @@ function logicOf(actor: unknown): unknown {
   return (actor as { logic?: unknown } | null | undefined)?.logic;
 }
 
+/**
+ * What the debugger lists from a request actor's context: the fixed facts live in its `req` (the
+ * actor's input), the grant beside them. Null for an actor with no context yet.
+ */
+function requestFacts(context: Record<string, unknown> | undefined): Record<string, unknown> | null {
+  if (context === undefined) return null;
+  const req = (context.req ?? {}) as Record<string, unknown>;
+  return { id: req.id, model: req.model, priority: req.priority, tenant: req.tenant, grant: context.grant };
+}
+
 /** An actor's current context, or undefined if it has none yet. */
 function contextOf(actor: unknown): Record<string, unknown> | undefined {
   try {
@@ -514,7 +524,7 @@ export class DebugRecorder {
       this.actorIds.set(actor, null);
       return null;
     }
-    const id = contextOf(actor)?.id;
+    const id = requestFacts(contextOf(actor))?.id;
     if (typeof id !== 'string') return null; // not initialised yet: ask again next time
     this.actorIds.set(actor, id);
     return id;
@@ -552,7 +562,7 @@ export class DebugRecorder {
       const id = this.requestIdOf(e.target);
       if (id === null) return;
       const entry: Omit<TimelineEntry, 'n'> = { at: this.now(), kind: 'event', type: e.event.type };
-      const context = contextOf(e.target) ?? null;
+      const context = requestFacts(contextOf(e.target));
       const source = this.describeActor(e.source) ?? (SCHEDULER_REPLIES.has(e.event.type) && typeof context?.model === 'string' ? `scheduler ${context.model}` : undefined);
       if (source !== undefined) entry.source = source;
       const payload = this.payloadOf(e.event);
@@ -583,7 +593,7 @@ export class DebugRecorder {
     if (from !== undefined) entry.from = from;
     const payload = this.payloadOf(e.event);
     if (payload !== undefined) entry.payload = payload;
-    this.append(id, entry, e.context ?? null, { state, finished: e.status !== 'active' });
+    this.append(id, entry, requestFacts(e.context), { state, finished: e.status !== 'active' });
     const updated = this.requests.get(id);
     if (updated) updated.inspectedState = state;
   }
