@@ -4,6 +4,11 @@
  * JSON body, with the same load generator and concurrency. Closed loop for throughput and latency at
  * the most the server can do; a fixed 1,000 req/s for the latency a gateway adds at a normal rate;
  * metrics on against metrics off for what the Prometheus metrics cost.
+ *
+ * Two more figures say where the gap to the bare server lies: the gateway with its router stubbed
+ * (the HTTP layer alone: auth, hooks, headers), and the XState floor, the least one actor costs
+ * (bench/xstate-floor.ts). Together they give the most any design with one live actor per request
+ * can reach on this machine.
  */
 import { startChild, type Child } from './child-rpc.js';
 import { closedLoop, fixedRate, type LoadResult, type LoadTarget } from './load.js';
@@ -22,14 +27,17 @@ export interface OverheadSettings {
   rounds: number;
   rate: number;
   rateSeconds: number;
+  /** Actors per round and rounds for the XState floor. */
+  floorActors: number;
+  floorRounds: number;
 }
 
 export const OVERHEAD_SETTINGS = {
-  quick: { connections: 32, seconds: 1.5, warmupSeconds: 0.3, rounds: 1, rate: 1000, rateSeconds: 1.5 },
-  full: { connections: 32, seconds: 4, warmupSeconds: 1, rounds: 2, rate: 1000, rateSeconds: 5 },
+  quick: { connections: 32, seconds: 1.5, warmupSeconds: 0.3, rounds: 1, rate: 1000, rateSeconds: 1.5, floorActors: 5_000, floorRounds: 2 },
+  full: { connections: 32, seconds: 4, warmupSeconds: 1, rounds: 2, rate: 1000, rateSeconds: 5, floorActors: 20_000, floorRounds: 3 },
 } satisfies Record<string, OverheadSettings>;
 
-async function startServer(mode: 'bare' | 'gateway', metrics: boolean): Promise<{ child: Child; target: LoadTarget }> {
+async function startServer(mode: 'bare' | 'gateway' | 'http-only', metrics: boolean): Promise<{ child: Child; target: LoadTarget }> {
   const child = await startChild('server-main.js');
   const { url } = await child.call<{ url: string }>('start', { mode, metrics, model: MODEL, masterKey: MASTER_KEY });
   const target: LoadTarget = {
@@ -44,14 +52,19 @@ async function startServer(mode: 'bare' | 'gateway', metrics: boolean): Promise<
 const best = (results: LoadResult[]) => results.reduce((a, b) => (b.rps > a.rps ? b : a));
 
 export async function overheadScenario(settings: OverheadSettings, details: Record<string, unknown>): Promise<Row[]> {
-  step(S, 'starting the bare server and two gateways (metrics on, off) in child processes');
-  const [bare, gateway, noMetrics] = await Promise.all([startServer('bare', false), startServer('gateway', true), startServer('gateway', false)]);
-  const servers = { bare, gateway, noMetrics };
+  step(S, 'starting the bare server, two gateways (metrics on, off) and the HTTP layer alone in child processes');
+  const [bare, gateway, noMetrics, httpOnly] = await Promise.all([
+    startServer('bare', false),
+    startServer('gateway', true),
+    startServer('gateway', false),
+    startServer('http-only', true),
+  ]);
+  const servers = { bare, gateway, noMetrics, httpOnly };
   try {
     // A check that the gateway really answers (auth, routing, mock) before timing it.
     const probe = await closedLoop(servers.gateway.target, 1, 0.2);
     if (probe.ok === 0) throw new Error('the gateway answered no request with 2xx');
-    const runs: Record<keyof typeof servers, LoadResult[]> = { bare: [], gateway: [], noMetrics: [] };
+    const runs: Record<keyof typeof servers, LoadResult[]> = { bare: [], gateway: [], noMetrics: [], httpOnly: [] };
     for (const name of Object.keys(servers) as Array<keyof typeof servers>) {
       step(S, `warm-up ${name} ${settings.warmupSeconds}s`);
       await closedLoop(servers[name].target, settings.connections, settings.warmupSeconds);
@@ -67,17 +80,35 @@ export async function overheadScenario(settings: OverheadSettings, details: Reco
     step(S, `fixed rate ${settings.rate} req/s, gateway, ${settings.rateSeconds}s`);
     const rateGateway = await fixedRate(servers.gateway.target, settings.rate, settings.rateSeconds);
 
-    const bareBest = best(runs.bare);
-    const gatewayBest = best(runs.gateway);
-    const noMetricsBest = best(runs.noMetrics);
-    details.overhead = { settings, runs, rateBare, rateGateway, loadGenerator: 'in the runner process (autocannon; fixed rate: bench/load.ts); each server in its own child process' };
-    return overheadRows(settings, bareBest, gatewayBest, noMetricsBest, rateBare, rateGateway);
+    step(S, `XState floor: ${settings.floorRounds} × ${settings.floorActors} minimal actors in a child of their own`);
+    const floor = await servers.bare.child.call<{ micros: number }>('xstateFloor', { actors: settings.floorActors, rounds: settings.floorRounds }, 120_000);
+
+    const measured: Measured = { bare: best(runs.bare), gateway: best(runs.gateway), noMetrics: best(runs.noMetrics), httpOnly: best(runs.httpOnly), rateBare, rateGateway, floorMicros: floor.micros };
+    details.overhead = { settings, runs, rateBare, rateGateway, xstateFloorMicros: floor.micros, loadGenerator: 'in the runner process (autocannon; fixed rate: bench/load.ts); each server in its own child process' };
+    return overheadRows(settings, measured);
   } finally {
     await Promise.all(Object.values(servers).map((s) => s.child.stop()));
   }
 }
 
-function overheadRows(settings: OverheadSettings, bare: LoadResult, gateway: LoadResult, noMetrics: LoadResult, rateBare: LoadResult, rateGateway: LoadResult): Row[] {
+interface Measured {
+  bare: LoadResult;
+  gateway: LoadResult;
+  noMetrics: LoadResult;
+  httpOnly: LoadResult;
+  rateBare: LoadResult;
+  rateGateway: LoadResult;
+  /** µs per minimal actor life. */
+  floorMicros: number;
+}
+
+/** Requests per second when each request costs the HTTP layer's time plus one minimal actor. */
+export function ceilingWithActor(httpOnlyRps: number, floorMicros: number): number {
+  return 1e6 / (1e6 / httpOnlyRps + floorMicros);
+}
+
+function overheadRows(settings: OverheadSettings, m: Measured): Row[] {
+  const { bare, gateway, noMetrics, httpOnly, rateBare, rateGateway } = m;
   const c = settings.connections;
   return [
     row({ scenario: S, measure: `throughput, gateway (${c} connections)`, unit: 'req/s', value: gateway.rps, baseline: bare.rps, baselineLabel: 'bare fastify', target: { comparison: '>=', limit: 0.35, text: '≥ 0.35× bare', on: 'ratio' } }),
@@ -96,5 +127,15 @@ function overheadRows(settings: OverheadSettings, bare: LoadResult, gateway: Loa
       target: { comparison: '<', limit: 1, text: '< 1 ms' },
     }),
     row({ scenario: S, measure: 'throughput, metrics on vs off', unit: 'req/s', value: gateway.rps, baseline: noMetrics.rps, baselineLabel: 'gateway, metrics off' }),
+    row({ scenario: S, measure: `throughput, HTTP layer alone (router stubbed; ${c} conn.)`, unit: 'req/s', value: httpOnly.rps, baseline: bare.rps, baselineLabel: 'bare fastify' }),
+    row({ scenario: S, measure: 'XState floor: one minimal actor (start, 3 events, final)', unit: 'µs', value: m.floorMicros, baseline: bare.rps > 0 ? 1e6 / bare.rps : null, baselineLabel: 'one bare fastify request' }),
+    row({
+      scenario: S,
+      measure: 'throughput ceiling with one actor per request (HTTP layer alone + XState floor)',
+      unit: 'req/s',
+      value: httpOnly.rps > 0 ? ceilingWithActor(httpOnly.rps, m.floorMicros) : null,
+      baseline: bare.rps,
+      baselineLabel: 'bare fastify',
+    }),
   ];
 }

@@ -1,12 +1,17 @@
 /**
  * A benchmark child serving one HTTP target on 127.0.0.1: the whole Triage gateway (auth with a master
  * key, the mock deployment, metrics on or off), or a bare fastify server answering the same JSON
- * body, the ceiling any gateway path on this machine is measured against.
+ * body, the ceiling any gateway path on this machine is measured against. Mode `http-only` is the
+ * gateway with its router's `schedule` answering at once: what the HTTP layer costs without the queue.
+ * It also measures the XState floor (bench/xstate-floor.ts) on request, in a process of its own.
  */
 import Fastify from 'fastify';
+import type { ChatCompletion } from '../src/adapters/openai-types.js';
 import { createGateway, type Gateway } from '../src/gateway.js';
+import type { QueueMeta } from '../src/router.js';
 import { benchConfig } from './bench-config.js';
 import { serveCommands } from './child-rpc.js';
+import { xstateFloorMicros } from './xstate-floor.js';
 
 let close: (() => Promise<void>) | undefined;
 
@@ -39,9 +44,17 @@ serveCommands({
       maxQueueSize: 100_000,
     });
     const gateway: Gateway = await createGateway({ config, logger: false });
+    if (a.mode === 'http-only') {
+      const completion = mockCompletionBody(String(a.model)) as unknown as ChatCompletion;
+      const meta: QueueMeta = { requestId: 'req-http-only', model: String(a.model), priority: 0, deployment: 'bench-mock-0', waitedMs: 0, attempts: 1 };
+      gateway.router.schedule = () => Promise.resolve({ kind: 'completion', meta, completion });
+    }
     const url = await gateway.listen(0, '127.0.0.1');
     close = () => gateway.close(500);
     return { url };
+  },
+  xstateFloor(a) {
+    return Promise.resolve({ micros: xstateFloorMicros(Number(a.actors), Number(a.rounds)) });
   },
   async close() {
     await close?.();
