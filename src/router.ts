@@ -92,6 +92,7 @@ export const MAX_BODY_DEPTH = 100;
 
 /** Whether any object or array in `value` sits deeper than `limit` levels (iterative: no recursion to overflow). */
 function nestedDeeperThan(value: unknown, limit: number): boolean {
+  if (value === null || typeof value !== 'object') return false;
   const seen = new WeakSet<object>();
   const stack: Array<{ v: unknown; depth: number }> = [{ v: value, depth: 1 }];
   while (stack.length > 0) {
