@@ -6,6 +6,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { V8_FLAGS } from '../src/runtime-flags.js';
 import { hrNow, offsetFromProbes } from './hr-clock.js';
 
 type Message = { id?: number; cmd?: string; ok?: boolean; result?: unknown; error?: string; event?: string; [k: string]: unknown };
@@ -35,7 +36,8 @@ export function startChild(module: string, options: { execArgv?: string[]; args?
     process.once('exit', killAll);
   }
   const here = dirname(fileURLToPath(import.meta.url));
-  const child = fork(join(here, module), options.args ?? [], { execArgv: options.execArgv ?? [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // Every child runs with the V8 flags the CLI applies (src/runtime-flags.ts), as `npm start` does.
+  const child = fork(join(here, module), options.args ?? [], { execArgv: [...V8_FLAGS, ...(options.execArgv ?? [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   live.add(child);
   let nextId = 1;
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();

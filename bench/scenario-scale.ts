@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { V8_FLAGS } from '../src/runtime-flags.js';
 import { ratio } from './measure.js';
 import { step } from './progress.js';
 import type { Row } from './report.js';
@@ -39,7 +40,7 @@ function runChild(kind: 'router' | 'store', n: number, grants: number): Promise<
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      ['--expose-gc', '--max-old-space-size=4096', script, kind, String(n), String(grants)],
+      [...V8_FLAGS, '--expose-gc', '--max-old-space-size=4096', script, kind, String(n), String(grants)],
       { timeout: 150_000, killSignal: 'SIGKILL', maxBuffer: 1 << 20 },
       (error, stdout, stderr) => {
         if (error) return reject(new Error(`scale-main ${kind} ${n}: ${error.message}\n${stderr}`));

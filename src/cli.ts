@@ -8,6 +8,7 @@ import { ConfigError, type LoadedConfig } from './adapters/config-types.js';
 import { loadConfigFile } from './adapters/config-loader.js';
 import { loadDefaultConfig } from './adapters/default-config.js';
 import { createGateway, type GatewayOptions } from './gateway.js';
+import { applyV8Flags } from './runtime-flags.js';
 
 const USAGE = `Usage: triage [--config FILE] [--port N] [--host ADDR]
 
@@ -113,4 +114,5 @@ async function main(): Promise<void> {
   );
 }
 
+applyV8Flags();
 main().catch((e: unknown) => fail(`triage: ${(e as Error)?.stack ?? String(e)}`, 1));
