@@ -50,44 +50,61 @@ ${missed.length === 0 ? 'Every target was met in this run.' : `Targets missed in
 
 ## Where the time goes
 
-Profiles (\`node --cpu-prof\` on the gateway under the closed loop, and on the Router API alone) put the
-remaining cost in the request actor itself: XState's steps (creating the actor, its initial state, one
-\`assign\` copy of the context per transition, snapshots) are about 40% of the gateway's busy time and
-the collector another 15%; on the Router API alone (no HTTP) they are ~45% and ~34%. fastify, JSON
-parsing and the socket write cost what they cost the bare server.
+Profiles (\`node --cpu-prof\` on the gateway under the closed loop), allocation profiles (the inspector's
+sampling heap profiler, counting collected objects too) and heap snapshots of 5,000 waiters guided
+these changes. The two overhead rows *HTTP layer alone* and *XState floor* split the gap to the bare
+server: the first is the gateway with its router's \`schedule\` answering at once (auth, hooks, headers,
+JSON); the second is the least one XState actor costs here (four states, an \`assign\` and an \`emit\`,
+created, started, three events, final), about one bare fastify request. Together they give the
+*ceiling*: what any design that runs one live actor per request could serve on this machine.
 
-What was changed because of these profiles:
+What was changed because of these measurements:
 
 - **Fewer steps per request.** In memory the scheduler's pump runs inside the action that caused it
-  and delivers grants directly (no \`store.pumped\`/\`store.changed\` events); a request granted on
-  arrival gets its acceptance inside the grant (queued → dispatched in one step); the upstream call is
-  started and aborted by the \`dispatched\` state instead of an invoked promise actor (one child actor
-  and one AbortController fewer per call); the group's one wake-up timer is a plain timer on the
-  injected clock.
-- **One actor system for all requests.** A root actor builds an actor system of its own (~1.8 KiB and
-  a fifth of its start-up). Request actors are created with a do-nothing host actor as parent (not
-  spawned into it, so no children map is copied) and share its system; the host learns each request's
-  end from XState's own done/error events, so there is no observer per request either.
-- **Redis: two scripts per request.** Enqueue and release each carry the grant step (the grant comes
-  back with the reply); grants for another instance's waiters travel in the notification; the
-  commands of one event-loop turn leave in one socket write.
-- **Smaller things:** events are stamped in place (no copy per event), metric children are looked up
-  once per label set.
+  and delivers grants directly; a request granted on arrival gets its acceptance inside the grant
+  (queued → dispatched in one step); the upstream call is started and aborted by the \`dispatched\`
+  state instead of an invoked promise actor; the group's one wake-up timer is a plain timer.
+- **One actor system for all requests.** Request actors are created with a do-nothing host actor as
+  parent (not spawned into it) and share its system; the host learns each request's end from
+  XState's own done/error events, so there is no observer per request.
+- **A small context.** The request's fixed facts (id, model, body, limits, the scheduler) live in one
+  object, \`context.req\`, shared by every context copy. With them inline, each \`assign\` copied 21
+  fields, and V8 turned the copy into a slow dictionary-mode object (~1 KB per copy).
+- **Object spread on the hot path.** On Node 20 (V8 11.3), \`{ ...a, b }\` (a spread followed by fields
+  it adds) gives every resulting object a hidden class of its own: a map and a descriptor array
+  (~300 bytes) allocated in old space, per object. The stored queue entry, the acceptance reply, the
+  forwarded body and the HTTP parameters are now written out or copied with \`Object.assign\` (whose
+  results share one hidden class). XState's own \`createActor\` does this once per actor
+  (\`{ ...defaultOptions, ...options }\`), which we cannot change here.
+- **Flat request ids.** Node 20's \`crypto.randomUUID()\` returns a tree of ~14 string fragments
+  (~450 bytes) that stays a tree while the id lives in the actor, the queue entry and the router's map;
+  \`src/machines/request-id.ts\` writes the same kind of UUID into a buffer and reads it once.
+- **HTTP layer.** The caller-gone signal is a small object of our own instead of an AbortController
+  per request (creating one was 14% of the HTTP layer's time); one callback-style \`onRequest\` hook
+  replaces three async hooks (a promise each); keys are hashed with one-shot \`crypto.hash\`.
+- **No pretenuring (a V8 flag the CLI sets).** V8 decides early that the argument objects XState
+  builds for every action (\`{ context, event, self, system }\`, a dozen per request) are long-lived,
+  and allocates them straight into the old generation: 95% of them were born there (counted with
+  \`%InYoungGeneration\` at each of XState's object literals). Each points at its request's context,
+  event and actor, so every finished request survived the next minor collections until a full one.
+  \`src/runtime-flags.ts\` turns the decision off (\`--no-allocation-site-pretenuring\`; the CLI applies
+  it, the benchmark starts every child with it). Measured at 1,000 req/s: each minor collection
+  promotes ~160 KB instead of ~900 KB and pauses ~2.6 ms instead of ~4.8; the Router API alone serves
+  ~20% more requests per second.
+- **Redis: two scripts per request.** Enqueue and release each carry the grant step; grants for
+  another instance's waiters travel in the notification; the commands of one event-loop turn leave in
+  one socket write.
 
-What is left, and what would close it:
+What is left:
 
-- *Throughput and added p99* are bound by the XState work per request (several macrosteps, each
-  building snapshots) and its garbage. Closing the gap to 0.35× the bare server means not running a
-  full actor per request on the hot path — for instance stepping the same machine with XState's pure
-  \`transition()\` on plain data and starting a live actor only when someone inspects — which is a
-  design decision about the product's "each request is an actor" promise, not a tuning knob. The p99
-  at 1,000 req/s is also dominated by this shared machine's scheduling noise (two quick runs minutes
-  apart gave 1.8 ms and 18 ms added).
-- *Heap per waiting request* is about 4.2 KiB, of which the XState actor and its snapshot are ~2 KiB
-  and the store's entry ~1.1 KiB. The next cuts, measured: the per-actor \`on('*')\` listener (~0.2 KiB:
-  a Set, a bound function and a subscription), and XState keeping the actor's input next to its
-  context (~0.15 KiB: keeping the request's fixed fields in one shared object referenced from the
-  context would remove it).
+- *Throughput.* The XState work of one request (its actor's three macrosteps and the scheduler's two)
+  and the garbage it leaves (~70 KB allocated per request, ~60 KB of it inside XState: Sets and arrays
+  of every microstep, snapshot copies) are most of the gap between the HTTP layer alone and the
+  gateway. The ceiling row shows how far a design with one actor per request could go; reaching the
+  target needs most of the remaining queue cost to go, not a tuning knob.
+- *p99 added at 1,000 req/s.* Minor collections still take a few milliseconds each, and on this shared
+  two-core machine the event loop of the bare server alone stalls for 2–5 ms at its p99, so figures of a
+  few milliseconds move between runs.
 
 ## What each scenario measures
 
@@ -101,7 +118,10 @@ What is left, and what would close it:
    of the response; the target is on the p99 the gateway adds (gateway p99 − bare p99 < 1 ms).
    autocannon's own rate option sends each connection's quota as a burst at the start of every second,
    so it is not used for this. *Metrics on vs off*: the gateway's throughput with
-   \`general_settings.enable_metrics\` true against false.
+   \`general_settings.enable_metrics\` true against false. *HTTP layer alone*: the gateway with its
+   router's \`schedule\` replaced by one that answers at once. *XState floor*: bench/xstate-floor.ts in
+   a child of its own, µs per actor life, next to the µs of one bare fastify request; the *ceiling*
+   row is 1 / (1 / HTTP-layer throughput + floor).
 2. **Grant latency.** One deployment with \`max_parallel_requests: 4\` and thousands of waiters of mixed
    priorities. The upstream is controlled by the benchmark (bench/gated-upstream.ts): it ends one call,
    then waits for the next call to start; the time between the two (taken in the instances with
