@@ -115,7 +115,10 @@ What is left:
    every server compared. *Closed loop* (autocannon, 32 connections, best of the rounds): the most each
    server can do, with p50/p99 latency at that load and their difference. *Fixed rate*: requests sent
    evenly at 1,000 per second by bench/load.ts over keep-alive connections, latency from send to the end
-   of the response; the target is on the p99 the gateway adds (gateway p99 − bare p99 < 1 ms).
+   of the response; the target is on the p99 the gateway adds (gateway p99 − bare p99 < 1 ms). The bare
+   server and the gateway get their 1,000 req/s at the same time, one request each per slot of one
+   schedule, so both tails include the same stalls of this shared machine and the difference is the
+   gateway's own.
    autocannon's own rate option sends each connection's quota as a burst at the start of every second,
    so it is not used for this. *Metrics on vs off*: the gateway's throughput with
    \`general_settings.enable_metrics\` true against false. *HTTP layer alone*: the gateway with its

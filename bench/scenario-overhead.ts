@@ -75,10 +75,9 @@ export async function overheadScenario(settings: OverheadSettings, details: Reco
         runs[name].push(await closedLoop(servers[name].target, settings.connections, settings.seconds));
       }
     }
-    step(S, `fixed rate ${settings.rate} req/s, bare, ${settings.rateSeconds}s`);
-    const rateBare = await fixedRate(servers.bare.target, settings.rate, settings.rateSeconds);
-    step(S, `fixed rate ${settings.rate} req/s, gateway, ${settings.rateSeconds}s`);
-    const rateGateway = await fixedRate(servers.gateway.target, settings.rate, settings.rateSeconds);
+    // Side by side on one schedule: both tails meet the same moments of machine noise.
+    step(S, `fixed rate ${settings.rate} req/s to bare and to gateway side by side, ${settings.rateSeconds}s`);
+    const [rateBare, rateGateway] = (await fixedRate([servers.bare.target, servers.gateway.target], settings.rate, settings.rateSeconds)) as [LoadResult, LoadResult];
 
     step(S, `XState floor: ${settings.floorRounds} × ${settings.floorActors} minimal actors in a child of their own`);
     const floor = await servers.bare.child.call<{ micros: number }>('xstateFloor', { actors: settings.floorActors, rounds: settings.floorRounds }, 120_000);

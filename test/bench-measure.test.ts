@@ -305,3 +305,41 @@ describe('soak arithmetic (bench/soak-measure.ts)', async () => {
     expect(lines[2]).toBe('| 5 | 14.26 | 114.3 | 0.20 | 3.00 | 6.00 | 21.0 | 0 | 3 | 1500 |');
   });
 });
+
+describe('fixed-rate load to several servers side by side (bench/load.ts)', () => {
+  it('sends each server the same number of requests and reports each one its own answers, in order', async () => {
+    const { createServer } = await import('node:http');
+    const { fixedRate } = await import('../bench/load.js');
+    const seen = [0, 0];
+    // The first server answers 200, the second 503 to every other request.
+    const servers = [0, 1].map((n) =>
+      createServer((req, res) => {
+        req.resume();
+        req.on('end', () => {
+          seen[n]! += 1;
+          res.statusCode = n === 1 && seen[n]! % 2 === 0 ? 503 : 200;
+          res.end('{}');
+        });
+      }),
+    );
+    const urls = await Promise.all(
+      servers.map(
+        (s) =>
+          new Promise<string>((resolve) => {
+            s.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(s.address() as { port: number }).port}`));
+          }),
+      ),
+    );
+    try {
+      const target = (url: string) => ({ url, path: '/x', body: '{}', headers: {} });
+      const [a, b] = await fixedRate(urls.map(target), 200, 0.5);
+      expect(seen).toEqual([100, 100]);
+      expect(a).toMatchObject({ requests: 100, ok: 100, errors: 0 });
+      expect(b).toMatchObject({ requests: 100, ok: 50, errors: 50 });
+      expect(a!.latencyMs.n).toBe(100);
+      expect(b!.latencyMs.n).toBe(50);
+    } finally {
+      await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    }
+  });
+});
