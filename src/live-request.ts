@@ -40,7 +40,7 @@ export class LiveRequest {
     private readonly signal: CancelSignal | undefined,
   ) {}
 
-  /** The caller's AbortSignal fired: cancel, wherever the request stands. */
+  /** The caller's cancel signal fired: cancel, wherever the request stands. */
   handleEvent(): void {
     this.actor.send({ type: 'cancel' });
   }

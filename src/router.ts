@@ -6,8 +6,8 @@
  *   const completion = await router.scheduleCompletion({ model, messages, priority: 0 });
  *   await router.close();
  *
- * It owns one scheduler actor per model group and creates one request actor per call, each a root
- * actor found through the registry below.
+ * It owns one scheduler actor per model group and creates one request actor per call; the request
+ * actors share one actor system (see `requestHost`) and are found through the registry below.
  */
 import { createActor, fromCallback, type Actor, type AnyActorRef, type AnyEventObject, type InspectionEvent } from 'xstate';
 import type { DeploymentConfig, TriageConfig } from './adapters/config-types.js';
