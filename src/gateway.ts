@@ -9,6 +9,7 @@ import type { UpstreamFactory } from './adapters/upstream.js';
 import type { Clock } from './machines/clock.js';
 import { createRouter, type Router, type StoreFactory } from './router.js';
 import { buildApp, type AppOptions, type TriageApp } from './server/app.js';
+import type { KeyRateCheck } from './server/auth.js';
 import type { Readiness } from './server/status-routes.js';
 
 export interface GatewayOptions {
@@ -19,8 +20,8 @@ export interface GatewayOptions {
   eventStream?: AppOptions['eventStream'];
   /** Request, header and keep-alive timeouts for clients (defaults: DEFAULT_SERVER_TIMEOUTS in server/app.ts). */
   timeouts?: AppOptions['timeouts'];
-  /** A shared store (Redis); when absent the queue lives in this process. */
-  store?: { storeFactory: StoreFactory; ready(): boolean; close(): Promise<void> };
+  /** A shared store (Redis); when absent the queue lives in this process. Its `keyRate`, if any, counts virtual keys' rpm across instances. */
+  store?: { storeFactory: StoreFactory; ready(): boolean; close(): Promise<void>; keyRate?: KeyRateCheck };
 }
 
 export interface Gateway extends TriageApp {
@@ -47,6 +48,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   if (options.logger !== undefined) appOptions.logger = options.logger;
   if (options.eventStream !== undefined) appOptions.eventStream = options.eventStream;
   if (options.timeouts !== undefined) appOptions.timeouts = options.timeouts;
+  if (store?.keyRate !== undefined) appOptions.keyRate = store.keyRate;
   if (config.general.publicMetrics) appOptions.publicPaths = ['/metrics'];
   const triage = buildApp(appOptions);
   await triage.app.ready();

@@ -4,7 +4,7 @@
  * shared one with a fresh `redis_prefix` per test, or a private one for the stop/restart test).
  *
  * What is proved here, process against process: one global (priority, arrival) order whichever
- * instance a request reached; rpm limits that hold across instances; each request granted exactly
+ * instance a request reached; rpm limits (a deployment's, a virtual key's) that hold across instances; each request granted exactly
  * once under a concurrent burst; slots and waiters of a `kill -9`ed instance reclaimed after its
  * lease; fail-closed 503s while Redis is down and recovery without restarting any gateway.
  */
@@ -321,6 +321,37 @@ describe('several gateway processes on one Redis', () => {
       const s = await statusUntil(i.url, model, (x) => x.waiting === 0 && x.inFlight === 0, 'an empty queue');
       expect(s.deployments[0]).toMatchObject({ rpmUsed: 5, headroom: 0 });
     }
+  });
+
+  it("a key's rpm of 3 holds across two instances: its 4th and 5th requests, on either, get 429 key_rate_limited; the master key is not affected", async () => {
+    const model = 'keyed';
+    const file = writeConfig(`${groupConfig({ redisUrl: sharedRedisUrl(), prefix: freshPrefix('mi-keyrpm'), model, params: '' })}general_settings:
+  master_key: sk-mi-master-000001
+  keys:
+    - key: sk-mi-team-a-000001
+      name: team-a
+      rpm: 3
+`);
+    const [a, b] = await startInstances(file, 2);
+    const asKey = async (url: string, key: string) => {
+      const res = await fetch(`${url}/queue/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }),
+        signal: AbortSignal.timeout(30_000),
+      });
+      return { status: res.status, retryAfter: res.headers.get('retry-after'), body: (await res.json()) as Reply['body'] };
+    };
+
+    for (const url of [a.url, b.url, a.url]) expect((await asKey(url, 'sk-mi-team-a-000001')).status).toBe(200);
+    for (const url of [b.url, a.url]) {
+      const refused = await asKey(url, 'sk-mi-team-a-000001');
+      expect(refused.status).toBe(429);
+      expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
+      expect(Number(refused.retryAfter)).toBeLessThanOrEqual(60);
+      expect(refused.body).toEqual({ error: { message: expect.stringContaining('3 requests per minute'), type: 'rate_limit_error', param: null, code: 'key_rate_limited' } });
+    }
+    expect((await asKey(b.url, 'sk-mi-master-000001')).status).toBe(200);
   });
 
   it('a burst of 200 concurrent requests over two instances is granted exactly once each, never over max_parallel_requests', async () => {

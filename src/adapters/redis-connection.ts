@@ -20,6 +20,8 @@ import { hostname } from 'node:os';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { RedisSettings } from './config-types.js';
 import type { StoreFactory } from '../router.js';
+import type { KeyRateCheck } from '../server/auth.js';
+import { redisKeyRate } from './redis-key-rate.js';
 import { checkIdentifier, instanceChannel, RedisStore } from './redis-store.js';
 
 export interface RedisStoreFactoryOptions {
@@ -50,6 +52,8 @@ export interface RedisStoreFactory {
   readonly lastError: Error | null;
   /** Stores built and not closed yet, by model group. */
   readonly stores: ReadonlyMap<string, RedisStore>;
+  /** Virtual keys' rpm, counted once for all instances on the prefix. */
+  readonly keyRate: KeyRateCheck;
   /** Leaves every group cleanly (waiters removed, grants released) and closes the connections. */
   close(): Promise<void>;
   /** Drops the connections without giving anything back, as `kill -9` would (crash tests). */
@@ -178,9 +182,12 @@ export function createRedisStoreFactory(settings: RedisSettings, options: RedisS
     conn.disconnect();
   };
 
+  const keyRate = redisKeyRate(redis, prefix);
+
   return {
     instanceId,
     storeFactory,
+    keyRate,
     get lastError() {
       return lastError;
     },

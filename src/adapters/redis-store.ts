@@ -114,7 +114,7 @@ export function checkIdentifier(kind: string, value: string): void {
 
 let scriptCache: Record<ScriptName, string> | undefined;
 
-function scriptDirectory(): string {
+export function scriptDirectory(): string {
   const here = dirname(fileURLToPath(import.meta.url));
   // Running from source (tests) the scripts sit next to this file; from dist/, in the source tree.
   const candidates = [join(here, 'redis'), resolve(here, '../../../src/adapters/redis')];

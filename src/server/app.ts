@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { TriageError } from '../errors.js';
 import type { Router } from '../router.js';
-import { KeyRing, presentedKey, type Caller } from './auth.js';
+import { KeyRing, presentedKey, takeKeyRate, type Caller, type KeyRateCheck } from './auth.js';
 import { registerChatRoutes } from './chat-routes.js';
 import { DebugRecorder, type DebugRecorderOptions } from './debug/inspector.js';
 import { DEBUG_PUBLIC_PATHS, registerDebugRoutes } from './debug/routes.js';
@@ -34,6 +34,8 @@ export interface AppOptions {
   timeouts?: Partial<ServerTimeouts>;
   /** Bounds of the statechart debugger's history (`/debug`). */
   debug?: Partial<DebugRecorderOptions>;
+  /** How virtual keys' rpm is counted (default: in this process; with Redis, across instances). */
+  keyRate?: KeyRateCheck;
 }
 
 const ALWAYS_PUBLIC = ['/health/liveliness', '/health/liveness', '/health/readiness'];
@@ -200,7 +202,7 @@ export function buildApp(options: AppOptions): TriageApp {
     sendError(reply, new TriageError('not_found', `No route for ${request.method} ${redactUrl(request.url.split('?')[0]).slice(0, 200)}.`)),
   );
 
-  registerChatRoutes(app, router);
+  registerChatRoutes(app, router, options.keyRate ?? takeKeyRate);
   if (general.metrics) registerMetricsRoute(app, createMetrics(router));
   void app.register(websocket, {
     // The configured limit (eventStream.maxMessageBytes), not the default: a larger message closes with 1009.

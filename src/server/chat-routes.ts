@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ChatCompletionChunk } from '../adapters/openai-types.js';
 import { TriageError } from '../errors.js';
 import type { CancelListener, CancelSignal, CompletionParams, QueueMeta, Router } from '../router.js';
-import { checkModelAllowed, clampPriority, takeKeyRate, type Caller } from './auth.js';
+import { checkModelAllowed, clampPriority, type Caller, type KeyRateCheck } from './auth.js';
 import { errorBody, sendError, toHttpError } from './http-errors.js';
 
 export const CHAT_PATHS = ['/queue/chat/completions', '/chat/completions', '/v1/queue/chat/completions', '/v1/chat/completions'];
@@ -96,7 +96,7 @@ async function streamSse(reply: FastifyReply, stream: AsyncIterable<ChatCompleti
   }
 }
 
-export function registerChatRoutes(app: FastifyInstance, router: Router): void {
+export function registerChatRoutes(app: FastifyInstance, router: Router, keyRate: KeyRateCheck): void {
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const caller = (request as FastifyRequest & { caller: Caller }).caller;
     const body = request.body;
@@ -117,7 +117,9 @@ export function registerChatRoutes(app: FastifyInstance, router: Router): void {
         ? Math.max(router.config.router.defaultPriority, caller.maxPriority ?? -Infinity)
         : router.resolvePriority(params.priority);
       const { priority, clamped } = clampPriority(caller, requested);
-      takeKeyRate(caller, router.clock.now());
+      // Counted last, so a refusal above does not use up the key's rpm; a promise only with Redis.
+      const counted = keyRate(caller, router.clock.now());
+      if (counted !== undefined) await counted;
       params.priority = priority;
       params.tenant = caller.name;
       params.signal = new CallerGone(reply.raw);
