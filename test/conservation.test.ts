@@ -21,6 +21,7 @@ import { TriageError } from '../src/errors.js';
 import type { QueueEvent } from '../src/events.js';
 import { FakeOpenAI, openAIError, respond, type Exchange } from './support/fake-openai.js';
 import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';
+import { parsePrometheus } from './support/prometheus.js';
 import { openAIDeployment, singleGroupConfig, testConfig } from './support/test-config.js';
 import { prng } from './support/prng.js';
 
@@ -52,16 +53,9 @@ async function start(config: TriageConfig): Promise<{ g: RunningGateway; events:
   return { g, events };
 }
 
-/** Parses Prometheus text into "name{labels}" → value. */
+/** The gateway's metrics as "name{labels}" → value. */
 async function metrics(g: RunningGateway): Promise<Map<string, number>> {
-  const text = await (await fetch(`${g.url}/metrics`)).text();
-  const values = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    values.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return values;
+  return parsePrometheus(await (await fetch(`${g.url}/metrics`)).text());
 }
 
 const metric = (m: Map<string, number>, name: string, model: string, outcome: string) => m.get(`${name}{model="${model}",outcome="${outcome}"}`) ?? 0;

@@ -2,6 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../src/machines/clock.js';
 import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';
+import { parsePrometheus } from './support/prometheus.js';
 import { testConfig } from './support/test-config.js';
 
 let running: RunningGateway[] = [];
@@ -10,22 +11,11 @@ afterEach(async () => {
   running = [];
 });
 
-/** Parses Prometheus text into "name{labels}" → value. */
-function parse(text: string): Map<string, number> {
-  const values = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    values.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return values;
-}
-
 async function scrape(g: RunningGateway, headers: Record<string, string> = {}) {
   const r = await fetch(`${g.url}/metrics`, { headers });
   expect(r.status).toBe(200);
   expect(r.headers.get('content-type')).toMatch(/text\/plain/);
-  return parse(await r.text());
+  return parsePrometheus(await r.text());
 }
 
 function post(g: RunningGateway, body: object) {

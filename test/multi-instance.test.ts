@@ -12,9 +12,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { runCli, type CliProcess } from './support/cli-process.js';
+import { isRunning, killAll, runCli, type CliProcess } from './support/cli-process.js';
 import { completionBody, FakeOpenAI, type RecordedRequest } from './support/fake-openai.js';
 import { waitFor } from './support/gateway.js';
+import { parsePrometheus } from './support/prometheus.js';
 import { freshPrefix, sharedRedisUrl, startRedisServer, type RedisServer } from './support/redis.js';
 
 // ---------------------------------------------------------------------------------------------------
@@ -27,9 +28,7 @@ const redisServers: RedisServer[] = [];
 const fakes: FakeOpenAI[] = [];
 
 afterEach(async () => {
-  const running = children.splice(0);
-  for (const c of running) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
-  await Promise.all(running.map((c) => c.exit));
+  await killAll(children.splice(0));
   await Promise.all(redisServers.splice(0).map((s) => s.stop(true)));
   await Promise.all(fakes.splice(0).map((f) => f.close()));
 });
@@ -152,9 +151,9 @@ async function readiness(url: string): Promise<{ status: number; body: { ready: 
 async function counterSum(instances: Instance[], name: string, labels: string): Promise<number> {
   let sum = 0;
   for (const i of instances) {
-    const text = await (await fetch(`${i.url}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
-    const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && labels.split(',').every((p) => l.includes(p)));
-    sum += line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+    const values = parsePrometheus(await (await fetch(`${i.url}/metrics`, { signal: AbortSignal.timeout(5_000) })).text());
+    const sample = [...values].find(([k]) => k.startsWith(`${name}{`) && labels.split(',').every((p) => k.includes(p)));
+    sum += sample?.[1] ?? 0;
   }
   return sum;
 }
@@ -162,9 +161,7 @@ async function counterSum(instances: Instance[], name: string, labels: string): 
 /** Indices sorted by (priority, arrival): the order one global queue must grant them in. */
 const globalOrder = (priorities: number[]) => priorities.map((p, i) => [p, i] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]).map(([, i]) => i);
 
-function alive(i: Instance): boolean {
-  return i.proc.child.exitCode === null && i.proc.child.signalCode === null;
-}
+const alive = (i: Instance): boolean => isRunning(i.proc);
 
 /** A fake OpenAI upstream on 127.0.0.1, closed by afterEach. */
 async function startFake(): Promise<FakeOpenAI> {
