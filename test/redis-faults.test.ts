@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { runCli, type CliProcess } from './support/cli-process.js';
+import { isRunning, killAll, runCli, type CliProcess } from './support/cli-process.js';
 import { waitFor } from './support/gateway.js';
 import { freshPrefix, sharedRedisUrl, startRedisServer, type RedisServer } from './support/redis.js';
 
@@ -26,9 +26,7 @@ const gateways: CliProcess[] = [];
 const servers: RedisServer[] = [];
 
 afterEach(async () => {
-  const running = gateways.splice(0);
-  for (const g of running) if (g.child.exitCode === null && g.child.signalCode === null) g.child.kill('SIGKILL');
-  await Promise.all(running.map((g) => g.exit));
+  await killAll(gateways.splice(0));
   await Promise.all(servers.splice(0).map((s) => s.stop(true)));
 });
 
@@ -62,7 +60,6 @@ async function startGateway(file: string): Promise<{ url: string; proc: CliProce
   return { url: await proc.url, proc };
 }
 
-const alive = (p: CliProcess) => p.child.exitCode === null && p.child.signalCode === null;
 
 interface Outcome {
   sentAt: number;
@@ -260,7 +257,7 @@ describe('Redis faults under traffic (gateway processes)', () => {
     expect(rpmUsed).toBeGreaterThanOrEqual(granted);
     console.log(`redis-faults: ${granted} dispatched, ${rpmUsed} grants counted by Redis (${rpmUsed - granted} for requests already refused)`);
 
-    expect(alive(proc)).toBe(true);
+    expect(isRunning(proc)).toBe(true);
     expect(proc.stderr()).not.toMatch(/unhandled|uncaught/i);
   }, 60_000);
 
@@ -389,7 +386,7 @@ describe('Redis faults under traffic (gateway processes)', () => {
     const text = await metrics(survivor.url);
     expect(metricSum(text, 'triage_requests_waiting', `model="${model}"`)).toBe(0);
     expect(metricSum(text, 'triage_requests_running', `model="${model}"`)).toBe(0);
-    expect(alive(survivor.proc)).toBe(true);
+    expect(isRunning(survivor.proc)).toBe(true);
     expect(survivor.proc.stderr()).not.toMatch(/unhandled|uncaught/i);
   }, 60_000);
 });

@@ -36,3 +36,14 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProcess 
   const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, stdout: () => out, stderr: () => err, url, exit };
 }
+
+/** Whether the CLI process is still running (neither exited nor killed). */
+export function isRunning(p: CliProcess): boolean {
+  return p.child.exitCode === null && p.child.signalCode === null;
+}
+
+/** Kills (SIGKILL) each process still running and waits until every one has exited. */
+export async function killAll(processes: CliProcess[]): Promise<void> {
+  for (const p of processes) if (isRunning(p)) p.child.kill('SIGKILL');
+  await Promise.all(processes.map((p) => p.exit));
+}
