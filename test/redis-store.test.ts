@@ -70,6 +70,37 @@ function entry(id: string, priority: number, now: number, extra: Partial<WaiterE
   return { id, priority, tenant: '', enqueuedAt: now, deadline: now + 600_000, tokens: 10, ...extra };
 }
 
+/**
+ * Grants of several instances, tallied as they arrive: each grant is released on the next turn by
+ * `release` (which returns any grants made in that same step, tallied in turn), and the number held
+ * at once is tracked.
+ */
+function grantLedger(release: (inst: Instance, g: Grant) => Promise<Grant[]>) {
+  const ledger = {
+    seen: new Map<string, number>(),
+    outstanding: 0,
+    maxOutstanding: 0,
+    released: 0,
+    handle(inst: Instance, name: string, grants: Grant[]): void {
+      for (const g of grants) {
+        // Delivered to the instance that owns the request, whichever instance's step granted it.
+        expect(g.requestId.startsWith(name)).toBe(true);
+        ledger.seen.set(g.requestId, (ledger.seen.get(g.requestId) ?? 0) + 1);
+        ledger.outstanding += 1;
+        ledger.maxOutstanding = Math.max(ledger.maxOutstanding, ledger.outstanding);
+        setImmediate(() => {
+          ledger.outstanding -= 1;
+          void release(inst, g).then((more) => {
+            ledger.released += 1;
+            ledger.handle(inst, name, more);
+          });
+        });
+      }
+    },
+  };
+  return ledger;
+}
+
 async function rawClient(url = sharedRedisUrl()): Promise<Redis> {
   const r = new Redis(url);
   cleanups.push(() => void r.disconnect());
@@ -253,41 +284,23 @@ describe('RedisStore: limits across instances', () => {
     const a = await instance('a', prefix, cfg);
     const b = await instance('b', prefix, cfg);
     const N = 300;
-    const seen = new Map<string, number>();
-    let outstanding = 0;
-    let maxOutstanding = 0;
-    let released = 0;
-    const handle = (inst: Instance, name: string, grants: Grant[]) => {
-      for (const g of grants) {
-        // Delivered to the instance that owns the request, whichever instance's pump granted it.
-        expect(g.requestId.startsWith(name)).toBe(true);
-        seen.set(g.requestId, (seen.get(g.requestId) ?? 0) + 1);
-        outstanding += 1;
-        maxOutstanding = Math.max(maxOutstanding, outstanding);
-        setImmediate(() => {
-          outstanding -= 1;
-          void inst.store.release(g, { kind: 'ok' }, Date.now()).then(() => {
-            released += 1;
-          });
-        });
-      }
-    };
+    const ledger = grantLedger((inst, g) => inst.store.release(g, { kind: 'ok' }, Date.now()).then(() => []));
     const drive = async (inst: Instance, name: string) => {
       const now = Date.now();
       await Promise.all(Array.from({ length: N }, (_, i) => inst.store.enqueue(entry(`${name}${i}`, i % 5, now), now)));
-      for (let spins = 0; spins < 100_000 && released < 2 * N; spins++) {
+      for (let spins = 0; spins < 100_000 && ledger.released < 2 * N; spins++) {
         const remote = inst.remoteGrants.splice(0);
-        handle(inst, name, remote);
+        ledger.handle(inst, name, remote);
         const r = await inst.store.pump(Date.now());
-        handle(inst, name, r.grants);
+        ledger.handle(inst, name, r.grants);
         await new Promise((res) => setImmediate(res));
       }
     };
     await Promise.all([drive(a, 'a'), drive(b, 'b')]);
-    expect(released).toBe(2 * N);
-    expect(seen.size).toBe(2 * N);
-    expect([...seen.values()].every((n) => n === 1)).toBe(true);
-    expect(maxOutstanding).toBeLessThanOrEqual(7);
+    expect(ledger.released).toBe(2 * N);
+    expect(ledger.seen.size).toBe(2 * N);
+    expect([...ledger.seen.values()].every((n) => n === 1)).toBe(true);
+    expect(ledger.maxOutstanding).toBeLessThanOrEqual(7);
     const snap = await a.store.snapshot(Date.now());
     expect(snap.waiting).toBe(0);
     expect(snap.inFlight).toBe(0);
@@ -603,35 +616,17 @@ describe('RedisStore: enqueue + pump and release + pump in one step', () => {
     const a = await instance('a', prefix, cfg, { pumpOnEnqueue: true });
     const b = await instance('b', prefix, cfg, { pumpOnEnqueue: true });
     const N = 300;
-    const seen = new Map<string, number>();
-    let outstanding = 0;
-    let maxOutstanding = 0;
-    let released = 0;
     let remote = 0;
-    const handle = (inst: Instance, name: string, grants: Grant[]) => {
-      for (const g of grants) {
-        expect(g.requestId.startsWith(name)).toBe(true);
-        seen.set(g.requestId, (seen.get(g.requestId) ?? 0) + 1);
-        outstanding += 1;
-        maxOutstanding = Math.max(maxOutstanding, outstanding);
-        setImmediate(() => {
-          outstanding -= 1;
-          void inst.store.release(g, { kind: 'ok' }, Date.now(), { pump: true }).then((r) => {
-            released += 1;
-            handle(inst, name, r.pumped?.grants ?? []);
-          });
-        });
-      }
-    };
+    const ledger = grantLedger((inst, g) => inst.store.release(g, { kind: 'ok' }, Date.now(), { pump: true }).then((r) => r.pumped?.grants ?? []));
     for (const [inst, name] of [
       [a, 'a'],
       [b, 'b'],
     ] as const) {
       inst.store.setListener({
-        changed: () => void inst.store.pump(Date.now()).then((r) => handle(inst, name, r.grants)),
+        changed: () => void inst.store.pump(Date.now()).then((r) => ledger.handle(inst, name, r.grants)),
         remote: ({ grants }) => {
           remote += grants.length;
-          handle(inst, name, grants);
+          ledger.handle(inst, name, grants);
         },
       });
     }
@@ -641,14 +636,14 @@ describe('RedisStore: enqueue + pump and release + pump in one step', () => {
           const now = Date.now();
           const r = await inst.store.enqueue(entry(`${name}${i}`, i % 5, now), now);
           expect(r.accepted).toBe(true);
-          if (r.accepted) handle(inst, name, r.pumped?.grants ?? []);
+          if (r.accepted) ledger.handle(inst, name, r.pumped?.grants ?? []);
         }),
       );
     await Promise.all([drive(a, 'a'), drive(b, 'b')]);
-    await vi.waitFor(() => expect(released).toBe(2 * N), { timeout: 20_000 });
-    expect(seen.size).toBe(2 * N);
-    expect([...seen.values()].every((n) => n === 1)).toBe(true);
-    expect(maxOutstanding).toBeLessThanOrEqual(7);
+    await vi.waitFor(() => expect(ledger.released).toBe(2 * N), { timeout: 20_000 });
+    expect(ledger.seen.size).toBe(2 * N);
+    expect([...ledger.seen.values()].every((n) => n === 1)).toBe(true);
+    expect(ledger.maxOutstanding).toBeLessThanOrEqual(7);
     expect(remote).toBeGreaterThan(0);
     const snap = await a.store.snapshot(Date.now());
     expect(snap.waiting).toBe(0);
