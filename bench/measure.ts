@@ -56,6 +56,17 @@ export interface Dispatch {
   amount?: number;
 }
 
+/** Items grouped by their deployment, each group in the items' order. */
+function byDeployment<T extends { deployment: string }>(items: readonly T[]): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    let list = groups.get(item.deployment);
+    if (list === undefined) groups.set(item.deployment, (list = []));
+    list.push(item);
+  }
+  return groups;
+}
+
 /**
  * Sliding-window violations, per deployment: taken in time order, a dispatch is a violation when it
  * and the dispatches before it in the window (at - windowMs, at] add up to more than `limit`.
@@ -63,14 +74,8 @@ export interface Dispatch {
  * every window of the log is checked: each window that holds too much ends at a violating dispatch.
  */
 export function countWindowViolations(log: readonly Dispatch[], limit: number, windowMs = 60_000): number {
-  const byDeployment = new Map<string, Dispatch[]>();
-  for (const d of log) {
-    let list = byDeployment.get(d.deployment);
-    if (list === undefined) byDeployment.set(d.deployment, (list = []));
-    list.push(d);
-  }
   let violations = 0;
-  for (const list of byDeployment.values()) {
+  for (const list of byDeployment(log).values()) {
     const sorted = [...list].sort((a, b) => a.at - b.at);
     let start = 0;
     let sum = 0;
@@ -100,14 +105,8 @@ export interface SlotInterval {
  * freed its slot first (release, then grant).
  */
 export function countParallelViolations(intervals: readonly SlotInterval[], limit: number): number {
-  const byDeployment = new Map<string, SlotInterval[]>();
-  for (const s of intervals) {
-    let list = byDeployment.get(s.deployment);
-    if (list === undefined) byDeployment.set(s.deployment, (list = []));
-    list.push(s);
-  }
   let violations = 0;
-  for (const list of byDeployment.values()) {
+  for (const list of byDeployment(intervals).values()) {
     // Ends sort before starts at the same instant.
     const points: Array<[number, number]> = [];
     for (const s of list) {
