@@ -22,6 +22,7 @@ import { systemClock, type Clock } from './machines/clock.js';
 import { MemoryStore } from './machines/memory-store.js';
 import { newRequestId } from './machines/request-id.js';
 import { requestMachine, type RequestInput } from './machines/request-machine.js';
+import type { DeploymentRoute } from './machines/upstream-attempt.js';
 import { schedulerMachine } from './machines/scheduler-machine.js';
 import type { GroupSnapshot, SchedulerStore } from './machines/scheduler-store.js';
 import { estimateRequestTokens } from './machines/token-estimate.js';
@@ -133,7 +134,7 @@ export class Router {
   readonly clock: Clock;
   readonly events: EventBus;
   private readonly groups = new Map<string, Group>();
-  private readonly deployments = new Map<string, { upstream: Upstream; requestTimeoutMs: number; upstreamModel: string }>();
+  private readonly deployments = new Map<string, DeploymentRoute>();
   private readonly requests = new Map<string, LiveRequest>();
   /**
    * The actor system every request actor lives in. A root actor builds a system of its own (maps and

@@ -310,6 +310,30 @@ describe('request machine transitions', () => {
     expect(h.received.at(-1)).toMatchObject({ type: 'release', outcome: { kind: 'failed', failure: 'timeout' } });
   });
 
+  it('an upstream that ignores its signal still times out, and its late answer changes nothing', async () => {
+    let answer: ((c: ChatCompletion) => void) | undefined;
+    const deaf: Upstream = {
+      // Never looks at its signal, and answers only when the test says so.
+      complete: () => new Promise<ChatCompletion>((resolve) => (answer = resolve)),
+      stream: () => {
+        throw new Error('not streamed');
+      },
+    };
+    const h = startRequest({ maxRetries: 0, upstreamFor: () => ({ upstream: deaf, requestTimeoutMs: 1_000, upstreamModel: 'up' }) });
+    h.actor.send({ type: 'queue.accepted', seq: 1, round: 0, position: 0 });
+    h.actor.send({ type: 'grant', grant: grantFor('r1', h.clock.now()) });
+    await settle();
+    expect(state(h)).toBe('dispatched');
+    h.clock.advance(1_000);
+    await settle();
+    expect(state(h)).toBe('failed');
+    expect(h.actor.getSnapshot().context.error).toMatchObject({ code: 'upstream_timeout', status: 504 });
+    answer!(completion('too late'));
+    await settle();
+    expect(state(h)).toBe('failed');
+    expect(h.received.filter((e) => e.type === 'release')).toHaveLength(1);
+  });
+
   it('queue.rejected (queue full) → rejected, carrying the computed Retry-After', () => {
     const h = startRequest();
     h.actor.send({ type: 'queue.rejected', error: new TriageError('queue_full', 'full', { retryAfterSeconds: 7 }) });

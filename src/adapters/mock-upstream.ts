@@ -3,8 +3,8 @@
  * network. `"litellm.RateLimitError"` and `"litellm.InternalServerError"` make the deployment fail as
  * a real one would (429 / 500), so cooldown and retries can be exercised offline.
  */
-import { randomUUID } from 'node:crypto';
 import type { Clock } from '../machines/clock.js';
+import { newCompletionId } from '../machines/request-id.js';
 import { estimatePromptTokens } from '../machines/token-estimate.js';
 import type { DeploymentConfig } from './config-types.js';
 import type { ChatCompletion, ChatCompletionChunk, Usage } from './openai-types.js';
@@ -28,8 +28,6 @@ export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<vo
   });
 }
 
-export const completionId = (): string => `chatcmpl-${randomUUID().replace(/-/g, '').slice(0, 24)}`;
-
 export class MockUpstream implements Upstream {
   constructor(
     private readonly deployment: DeploymentConfig,
@@ -49,11 +47,12 @@ export class MockUpstream implements Upstream {
   }
 
   async complete(call: UpstreamCall): Promise<ChatCompletion> {
-    await sleep(this.clock, this.deployment.mockDelayMs, call.signal);
+    // No delay, no wait: the signal is not even read (it is made on first read, see UpstreamAttempt).
+    if (this.deployment.mockDelayMs > 0) await sleep(this.clock, this.deployment.mockDelayMs, call.signal);
     this.failIfConfigured();
     const content = this.deployment.mockResponse ?? '';
     return {
-      id: completionId(),
+      id: newCompletionId(),
       object: 'chat.completion',
       created: Math.floor(this.clock.now() / 1000),
       model: call.body.model,
@@ -63,10 +62,10 @@ export class MockUpstream implements Upstream {
   }
 
   async *stream(call: UpstreamCall): AsyncIterable<ChatCompletionChunk> {
-    await sleep(this.clock, this.deployment.mockDelayMs, call.signal);
+    if (this.deployment.mockDelayMs > 0) await sleep(this.clock, this.deployment.mockDelayMs, call.signal);
     this.failIfConfigured();
     const content = this.deployment.mockResponse ?? '';
-    const id = completionId();
+    const id = newCompletionId();
     const created = Math.floor(this.clock.now() / 1000);
     const chunk = (delta: ChatCompletionChunk['choices'][0]['delta'], finish: string | null): ChatCompletionChunk => ({
       id,

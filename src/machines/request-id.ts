@@ -1,5 +1,6 @@
 /**
- * Request ids: random (version 4) UUIDs, written as flat strings.
+ * Request ids: random (version 4) UUIDs, written as flat strings; and completion ids (`chatcmpl-` and
+ * 24 hex digits) made the same way.
  *
  * Why not `crypto.randomUUID()`: on Node 20 it builds the id by concatenating hex pieces, and the
  * result stays a tree of ~14 string fragments (~450 bytes) for as long as the id lives. A waiting
@@ -9,20 +10,27 @@
  */
 import { randomFillSync } from 'node:crypto';
 
-const IDS_PER_BATCH = 256;
-const random = Buffer.allocUnsafe(16 * IDS_PER_BATCH);
-let used = IDS_PER_BATCH;
+const RANDOM_BATCH_BYTES = 4096;
+const random = Buffer.allocUnsafe(RANDOM_BATCH_BYTES);
+let used = RANDOM_BATCH_BYTES;
 const text = Buffer.allocUnsafe(36);
 const HEX = Buffer.from('0123456789abcdef', 'latin1');
 /** Byte offsets after which a dash goes (8-4-4-4-12 hex digits). */
 const DASH_AFTER = new Set([3, 5, 7, 9]);
 
-export function newRequestId(): string {
-  if (used === IDS_PER_BATCH) {
+/** The offset of `n` fresh random bytes in `random` (refilled when spent). */
+function randomBytes(n: number): number {
+  if (used + n > RANDOM_BATCH_BYTES) {
     randomFillSync(random);
     used = 0;
   }
-  const at = 16 * used++;
+  const at = used;
+  used += n;
+  return at;
+}
+
+export function newRequestId(): string {
+  const at = randomBytes(16);
   let out = 0;
   for (let i = 0; i < 16; i++) {
     let byte = random[at + i]!;
@@ -33,4 +41,19 @@ export function newRequestId(): string {
     if (DASH_AFTER.has(i)) text[out++] = 0x2d;
   }
   return text.toString('latin1', 0, 36);
+}
+
+const COMPLETION_PREFIX = 'chatcmpl-';
+const completionText = Buffer.from(`${COMPLETION_PREFIX}${'0'.repeat(24)}`, 'latin1');
+
+/** An OpenAI-style completion id, `chatcmpl-` and 24 random hex digits (96 bits), as one flat string. */
+export function newCompletionId(): string {
+  const at = randomBytes(12);
+  let out = COMPLETION_PREFIX.length;
+  for (let i = 0; i < 12; i++) {
+    const byte = random[at + i]!;
+    completionText[out++] = HEX[byte >> 4]!;
+    completionText[out++] = HEX[byte & 0x0f]!;
+  }
+  return completionText.toString('latin1');
 }

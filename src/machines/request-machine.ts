@@ -1,6 +1,6 @@
 /**
- * The request actor: one per chat completion, each its own root actor (spawning thousands of children
- * into one parent is quadratic in XState; separate roots scale linearly).
+ * The request actor: one per chat completion. Not a spawned child of anything (spawning thousands of
+ * children into one parent is quadratic in XState); the router creates each one on its own.
  *
  *   queued → polling → dispatched → done
  *                 ↘ timeout      ↘ failed / (retry → queued)
@@ -10,24 +10,20 @@
  * `queue.timeout` when the group's single deadline timer finds it overdue. A request granted on
  * arrival gets its acceptance inside the grant and goes from queued straight to dispatched.
  *
- * The upstream call is not an invoked actor: `dispatched` starts it in an entry action and aborts it
- * on exit, and its end comes back as `upstream.done` / `upstream.failed` (a child actor per call
- * was a third of this machine's cost on the hot path).
+ * The upstream call is not an invoked actor: `dispatched` starts an UpstreamAttempt on entry and
+ * cancels it on exit, and its end comes back as `upstream.done` / `upstream.failed`
+ * (upstream-attempt.ts).
  */
 import { assign, emit, sendTo, setup, type AnyActorRef } from 'xstate';
 import { QueueTimeoutError, RequestCancelledError, ShuttingDownError, TriageError } from '../errors.js';
-import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, Usage } from '../adapters/openai-types.js';
-import { UpstreamError, type Upstream } from '../adapters/upstream.js';
+import type { ChatCompletion, ChatCompletionBody, Usage } from '../adapters/openai-types.js';
+import { UpstreamError } from '../adapters/upstream.js';
 import type { Clock } from './clock.js';
 import type { SchedulerReply } from './scheduler-machine.js';
 import type { Grant, ReleaseOutcome, WaiterEntry } from './scheduler-store.js';
+import { UpstreamAttempt, type ChunkSink, type DeploymentRoute, type UpstreamAttemptEvent, type UpstreamAttemptInput } from './upstream-attempt.js';
 
-/** Where a streaming request's chunks go while it is dispatched. */
-export interface ChunkSink {
-  push(chunk: ChatCompletionChunk): void;
-  /** True once a chunk went out: the request can then no longer be retried. */
-  readonly started: boolean;
-}
+export type { ChunkSink } from './upstream-attempt.js';
 
 /** What a request is, fixed for its life: the actor's input, kept in its context as `req`. */
 export interface RequestInput {
@@ -43,7 +39,7 @@ export interface RequestInput {
   maxRetries: number;
   scheduler: AnyActorRef;
   clock: Clock;
-  upstreamFor: (deploymentId: string) => { upstream: Upstream; requestTimeoutMs: number; upstreamModel: string };
+  upstreamFor: (deploymentId: string) => DeploymentRoute;
   sink?: ChunkSink;
 }
 
@@ -65,16 +61,15 @@ export interface RequestContext {
   result?: ChatCompletion;
   usage?: Usage;
   error?: TriageError;
-  /** The dispatched attempt's upstream call: aborted when the request leaves `dispatched` before it ends. */
-  call?: UpstreamCallHandle;
+  /** The dispatched attempt's upstream call: cancelled when the request leaves `dispatched` before it ends. */
+  call?: UpstreamAttempt;
 }
 
 export type RequestEvent =
   | SchedulerReply
   | { type: 'cancel'; reason?: string }
   | { type: 'shutdown' }
-  | { type: 'upstream.done'; output: UpstreamOutput }
-  | { type: 'upstream.failed'; error: unknown };
+  | UpstreamAttemptEvent;
 
 export type RequestEmitted =
   | { type: 'request.queued'; id: string; model: string; priority: number; tenant: string; position: number; arrivalSeq: number; round: number; attempt: number }
@@ -85,67 +80,6 @@ export type RequestEmitted =
   | { type: 'request.cancelled'; id: string; model: string; tenant: string; stage: 'queued' | 'dispatched' }
   | { type: 'request.failed'; id: string; model: string; tenant: string; reason: string; status: number }
   | { type: 'request.rejected'; id: string; model: string; tenant: string; code: string; retryAfterSeconds: number | null };
-
-export interface UpstreamCallInput {
-  grant: Grant;
-  body: ChatCompletionBody;
-  stream: boolean;
-  sink?: ChunkSink;
-  clock: Clock;
-  upstreamFor: RequestInput['upstreamFor'];
-}
-
-export interface UpstreamOutput {
-  completion?: ChatCompletion;
-  usage?: Usage;
-}
-
-/** A dispatched attempt's upstream call, held in context so leaving `dispatched` can abort it. */
-export interface UpstreamCallHandle {
-  readonly controller: AbortController;
-  /** True once the call answered or failed: nothing left to abort. */
-  settled: boolean;
-}
-
-/** The abort reason when a request leaves `dispatched` early (one shared value: no Error per request). */
-const LEFT_DISPATCHED = Object.freeze({ reason: 'the request left dispatched (cancelled)' });
-
-/**
- * Runs one upstream call with its own timeout, separate from the queue wait. A plain function the
- * `dispatched` state starts and aborts when it is left: an invoked promise actor cost a child actor,
- * and a second AbortController, per call on the hot path.
- */
-export async function callUpstream(input: UpstreamCallInput, controller: AbortController): Promise<UpstreamOutput> {
-  const { upstream, requestTimeoutMs, upstreamModel } = input.upstreamFor(input.grant.deploymentId);
-  // The group name the caller used becomes the deployment's own model name upstream. Copied by
-  // Object.assign, not `{ ...body, model }` (docs/performance.md, "Object spread on the hot path").
-  const body: ChatCompletionBody = Object.assign({}, input.body);
-  body.model = upstreamModel;
-  const signal = controller.signal;
-  const timer = input.clock.setTimeout(
-    () => controller.abort(new UpstreamError('timeout', `upstream did not answer within ${requestTimeoutMs} ms`, 504)),
-    requestTimeoutMs,
-  );
-  try {
-    if (!input.stream) {
-      const completion = await upstream.complete({ body, signal });
-      return { completion, usage: completion.usage };
-    }
-    let usage: Usage | undefined;
-    for await (const chunk of upstream.stream({ body, signal })) {
-      if (chunk.usage) usage = chunk.usage;
-      // A usage report the caller did not ask for is kept for tpm accounting only.
-      if (chunk.__triageHidden !== true) input.sink?.push(chunk);
-    }
-    return { usage };
-  } catch (e) {
-    // An abort by our own timer is an upstream timeout; an abort from outside is the caller's cancel.
-    if (signal.aborted && signal.reason instanceof UpstreamError) throw signal.reason;
-    throw e;
-  } finally {
-    input.clock.clearTimeout(timer);
-  }
-}
 
 function asUpstreamError(e: unknown): UpstreamError {
   if (e instanceof UpstreamError) return e;
@@ -227,34 +161,18 @@ export const requestMachine = setup({
       ({ context }) => ({ type: 'release' as const, grant: context.grant!, outcome: { kind: 'cancelled' } as ReleaseOutcome }),
     ),
     /** One context update for a grant (and the acceptance that may come with it): assign copies the context. */
-    takeGrant: assign(({ context, event }) => {
+    takeGrant: assign(({ context, event, self }) => {
       if (event.type !== 'grant') return {};
-      const call: UpstreamCallHandle = { controller: new AbortController(), settled: false };
-      const update: Partial<RequestContext> = { grant: event.grant, dispatchedAt: context.req.clock.now(), call };
+      const { req } = context;
+      const attempt: UpstreamAttemptInput = { grant: event.grant, body: req.body, stream: req.stream, clock: req.clock, upstreamFor: req.upstreamFor };
+      if (req.sink) attempt.sink = req.sink;
+      const update: Partial<RequestContext> = { grant: event.grant, dispatchedAt: req.clock.now(), call: new UpstreamAttempt(attempt, self) };
       if (event.accepted) Object.assign(update, event.accepted);
       return update;
     }),
-    /** Starts the upstream call; its end comes back as an event unless the state was left (aborted). */
-    startCall: ({ context, self }) => {
-      const call = context.call!;
-      const input: UpstreamCallInput = { grant: context.grant!, body: context.req.body, stream: context.req.stream, clock: context.req.clock, upstreamFor: context.req.upstreamFor };
-      if (context.req.sink) input.sink = context.req.sink;
-      const settle = (event: RequestEvent) => {
-        if (call.settled) return;
-        call.settled = true;
-        self.send(event);
-      };
-      callUpstream(input, call.controller).then(
-        (output) => settle({ type: 'upstream.done', output }),
-        (error: unknown) => settle({ type: 'upstream.failed', error }),
-      );
-    },
-    abortCall: ({ context }) => {
-      const call = context.call;
-      if (call === undefined || call.settled) return;
-      call.settled = true;
-      call.controller.abort(LEFT_DISPATCHED);
-    },
+    /** Starts the upstream call; its end comes back as an event unless the state was left (cancelled). */
+    startCall: ({ context }) => context.call!.start(),
+    cancelCall: ({ context }) => context.call?.cancel(),
     emitQueued: emit(({ context }) => ({
       type: 'request.queued' as const,
       id: context.req.id,
@@ -320,7 +238,7 @@ export const requestMachine = setup({
         })),
         'startCall',
       ],
-      exit: 'abortCall',
+      exit: 'cancelCall',
       on: {
         'upstream.done': {
           target: 'done',
