@@ -339,7 +339,7 @@ describe('request machine transitions', () => {
     h.actor.send({ type: 'queue.rejected', error: new TriageError('queue_full', 'full', { retryAfterSeconds: 7 }) });
     expect(state(h)).toBe('rejected');
     expect(h.actor.getSnapshot().context.error).toMatchObject({ code: 'queue_full', status: 429, retryAfterSeconds: 7 });
-    expect(h.emitted.at(-1)).toEqual({ type: 'request.rejected', id: 'r1', model: 'm', tenant: 'team-a', code: 'queue_full', retryAfterSeconds: 7 });
+    expect(h.emitted.at(-1)).toEqual({ type: 'request.rejected', id: 'r1', model: 'm', tenant: 'team-a', code: 'queue_full', retryAfterSeconds: 7, attempt: 0 });
     expect(h.received.map((e) => e.type)).toEqual(['enqueue']);
   });
 

@@ -76,10 +76,10 @@ export type RequestEmitted =
   | { type: 'request.dispatched'; id: string; model: string; priority: number; tenant: string; deployment: string; waitedMs: number; attempt: number }
   | { type: 'request.done'; id: string; model: string; tenant: string; deployment: string; durationMs: number; totalMs: number; tokens: Usage | null }
   | { type: 'request.retry'; id: string; model: string; tenant: string; deployment: string; reason: string; attempt: number }
-  | { type: 'request.timeout'; id: string; model: string; tenant: string; waitedMs: number }
-  | { type: 'request.cancelled'; id: string; model: string; tenant: string; stage: 'queued' | 'dispatched' }
+  | { type: 'request.timeout'; id: string; model: string; tenant: string; waitedMs: number; attempt: number }
+  | { type: 'request.cancelled'; id: string; model: string; tenant: string; stage: 'queued' | 'dispatched'; attempt: number }
   | { type: 'request.failed'; id: string; model: string; tenant: string; reason: string; status: number }
-  | { type: 'request.rejected'; id: string; model: string; tenant: string; code: string; retryAfterSeconds: number | null };
+  | { type: 'request.rejected'; id: string; model: string; tenant: string; code: string; retryAfterSeconds: number | null; attempt: number };
 
 function asUpstreamError(e: unknown): UpstreamError {
   if (e instanceof UpstreamError) return e;
@@ -292,7 +292,7 @@ export const requestMachine = setup({
           error: ({ context }) =>
             new QueueTimeoutError(`The request waited ${context.req.clock.now() - context.enqueuedAt} ms in the queue for ${context.req.model} and passed its deadline.`),
         }),
-        emit(({ context }) => ({ type: 'request.timeout' as const, id: context.req.id, model: context.req.model, tenant: context.req.tenant, waitedMs: context.req.clock.now() - context.enqueuedAt })),
+        emit(({ context }) => ({ type: 'request.timeout' as const, id: context.req.id, model: context.req.model, tenant: context.req.tenant, waitedMs: context.req.clock.now() - context.enqueuedAt, attempt: context.attempt })),
       ],
     },
     cancelled: {
@@ -305,6 +305,7 @@ export const requestMachine = setup({
           model: context.req.model,
           tenant: context.req.tenant,
           stage: context.grant === undefined ? ('queued' as const) : ('dispatched' as const),
+          attempt: context.attempt,
         })),
       ],
     },
@@ -328,6 +329,7 @@ export const requestMachine = setup({
         tenant: context.req.tenant,
         code: context.error?.code ?? 'internal_error',
         retryAfterSeconds: context.error?.retryAfterSeconds ?? null,
+        attempt: context.attempt,
       })),
     },
   },

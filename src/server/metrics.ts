@@ -2,13 +2,15 @@
  * `GET /metrics`: Prometheus text format (prom-client), names after the field's conventions
  * (queue depth, queue wait seconds, admissions by outcome, running/waiting, promotions).
  *
- * Counters and histograms are fed by the actors' own events; gauges (depth, in-flight, rpm/tpm use)
- * are read from the stores at scrape time, so nothing is kept twice. Each app has its own registry.
+ * Counters and histograms are fed by the actors' own events, counted in cells (metric-cells.ts);
+ * gauges (depth, in-flight, rpm/tpm use) are read from the stores at scrape time, so nothing is kept
+ * twice. Each app has its own registry.
  */
 import type { FastifyInstance } from 'fastify';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { QueueEvent } from '../events.js';
 import type { Router } from '../router.js';
+import { CounterFamily, HistogramFamily, type CounterCell, type HistogramCell } from './metric-cells.js';
 
 const WAIT_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
@@ -24,88 +26,109 @@ export function createMetrics(router: Router, options: { defaultMetrics?: boolea
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'triage_' });
   const agingMs = router.config.router.priorityAgingMs;
 
-  const admit = new Counter({
+  const admit = new CounterFamily(registry, {
     name: 'triage_admit_total',
     help: 'Requests leaving the queue the first time, by outcome: granted, timeout, cancelled, rejected_full, rejected_shutdown, rejected_store (a retry is not admitted twice).',
     labelNames: ['model', 'outcome'],
-    registers: [registry],
   });
-  const finished = new Counter({
+  const finished = new CounterFamily(registry, {
     name: 'triage_requests_total',
     help: 'Requests that ended, by final state: done, failed, timeout, cancelled, rejected.',
     labelNames: ['model', 'outcome'],
-    registers: [registry],
   });
-  const wait = new Histogram({
-    name: 'triage_queue_wait_seconds',
-    help: 'Time from enqueue to grant.',
-    labelNames: ['model'],
-    buckets: WAIT_BUCKETS,
-    registers: [registry],
-  });
-  const upstream = new Histogram({
+  const wait = new HistogramFamily(registry, { name: 'triage_queue_wait_seconds', help: 'Time from enqueue to grant.', labelNames: ['model'], buckets: WAIT_BUCKETS });
+  const upstream = new HistogramFamily(registry, {
     name: 'triage_upstream_latency_seconds',
     help: 'Duration of the upstream call of completed requests, from dispatch to the end of the response.',
     labelNames: ['model', 'deployment'],
     buckets: LATENCY_BUCKETS,
-    registers: [registry],
   });
-  const retries = new Counter({ name: 'triage_upstream_retries_total', help: 'Upstream calls retried after a 429, 5xx or network error.', labelNames: ['model', 'deployment'], registers: [registry] });
-  const cooldowns = new Counter({ name: 'triage_deployment_cooldowns_total', help: 'Times a deployment entered cooldown.', labelNames: ['model', 'deployment', 'reason'], registers: [registry] });
-  const promotions = new Counter({
+  const retries = new CounterFamily(registry, { name: 'triage_upstream_retries_total', help: 'Upstream calls retried after a 429, 5xx or network error.', labelNames: ['model', 'deployment'] });
+  const cooldowns = new CounterFamily(registry, { name: 'triage_deployment_cooldowns_total', help: 'Times a deployment entered cooldown.', labelNames: ['model', 'deployment', 'reason'] });
+  const promotions = new CounterFamily(registry, {
     name: 'triage_starvation_promotion_total',
     help: 'Grants of requests whose effective priority had improved by aging (router_settings.priority_aging_seconds).',
     labelNames: ['model'],
-    registers: [registry],
   });
 
-  // Label sets are few (models × deployments × outcomes): each child is looked up once, not hashed per event.
-  const admitFor = children((model: string, outcome: string) => admit.labels(model, outcome));
-  const finishedFor = children((model: string, outcome: string) => finished.labels(model, outcome));
-  const waitFor = children((model: string) => wait.labels(model));
-  const upstreamFor = children((model: string, deployment: string) => upstream.labels(model, deployment));
+  /** A model's cells, found by one lookup per event; each label set still appears on its first use. */
+  class ModelCells {
+    private readonly admitted = new Map<string, CounterCell>();
+    private readonly ended = new Map<string, CounterCell>();
+    private readonly upstreams = new Map<string, HistogramCell>();
+    readonly wait: HistogramCell;
+    constructor(readonly model: string) {
+      this.wait = wait.cell({ model });
+    }
+    admit(outcome: string): CounterCell {
+      let c = this.admitted.get(outcome);
+      if (c === undefined) this.admitted.set(outcome, (c = admit.cell({ model: this.model, outcome })));
+      return c;
+    }
+    finished(outcome: string): CounterCell {
+      let c = this.ended.get(outcome);
+      if (c === undefined) this.ended.set(outcome, (c = finished.cell({ model: this.model, outcome })));
+      return c;
+    }
+    upstream(deployment: string): HistogramCell {
+      let c = this.upstreams.get(deployment);
+      if (c === undefined) this.upstreams.set(deployment, (c = upstream.cell({ model: this.model, deployment })));
+      return c;
+    }
+  }
+  const models = new Map<string, ModelCells>();
+  const cellsOf = (model: string): ModelCells => {
+    let m = models.get(model);
+    if (m === undefined) models.set(model, (m = new ModelCells(model)));
+    return m;
+  };
 
-  // Requests granted on their first pass and not ended yet. A retry waits in the queue again, but it was
-  // admitted already: its later timeout, cancellation or refusal is not a second admission outcome.
-  const admitted = new Set<string>();
+  // A request is admitted once, on its first grant (attempt 0). A retry waits in the queue again, but it
+  // was admitted already: its later timeout, cancellation or refusal (attempt above 0) is not a second
+  // admission outcome, and neither is a cancel while dispatched.
   const onEvent = (e: QueueEvent) => {
     switch (e.type) {
       case 'request.dispatched':
         if (e.attempt === 0) {
-          admitted.add(e.id);
-          admitFor(e.model, 'granted').inc();
-          waitFor(e.model).observe(e.waitedMs / 1000);
-          if (agingMs !== undefined && e.waitedMs >= agingMs) promotions.inc({ model: e.model });
+          const m = cellsOf(e.model);
+          m.admit('granted').value += 1;
+          m.wait.observe(e.waitedMs / 1000);
+          if (agingMs !== undefined && e.waitedMs >= agingMs) promotions.cell({ model: e.model }).value += 1;
         }
         break;
-      case 'request.done':
-        admitted.delete(e.id);
-        finishedFor(e.model, 'done').inc();
-        upstreamFor(e.model, e.deployment).observe(e.durationMs / 1000);
+      case 'request.done': {
+        const m = cellsOf(e.model);
+        m.finished('done').value += 1;
+        m.upstream(e.deployment).observe(e.durationMs / 1000);
         break;
+      }
       case 'request.retry':
-        retries.inc({ model: e.model, deployment: e.deployment });
+        retries.cell({ model: e.model, deployment: e.deployment }).value += 1;
         break;
       case 'request.failed':
-        admitted.delete(e.id);
-        finishedFor(e.model, 'failed').inc();
+        cellsOf(e.model).finished('failed').value += 1;
         break;
-      case 'request.timeout':
-        if (!admitted.delete(e.id)) admitFor(e.model, 'timeout').inc();
-        finishedFor(e.model, 'timeout').inc();
+      case 'request.timeout': {
+        const m = cellsOf(e.model);
+        if (e.attempt === 0) m.admit('timeout').value += 1;
+        m.finished('timeout').value += 1;
         break;
-      case 'request.cancelled':
-        if (!admitted.delete(e.id) && e.stage === 'queued') admitFor(e.model, 'cancelled').inc();
-        finishedFor(e.model, 'cancelled').inc();
+      }
+      case 'request.cancelled': {
+        const m = cellsOf(e.model);
+        if (e.attempt === 0 && e.stage === 'queued') m.admit('cancelled').value += 1;
+        m.finished('cancelled').value += 1;
         break;
+      }
       case 'request.rejected': {
+        const m = cellsOf(e.model);
         const outcome = e.code === 'queue_full' ? 'rejected_full' : e.code === 'shutting_down' ? 'rejected_shutdown' : 'rejected_store';
-        if (!admitted.delete(e.id)) admitFor(e.model, outcome).inc();
-        finishedFor(e.model, 'rejected').inc();
+        if (e.attempt === 0) m.admit(outcome).value += 1;
+        m.finished('rejected').value += 1;
         break;
       }
       case 'deployment.cooldown_start':
-        cooldowns.inc({ model: e.model, deployment: e.deployment, reason: e.reason });
+        cooldowns.cell({ model: e.model, deployment: e.deployment, reason: e.reason }).value += 1;
         break;
       default:
         break;
@@ -160,17 +183,6 @@ export function createMetrics(router: Router, options: { defaultMetrics?: boolea
   });
 
   return { registry, close: unsubscribe };
-}
-
-/** Memoizes a metric's labelled child per label values, joined by NUL (two label sets could collide only through a NUL inside a model or deployment name). */
-function children<A extends string[], T>(make: (...labels: A) => T): (...labels: A) => T {
-  const cache = new Map<string, T>();
-  return (...labels: A) => {
-    const key = labels.join('\u0000');
-    let child = cache.get(key);
-    if (child === undefined) cache.set(key, (child = make(...labels)));
-    return child;
-  };
 }
 
 export function registerMetricsRoute(app: FastifyInstance, metrics: TriageMetrics): void {
