@@ -7,6 +7,7 @@
  * body cannot steer a deployment (`mock_response`, `api_base`, `api_key`, ...).
  */
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -198,6 +199,23 @@ describe('authentication on every endpoint', () => {
       expect(page.status).toBe(200);
       const html = await page.text();
       for (const secret of SECRETS) expect(html).not.toContain(secret);
+    }
+  });
+
+  it('a refused WebSocket upgrade gets its 401 and then its connection is closed', async () => {
+    const { g } = await start();
+    const url = new URL(g.url);
+    for (const path of ['/queue/events', '/debug/live', '/queue/chat/completions']) {
+      const socket = connect(Number(url.port), url.hostname);
+      let received = '';
+      let closed = false;
+      socket.on('data', (d: Buffer) => (received += d.toString()));
+      socket.on('close', () => (closed = true));
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+      // The server ends the connection by itself; the test closes it only if that fails.
+      await waitFor(() => (closed ? true : undefined), `the refused upgrade of ${path} to be closed`).finally(() => socket.destroy());
+      expect(received, path).toMatch(/^HTTP\/1\.1 401 /);
+      expect(received.toLowerCase(), path).toContain('connection: close');
     }
   });
 

@@ -5,7 +5,7 @@
 import websocket from '@fastify/websocket';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { TriageError } from '../errors.js';
 import type { Router } from '../router.js';
 import { KeyRing, presentedKey, takeKeyRate, type Caller, type KeyRateCheck } from './auth.js';
@@ -115,6 +115,19 @@ function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, s
   socket.destroy();
 }
 
+/**
+ * A refused WebSocket upgrade gets its HTTP answer, then its socket is closed: an unauthenticated client
+ * must not keep a connection open by asking to upgrade (Node's keep-alive handling does not cover a
+ * socket that asked to upgrade). Set up here for upgrade requests only: an app-wide onResponse hook
+ * made fastify add response listeners to every request.
+ */
+function closeAfterRefusal(request: FastifyRequest, reply: FastifyReply): void {
+  reply.header('connection', 'close');
+  reply.raw.once('finish', () => {
+    if (reply.statusCode >= 400) request.raw.socket?.destroySoon();
+  });
+}
+
 export interface TriageApp {
   app: FastifyInstance;
   keys: KeyRing;
@@ -167,8 +180,7 @@ export function buildApp(options: AppOptions): TriageApp {
   // Callback-style hooks, not async ones: an async hook costs a promise per request on every route.
   // A hook that answers (reply.send) does not call done: fastify stops the lifecycle there.
   app.addHook('onRequest', (request: FastifyRequest, reply, done) => {
-    // A WebSocket upgrade is answered on a connection that closes after it (see onResponse below).
-    if (request.raw.headers.upgrade !== undefined) reply.header('connection', 'close');
+    if (request.raw.headers.upgrade !== undefined) closeAfterRefusal(request, reply);
     const path = request.url.split('?')[0];
     if (publicPaths.has(path)) {
       request.caller = { kind: 'open', name: 'anonymous' };
@@ -182,13 +194,6 @@ export function buildApp(options: AppOptions): TriageApp {
     } catch (e) {
       return void sendError(reply, e);
     }
-    done();
-  });
-
-  // A refused WebSocket upgrade gets its HTTP answer, then the socket is closed: an unauthenticated
-  // client must not keep a connection open by asking to upgrade.
-  app.addHook('onResponse', (request, reply, done) => {
-    if (request.raw.headers.upgrade !== undefined && reply.statusCode >= 400) request.raw.socket?.destroySoon();
     done();
   });
 
