@@ -202,10 +202,11 @@ describe('authentication on every endpoint', () => {
     }
   });
 
-  it('a refused WebSocket upgrade gets its 401 and then its connection is closed', async () => {
+  it('an upgrade answered over HTTP (refused, or not a WebSocket route) gets its answer, then its connection is closed', async () => {
     const { g } = await start();
     const url = new URL(g.url);
-    for (const path of ['/queue/events', '/debug/live', '/queue/chat/completions']) {
+    const cases: Array<[string, number]> = [['/queue/events', 401], ['/debug/live', 401], ['/queue/chat/completions', 401], ['/health/liveness', 200]];
+    for (const [path, status] of cases) {
       const socket = connect(Number(url.port), url.hostname);
       let received = '';
       let closed = false;
@@ -214,7 +215,7 @@ describe('authentication on every endpoint', () => {
       socket.write(`GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
       // The server ends the connection by itself; the test closes it only if that fails.
       await waitFor(() => (closed ? true : undefined), `the refused upgrade of ${path} to be closed`).finally(() => socket.destroy());
-      expect(received, path).toMatch(/^HTTP\/1\.1 401 /);
+      expect(received, path).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
       expect(received.toLowerCase(), path).toContain('connection: close');
     }
   });

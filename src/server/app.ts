@@ -116,16 +116,16 @@ function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, s
 }
 
 /**
- * A refused WebSocket upgrade gets its HTTP answer, then its socket is closed: an unauthenticated client
- * must not keep a connection open by asking to upgrade (Node's keep-alive handling does not cover a
- * socket that asked to upgrade). Set up here for upgrade requests only: an app-wide onResponse hook
- * made fastify add response listeners to every request.
+ * A request that asked to upgrade and is answered over HTTP instead (refused, or a route that is not a
+ * WebSocket) gets its answer, then its socket is closed: an unauthenticated client must not keep a
+ * connection open by asking to upgrade, and Node's keep-alive handling does not cover a socket that
+ * asked to upgrade. An accepted upgrade never finishes an HTTP answer, so it is not touched. Set up
+ * here, for upgrade requests only: an app-wide onResponse hook made fastify add response listeners to
+ * every request.
  */
-function closeAfterRefusal(request: FastifyRequest, reply: FastifyReply): void {
+function closeAfterHttpAnswer(request: FastifyRequest, reply: FastifyReply): void {
   reply.header('connection', 'close');
-  reply.raw.once('finish', () => {
-    if (reply.statusCode >= 400) request.raw.socket?.destroySoon();
-  });
+  reply.raw.once('finish', () => request.raw.socket?.destroySoon());
 }
 
 export interface TriageApp {
@@ -180,7 +180,7 @@ export function buildApp(options: AppOptions): TriageApp {
   // Callback-style hooks, not async ones: an async hook costs a promise per request on every route.
   // A hook that answers (reply.send) does not call done: fastify stops the lifecycle there.
   app.addHook('onRequest', (request: FastifyRequest, reply, done) => {
-    if (request.raw.headers.upgrade !== undefined) closeAfterRefusal(request, reply);
+    if (request.raw.headers.upgrade !== undefined) closeAfterHttpAnswer(request, reply);
     const path = request.url.split('?')[0];
     if (publicPaths.has(path)) {
       request.caller = { kind: 'open', name: 'anonymous' };
@@ -209,22 +209,27 @@ export function buildApp(options: AppOptions): TriageApp {
 
   registerChatRoutes(app, router, options.keyRate ?? takeKeyRate);
   if (general.metrics) registerMetricsRoute(app, createMetrics(router));
-  void app.register(websocket, {
-    // The configured limit (eventStream.maxMessageBytes), not the default: a larger message closes with 1009.
-    options: { maxPayload: eventStream.maxMessageBytes },
-    // On shutdown, say goodbye (1001 "going away"); a client that does not answer is cut shortly after.
-    preClose(done) {
-      for (const client of app.websocketServer.clients) {
-        client.close(1001, 'gateway shutting down');
-        setTimeout(() => client.terminate(), 500).unref();
-      }
-      app.websocketServer.close(() => undefined);
-      done();
-    },
-  });
-  void app.register(async (scoped) => registerEventsRoute(scoped, router, eventStream));
   const debug = new DebugRecorder(router, options.debug);
-  void app.register(async (scoped) => registerDebugRoutes(scoped, router, debug));
+  // The WebSocket plugin and its two routes live in a scope of their own: the plugin adds an onRequest
+  // and an onResponse hook, and a handler wrapper, to every route in its scope, and an onResponse hook
+  // makes fastify add response listeners to each request. The chat routes stay outside.
+  void app.register(async (scoped) => {
+    await scoped.register(websocket, {
+      // The configured limit (eventStream.maxMessageBytes), not the default: a larger message closes with 1009.
+      options: { maxPayload: eventStream.maxMessageBytes },
+      // On shutdown, say goodbye (1001 "going away"); a client that does not answer is cut shortly after.
+      preClose(done) {
+        for (const client of scoped.websocketServer.clients) {
+          client.close(1001, 'gateway shutting down');
+          setTimeout(() => client.terminate(), 500).unref();
+        }
+        scoped.websocketServer.close(() => undefined);
+        done();
+      },
+    });
+    registerEventsRoute(scoped, router, eventStream);
+    registerDebugRoutes(scoped, router, debug);
+  });
   app.addHook('onClose', async () => debug.close());
   const readiness = options.readiness ?? (() => ({ ready: !draining, status: draining ? 'draining' : 'ready', store: 'memory' }) as Readiness);
   registerStatusRoutes(app, router, () => {
