@@ -75,8 +75,12 @@ What was changed because of these measurements:
   (~300 bytes) allocated in old space, per object. The stored queue entry, the acceptance reply, the
   forwarded body and the HTTP parameters are now written out or copied with \`Object.assign\` (whose
   results share one hidden class). Measured alone, \`{ ...a, ...b }\` where \`b\` adds three fields takes
-  ~3 µs; \`Object.assign({}, a, b)\` ~0.1 µs. XState's own \`createActor\` does this once per actor
-  (\`{ ...defaultOptions, ...options }\`, ~3 µs of every request), which we cannot change here.
+  ~3 µs; \`Object.assign({}, a, b)\` ~0.1 µs. XState's own Actor constructor did this once per actor
+  (\`{ ...defaultOptions, ...options }\`): ~4 µs per request, and a map per request in old space that
+  only full collections free (seen as ~300 bytes per request surviving minor GCs in an allocation
+  profile of the gateway at 1,000 req/s). scripts/patch-xstate.mjs, run on install, changes that line
+  to \`Object.assign\`; measured side by side in one run, the gateway's CPU per request went from ~148 to
+  ~132 µs, ~12% more requests per second.
 - **Flat request ids.** Node 20's \`crypto.randomUUID()\` returns a tree of ~14 string fragments
   (~450 bytes) that stays a tree while the id lives in the actor, the queue entry and the router's map;
   \`src/machines/request-id.ts\` writes the same kind of UUID into a buffer and reads it once.
