@@ -113,6 +113,22 @@ describe('MemoryStore basics', () => {
     expect(snap.depthByPriority).toEqual({});
   });
 
+  it('depth by priority lists only priorities with waiters, however many distinct priorities came and went', async () => {
+    const store = makeStore([{ maxParallelRequests: 1 }]);
+    accepted(store, entry(0, { id: 'holder' }));
+    await store.pump(T);
+    // 5,000 distinct priorities, each waiting and leaving (removed) in turn; one stays at priority 7.
+    for (let p = 1; p <= 5_000; p++) {
+      accepted(store, entry(p, { id: `w${p}` }));
+      expect(store.removeNow(`w${p}`)).toBe(true);
+    }
+    accepted(store, entry(7, { id: 'stays' }));
+    const snap = await store.snapshot(T);
+    expect(snap.depthByPriority).toEqual({ '7': 1 });
+    // Empty priorities are kept only up to a small bound, so the count table cannot grow with them.
+    expect((store as unknown as { depth: Map<number, number> }).depth.size).toBeLessThanOrEqual(100);
+  });
+
   it('remove takes a waiter out once; a granted request is no longer removable', async () => {
     const store = makeStore([{ maxParallelRequests: 1 }]);
     accepted(store, entry(0, { id: 'a' }));

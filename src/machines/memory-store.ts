@@ -36,6 +36,9 @@ export interface MemoryStoreOptions {
   cooldown: CooldownPolicy;
 }
 
+/** Priorities whose count is kept at 0 (see addDepth). */
+const MAX_IDLE_DEPTH_KEYS = 64;
+
 const byDeadline = (a: Waiter, b: Waiter) => a.entry.deadline - b.entry.deadline || a.seq - b.seq;
 
 export class MemoryStore implements SchedulerStore {
@@ -68,9 +71,15 @@ export class MemoryStore implements SchedulerStore {
     return this.waiters.size;
   }
 
+  /**
+   * A priority's count stays in the Map at 0 while few priorities are in use: a long-lived Map that
+   * gains and loses a key per request reallocates its table every few requests, in old space. Past
+   * MAX_IDLE_DEPTH_KEYS, empty priorities are dropped, so a client sending many distinct priorities
+   * cannot grow it.
+   */
   private addDepth(priority: number, delta: number): void {
     const n = (this.depth.get(priority) ?? 0) + delta;
-    if (n === 0) this.depth.delete(priority);
+    if (n === 0 && this.depth.size > MAX_IDLE_DEPTH_KEYS) this.depth.delete(priority);
     else this.depth.set(priority, n);
   }
 
@@ -240,7 +249,7 @@ export class MemoryStore implements SchedulerStore {
       return true;
     });
     const depthByPriority: Record<string, number> = {};
-    for (const [p, n] of [...this.depth].sort((a, b) => a[0] - b[0])) depthByPriority[String(p)] = n;
+    for (const [p, n] of [...this.depth].sort((a, b) => a[0] - b[0])) if (n > 0) depthByPriority[String(p)] = n;
     // Map iteration follows insertion, so the first waiter is the longest waiting.
     const oldest = this.waiters.values().next().value as Waiter | undefined;
     const deployments = this.deployments.map((d) => d.usage(now));
