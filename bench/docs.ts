@@ -127,9 +127,12 @@ What is left:
   the gateway's system time per request is about twice the bare server's (~30 against ~15 µs, read
   from /proc): kernel time spent on the same bytes, not in the gateway's code. Ratios move between
   runs by about ±0.05 on this machine; compare rows of one run.
-- *p99 added at 1,000 req/s.* Minor collections still take a few milliseconds each, and on this shared
-  two-core machine the event loop of the bare server alone stalls for 2–5 ms at its p99, so figures of a
-  few milliseconds move between runs.
+- *p99 added at 1,000 req/s.* What the gateway adds at this rate is mostly minor collections. Counted
+  with a GC observer over 8 s at 1,000 req/s: the bare server ran ~1.4 a second with a median pause of
+  ~0.9 ms; the gateway ~6 a second, median ~1.8 ms before the XState install patch and ~1.1–1.4 ms
+  after it (fewer survivors to copy). On this shared two-core machine the bare server's own p99 moves
+  between 2 and 15 ms from run to run, so the difference is within noise whichever way it falls; quiet
+  runs give ~1–1.4 ms.
 
 ## What each scenario measures
 
