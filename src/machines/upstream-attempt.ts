@@ -74,11 +74,6 @@ export class UpstreamAttempt implements UpstreamCall {
     return this.controller.signal;
   }
 
-  /** True once the attempt answered, failed, timed out or was cancelled. */
-  get settled(): boolean {
-    return this.ended;
-  }
-
   start(): void {
     const { clock } = this.input;
     const route = this.input.upstreamFor(this.input.grant.deploymentId);
