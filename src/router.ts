@@ -297,8 +297,8 @@ export class Router {
     if (params.stream !== undefined && typeof params.stream !== 'boolean') {
       throw new InvalidRequestError('stream must be a boolean.', { param: 'stream' });
     }
-    for (const [field, value] of Object.entries(params)) {
-      if (field !== 'signal' && nestedDeeperThan(value, MAX_BODY_DEPTH - 1)) {
+    for (const field of Object.keys(params)) {
+      if (field !== 'signal' && nestedDeeperThan(params[field], MAX_BODY_DEPTH - 1)) {
         throw new InvalidRequestError(`${field} is nested more than ${MAX_BODY_DEPTH} levels deep.`, { param: field });
       }
     }
@@ -321,7 +321,7 @@ export class Router {
     const id = newRequestId();
     const stream = params.stream === true;
     const body: ChatCompletionBody = { model: params.model, messages: params.messages };
-    for (const [k, v] of Object.entries(params)) if (!TRIAGE_FIELDS.has(k) && k !== 'model' && k !== 'messages') body[k] = v;
+    for (const k of Object.keys(params)) if (!TRIAGE_FIELDS.has(k) && k !== 'model' && k !== 'messages') body[k] = params[k];
     const maxTokens = typeof params.max_completion_tokens === 'number' ? params.max_completion_tokens : params.max_tokens;
 
     return new Promise<ScheduledResult>((resolve, reject) => {

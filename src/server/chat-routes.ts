@@ -45,7 +45,8 @@ class CallerGone implements CancelSignal {
   private listener: CancelListener | null = null;
 
   constructor(private readonly res: ServerResponse) {
-    res.once('close', this.closed);
+    // on, not once: closed() acts once by itself, and once() wraps each listener in a closure of its own.
+    res.on('close', this.closed);
   }
 
   private readonly closed = (): void => {
