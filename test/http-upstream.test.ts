@@ -170,6 +170,22 @@ describe('HTTP upstream through the gateway', () => {
     await slotReleased(g);
   });
 
+  it("an upstream 401 (the deployment's key refused) is retried on the other deployment, which cools the first down at once; alone, the caller gets 502, never the 401", async () => {
+    fake.always((x) => (x.request.body?.model === 'up-a' ? respond.error(401, openAIError('Incorrect API key provided: sk-a', 'invalid_request_error', null, 'invalid_api_key'))(x) : respond.completion('from b')(x)));
+    const g = await start(httpConfig([httpDeployment('a'), httpDeployment('b')], { numRetries: 2, allowedFails: 5, cooldownTimeMs: 60_000 }));
+    const { data, response } = await g.client().chat.completions.create(chat('m', 'hi')).withResponse();
+    expect(data.choices[0].message.content).toBe('from b');
+    expect(response.headers.get('x-triage-attempts')).toBe('2');
+    // One refusal is enough (allowed_fails is 5): a wrong key does not fix itself.
+    expect((await status(g)).deployments.find((d) => d.id === 'm-a')!.coolingDownUntil).not.toBeNull();
+
+    const alone = await start(httpConfig([httpDeployment('a')], { numRetries: 1, allowedFails: 5, cooldownTimeMs: 1 }));
+    const e = await rejection(alone.client().chat.completions.create(chat('m', 'hi')));
+    expect(e.status).toBe(502);
+    expect(e.error).toEqual({ message: expect.stringMatching(/refused the gateway's credentials.*HTTP 401/), type: 'upstream_error', param: null, code: 'upstream_error' });
+    await slotReleased(alone);
+  });
+
   it("an upstream that hangs → 504 upstream_timeout after the deployment's request timeout, each try closed upstream", async () => {
     fake.always(respond.hang());
     const g = await start(httpConfig([httpDeployment('a', { requestTimeoutMs: 300 })], { numRetries: 1, requestTimeoutMs: 600_000 }));

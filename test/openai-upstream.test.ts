@@ -263,7 +263,8 @@ describe('OpenAIUpstream: failures are classified for retries and cooldown', () 
     { name: '503 with Retry-After', handler: respond.error(503, openAIError('overloaded', 'server_error'), { 'retry-after': '1' }), kind: 'server_error', status: 503, retryAfterMs: 1000, retryable: true },
     { name: '408', handler: respond.error(408), kind: 'server_error', status: 408, retryable: true },
     { name: '400 with an OpenAI error body', handler: respond.error(400, openAIError("Invalid value for 'temperature'.", 'invalid_request_error', 'temperature', 'invalid_value')), kind: 'client_error', status: 400, retryable: false, message: /HTTP 400: Invalid value for 'temperature'/ },
-    { name: '401', handler: respond.error(401, openAIError('Incorrect API key provided', 'invalid_request_error', null, 'invalid_api_key')), kind: 'client_error', status: 401, retryable: false },
+    { name: '401 (the deployment key refused)', handler: respond.error(401, openAIError('Incorrect API key provided', 'invalid_request_error', null, 'invalid_api_key')), kind: 'auth_failed', status: 401, retryable: true },
+    { name: '403 (the deployment key not allowed)', handler: respond.error(403, openAIError('Project does not have access to model', 'invalid_request_error')), kind: 'auth_failed', status: 403, retryable: true },
     { name: '404', handler: respond.error(404), kind: 'client_error', status: 404, retryable: false },
     { name: '422 with a body that is not JSON', handler: (x) => x.json(422, 'nope'), kind: 'client_error', status: 422, retryable: false, message: /^HTTP 422$/ },
   ];

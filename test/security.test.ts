@@ -323,6 +323,7 @@ describe('secrets', () => {
     fake.always((x) => {
       const said = String(x.request.headers.authorization ?? '');
       if (x.request.body?.user === 'echo-401') return respond.error(401, openAIError(`Incorrect API key provided: ${said}`, 'invalid_request_error', null, 'invalid_api_key'))(x);
+      if (x.request.body?.user === 'echo-400') return respond.error(400, openAIError(`Unsupported value for the key ${said}`, 'invalid_request_error', 'user'))(x);
       if (x.request.body?.user === 'echo-500') return respond.error(500, openAIError(`backend failed for ${said}`, 'server_error'))(x);
       return respond.completion('from upstream')(x);
     });
@@ -353,11 +354,14 @@ describe('secrets', () => {
       wsOut.socket.send(JSON.stringify({ type: key }));
       expect(await wsStatus(`${g.url.replace('http', 'ws')}/queue/events?models=${key}&token=${MASTER}`, {}, out)).toBe(101);
     }
-    // The upstream echoes its key: in a passed-through 401, and in 500s that are retried and end in 502.
-    // (An upstream 4xx passes through with its status, under the upstream_error code.)
-    const echoed = await post(g, { ...chat('real', 'x'), user: 'echo-401' }, auth(MASTER));
-    expect(echoed.status).toBe(401);
-    expect(JSON.parse(await out.answer(echoed))).toMatchObject({ error: { code: 'upstream_error', message: 'Incorrect API key provided: Bearer [redacted]' } });
+    // The upstream echoes its key: in a passed-through 400, in a refused key (401, answered 502: it is
+    // the deployment's key, not the caller's), and in 500s that are retried and end in 502.
+    const echoed = await post(g, { ...chat('real', 'x'), user: 'echo-400' }, auth(MASTER));
+    expect(echoed.status).toBe(400);
+    expect(JSON.parse(await out.answer(echoed))).toMatchObject({ error: { code: 'upstream_error', message: 'Unsupported value for the key Bearer [redacted]' } });
+    const refused = await post(g, { ...chat('real', 'x'), user: 'echo-401' }, auth(MASTER));
+    expect(refused.status).toBe(502);
+    expect(JSON.parse(await out.answer(refused))).toMatchObject({ error: { code: 'upstream_error', message: expect.stringContaining('Incorrect API key provided: Bearer [redacted]') } });
     await expectError(await post(g, { ...chat('real', 'x'), user: 'echo-500' }, auth(MASTER)), 'upstream_error', out);
     const streamed = await post(g, { ...chat('real', 'x'), user: 'echo-500', stream: true }, auth(MASTER));
     await out.answer(streamed);

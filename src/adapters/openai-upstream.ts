@@ -46,6 +46,7 @@ async function failureFrom(response: Response): Promise<UpstreamError> {
 function classify(status: number, message: string, retryAfter: number | undefined, body: unknown): UpstreamError {
   if (status === 429) return new UpstreamError('rate_limited', message, 429, retryAfter, body);
   if (status >= 500 || status === 408) return new UpstreamError('server_error', message, status, retryAfter, body);
+  if (status === 401 || status === 403) return new UpstreamError('auth_failed', message, status, undefined, body);
   return new UpstreamError('client_error', message, status, undefined, body);
 }
 

@@ -17,7 +17,12 @@ export interface Upstream {
   stream(call: UpstreamCall): AsyncIterable<ChatCompletionChunk>;
 }
 
-export type UpstreamFailureKind = 'rate_limited' | 'server_error' | 'network' | 'timeout' | 'client_error';
+/**
+ * `auth_failed`: the upstream refused the deployment's own credentials (401/403). That is the gateway's
+ * configuration, not the caller's request: another deployment may work, so it is retried elsewhere and
+ * the deployment cools down at once, and the caller never sees the upstream's 401.
+ */
+export type UpstreamFailureKind = 'rate_limited' | 'server_error' | 'network' | 'timeout' | 'auth_failed' | 'client_error';
 
 /** A failed upstream call, classified for retries and cooldown. */
 export class UpstreamError extends Error {
@@ -34,7 +39,7 @@ export class UpstreamError extends Error {
     this.name = 'UpstreamError';
   }
 
-  /** 429, 5xx, network errors and timeouts are worth another try (on this or another deployment). */
+  /** 429, 401/403, 5xx, network errors and timeouts are worth another try (on this or another deployment). */
   get retryable(): boolean {
     return this.kind !== 'client_error';
   }

@@ -98,7 +98,8 @@ export class DeploymentState {
     if (outcome.kind !== 'failed' || outcome.failure === 'client_error') return undefined;
     this.failures = this.failures.filter((t) => t > now - WINDOW_MS);
     this.failures.push(now);
-    const immediate = outcome.failure === 'rate_limited';
+    // A 429 says so itself; a refused key will not fix itself within a minute either.
+    const immediate = outcome.failure === 'rate_limited' || outcome.failure === 'auth_failed';
     if (!immediate && this.failures.length <= policy.allowedFails) return undefined;
     // An upstream's Retry-After is honoured, but never for longer than MAX_COOLDOWN_MS.
     const duration = Math.min(outcome.retryAfterMs ?? policy.cooldownTimeMs, Math.max(MAX_COOLDOWN_MS, policy.cooldownTimeMs));

@@ -91,10 +91,12 @@ function failureOutcome(e: unknown): ReleaseOutcome {
   return u.retryAfterMs === undefined ? { kind: 'failed', failure: u.kind } : { kind: 'failed', failure: u.kind, retryAfterMs: u.retryAfterMs };
 }
 
-/** Maps a final upstream failure to the caller's error: 4xx pass through, timeouts 504, the rest 502. */
+/** Maps a final upstream failure to the caller's error: 4xx pass through (but a refused deployment key is 502), timeouts 504, the rest 502. */
 export function upstreamFailureError(e: unknown): TriageError {
   const u = asUpstreamError(e);
   if (u.kind === 'timeout') return new TriageError('upstream_timeout', u.message, { cause: u });
+  // Not passed through: a 401 would tell the caller its own key is wrong, when the deployment's is.
+  if (u.kind === 'auth_failed') return new TriageError('upstream_error', `The upstream deployment refused the gateway's credentials for it: ${u.message}`, { cause: u });
   if (u.kind === 'client_error' && u.status !== undefined) {
     // The upstream's 4xx passes through: its status, and its own message and param when it sent them.
     const detail = (u.body as { error?: { message?: unknown; param?: unknown } } | undefined)?.error;

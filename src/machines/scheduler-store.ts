@@ -59,7 +59,7 @@ export interface PumpResult {
 export type ReleaseOutcome =
   | { kind: 'ok'; tokensUsed?: number }
   | { kind: 'cancelled' }
-  | { kind: 'failed'; failure: 'rate_limited' | 'server_error' | 'network' | 'timeout' | 'client_error'; retryAfterMs?: number };
+  | { kind: 'failed'; failure: 'rate_limited' | 'server_error' | 'network' | 'timeout' | 'auth_failed' | 'client_error'; retryAfterMs?: number };
 
 export interface ReleaseResult {
   /** Set when this release put the deployment into cooldown. */

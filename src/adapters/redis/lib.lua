@@ -281,7 +281,8 @@ local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs)
   redis.call('ZREMRANGEBYSCORE', d.kfail, '-inf', NOW - WINDOW)
   redis.call('ZADD', d.kfail, NOW, gid)
   local count = redis.call('ZCARD', d.kfail)
-  if failure ~= 'rate_limited' and count <= S.allowed then return nil end
+  -- A 429 and a refused key (auth_failed) cool down at once; other failures after allowed_fails.
+  if failure ~= 'rate_limited' and failure ~= 'auth_failed' and count <= S.allowed then return nil end
   local duration = retryAfterMs or S.coolms
   if duration <= 0 then return nil end
   load(d)
