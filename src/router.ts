@@ -166,7 +166,7 @@ export class Router {
       fromCallback<AnyEventObject>(({ receive }) => receive((event) => this.requestEnded(event))),
       { clock: this.clock },
     ).start();
-    this.upstreamFor = (deploymentId) => this.deployments.get(deploymentId)!;
+    this.upstreamFor = (deploymentId) => this.deployments.get(deploymentId);
 
     for (const group of config.modelGroups) {
       for (const d of group.deployments) {

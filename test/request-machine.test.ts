@@ -334,6 +334,17 @@ describe('request machine transitions', () => {
     expect(h.received.filter((e) => e.type === 'release')).toHaveLength(1);
   });
 
+  it('a grant for a deployment this instance does not know fails the attempt (retried, then 502) and releases the slot', async () => {
+    const h = startRequest({ maxRetries: 0, upstreamFor: () => undefined });
+    h.actor.send({ type: 'queue.accepted', seq: 1, round: 0, position: 0 });
+    h.actor.send({ type: 'grant', grant: grantFor('r1', h.clock.now()) });
+    await settle();
+    expect(state(h)).toBe('failed');
+    expect(h.actor.getSnapshot().context.error).toMatchObject({ code: 'upstream_error', status: 502, message: expect.stringContaining('deployment d is not configured in this instance') });
+    expect(h.received.filter((e) => e.type === 'release')).toHaveLength(1);
+    expect(h.received.at(-1)).toMatchObject({ type: 'release', outcome: { kind: 'failed', failure: 'network' } });
+  });
+
   it('queue.rejected (queue full) → rejected, carrying the computed Retry-After', () => {
     const h = startRequest();
     h.actor.send({ type: 'queue.rejected', error: new TriageError('queue_full', 'full', { retryAfterSeconds: 7 }) });

@@ -39,7 +39,7 @@ export interface RequestInput {
   maxRetries: number;
   scheduler: AnyActorRef;
   clock: Clock;
-  upstreamFor: (deploymentId: string) => DeploymentRoute;
+  upstreamFor: (deploymentId: string) => DeploymentRoute | undefined;
   sink?: ChunkSink;
 }
 

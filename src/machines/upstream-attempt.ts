@@ -36,7 +36,8 @@ export interface UpstreamAttemptInput {
   stream: boolean;
   sink?: ChunkSink;
   clock: Clock;
-  upstreamFor: (deploymentId: string) => DeploymentRoute;
+  /** undefined: a deployment this instance does not know (a grant from an instance with another config). */
+  upstreamFor: (deploymentId: string) => DeploymentRoute | undefined;
 }
 
 export interface UpstreamOutput {
@@ -74,19 +75,9 @@ export class UpstreamAttempt implements UpstreamCall {
     return this.controller.signal;
   }
 
+  /** Starts the call; whatever goes wrong, even before it reaches the upstream, comes back as upstream.failed. */
   start(): void {
-    const { clock } = this.input;
-    const route = this.input.upstreamFor(this.input.grant.deploymentId);
-    // Copied by Object.assign, not `{ ...body, model }` (docs/performance.md, "Object spread on the hot path").
-    this.body = Object.assign({}, this.input.body);
-    this.body.model = route.upstreamModel;
-    this.timer = clock.setTimeout(() => {
-      this.timer = undefined;
-      const error = new UpstreamError('timeout', `upstream did not answer within ${route.requestTimeoutMs} ms`, 504);
-      this.abort(error);
-      this.end({ type: 'upstream.failed', error });
-    }, route.requestTimeoutMs);
-    this.run(route.upstream).then(
+    this.run().then(
       (output) => this.end({ type: 'upstream.done', output }),
       (error: unknown) => this.end({ type: 'upstream.failed', error }),
     );
@@ -100,7 +91,21 @@ export class UpstreamAttempt implements UpstreamCall {
     this.abort(LEFT_DISPATCHED);
   }
 
-  private async run(upstream: Upstream): Promise<UpstreamOutput> {
+  private async run(): Promise<UpstreamOutput> {
+    const { clock, grant } = this.input;
+    const route = this.input.upstreamFor(grant.deploymentId);
+    // A grant made by another instance sharing Redis, for a deployment this one's config lacks.
+    if (route === undefined) throw new UpstreamError('network', `deployment ${grant.deploymentId} is not configured in this instance`);
+    // Copied by Object.assign, not `{ ...body, model }` (docs/performance.md, "Object spread on the hot path").
+    this.body = Object.assign({}, this.input.body);
+    this.body.model = route.upstreamModel;
+    this.timer = clock.setTimeout(() => {
+      this.timer = undefined;
+      const error = new UpstreamError('timeout', `upstream did not answer within ${route.requestTimeoutMs} ms`, 504);
+      this.abort(error);
+      this.end({ type: 'upstream.failed', error });
+    }, route.requestTimeoutMs);
+    const upstream = route.upstream;
     if (!this.input.stream) {
       const completion = await upstream.complete(this);
       return { completion, usage: completion.usage };
