@@ -23,8 +23,6 @@ import type { SchedulerReply } from './scheduler-machine.js';
 import type { Grant, ReleaseOutcome, WaiterEntry } from './scheduler-store.js';
 import { UpstreamAttempt, type ChunkSink, type DeploymentRoute, type UpstreamAttemptEvent, type UpstreamAttemptInput } from './upstream-attempt.js';
 
-export type { ChunkSink } from './upstream-attempt.js';
-
 /** What a request is, fixed for its life: the actor's input, kept in its context as `req`. */
 export interface RequestInput {
   id: string;
