@@ -43,7 +43,7 @@ export function createMetrics(router: Router, options: { defaultMetrics?: boolea
     labelNames: ['model', 'deployment'],
     buckets: LATENCY_BUCKETS,
   });
-  const retries = new CounterFamily(registry, { name: 'triage_upstream_retries_total', help: 'Upstream calls retried after a 429, 5xx or network error.', labelNames: ['model', 'deployment'] });
+  const retries = new CounterFamily(registry, { name: 'triage_upstream_retries_total', help: 'Upstream calls retried after a 429, a refused deployment key (401/403), a 5xx, a network error or a timeout.', labelNames: ['model', 'deployment'] });
   const cooldowns = new CounterFamily(registry, { name: 'triage_deployment_cooldowns_total', help: 'Times a deployment entered cooldown.', labelNames: ['model', 'deployment', 'reason'] });
   const promotions = new CounterFamily(registry, {
     name: 'triage_starvation_promotion_total',
