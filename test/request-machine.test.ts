@@ -158,7 +158,7 @@ describe('request machine transitions', () => {
     await settle();
     expect(state(h)).toBe('done');
     expect(h.actor.getSnapshot().status).toBe('done');
-    expect(h.actor.getSnapshot().context.result?.choices[0].message.content).toBe('hi there');
+    expect(h.actor.getSnapshot().context.call?.output?.completion?.choices[0].message.content).toBe('hi there');
     expect(h.received.map((e) => e.type)).toEqual(['enqueue', 'release']);
     expect(h.received[1]).toMatchObject({ type: 'release', grant: { grantId: 'g-r1-1000250' }, outcome: { kind: 'ok', tokensUsed: 7 } });
     expect(h.emitted.map((e) => e.type)).toEqual(['request.queued', 'request.dispatched', 'request.done']);

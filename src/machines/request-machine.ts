@@ -56,10 +56,11 @@ export interface RequestContext {
   position?: number;
   grant?: Grant;
   dispatchedAt?: number;
-  result?: ChatCompletion;
-  usage?: Usage;
   error?: TriageError;
-  /** The dispatched attempt's upstream call: cancelled when the request leaves `dispatched` before it ends. */
+  /**
+   * The dispatched attempt's upstream call: cancelled when the request leaves `dispatched` before it
+   * ends. In `done` it is the attempt that succeeded, and its `output` holds the completion and usage.
+   */
   call?: UpstreamAttempt;
 }
 
@@ -242,7 +243,8 @@ export const requestMachine = setup({
       on: {
         'upstream.done': {
           target: 'done',
-          actions: ['releaseOk', assign({ result: ({ event }) => event.output.completion, usage: ({ event }) => event.output.usage })],
+          // No assign: the completion stays on the attempt (context.call.output).
+          actions: 'releaseOk',
         },
         'upstream.failed': [
           {
@@ -282,7 +284,7 @@ export const requestMachine = setup({
         deployment: context.grant!.deploymentId,
         durationMs: context.req.clock.now() - (context.dispatchedAt ?? context.enqueuedAt),
         totalMs: context.req.clock.now() - context.enqueuedAt,
-        tokens: context.usage ?? null,
+        tokens: context.call?.output?.usage ?? null,
       })),
     },
     timeout: {

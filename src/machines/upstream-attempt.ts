@@ -54,6 +54,12 @@ const LEFT_DISPATCHED = Object.freeze({ reason: 'the request left dispatched (ca
 export class UpstreamAttempt implements UpstreamCall {
   /** The body as the deployment gets it (set by start): the group name the caller used becomes the deployment's model. */
   body!: ChatCompletionBody;
+  /**
+   * What the call returned, set just before `upstream.done` is sent. The request actor reads its result
+   * here (`context.call.output`) instead of copying it into its context: an `assign` there cost a
+   * context copy and a snapshot per request.
+   */
+  output: UpstreamOutput | undefined = undefined;
   private ended = false;
   private aborted = false;
   private abortReason: unknown = undefined;
@@ -78,7 +84,11 @@ export class UpstreamAttempt implements UpstreamCall {
   /** Starts the call; whatever goes wrong, even before it reaches the upstream, comes back as upstream.failed. */
   start(): void {
     this.run().then(
-      (output) => this.end({ type: 'upstream.done', output }),
+      (output) => {
+        if (this.ended) return;
+        this.output = output;
+        this.end({ type: 'upstream.done', output });
+      },
       (error: unknown) => this.end({ type: 'upstream.failed', error }),
     );
   }
