@@ -10,7 +10,7 @@
 import { enqueueActions, setup, type AnyActorRef } from 'xstate';
 import { QueueFullError, ShuttingDownError, StoreUnavailableError, type TriageError } from '../errors.js';
 import type { Clock, TimerHandle } from './clock.js';
-import type { EnqueueResult, Grant, PumpResult, ReleaseOutcome, ReleaseResult, SchedulerStore, WaiterEntry } from './scheduler-store.js';
+import type { EnqueueResult, Grant, ImmediateStoreOps, PumpResult, ReleaseOutcome, ReleaseResult, SchedulerStore, WaiterEntry } from './scheduler-store.js';
 
 /** How the scheduler finds a request actor by id (grants and expiries carry ids, not references). */
 export interface RequestRegistry {
@@ -82,33 +82,53 @@ export interface SchedulerContext extends SchedulerInput {
   pump: PumpState;
 }
 
-/** What to do with a store operation's answer: in the same call (`now`), or on its reply (`later`). */
-interface StoreOpHandlers<T> {
-  now(value: T): void;
-  later(value: T): void;
-  failed(e: unknown): void;
+/**
+ * One store operation and what to do with its answer: in the same call when the store answers without
+ * I/O (`now`: in memory, no event), or on its reply (`later`); `failed` if it throws or rejects. The
+ * operations are static objects that get their context, actor and event as arguments, so running one
+ * in memory allocates no closure (four per operation before, each called once).
+ */
+interface StoreOp<E, T> {
+  immediate(ops: ImmediateStoreOps, event: E, now: number): T;
+  async(store: SchedulerStore, event: E, now: number): Promise<T>;
+  now(context: SchedulerContext, self: AnyActorRef, event: E, value: T): void;
+  later(context: SchedulerContext, self: AnyActorRef, event: E, value: T): void;
+  failed(context: SchedulerContext, self: AnyActorRef, event: E, e: unknown): void;
 }
 
-/**
- * Runs one store operation: at once when the store answers without I/O (in memory: `now` runs in the
- * same action, no event), else through its promise (`later`). Exactly one of the handlers runs.
- */
-function runStoreOp<T>(immediate: (() => T) | undefined, async: () => Promise<T>, on: StoreOpHandlers<T>): void {
+/** Runs one store operation; exactly one of its handlers runs. */
+function runStoreOp<E, T>(op: StoreOp<E, T>, context: SchedulerContext, self: AnyActorRef, event: E): void {
+  const { store, clock } = context;
+  const immediate = store.immediate;
   if (immediate === undefined) {
-    async().then(on.later, on.failed);
+    op.async(store, event, clock.now()).then(
+      (value) => op.later(context, self, event, value),
+      (e: unknown) => op.failed(context, self, event, e),
+    );
     return;
   }
   let value: T;
   try {
-    value = immediate();
+    value = op.immediate(immediate, event, clock.now());
   } catch (e) {
-    on.failed(e);
+    op.failed(context, self, event, e);
     return;
   }
-  on.now(value);
+  op.now(context, self, event, value);
 }
 
 const messageOf = (e: unknown): string => String((e as Error)?.message ?? e);
+
+const PUMP: StoreOp<undefined, PumpResult> = {
+  immediate: (ops, _event, now) => ops.pump(now),
+  async: (store, _event, now) => store.pump(now),
+  now: (context, self, _event, result) => applyPump(context, self, result),
+  later: (_context, self, _event, result) => self.send({ type: 'store.pumped', result, loop: true }),
+  failed: (context, self, _event, e) => {
+    context.pump.running = false;
+    self.send({ type: 'store.failed', operation: 'pump', message: messageOf(e) });
+  },
+};
 
 /** Pumps the store; an in-memory store's result is applied in the same call, a shared one's on its reply. */
 function startPump(context: SchedulerContext, self: AnyActorRef): void {
@@ -119,20 +139,7 @@ function startPump(context: SchedulerContext, self: AnyActorRef): void {
   }
   pump.running = true;
   pump.again = false;
-  const { store, clock } = context;
-  const immediate = store.immediate;
-  runStoreOp(
-    immediate && (() => immediate.pump(clock.now())),
-    () => store.pump(clock.now()),
-    {
-      now: (result) => applyPump(context, self, result),
-      later: (result) => self.send({ type: 'store.pumped', result, loop: true }),
-      failed: (e) => {
-        pump.running = false;
-        self.send({ type: 'store.failed', operation: 'pump', message: messageOf(e) });
-      },
-    },
-  );
+  runStoreOp(PUMP, context, self, undefined);
 }
 
 /** Ends one run of the pump loop: applies its result, and pumps again if something changed meanwhile. */
@@ -218,6 +225,66 @@ function deliver(context: SchedulerContext, self: AnyActorRef, grants: Grant[], 
   }
 }
 
+type EnqueueEvent = Extract<SchedulerEvent, { type: 'enqueue' }>;
+type WithdrawEvent = Extract<SchedulerEvent, { type: 'withdraw' }>;
+type ReleaseEvent = Extract<SchedulerEvent, { type: 'release' }>;
+
+const ENQUEUE: StoreOp<EnqueueEvent, EnqueueResult> = {
+  immediate: (ops, { entry }, now) => ops.enqueue(entry, now),
+  async: (store, { entry }, now) => store.enqueue(entry, now),
+  now: (context, self, { entry, ref }, result) => {
+    if (!result.accepted) return void ref.send(replyToEnqueue(result));
+    // Pump in the same step: an arrival with headroom gets its acceptance and its grant as one event.
+    const pump = context.pump;
+    pump.arrival = { id: entry.id, accepted: { seq: result.seq, round: result.round, position: result.position } };
+    startPump(context, self);
+    const waiting = pump.arrival;
+    pump.arrival = undefined;
+    if (waiting !== undefined) ref.send(acceptedReply(waiting.accepted));
+  },
+  later: (context, self, { ref }, result) => {
+    ref.send(replyToEnqueue(result));
+    if (!result.accepted) return;
+    // The store pumped along with the enqueue (one round trip), or pump now.
+    if (result.pumped) self.send({ type: 'store.pumped', result: result.pumped, loop: false });
+    else startPump(context, self);
+  },
+  failed: (_context, self, { ref }, e) => {
+    ref.send({ type: 'queue.rejected', error: new StoreUnavailableError(`The queue store failed: ${messageOf(e)}`) });
+    self.send({ type: 'store.failed', operation: 'enqueue', message: messageOf(e) });
+  },
+};
+
+const REMOVE: StoreOp<WithdrawEvent, boolean> = {
+  immediate: (ops, { id }, now) => ops.remove(id, now),
+  async: (store, { id }, now) => store.remove(id, now),
+  now: (context, self) => startPump(context, self),
+  later: (_context, self) => self.send({ type: 'store.changed' }),
+  failed: (_context, self, _event, e) => self.send({ type: 'store.failed', operation: 'remove', message: messageOf(e) }),
+};
+
+/**
+ * Ends a grant and pumps. A retrying request sends its release and then its re-enqueue: the pump then
+ * waits until the re-enqueue is in (a microtask later in memory, after it on a shared store), so the
+ * freed slot cannot go to a waiter behind the retry first.
+ */
+const RELEASE: StoreOp<ReleaseEvent, ReleaseResult> = {
+  immediate: (ops, { grant, outcome }, now) => ops.release(grant, outcome, now),
+  async: (store, { grant, outcome, retrying }, now) => store.release(grant, outcome, now, { pump: retrying !== true }),
+  now: (context, self, { grant, retrying }, result) => {
+    if (retrying === true) queueMicrotask(() => self.send({ type: 'store.changed' }));
+    // A cooldown is reported before anything is granted around it (events in causal order).
+    if (result.cooldown) self.send({ type: 'store.released', grant, result, pump: retrying !== true });
+    else if (retrying !== true) startPump(context, self);
+  },
+  later: (_context, self, { grant }, result) => {
+    if (result.cooldown) self.send({ type: 'store.released', grant, result, pump: false });
+    if (result.pumped) self.send({ type: 'store.pumped', result: result.pumped, loop: false });
+    else self.send({ type: 'store.changed' });
+  },
+  failed: (_context, self, _event, e) => self.send({ type: 'store.failed', operation: 'release', message: messageOf(e) }),
+};
+
 export const schedulerMachine = setup({
   types: {
     context: {} as SchedulerContext,
@@ -231,77 +298,21 @@ export const schedulerMachine = setup({
   },
   actions: {
     storeEnqueue: ({ context, event, self }) => {
-      if (event.type !== 'enqueue') return;
-      const { entry, ref } = event;
-      const { store, clock } = context;
-      const immediate = store.immediate;
-      runStoreOp(immediate && (() => immediate.enqueue(entry, clock.now())), () => store.enqueue(entry, clock.now()), {
-        now: (result) => {
-          if (!result.accepted) return void ref.send(replyToEnqueue(result));
-          // Pump in the same step: an arrival with headroom gets its acceptance and its grant as one event.
-          const pump = context.pump;
-          pump.arrival = { id: entry.id, accepted: { seq: result.seq, round: result.round, position: result.position } };
-          startPump(context, self);
-          const waiting = pump.arrival;
-          pump.arrival = undefined;
-          if (waiting !== undefined) ref.send(acceptedReply(waiting.accepted));
-        },
-        later: (result) => {
-          ref.send(replyToEnqueue(result));
-          if (!result.accepted) return;
-          // The store pumped along with the enqueue (one round trip), or pump now.
-          if (result.pumped) self.send({ type: 'store.pumped', result: result.pumped, loop: false });
-          else startPump(context, self);
-        },
-        failed: (e) => {
-          ref.send({ type: 'queue.rejected', error: new StoreUnavailableError(`The queue store failed: ${messageOf(e)}`) });
-          self.send({ type: 'store.failed', operation: 'enqueue', message: messageOf(e) });
-        },
-      });
+      if (event.type === 'enqueue') runStoreOp(ENQUEUE, context, self, event);
     },
     rejectClosed: ({ event }) => {
       if (event.type !== 'enqueue') return;
       event.ref.send({ type: 'queue.rejected', error: new ShuttingDownError() } satisfies SchedulerReply);
     },
+    // The waiter that left may have held the head of the queue back (strict order): pump.
     storeWithdraw: ({ context, event, self }) => {
-      if (event.type !== 'withdraw') return;
-      const { id } = event;
-      const { store, clock } = context;
-      const immediate = store.immediate;
-      // The waiter that left may have held the head of the queue back (strict order): pump.
-      runStoreOp(immediate && (() => immediate.remove(id, clock.now())), () => store.remove(id, clock.now()), {
-        now: () => startPump(context, self),
-        later: () => self.send({ type: 'store.changed' }),
-        failed: (e) => self.send({ type: 'store.failed', operation: 'remove', message: messageOf(e) }),
-      });
+      if (event.type === 'withdraw') runStoreOp(REMOVE, context, self, event);
     },
-    /**
-     * Ends a grant and pumps. A retrying request sends its release and then its re-enqueue: the pump
-     * then waits until the re-enqueue is in (a microtask later in memory, after it on a shared store),
-     * so the freed slot cannot go to a waiter behind the retry first.
-     */
+    /** Ends a grant and pumps (RELEASE). */
     storeRelease: ({ context, event, self }) => {
       if (event.type !== 'release') return;
-      const { grant, outcome } = event;
-      const retrying = event.retrying === true;
-      const { store, clock } = context;
-      const pump = context.pump;
-      pump.inFlight = Math.max(0, pump.inFlight - 1);
-      const immediate = store.immediate;
-      runStoreOp(immediate && (() => immediate.release(grant, outcome, clock.now())), () => store.release(grant, outcome, clock.now(), { pump: !retrying }), {
-        now: (result) => {
-          if (retrying) queueMicrotask(() => self.send({ type: 'store.changed' }));
-          // A cooldown is reported before anything is granted around it (events in causal order).
-          if (result.cooldown) self.send({ type: 'store.released', grant, result, pump: !retrying });
-          else if (!retrying) startPump(context, self);
-        },
-        later: (result) => {
-          if (result.cooldown) self.send({ type: 'store.released', grant, result, pump: false });
-          if (result.pumped) self.send({ type: 'store.pumped', result: result.pumped, loop: false });
-          else self.send({ type: 'store.changed' });
-        },
-        failed: (e) => self.send({ type: 'store.failed', operation: 'release', message: messageOf(e) }),
-      });
+      context.pump.inFlight = Math.max(0, context.pump.inFlight - 1);
+      runStoreOp(RELEASE, context, self, event);
     },
     pump: ({ context, self }) => startPump(context, self),
     // XState emits at the end of the step: pump in the next one, so cooldown_start comes out first.
