@@ -24,12 +24,13 @@ export const HEADER = {
 } as const;
 
 function queueHeaders(meta: QueueMeta, clamped: boolean): Record<string, string> {
+  // Literal keys (the same names as HEADER): computed keys make V8 build the object in its runtime.
   const headers: Record<string, string> = {
-    [HEADER.requestId]: meta.requestId,
-    [HEADER.priority]: String(meta.priority),
-    [HEADER.queueWaitMs]: String(Math.round(meta.waitedMs)),
-    [HEADER.deployment]: meta.deployment,
-    [HEADER.attempts]: String(meta.attempts),
+    'x-triage-request-id': meta.requestId,
+    'x-triage-priority': String(meta.priority),
+    'x-triage-queue-wait-ms': String(Math.round(meta.waitedMs)),
+    'x-triage-deployment': meta.deployment,
+    'x-triage-attempts': String(meta.attempts),
   };
   if (clamped) headers[HEADER.priorityClamped] = 'true';
   return headers;
