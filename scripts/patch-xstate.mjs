@@ -1,21 +1,27 @@
 #!/usr/bin/env node
 /**
- * postinstall: changes one line of XState 5 for speed on Node 20, keeping its meaning.
+ * postinstall: two small changes to XState 5 for speed on Node 20, each keeping its meaning.
  *
- * XState's Actor constructor builds its options as `{ ...defaultOptions, ...options }`. On V8 11.3
- * (Node 20), a spread that adds properties to a cloned object gives every result a hidden class of its
- * own, allocated in old space: ~4 µs and ~300 bytes of old-space garbage per actor, and Triage creates
- * one actor per request. Those maps only go in full collections. `Object.assign({}, defaultOptions,
- * options)` builds the same object (the own enumerable properties of both, later ones winning) with
- * one shared hidden class. Measured side by side: the gateway's CPU per request ~148 → ~132 µs, ~12%
- * more requests per second, and shorter minor GC pauses (docs/performance.md).
+ * 1. Actor options. XState's Actor constructor builds its options as `{ ...defaultOptions, ...options }`.
+ *    On V8 11.3 (Node 20), a spread that adds properties to a cloned object gives every result a hidden
+ *    class of its own, allocated in old space: ~4 µs and ~300 bytes of old-space garbage per actor, and
+ *    Triage creates one actor per request. Those maps only go in full collections. `Object.assign({},
+ *    defaultOptions, options)` builds the same object (the own enumerable properties of both, later
+ *    ones winning) with one shared hidden class. Measured side by side: the gateway's CPU per request
+ *    ~148 → ~132 µs, ~12% more requests per second, and shorter minor GC pauses.
+ * 2. Snapshot copies. Every `assign`, and every change of status (a final state reached), copies the
+ *    snapshot through `cloneMachineSnapshot`, which recomputes the state value and the tag set from the
+ *    active state nodes: two Sets, two Maps and a few arrays, though the nodes did not change. When the
+ *    copy keeps the same nodes, the value and tags (pure functions of the nodes) are taken from the
+ *    snapshot it copies; any copy with new nodes computes them as before. Measured: the Router's cost
+ *    per request ~10% lower (docs/performance.md).
  *
  * Applied only when this repository itself is installed (`npm install` / `npm ci` here), never when
  * Triage is a dependency of another project: that project's XState is its own. Idempotent. If the
- * installed XState no longer has that line, it says so and changes nothing; test/xstate-patch.test.ts
- * then fails, so a new XState version is looked at rather than silently slower. Without the patch
- * (`--ignore-scripts`) Triage behaves the same, only slower. Drop this once XState builds its options
- * without the spread.
+ * installed XState no longer has a changed passage, it says so and leaves that one alone;
+ * test/xstate-patch.test.ts then fails, so a new XState version is looked at rather than silently
+ * slower. Without the patch (`--ignore-scripts`) Triage behaves the same, only slower. Drop each change
+ * once XState makes it itself.
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -23,35 +29,77 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const SPREAD = /const resolvedOptions = \{\s*\.\.\.defaultOptions,\s*\.\.\.options\s*\};/;
-const ASSIGN = 'const resolvedOptions = Object.assign({}, defaultOptions, options);';
 
-const initCwd = process.env.INIT_CWD;
-if (initCwd !== undefined && resolve(initCwd) !== root) process.exit(0);
+/** Each change: the passage as XState ships it, and what it becomes (also how an applied change is recognised). */
+export const PATCHES = [
+  {
+    name: 'actor options built with Object.assign',
+    from: /const resolvedOptions = \{\s*\.\.\.defaultOptions,\s*\.\.\.options\s*\};/,
+    to: 'const resolvedOptions = Object.assign({}, defaultOptions, options);',
+  },
+  {
+    name: 'snapshot copies with the same state nodes keep their value and tags',
+    from: /function createMachineSnapshot\(config, machine\) \{\s*return \{\s*status: config\.status,\s*output: config\.output,\s*error: config\.error,\s*machine,\s*context: config\.context,\s*_nodes: config\._nodes,\s*value: getStateValue\(machine\.root, config\._nodes\),\s*tags: new Set\(config\._nodes\.flatMap\(sn => sn\.tags\)\),/,
+    to: `function createMachineSnapshot(config, machine, sameNodes) {
+  // triage patch: sameNodes is the snapshot being copied when the copy keeps its state nodes.
+  return {
+    status: config.status,
+    output: config.output,
+    error: config.error,
+    machine,
+    context: config.context,
+    _nodes: config._nodes,
+    value: sameNodes ? sameNodes.value : getStateValue(machine.root, config._nodes),
+    tags: sameNodes ? sameNodes.tags : new Set(config._nodes.flatMap(sn => sn.tags)),`,
+  },
+  {
+    name: 'cloneMachineSnapshot passes the copied snapshot when the nodes stay',
+    from: /function cloneMachineSnapshot\(snapshot, config = \{\}\) \{\s*return createMachineSnapshot\(\{\s*\.\.\.snapshot,\s*\.\.\.config\s*\}, snapshot\.machine\);\s*\}/,
+    to: `function cloneMachineSnapshot(snapshot, config = {}) {
+  const sameNodes = config._nodes === undefined && snapshot.value !== undefined && snapshot.tags !== undefined ? snapshot : undefined;
+  return createMachineSnapshot({
+    ...snapshot,
+    ...config
+  }, snapshot.machine, sameNodes);
+}`,
+  },
+];
 
-let xstateDir;
-try {
-  xstateDir = dirname(createRequire(join(root, 'package.json')).resolve('xstate/package.json'));
-} catch {
-  console.log('patch-xstate: xstate is not installed; nothing to do');
-  process.exit(0);
-}
-const dist = join(xstateDir, 'dist');
-// The Actor class is in the `raise-*` chunks: one per build (cjs, esm) and mode (production, development).
-const files = readdirSync(dist).filter((f) => /^raise-[0-9a-f]+(\.development)?\.(cjs|esm)\.js$/.test(f));
-let patched = 0;
-let already = 0;
-for (const file of files) {
-  const path = join(dist, file);
-  const text = readFileSync(path, 'utf8');
-  if (text.includes(ASSIGN)) {
-    already += 1;
-    continue;
+// Run as a script (postinstall), not when the test imports PATCHES.
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main();
+
+function main() {
+  const initCwd = process.env.INIT_CWD;
+  if (initCwd !== undefined && resolve(initCwd) !== root) return;
+
+  let xstateDir;
+  try {
+    xstateDir = dirname(createRequire(join(root, 'package.json')).resolve('xstate/package.json'));
+  } catch {
+    console.log('patch-xstate: xstate is not installed; nothing to do');
+    return;
   }
-  if (!SPREAD.test(text)) continue;
-  writeFileSync(path, text.replace(SPREAD, ASSIGN));
-  patched += 1;
+  const dist = join(xstateDir, 'dist');
+  // The Actor class and the snapshot functions are in the `raise-*` chunks: one per build (cjs, esm) and mode (production, development).
+  const files = readdirSync(dist).filter((f) => /^raise-[0-9a-f]+(\.development)?\.(cjs|esm)\.js$/.test(f));
+  const { version } = JSON.parse(readFileSync(join(xstateDir, 'package.json'), 'utf8'));
+  const counts = PATCHES.map(() => ({ patched: 0, already: 0 }));
+  for (const file of files) {
+    const path = join(dist, file);
+    let text = readFileSync(path, 'utf8');
+    const before = text;
+    PATCHES.forEach((patch, i) => {
+      if (text.includes(patch.to)) counts[i].already += 1;
+      else if (patch.from.test(text)) {
+        text = text.replace(patch.from, patch.to);
+        counts[i].patched += 1;
+      }
+    });
+    if (text !== before) writeFileSync(path, text);
+  }
+  PATCHES.forEach((patch, i) => {
+    const { patched, already } = counts[i];
+    if (patched + already === 0) console.log(`patch-xstate: xstate ${version} no longer has the passage for "${patch.name}"; nothing changed`);
+    else console.log(`patch-xstate: xstate ${version}: ${patch.name} in ${patched + already} of ${files.length} files (${patched} patched now)`);
+  });
 }
-const { version } = JSON.parse(readFileSync(join(xstateDir, 'package.json'), 'utf8'));
-if (patched + already === 0) console.log(`patch-xstate: xstate ${version} no longer builds actor options with a spread; nothing changed`);
-else console.log(`patch-xstate: xstate ${version}: actor options built with Object.assign in ${patched + already} of ${files.length} files (${patched} patched now)`);

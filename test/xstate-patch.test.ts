@@ -1,24 +1,31 @@
 /**
  * scripts/patch-xstate.mjs (run by npm on install): XState's actors must build their options with one
- * shared hidden class, and those options must mean what XState's own code meant.
+ * shared hidden class, snapshot copies that keep their state nodes must keep their value and tags, and
+ * both must mean what XState's own code meant.
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { createActor, createMachine, type AnyActorRef } from 'xstate';
+import { assign, createActor, createMachine, type AnyActorRef } from 'xstate';
+// @ts-expect-error: a plain .mjs script, no type declarations
+import { PATCHES } from '../scripts/patch-xstate.mjs';
 import { describe, expect, it } from 'vitest';
 
 const require = createRequire(import.meta.url);
 const xstateDist = join(dirname(require.resolve('xstate/package.json')), 'dist');
 
 describe('the XState install patch', () => {
-  it('is applied to every build of the Actor class (a new XState without the line fails here, to be looked at)', () => {
+  it('is applied to every build of XState (a new XState without a changed passage fails here, to be looked at)', () => {
     const chunks = readdirSync(xstateDist).filter((f) => /^raise-[0-9a-f]+(\.development)?\.(cjs|esm)\.js$/.test(f));
     expect(chunks.length).toBeGreaterThanOrEqual(2);
+    expect(PATCHES.length).toBe(3);
     for (const f of chunks) {
       const text = readFileSync(join(xstateDist, f), 'utf8');
-      expect(text, f).toContain('const resolvedOptions = Object.assign({}, defaultOptions, options);');
+      for (const patch of PATCHES as Array<{ name: string; from: RegExp; to: string }>) {
+        expect(text, `${f}: ${patch.name}`).toContain(patch.to);
+        expect(patch.from.test(text), `${f}: ${patch.name}`).toBe(false);
+      }
       expect(text, f).not.toMatch(/\.\.\.defaultOptions/);
     }
   });
@@ -42,5 +49,46 @@ describe('the XState install patch', () => {
     expect(typeof actor.options.logger).toBe('function');
     expect(actor.id).toBe('r1');
     expect(actor.system).toBe(parent.system);
+  });
+
+  it('keeps the state value and tags of a snapshot copied by assign, and computes them anew when the state changes', () => {
+    const machine = createMachine({
+      types: {} as { context: { n: number }; events: { type: 'bump' } | { type: 'next' } },
+      context: { n: 0 },
+      initial: 'outer',
+      states: {
+        outer: {
+          tags: ['busy'],
+          initial: 'a',
+          states: {
+            a: { tags: ['first'], on: { bump: { actions: assign({ n: ({ context }) => context.n + 1 }) }, next: 'b' } },
+            b: { on: { bump: { actions: assign({ n: ({ context }) => context.n + 1 }) }, next: '#done' } },
+          },
+        },
+        done: { id: 'done', type: 'final' },
+      },
+    });
+    const actor = createActor(machine).start();
+    const first = actor.getSnapshot();
+    expect(first.value).toEqual({ outer: 'a' });
+    actor.send({ type: 'bump' });
+    const bumped = actor.getSnapshot();
+    expect(bumped.context.n).toBe(1);
+    // Same nodes: the copy carries the value and tags it had (the same objects), not recomputed ones.
+    expect(bumped.value).toBe(first.value);
+    expect(bumped.tags).toBe(first.tags);
+    expect([...bumped.tags].sort()).toEqual(['busy', 'first']);
+    actor.send({ type: 'next' });
+    const moved = actor.getSnapshot();
+    expect(moved.value).toEqual({ outer: 'b' });
+    expect([...moved.tags]).toEqual(['busy']);
+    expect(moved.hasTag('first')).toBe(false);
+    actor.send({ type: 'bump' });
+    expect(actor.getSnapshot().value).toEqual({ outer: 'b' });
+    expect(actor.getSnapshot().matches({ outer: 'b' })).toBe(true);
+    actor.send({ type: 'next' });
+    expect(actor.getSnapshot().status).toBe('done');
+    expect(actor.getSnapshot().value).toBe('done');
+    expect([...actor.getSnapshot().tags]).toEqual([]);
   });
 });
