@@ -23,7 +23,7 @@
  * slower. Without the patch (`--ignore-scripts`) Triage behaves the same, only slower. Drop each change
  * once XState makes it itself.
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -66,11 +66,12 @@ export const PATCHES = [
 ];
 
 // Run as a script (postinstall), not when the test imports PATCHES.
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main();
+if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))) main();
 
 function main() {
   const initCwd = process.env.INIT_CWD;
-  if (initCwd !== undefined && resolve(initCwd) !== root) return;
+  // npm sets INIT_CWD to where `npm install` ran; compared as real paths, so a symlinked checkout still counts.
+  if (initCwd !== undefined && realpathSync(resolve(initCwd)) !== realpathSync(root)) return;
 
   let xstateDir;
   try {
