@@ -1,7 +1,8 @@
 /**
  * Slow clients over raw `net` sockets: headers or a body trickled in byte by byte, a connection that
  * sends nothing, an idle keep-alive connection, a reader that stops reading a stream. The server's
- * timeouts (`timeouts` of createGateway: request, headers, keep-alive, and how often Node checks them)
+ * timeouts (`timeouts` of createGateway: request, headers, keep-alive, how often Node checks them, and
+ * how long a stalled stream reader is waited for)
  * are set small here; a client cut by them gets a 408 in the OpenAI envelope and never holds a queue
  * slot, while a request that is fully received and waits in the queue longer than those timeouts is
  * not affected.
@@ -10,6 +11,7 @@ import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { TriageConfig } from '../src/adapters/config-types.js';
 import type { QueueEvent } from '../src/events.js';
+import { DEFAULT_SERVER_TIMEOUTS } from '../src/server/app.js';
 import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';
 import { testConfig } from './support/test-config.js';
 
@@ -25,8 +27,8 @@ afterEach(async () => {
   running = [];
 });
 
-async function start(config: TriageConfig = testConfig({ m: [{ maxParallelRequests: 1 }] })): Promise<{ g: RunningGateway; port: number; events: QueueEvent[] }> {
-  const g = await startGateway(config, { timeouts: TIMEOUTS });
+async function start(config: TriageConfig = testConfig({ m: [{ maxParallelRequests: 1 }] }), timeouts: Partial<typeof DEFAULT_SERVER_TIMEOUTS> = {}): Promise<{ g: RunningGateway; port: number; events: QueueEvent[] }> {
+  const g = await startGateway(config, { timeouts: { ...TIMEOUTS, ...timeouts } });
   running.push(g);
   const events: QueueEvent[] = [];
   g.gateway.router.events.subscribe((e) => events.push(e));
@@ -220,5 +222,28 @@ describe('slow clients', () => {
     expect(next.choices[0].message.content).toContain('word');
     expect(t.socket.destroyed).toBe(false);
     t.socket.destroy();
+  });
+
+  it('a reader that stops reading a stream for longer than streamStallMs is disconnected: its answer is cut, not held', async () => {
+    const STALL_MS = 300;
+    const { g, port, events } = await start(testConfig({ m: [{ maxParallelRequests: 1, mockResponse: 'word '.repeat(30_000) }] }), { streamStallMs: STALL_MS });
+    const body = JSON.stringify({ ...chat('m', 'never read'), stream: true });
+    const started = Date.now();
+    const t = trickle(port, HEAD(body.length) + body, '');
+    t.socket.pause();
+    const server = g.gateway.app.server;
+    const connections = () => new Promise<number>((resolve, reject) => server.getConnections((e, n) => (e ? reject(e) : resolve(n))));
+    await waitFor(async () => ((await connections()) === 1 ? true : undefined), 'the stream to start');
+    // The server closes its end once the reader has been stalled for STALL_MS.
+    await waitFor(async () => ((await connections()) === 0 ? true : undefined), 'the stalled stream to be closed', STALL_MS + LATE_MS);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(STALL_MS);
+    await waitFor(() => (g.gateway.router.liveRequests === 0 ? true : undefined), 'the request to end');
+    await waitFor(async () => ((await groupStatus(g))[0].inFlight === 0 ? true : undefined), 'the slot to be released');
+    expect(events.some((e) => e.type === 'request.done' || e.type === 'request.cancelled')).toBe(true);
+    // Reading again, the client gets what was already sent, then the end: no [DONE], the answer was cut.
+    t.socket.resume();
+    await t.closed;
+    expect(t.received()).toContain('HTTP/1.1 200');
+    expect(t.received()).not.toContain('data: [DONE]');
   });
 });

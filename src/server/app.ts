@@ -41,9 +41,9 @@ export interface AppOptions {
 const ALWAYS_PUBLIC = ['/health/liveliness', '/health/liveness', '/health/readiness'];
 
 /**
- * How long a client may take to send a request. Node enforces the first two on a sweep every
- * `checkIntervalMs`, so a client is cut between the timeout and the timeout plus one interval.
- * A request that is fully received and waits in the queue is not affected by either.
+ * How long a client may take to send a request, and to read a streamed answer. Node enforces the first
+ * two on a sweep every `checkIntervalMs`, so a client is cut between the timeout and the timeout plus
+ * one interval. A request that is fully received and waits in the queue is not affected by any of them.
  */
 export interface ServerTimeouts {
   /** Whole request (headers and body) must arrive within this (Node's `requestTimeout`); 408 after. */
@@ -54,9 +54,15 @@ export interface ServerTimeouts {
   keepAliveTimeoutMs: number;
   /** How often Node checks the request and headers timeouts (its `connectionsCheckingInterval`, 30 s by default). */
   checkIntervalMs: number;
+  /**
+   * A streamed answer whose reader has stopped reading (the socket's buffers full) waits this long for
+   * it to read again; then the connection is closed. Without it, such a reader held its socket and the
+   * buffered rest of its answer for as long as it stayed connected.
+   */
+  streamStallMs: number;
 }
 
-export const DEFAULT_SERVER_TIMEOUTS: ServerTimeouts = { requestTimeoutMs: 30_000, headersTimeoutMs: 30_000, keepAliveTimeoutMs: 72_000, checkIntervalMs: 5_000 };
+export const DEFAULT_SERVER_TIMEOUTS: ServerTimeouts = { requestTimeoutMs: 30_000, headersTimeoutMs: 30_000, keepAliveTimeoutMs: 72_000, checkIntervalMs: 5_000, streamStallMs: 60_000 };
 
 /** Query parameters whose values are masked in logged URLs wherever a key might be put by mistake. */
 const CREDENTIAL_PARAMS = /([?&;](?:token|key|api[_-]?key|access[_-]?token|auth|authorization|password|secret)=)[^&;#]*/gi;
@@ -207,7 +213,7 @@ export function buildApp(options: AppOptions): TriageApp {
     sendError(reply, new TriageError('not_found', `No route for ${request.method} ${redactUrl(request.url.split('?')[0]).slice(0, 200)}.`)),
   );
 
-  registerChatRoutes(app, router, options.keyRate ?? takeKeyRate);
+  registerChatRoutes(app, router, options.keyRate ?? takeKeyRate, { streamStallMs: timeouts.streamStallMs });
   if (general.metrics) registerMetricsRoute(app, createMetrics(router));
   const debug = new DebugRecorder(router, options.debug);
   // The WebSocket plugin and its two routes live in a scope of their own: the plugin adds an onRequest

@@ -67,38 +67,49 @@ class CallerGone implements CancelSignal {
   }
 }
 
-function write(reply: FastifyReply, text: string): Promise<void> {
-  // Respect backpressure: a slow reader slows its own stream, not the gateway.
-  if (reply.raw.write(text)) return Promise.resolve();
+/**
+ * Writes one event of a stream, respecting backpressure: a slow reader slows its own stream, not the
+ * gateway. A reader that stops reading altogether gets `stallMs` to start again; then its connection is
+ * closed (the stream loop sees it destroyed and stops, which cancels the request if it is still running).
+ */
+function write(reply: FastifyReply, text: string, stallMs: number): Promise<void> {
+  const res = reply.raw;
+  if (res.write(text)) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
-      reply.raw.off('drain', done);
-      reply.raw.off('close', done);
+      clearTimeout(stall);
+      res.off('drain', done);
+      res.off('close', done);
       resolve();
     };
-    reply.raw.on('drain', done);
-    reply.raw.on('close', done);
+    const stall = setTimeout(() => {
+      reply.log.warn({ stallMs }, 'closing a stream whose reader stopped reading');
+      res.destroy();
+      done();
+    }, stallMs);
+    res.on('drain', done);
+    res.on('close', done);
   });
 }
 
-async function streamSse(reply: FastifyReply, stream: AsyncIterable<ChatCompletionChunk>, headers: Record<string, string>): Promise<void> {
+async function streamSse(reply: FastifyReply, stream: AsyncIterable<ChatCompletionChunk>, headers: Record<string, string>, stallMs: number): Promise<void> {
   reply.hijack();
   reply.raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', ...headers });
   try {
     for await (const chunk of stream) {
       if (reply.raw.destroyed) break;
-      await write(reply, `data: ${JSON.stringify(chunk)}\n\n`);
+      await write(reply, `data: ${JSON.stringify(chunk)}\n\n`, stallMs);
     }
-    if (!reply.raw.destroyed) await write(reply, 'data: [DONE]\n\n');
+    if (!reply.raw.destroyed) await write(reply, 'data: [DONE]\n\n', stallMs);
   } catch (e) {
     // Headers are sent: the failure travels as an error event, as OpenAI's own streams do.
-    if (!reply.raw.destroyed) await write(reply, `data: ${JSON.stringify(errorBody(toHttpError(e), reply.server.redactSecrets))}\n\n`);
+    if (!reply.raw.destroyed) await write(reply, `data: ${JSON.stringify(errorBody(toHttpError(e), reply.server.redactSecrets))}\n\n`, stallMs);
   } finally {
     reply.raw.end();
   }
 }
 
-export function registerChatRoutes(app: FastifyInstance, router: Router, keyRate: KeyRateCheck): void {
+export function registerChatRoutes(app: FastifyInstance, router: Router, keyRate: KeyRateCheck, options: { streamStallMs: number }): void {
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const caller = (request as FastifyRequest & { caller: Caller }).caller;
     const body = request.body;
@@ -127,7 +138,7 @@ export function registerChatRoutes(app: FastifyInstance, router: Router, keyRate
       params.signal = new CallerGone(reply.raw);
       const result = await router.schedule(params as CompletionParams);
       const headers = queueHeaders(result.meta, clamped);
-      if (result.kind === 'stream') return streamSse(reply, result.stream, headers);
+      if (result.kind === 'stream') return streamSse(reply, result.stream, headers, options.streamStallMs);
       return reply.headers(headers).send(result.completion);
     } catch (e) {
       return sendError(reply, e);
