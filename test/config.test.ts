@@ -164,6 +164,10 @@ general_settings:
   enable_metrics: false
   max_request_body_bytes: 1024
   shutdown_grace_seconds: 0
+  client_request_timeout_seconds: 10
+  client_headers_timeout_seconds: 5
+  keep_alive_timeout_seconds: 0.5
+  stream_stall_timeout_seconds: 120
   keys:
     - key: sk-team-a
       models: [m]
@@ -196,6 +200,7 @@ general_settings:
       metrics: false,
       maxRequestBodyBytes: 1024,
       shutdownGraceMs: 0,
+      clientTimeouts: { requestTimeoutMs: 10_000, headersTimeoutMs: 5_000, keepAliveTimeoutMs: 500, streamStallMs: 120_000 },
       keys: [
         { key: 'sk-team-a', name: 'key-0', models: ['m'], maxPriority: 3, rpm: 100 },
         { key: 'sk-team-b', name: 'team-b' },
@@ -401,6 +406,8 @@ router_settings:
   redis_host: r
   redis_port: 0
 general_settings:
+  stream_stall_timeout_seconds: 0
+  keep_alive_timeout_seconds: soon
   keys:
     - key: sk-a
       models: [nope]
@@ -427,7 +434,11 @@ general_settings:
       'router_settings.redis_port',
       'general_settings.keys[0].models[0]',
       'general_settings.keys[1].key',
+      'general_settings.stream_stall_timeout_seconds',
+      'general_settings.keep_alive_timeout_seconds',
     ].sort());
+    expect(issueAt(error.issues, 'general_settings.stream_stall_timeout_seconds').message).toBe('expected a positive number of seconds, got 0');
+    expect(issueAt(error.issues, 'general_settings.keep_alive_timeout_seconds').message).toBe('expected a positive number of seconds, got "soon"');
     expect(issueAt(error.issues, 'model_list[1].model_name').message).toBe('expected a non-empty string, got ""');
     expect(issueAt(error.issues, 'model_list[2].litellm_params.model').message).toBe('is required (a non-empty string)');
     // The error message lists them all too.

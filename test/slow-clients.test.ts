@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { TriageConfig } from '../src/adapters/config-types.js';
 import type { QueueEvent } from '../src/events.js';
 import { DEFAULT_SERVER_TIMEOUTS } from '../src/server/app.js';
+import { parseConfig } from '../src/adapters/config-loader.js';
 import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';
 import { testConfig } from './support/test-config.js';
 
@@ -192,6 +193,24 @@ describe('slow clients', () => {
     const after = await t.closed;
     expect(after).toBeGreaterThanOrEqual(TIMEOUTS.keepAliveTimeoutMs - 50);
     expect(after).toBeLessThan(TIMEOUTS.keepAliveTimeoutMs + LATE_MS);
+  });
+
+  it('takes its timeouts from general_settings in the YAML config when the code sets none', async () => {
+    const { config } = parseConfig(`
+model_list:
+  - model_name: m
+    litellm_params: { model: mock/m, mock_response: ok }
+general_settings:
+  keep_alive_timeout_seconds: 0.3
+`, { env: {} });
+    expect(config.general.clientTimeouts).toEqual({ keepAliveTimeoutMs: 300 });
+    const g = await startGateway(config);
+    running.push(g);
+    const t = trickle(Number(new URL(g.url).port), HEAD(BODY.length) + BODY, '');
+    await waitFor(() => (t.received().includes('"chat.completion"') ? true : undefined), 'the answer');
+    const after = await t.closed;
+    expect(after).toBeGreaterThanOrEqual(300 - 50);
+    expect(after).toBeLessThan(300 + LATE_MS);
   });
 
   it('does not cut a fully received request that waits in the queue longer than the request timeout', async () => {

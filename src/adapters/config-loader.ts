@@ -34,6 +34,7 @@ import {
   type RawMap,
 } from './config-checks.js';
 import {
+  type ClientTimeoutSettings,
   ConfigError,
   type ConfigIssue,
   type DeploymentConfig,
@@ -107,7 +108,14 @@ const ROUTER_KEYS = [
   'redis_prefix',
   'redis_lease_seconds',
 ];
-const GENERAL_KEYS = ['master_key', 'keys', 'max_request_body_bytes', 'public_metrics', 'enable_metrics', 'shutdown_grace_seconds'];
+/** general_settings keys for the server's client timeouts, and the ServerTimeouts field each sets. */
+const CLIENT_TIMEOUT_KEYS = {
+  client_request_timeout_seconds: 'requestTimeoutMs',
+  client_headers_timeout_seconds: 'headersTimeoutMs',
+  keep_alive_timeout_seconds: 'keepAliveTimeoutMs',
+  stream_stall_timeout_seconds: 'streamStallMs',
+} as const;
+const GENERAL_KEYS = ['master_key', 'keys', 'max_request_body_bytes', 'public_metrics', 'enable_metrics', 'shutdown_grace_seconds', ...Object.keys(CLIENT_TIMEOUT_KEYS)];
 const VIRTUAL_KEY_KEYS = ['key', 'name', 'models', 'max_priority', 'rpm'];
 
 /** Everything one normalization pass accumulates. */
@@ -521,6 +529,11 @@ function normalizeGeneralSettings(
 
   const keys = normalizeVirtualKeys(map.keys, childPath(path, 'keys'), { masterKey, masterKeySource, router, groupNames }, ctx);
   const graceSeconds = optionalField(map, 'shutdown_grace_seconds', path, checkNonNegativeSeconds, issues) ?? 30;
+  const clientTimeouts: ClientTimeoutSettings = {};
+  for (const [key, field] of Object.entries(CLIENT_TIMEOUT_KEYS)) {
+    const seconds = optionalField(map, key, path, checkPositiveSeconds, issues);
+    if (seconds !== undefined) clientTimeouts[field] = secondsToMs(seconds);
+  }
   return withoutUndefined<GeneralSettings>({
     masterKey,
     keys,
@@ -528,6 +541,7 @@ function normalizeGeneralSettings(
     publicMetrics: optionalField(map, 'public_metrics', path, checkBoolean, issues) ?? false,
     metrics: optionalField(map, 'enable_metrics', path, checkBoolean, issues) ?? true,
     shutdownGraceMs: secondsToMs(graceSeconds),
+    clientTimeouts: Object.keys(clientTimeouts).length > 0 ? clientTimeouts : undefined,
   });
 }
 

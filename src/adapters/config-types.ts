@@ -100,6 +100,20 @@ export interface GeneralSettings {
   metrics: boolean;
   /** Grace period for dispatched calls on shutdown, ms. */
   shutdownGraceMs: number;
+  /** Client-facing server timeouts given in general_settings; absent ones keep DEFAULT_SERVER_TIMEOUTS (src/server/app.ts). */
+  clientTimeouts?: ClientTimeoutSettings;
+}
+
+/** The server timeouts a config may set (ms), named as in ServerTimeouts (src/server/app.ts). */
+export interface ClientTimeoutSettings {
+  /** `client_request_timeout_seconds`: headers and body must arrive within this. */
+  requestTimeoutMs?: number;
+  /** `client_headers_timeout_seconds`: headers must arrive within this. */
+  headersTimeoutMs?: number;
+  /** `keep_alive_timeout_seconds`: an idle keep-alive connection is closed after this. */
+  keepAliveTimeoutMs?: number;
+  /** `stream_stall_timeout_seconds`: a streamed answer's stalled reader is waited for this long. */
+  streamStallMs?: number;
 }
 
 export interface TriageConfig {

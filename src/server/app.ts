@@ -30,7 +30,7 @@ export interface AppOptions {
   /** Paths served without a key even when keys are configured. */
   publicPaths?: string[];
   eventStream?: Partial<EventStreamOptions>;
-  /** How long a client may take to send a request (see ServerTimeouts); defaults in DEFAULT_SERVER_TIMEOUTS. */
+  /** How long a client may take to send a request (see ServerTimeouts); over general_settings' timeouts and DEFAULT_SERVER_TIMEOUTS. */
   timeouts?: Partial<ServerTimeouts>;
   /** Bounds of the statechart debugger's history (`/debug`). */
   debug?: Partial<DebugRecorderOptions>;
@@ -147,7 +147,8 @@ export interface TriageApp {
 export function buildApp(options: AppOptions): TriageApp {
   const { router } = options;
   const general = router.config.general;
-  const timeouts = { ...DEFAULT_SERVER_TIMEOUTS, ...options.timeouts };
+  // Defaults, then general_settings (YAML), then the programmatic option.
+  const timeouts = { ...DEFAULT_SERVER_TIMEOUTS, ...router.config.general.clientTimeouts, ...options.timeouts };
   const eventStream = { ...DEFAULT_EVENT_STREAM_OPTIONS, ...options.eventStream };
   const redact = (text: string) => router.redact(text);
   const app = Fastify({
