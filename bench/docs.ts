@@ -81,6 +81,14 @@ What was changed because of these measurements:
   profile of the gateway at 1,000 req/s). scripts/patch-xstate.mjs, run on install, changes that line
   to \`Object.assign\`; measured side by side in one run, the gateway's CPU per request went from ~148 to
   ~132 µs, ~12% more requests per second.
+- **No context copy for the answer; no state value recomputed for a copy.** An \`assign\` copies the
+  context and the snapshot, and XState's snapshot copy recomputed the state value and the tag set from
+  the active nodes (two Sets, two Maps, arrays) even when they had not changed. The completion now
+  stays on the attempt that fetched it (\`context.call.output\`), so \`upstream.done\` assigns nothing;
+  and the install patch's second change makes a copy that keeps its nodes take the value and tags of
+  the snapshot it copies. The scheduler's store operations are static objects run with their context
+  and event as arguments, instead of four closures made per operation. Measured on the Router API
+  alone (32 requests in flight, best of 10–12 alternating runs): ~27.3 → ~23 µs per request.
 - **Flat request ids.** Node 20's \`crypto.randomUUID()\` returns a tree of ~14 string fragments
   (~450 bytes) that stays a tree while the id lives in the actor, the queue entry and the router's map;
   \`src/machines/request-id.ts\` writes the same kind of UUID into a buffer and reads it once.
@@ -116,8 +124,8 @@ What was changed because of these measurements:
 What is left:
 
 - *Throughput.* The XState work of one request (its actor's three macrosteps and the scheduler's two)
-  and the garbage it leaves (~66 KB allocated per request, ~60 KB of it inside XState: Sets and arrays
-  of every microstep, snapshot copies) are most of the gap between the HTTP layer alone and the
+  and the garbage it leaves (~57 KB allocated per request, down from ~65 KB, most of it inside XState:
+  the Sets and arrays of every microstep, snapshot copies) are most of the gap between the HTTP layer alone and the
   gateway. The ceiling row shows how far a design with one actor per request could go; reaching the
   target needs most of the remaining queue cost to go, not a tuning knob. XState v6 (in alpha in
   November 2026) reports lower per-actor and per-transition costs (statelyai/xstate #5626, #5633);
@@ -125,8 +133,21 @@ What is left:
 - *The benchmark's machine.* The load generator and the servers share two virtual cores. Per request,
   both servers make the same system calls (one \`read\`, one \`writev\`; counted with strace), yet
   the gateway's system time per request is about twice the bare server's (~30 against ~15 µs, read
-  from /proc): kernel time spent on the same bytes, not in the gateway's code. Ratios move between
-  runs by about ±0.05 on this machine; compare rows of one run.
+  from /proc). \`perf record -e cpu-clock\` (software sampling works in this VM; hardware counters do
+  not) puts the difference in one place: \`pvm_irq_enable\` under \`sock_def_readable\`, where the
+  kernel, still inside the server's \`writev\` on loopback, wakes the load generator's thread. The
+  slower server finds the load generator asleep more often, so it pays for more wake-ups per response
+  (~10 against ~6 µs per request in one such profile); every other kernel function costs both servers
+  about the same per request. Ratios move between runs by about ±0.05 on this machine; compare rows of
+  one run. The *metrics on vs off* row has read 1.06–1.59× in runs of this session while an alternating
+  A/B of the same two children reads ~0.95×: with four servers and the generator on two cores, where
+  the kernel places each process weighs more than the metrics do.
+- *Embedding the Router: the young generation.* With 32 requests in flight in one process (the Router
+  API, no HTTP), V8's default 16 MB semi-space promoted ~0.9 MB at each minor collection (pauses of
+  ~4 ms); started with \`--min-semi-space-size=32 --max-semi-space-size=32\` it promoted ~14 KB (~1 ms),
+  and the loop ran at ~24 instead of ~27–46 µs per request. In the gateway the minor pauses stay at
+  ~1.1–1.4 ms with the default and the difference was within noise, so the CLI does not set it (these
+  sizes can only be given on node's command line, not applied at run time like the pretenuring flag).
 - *p99 added at 1,000 req/s.* What the gateway adds at this rate is mostly minor collections. Counted
   with a GC observer over 8 s at 1,000 req/s: the bare server ran ~1.4 a second with a median pause of
   ~0.9 ms; the gateway ~6 a second, median ~1.8 ms before the XState install patch and ~1.1–1.4 ms
