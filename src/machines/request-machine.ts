@@ -16,7 +16,7 @@
  */
 import { assign, emit, sendTo, setup, type AnyActorRef } from 'xstate';
 import { QueueTimeoutError, RequestCancelledError, ShuttingDownError, TriageError } from '../errors.js';
-import type { ChatCompletion, ChatCompletionBody, Usage } from '../adapters/openai-types.js';
+import type { ChatCompletionBody, Usage } from '../adapters/openai-types.js';
 import { UpstreamError } from '../adapters/upstream.js';
 import type { Clock } from './clock.js';
 import type { SchedulerReply } from './scheduler-machine.js';

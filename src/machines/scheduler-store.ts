@@ -3,6 +3,7 @@
  * it: in memory (one process) and Redis (many instances, one queue); the scheduler machine cannot tell
  * them apart. Every method is one atomic state change.
  */
+import type { UpstreamFailureKind } from '../adapters/upstream.js';
 
 export interface WaiterEntry {
   /** Request id, unique across instances. */
@@ -59,7 +60,7 @@ export interface PumpResult {
 export type ReleaseOutcome =
   | { kind: 'ok'; tokensUsed?: number }
   | { kind: 'cancelled' }
-  | { kind: 'failed'; failure: 'rate_limited' | 'server_error' | 'network' | 'timeout' | 'auth_failed' | 'client_error'; retryAfterMs?: number };
+  | { kind: 'failed'; failure: UpstreamFailureKind; retryAfterMs?: number };
 
 export interface ReleaseResult {
   /** Set when this release put the deployment into cooldown. */
