@@ -30,6 +30,9 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
+/** The files changed: XState's `raise-*` chunks, which hold the Actor class and the snapshot functions, one per build (cjs, esm) and mode (production, development). */
+export const XSTATE_CHUNK = /^raise-[0-9a-f]+(\.development)?\.(cjs|esm)\.js$/;
+
 /** Each change: the passage as XState ships it, and what it becomes (also how an applied change is recognised). */
 export const PATCHES = [
   {
@@ -81,8 +84,7 @@ function main() {
     return;
   }
   const dist = join(xstateDir, 'dist');
-  // The Actor class and the snapshot functions are in the `raise-*` chunks: one per build (cjs, esm) and mode (production, development).
-  const files = readdirSync(dist).filter((f) => /^raise-[0-9a-f]+(\.development)?\.(cjs|esm)\.js$/.test(f));
+  const files = readdirSync(dist).filter((f) => XSTATE_CHUNK.test(f));
   const { version } = JSON.parse(readFileSync(join(xstateDir, 'package.json'), 'utf8'));
   const counts = PATCHES.map(() => ({ patched: 0, already: 0 }));
   for (const file of files) {

@@ -11,7 +11,7 @@ import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { TriageConfig } from '../src/adapters/config-types.js';
 import type { QueueEvent } from '../src/events.js';
-import { DEFAULT_SERVER_TIMEOUTS } from '../src/server/app.js';
+import type { ServerTimeouts } from '../src/server/app.js';
 import { parseConfig } from '../src/adapters/config-loader.js';
 import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';
 import { testConfig } from './support/test-config.js';
@@ -28,7 +28,7 @@ afterEach(async () => {
   running = [];
 });
 
-async function start(config: TriageConfig = testConfig({ m: [{ maxParallelRequests: 1 }] }), timeouts: Partial<typeof DEFAULT_SERVER_TIMEOUTS> = {}): Promise<{ g: RunningGateway; port: number; events: QueueEvent[] }> {
+async function start(config: TriageConfig = testConfig({ m: [{ maxParallelRequests: 1 }] }), timeouts: Partial<ServerTimeouts> = {}): Promise<{ g: RunningGateway; port: number; events: QueueEvent[] }> {
   const g = await startGateway(config, { timeouts: { ...TIMEOUTS, ...timeouts } });
   running.push(g);
   const events: QueueEvent[] = [];
