@@ -24,8 +24,9 @@ export const HEADER = {
 } as const;
 
 function queueHeaders(meta: QueueMeta, clamped: boolean): Record<string, string> {
-  // Literal keys (the same names as HEADER): computed keys make V8 build the object in its runtime.
-  const headers: Record<string, string> = {
+  // Literal keys, not computed ones (which make V8 build the object in its runtime); the type makes
+  // a key that is not one of HEADER's names a compile error.
+  const headers: Partial<Record<(typeof HEADER)[keyof typeof HEADER], string>> = {
     'x-triage-request-id': meta.requestId,
     'x-triage-priority': String(meta.priority),
     'x-triage-queue-wait-ms': String(Math.round(meta.waitedMs)),
