@@ -306,6 +306,53 @@ describe('soak arithmetic (bench/soak-measure.ts)', async () => {
   });
 });
 
+describe('the fixed-rate generator reads HTTP responses off raw bytes (bench/load.ts ResponseReader)', () => {
+  const response = (status: number, body: string, extraHeaders = '') =>
+    `HTTP/1.1 ${status} X\r\ncontent-type: application/json\r\n${extraHeaders}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+
+  it('reports each response once, at its last byte, however the bytes are split', async () => {
+    const { ResponseReader } = await import('../bench/load.js');
+    const bytes = Buffer.from(response(200, '{"ok":"é"}') + response(503, '') + response(201, 'x'.repeat(40), 'x-a: 1\r\n'));
+    // Every split point into two chunks, and one byte at a time.
+    for (let cut = 0; cut <= bytes.length; cut++) {
+      const seen: number[] = [];
+      const reader = new ResponseReader((status) => seen.push(status));
+      reader.push(bytes.subarray(0, cut));
+      reader.push(bytes.subarray(cut));
+      expect(seen).toEqual([200, 503, 201]);
+    }
+    const seen: number[] = [];
+    const reader = new ResponseReader((status) => seen.push(status));
+    for (let i = 0; i < bytes.length; i++) {
+      reader.push(bytes.subarray(i, i + 1));
+      // Nothing is reported before the last byte of the first response.
+      if (i < Buffer.byteLength(response(200, '{"ok":"é"}')) - 1) expect(seen).toEqual([]);
+    }
+    expect(seen).toEqual([200, 503, 201]);
+  });
+
+  it('refuses a response whose end it cannot find (no Content-Length)', async () => {
+    const { ResponseReader } = await import('../bench/load.js');
+    const reader = new ResponseReader(() => undefined);
+    expect(() => reader.push(Buffer.from('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n'))).toThrow(/Content-Length only; got: HTTP\/1.1 200 OK/);
+  });
+});
+
+describe('the median fixed-rate round (bench/scenario-overhead.ts)', () => {
+  it('reports the round whose p99 added is the median, with both servers from that same round', async () => {
+    const { medianRound } = await import('../bench/scenario-overhead.js');
+    const result = (p99: number) => ({ requests: 1, ok: 1, errors: 0, seconds: 1, rps: 1, latencyMs: { n: 1, min: p99, mean: p99, p50: p99, p90: p99, p99, max: p99 } });
+    const round = (bare: number, gateway: number) => ({ results: [result(bare), result(gateway)], generatorLagMs: { p99: 0, max: 0 } });
+    // Added: 9, 0.5, 2 -> the median is 2 (the third round), not the round with the median p99s.
+    const picked = medianRound([round(1, 10), round(3, 3.5), round(2, 4)]);
+    expect(picked.bare.latencyMs.p99).toBe(2);
+    expect(picked.gateway.latencyMs.p99).toBe(4);
+    // An even count takes the lower middle round.
+    expect(medianRound([round(0, 4), round(0, 1)]).gateway.latencyMs.p99).toBe(1);
+    expect(() => medianRound([])).toThrow(/no fixed-rate rounds/);
+  });
+});
+
 describe('fixed-rate load to several servers side by side (bench/load.ts)', () => {
   it('sends each server the same number of requests and reports each one its own answers, in order', async () => {
     const { createServer } = await import('node:http');
@@ -340,6 +387,30 @@ describe('fixed-rate load to several servers side by side (bench/load.ts)', () =
       expect(b!.latencyMs.n).toBe(50);
     } finally {
       await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    }
+  });
+
+  it('counts a request whose connection the server drops as an error and goes on with the connections left', async () => {
+    const { createServer } = await import('node:http');
+    const { fixedRate } = await import('../bench/load.js');
+    let n = 0;
+    // Every 5th request: the server closes the connection instead of answering.
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        n += 1;
+        if (n % 5 === 0) req.socket.destroy();
+        else res.end('{}');
+      });
+    });
+    const url = await new Promise<string>((resolve) => server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as { port: number }).port}`)));
+    try {
+      const [r] = await fixedRate([{ url, path: '/x', body: '{}', headers: {} }], 200, 0.5, 40);
+      expect(n).toBe(100);
+      expect(r).toMatchObject({ requests: 100, ok: 80, errors: 20 });
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
     }
   });
 });
