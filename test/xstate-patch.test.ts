@@ -1,13 +1,14 @@
 /**
  * scripts/patch-xstate.mjs (run by npm on install): XState's actors must build their options with one
- * shared hidden class, snapshot copies that keep their state nodes must keep their value and tags, and
- * both must mean what XState's own code meant.
+ * shared hidden class, snapshot copies that keep their state nodes must keep their value and tags, the
+ * transition algorithm must skip its general case for single, targetless and plain transitions, and all
+ * of it must mean what XState's own code meant.
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { assign, createActor, createMachine, type AnyActorRef } from 'xstate';
+import { assign, createActor, createMachine, emit, type AnyActorRef } from 'xstate';
 // @ts-expect-error: a plain .mjs script, no type declarations
 import { PATCHES, XSTATE_CHUNK } from '../scripts/patch-xstate.mjs';
 import { describe, expect, it } from 'vitest';
@@ -19,7 +20,7 @@ describe('the XState install patch', () => {
   it('is applied to every build of XState (a new XState without a changed passage fails here, to be looked at)', () => {
     const chunks = readdirSync(xstateDist).filter((f) => XSTATE_CHUNK.test(f));
     expect(chunks.length).toBeGreaterThanOrEqual(2);
-    expect(PATCHES.length).toBe(3);
+    expect(PATCHES.length).toBe(7);
     for (const f of chunks) {
       const text = readFileSync(join(xstateDist, f), 'utf8');
       for (const patch of PATCHES as Array<{ name: string; from: RegExp; to: string }>) {
@@ -90,5 +91,126 @@ describe('the XState install patch', () => {
     expect(actor.getSnapshot().status).toBe('done');
     expect(actor.getSnapshot().value).toBe('done');
     expect([...actor.getSnapshot().tags]).toEqual([]);
+  });
+
+  it('runs a targetless transition\'s actions in order, then the eventless transitions its assign enables (the scheduler\'s pattern)', () => {
+    const log: string[] = [];
+    const machine = createMachine({
+      types: {} as { context: { waiting: number }; events: { type: 'enqueue' } | { type: 'drain' } },
+      context: { waiting: 0 },
+      initial: 'idle',
+      states: {
+        idle: {
+          entry: () => log.push('enter idle'),
+          exit: () => log.push('exit idle'),
+          on: {
+            enqueue: [
+              // A guard that fails first: the second candidate is the one taken.
+              { guard: () => false, target: 'backlogged' },
+              { actions: [() => log.push('first'), assign({ waiting: ({ context }) => context.waiting + 1 }), emit({ type: 'queued' }), () => log.push('second')] },
+            ],
+          },
+          always: { guard: ({ context }) => context.waiting >= 2, target: 'backlogged' },
+        },
+        backlogged: {
+          entry: () => log.push('enter backlogged'),
+          on: { drain: { actions: assign({ waiting: 0 }) } },
+          always: { guard: ({ context }) => context.waiting === 0, target: 'idle' },
+        },
+      },
+    });
+    const actor = createActor(machine);
+    const emitted: string[] = [];
+    actor.on('queued', (e) => emitted.push(e.type));
+    actor.start();
+    log.length = 0;
+    const before = actor.getSnapshot();
+    actor.send({ type: 'enqueue' });
+    expect(log).toEqual(['first', 'second']);
+    expect(emitted).toEqual(['queued']);
+    expect(actor.getSnapshot().value).toBe('idle');
+    expect(actor.getSnapshot().context.waiting).toBe(1);
+    expect(actor.getSnapshot()._nodes).toEqual(before._nodes);
+    log.length = 0;
+    actor.send({ type: 'enqueue' });
+    // The assign enabled the eventless transition: idle is exited after the actions, not re-entered.
+    expect(log).toEqual(['first', 'second', 'exit idle', 'enter backlogged']);
+    expect(actor.getSnapshot().value).toBe('backlogged');
+    log.length = 0;
+    actor.send({ type: 'drain' });
+    expect(log).toEqual(['enter idle']);
+    expect(actor.getSnapshot().value).toBe('idle');
+    // An event with no transition changes nothing.
+    const still = actor.getSnapshot();
+    actor.send({ type: 'drain' });
+    expect(actor.getSnapshot()).toBe(still);
+  });
+
+  it('finds eventless transitions on ancestors, nearest first, and in every region of a parallel state', () => {
+    const machine = createMachine({
+      types: {} as { context: { go: boolean }; events: { type: 'go' } },
+      context: { go: false },
+      type: 'parallel',
+      states: {
+        left: {
+          initial: 'outer',
+          states: {
+            outer: {
+              // The parent's eventless transition, checked after the child's (which never fires).
+              always: { guard: ({ context }) => context.go, target: 'moved' },
+              initial: 'inner',
+              states: { inner: { always: { guard: () => false, target: 'inner' } } },
+            },
+            moved: {},
+          },
+        },
+        right: {
+          initial: 'waiting',
+          states: {
+            waiting: { always: { guard: ({ context }) => context.go, target: 'done' }, on: { go: { actions: assign({ go: true }) } } },
+            done: {},
+          },
+        },
+      },
+    });
+    const actor = createActor(machine).start();
+    expect(actor.getSnapshot().value).toEqual({ left: { outer: 'inner' }, right: 'waiting' });
+    actor.send({ type: 'go' });
+    expect(actor.getSnapshot().value).toEqual({ left: 'moved', right: 'done' });
+  });
+
+  it('keeps two transitions on one event in two regions, and targets through a history state', () => {
+    const log: string[] = [];
+    const machine = createMachine({
+      types: {} as { events: { type: 'tick' } | { type: 'away' } | { type: 'back' } },
+      initial: 'work',
+      states: {
+        work: {
+          type: 'parallel',
+          states: {
+            a: { initial: 'a1', states: { a1: { on: { tick: { actions: () => log.push('a') } } } } },
+            b: {
+              initial: 'b1',
+              states: {
+                b1: { on: { tick: { target: 'b2', actions: () => log.push('b') } } },
+                b2: {},
+                hist: { type: 'history' },
+              },
+            },
+          },
+          on: { away: 'pause' },
+        },
+        pause: { on: { back: '#resume' } },
+        resume: { id: 'resume', always: 'work.b.hist' },
+      },
+    });
+    const actor = createActor(machine).start();
+    actor.send({ type: 'tick' });
+    expect(log).toEqual(['a', 'b']);
+    expect(actor.getSnapshot().value).toEqual({ work: { a: 'a1', b: 'b2' } });
+    actor.send({ type: 'away' });
+    actor.send({ type: 'back' });
+    // Through the history state: b returns to b2, where it was, not to its initial b1.
+    expect(actor.getSnapshot().value).toEqual({ work: { a: 'a1', b: 'b2' } });
   });
 });
