@@ -89,6 +89,18 @@ What was changed because of these measurements:
   the snapshot it copies. The scheduler's store operations are static objects run with their context
   and event as arguments, instead of four closures made per operation. Measured on the Router API
   alone (32 requests in flight, best of 10–12 alternating runs): ~27.3 → ~23 µs per request.
+- **The transition algorithm's small cases.** XState runs SCXML's microstep with Sets and arrays sized
+  for many transitions, targets and regions, and looks for eventless transitions after every step.
+  Triage's machines take one transition at a time, most of the scheduler's have no target, and almost
+  never is an eventless transition enabled. The install patch's changes 3–6 return what the general
+  code returns in exactly those cases without building it: eventless transitions found by parent
+  links, with no conflict check when none is enabled; no conflict check for a single transition; a
+  single targetless transition runs only its actions (no exit set, entry set, sort or node-set copy);
+  one plain target is its own target set. Tests check the meaning on pristine and patched XState.
+  Measured: the Router API allocates ~47 instead of ~57 KB per request (sampling heap profiler) and
+  costs ~20.9 instead of ~24.8 µs (median of 12 alternating processes, young generation fixed at
+  32 MB so the GC mode does not decide the result); the gateway allocates ~60 instead of ~70 KB per
+  request. At the HTTP level an interleaved A/B read +2.4%, inside this machine's noise.
 - **Flat request ids.** Node 20's \`crypto.randomUUID()\` returns a tree of ~14 string fragments
   (~450 bytes) that stays a tree while the id lives in the actor, the queue entry and the router's map;
   \`src/machines/request-id.ts\` writes the same kind of UUID into a buffer and reads it once.
@@ -124,10 +136,17 @@ What was changed because of these measurements:
 What is left:
 
 - *Throughput.* The XState work of one request (its actor's three macrosteps and the scheduler's two)
-  and the garbage it leaves (~57 KB allocated per request, down from ~65 KB, most of it inside XState:
-  the Sets and arrays of every microstep, snapshot copies) are most of the gap between the HTTP layer alone and the
-  gateway. The ceiling row shows how far a design with one actor per request could go; reaching the
-  target needs most of the remaining queue cost to go, not a tuning knob. XState v6 (in alpha in
+  and the garbage it leaves (~47 KB allocated per request on the Router API, down from ~65 KB, most of
+  it inside XState) are most of the gap between the HTTP layer alone and the gateway. That work costs
+  far more between HTTP requests than alone: a server that answers every request with the HTTP layer
+  alone and runs one real Router request beside it spent ~111–115 µs of CPU per request, as much as the
+  gateway, against ~50–54 µs for the HTTP layer alone; so the Router's ~21 µs cost ~60 µs there.
+  Minor collections explain ~3 µs of that (GC observer: ~4 against ~1 µs per request). Three writes to
+  /dev/null per request in the Router loop only add their own cost, so system calls as such do not
+  slow the JavaScript after them; what remains is the code and data of fastify, Node's HTTP and the
+  kernel's loopback path competing with XState's for the caches, which this VM gives no counters to
+  confirm. The ceiling row shows how far a design with one actor per request could go; reaching the
+  target reliably needs most of the remaining queue cost to go, not a tuning knob. XState v6 (in alpha in
   November 2026) reports lower per-actor and per-transition costs (statelyai/xstate #5626, #5633);
   it is worth measuring here once released.
 - *The benchmark's machine.* The load generator and the servers share two virtual cores. Per request,
@@ -148,26 +167,35 @@ What is left:
   and the loop ran at ~24 instead of ~27–46 µs per request. In the gateway the minor pauses stay at
   ~1.1–1.4 ms with the default and the difference was within noise, so the CLI does not set it (these
   sizes can only be given on node's command line, not applied at run time like the pretenuring flag).
-- *p99 added at 1,000 req/s.* What the gateway adds at this rate is mostly minor collections. Counted
-  with a GC observer over 8 s at 1,000 req/s: the bare server ran ~1.4 a second with a median pause of
-  ~0.9 ms; the gateway ~6 a second, median ~1.8 ms before the XState install patch and ~1.1–1.4 ms
-  after it (fewer survivors to copy). On this shared two-core machine the bare server's own p99 moves
-  between 2 and 15 ms from run to run, so the difference is within noise whichever way it falls; quiet
-  runs give ~1–1.4 ms.
+- *p99 added at 1,000 req/s.* This figure sits at the resolution of this machine. On the idle VM, a
+  process that does nothing but wait on a 1 ms timer wakes up to ~0.5 ms late at p99 and ~2 ms late at
+  p99.9; while the fixed-rate phase runs, the bare server's own event loop is ~1.7 ms late at p99 and
+  ~4–5 ms at p99.9, the gateway's about the same. Both servers get their requests on one schedule, and
+  per slot most slow answers are slow on both; but in quiet rounds ~2.5–3.5% of the gateway's answers
+  took over 1 ms while the bare server's answer of the same slot did not (two bare servers side by
+  side: ~0.3–0.6%). Part of that is minor collections (~5–10 a second at this rate, median pause
+  ~0.9 ms, against ~1.4 a second for the bare server); the rest is the gateway's ~2× longer path, which
+  meets more of the machine's stalls. The generator was part of the noise until this session: through
+  node:http, in the runner's process just after autocannon, the bare server's p50 read 0.42 ms and its
+  p99 7–30 ms; on raw sockets in a child of its own, p50 reads 0.15–0.29 ms. The reported round is the
+  median of several (3 in a quick run, 5 in a full one), since one stall moves one round's p99 by
+  milliseconds.
 
 ## What each scenario measures
 
 1. **Overhead.** \`POST /queue/chat/completions\` through the whole gateway (master key checked, a
    \`mock_response\` deployment with \`mock_delay: 0\`, no limit reached) against a bare fastify server
-   answering the same JSON body. The load generator runs in the benchmark's own process and each server
-   in its own child process, so generator and server each have one of the two cores, identically for
-   every server compared. *Closed loop* (autocannon, 32 connections, best of the rounds): the most each
-   server can do, with p50/p99 latency at that load and their difference. *Fixed rate*: requests sent
-   evenly at 1,000 per second by bench/load.ts over keep-alive connections, latency from send to the end
-   of the response; the target is on the p99 the gateway adds (gateway p99 − bare p99 < 1 ms). The bare
-   server and the gateway get their 1,000 req/s at the same time, one request each per slot of one
-   schedule, so both tails include the same stalls of this shared machine and the difference is the
-   gateway's own.
+   answering the same JSON body. Each server runs in its own child process and the load generator in
+   another process, so generator and server each have one of the two cores, identically for every
+   server compared. *Closed loop* (autocannon, 32 connections, best of the rounds, each round in
+   fresh server processes): the most each server can do, with p50/p99 latency at that load and their difference. *Fixed rate*: requests sent
+   evenly at 1,000 per second by bench/load.ts on raw sockets (the request bytes built once, 32
+   keep-alive connections per server opened before the clock starts), in a child process of its own
+   (bench/rate-main.ts) after a warm-up; latency from send to the last byte of the response. The target
+   is on the p99 the gateway adds (gateway p99 − bare p99 < 1 ms). The bare server and the gateway get
+   their 1,000 req/s at the same time, one request each per slot of one schedule, so both tails include
+   the same stalls of this shared machine. Of the rounds, the one whose p99 added is the median is
+   reported; every round, with the generator's own event-loop delay, is in the JSON.
    autocannon's own rate option sends each connection's quota as a burst at the start of every second,
    so it is not used for this. *Metrics on vs off*: the gateway's throughput with
    \`general_settings.enable_metrics\` true against false. *HTTP layer alone*: the gateway with its

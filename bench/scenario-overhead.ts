@@ -2,7 +2,7 @@
  * Scenario 1, overhead: POST /queue/chat/completions through the whole gateway (master key checked,
  * mock deployment with no delay, no limit reached) against a bare fastify server answering the same
  * JSON body, with the same load generator and concurrency. Closed loop for throughput and latency at
- * the most the server can do; a fixed 1,000 req/s for the latency a gateway adds at a normal rate;
+ * the most the server can do (best of several rounds, each in fresh processes); a fixed 1,000 req/s for the latency a gateway adds at a normal rate;
  * metrics on against metrics off for what the Prometheus metrics cost.
  *
  * Two more figures say where the gap to the bare server lies: the gateway with its router stubbed
@@ -79,37 +79,61 @@ export function medianRound(rounds: readonly RateRound[]): { bare: LoadResult; g
   return { bare: median.results[0]!, gateway: median.results[1]! };
 }
 
+type ServerName = 'bare' | 'gateway' | 'noMetrics' | 'httpOnly';
+const SERVERS: Record<ServerName, { mode: 'bare' | 'gateway' | 'http-only'; metrics: boolean }> = {
+  bare: { mode: 'bare', metrics: false },
+  gateway: { mode: 'gateway', metrics: true },
+  noMetrics: { mode: 'gateway', metrics: false },
+  httpOnly: { mode: 'http-only', metrics: true },
+};
+
+/** Starts the named servers, each in a fresh child process; stops them all if one fails to start. */
+async function startServers<N extends ServerName>(names: readonly N[]): Promise<Record<N, { child: Child; target: LoadTarget }>> {
+  const started = await Promise.allSettled(names.map((n) => startServer(SERVERS[n].mode, SERVERS[n].metrics)));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed !== undefined) {
+    await Promise.all(started.map((r) => (r.status === 'fulfilled' ? r.value.child.stop() : undefined)));
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  return Object.fromEntries(names.map((n, i) => [n, (started[i] as PromiseFulfilledResult<{ child: Child; target: LoadTarget }>).value])) as Record<N, { child: Child; target: LoadTarget }>;
+}
+
+const stopAll = (servers: Record<string, { child: Child }>) => Promise.all(Object.values(servers).map((s) => s.child.stop()));
+
 export async function overheadScenario(settings: OverheadSettings, details: Record<string, unknown>): Promise<Row[]> {
-  step(S, 'starting the bare server, two gateways (metrics on, off) and the HTTP layer alone in child processes');
-  const [bare, gateway, noMetrics, httpOnly] = await Promise.all([
-    startServer('bare', false),
-    startServer('gateway', true),
-    startServer('gateway', false),
-    startServer('http-only', true),
-  ]);
-  const servers = { bare, gateway, noMetrics, httpOnly };
-  try {
-    // A check that the gateway really answers (auth, routing, mock) before timing it.
-    const probe = await closedLoop(servers.gateway.target, 1, 0.2);
-    if (probe.ok === 0) throw new Error('the gateway answered no request with 2xx');
-    const runs: Record<keyof typeof servers, LoadResult[]> = { bare: [], gateway: [], noMetrics: [], httpOnly: [] };
-    for (const name of Object.keys(servers) as Array<keyof typeof servers>) {
-      step(S, `warm-up ${name} ${settings.warmupSeconds}s`);
-      await closedLoop(servers[name].target, settings.connections, settings.warmupSeconds);
-    }
-    for (let round = 1; round <= settings.rounds; round++) {
-      for (const name of Object.keys(servers) as Array<keyof typeof servers>) {
-        step(S, `closed loop ${name}, ${settings.connections} connections, ${settings.seconds}s (round ${round}/${settings.rounds})`);
+  const names = Object.keys(SERVERS) as ServerName[];
+  const runs: Record<ServerName, LoadResult[]> = { bare: [], gateway: [], noMetrics: [], httpOnly: [] };
+  // Every round in fresh processes: one process's memory layout can make it several percent faster or
+  // slower than another of the same code for its whole life, and the best of several layouts per
+  // server compares servers, not layouts.
+  for (let round = 1; round <= settings.rounds; round++) {
+    step(S, `round ${round}/${settings.rounds}: starting the bare server, two gateways (metrics on, off) and the HTTP layer alone in fresh child processes`);
+    const servers = await startServers(names);
+    try {
+      // A check that the gateway really answers (auth, routing, mock) before timing it.
+      const probe = await closedLoop(servers.gateway.target, 1, 0.2);
+      if (probe.ok === 0) throw new Error('the gateway answered no request with 2xx');
+      for (const name of names) {
+        step(S, `round ${round}/${settings.rounds}: warm-up ${name} ${settings.warmupSeconds}s, then closed loop, ${settings.connections} connections, ${settings.seconds}s`);
+        await closedLoop(servers[name].target, settings.connections, settings.warmupSeconds);
         runs[name].push(await closedLoop(servers[name].target, settings.connections, settings.seconds));
       }
+    } finally {
+      await stopAll(servers);
     }
+  }
+
+  step(S, 'starting a bare server and a gateway for the fixed rate');
+  const pair = await startServers(['bare', 'gateway'] as const);
+  try {
+    for (const name of ['bare', 'gateway'] as const) await closedLoop(pair[name].target, settings.connections, settings.warmupSeconds);
     // Side by side on one schedule: both tails meet the same moments of machine noise.
     step(S, `fixed rate ${settings.rate} req/s to bare and to gateway side by side, ${settings.rateRounds} × ${settings.rateSeconds}s, generator in a child of its own`);
-    const rateRounds = await fixedRateRounds(settings, [servers.bare.target, servers.gateway.target]);
+    const rateRounds = await fixedRateRounds(settings, [pair.bare.target, pair.gateway.target]);
     const { bare: rateBare, gateway: rateGateway } = medianRound(rateRounds);
 
     step(S, `XState floor: ${settings.floorRounds} × ${settings.floorActors} minimal actors in a child of their own`);
-    const floor = await servers.bare.child.call<{ micros: number }>('xstateFloor', { actors: settings.floorActors, rounds: settings.floorRounds }, 120_000);
+    const floor = await pair.bare.child.call<{ micros: number }>('xstateFloor', { actors: settings.floorActors, rounds: settings.floorRounds }, 120_000);
 
     const measured: Measured = { bare: best(runs.bare), gateway: best(runs.gateway), noMetrics: best(runs.noMetrics), httpOnly: best(runs.httpOnly), rateBare, rateGateway, floorMicros: floor.micros };
     details.overhead = {
@@ -119,11 +143,11 @@ export async function overheadScenario(settings: OverheadSettings, details: Reco
       rateGateway,
       rateRounds,
       xstateFloorMicros: floor.micros,
-      loadGenerator: 'closed loop: autocannon in the runner process; fixed rate: bench/load.ts on raw sockets in a child process of its own; each server in its own child process',
+      loadGenerator: 'closed loop: autocannon in the runner process, fresh server processes every round; fixed rate: bench/load.ts on raw sockets in a child process of its own; each server in its own child process',
     };
     return overheadRows(settings, measured);
   } finally {
-    await Promise.all(Object.values(servers).map((s) => s.child.stop()));
+    await stopAll(pair);
   }
 }
 
