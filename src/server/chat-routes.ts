@@ -138,6 +138,7 @@ export function registerChatRoutes(app: FastifyInstance, router: Router, keyRate
       params.tenant = caller.name;
       params.signal = new CallerGone(reply.raw);
       const result = await router.schedule(params as CompletionParams);
+      request.queueMeta = result.meta;
       const headers = queueHeaders(result.meta, clamped);
       if (result.kind === 'stream') return streamSse(reply, result.stream, headers, options.streamStallMs);
       return reply.headers(headers).send(result.completion);

@@ -1,0 +1,95 @@
+/**
+ * The access log (src/server/access-log.ts): one line per request when its answer ends, with what the
+ * queue did for a chat completion; fastify's `incoming request` line only at debug.
+ */
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';
+import { testConfig } from './support/test-config.js';
+
+const KEY = 'sk-access-log-team-a-0123456789';
+
+interface LogLine {
+  level: number;
+  msg: string;
+  req?: { method: string; url: string };
+  res?: { statusCode: number };
+  responseTime?: number;
+  queue?: Record<string, unknown>;
+}
+
+const running: RunningGateway[] = [];
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((g) => g.stop()));
+});
+
+async function gatewayWithLog(level: string): Promise<{ g: RunningGateway; lines: LogLine[] }> {
+  const lines: LogLine[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      for (const text of String(chunk).split('\n')) if (text.trim() !== '') lines.push(JSON.parse(text) as LogLine);
+      done();
+    },
+  });
+  const config = testConfig({ m: [{ id: 'm-east' }] }, {}, { keys: [{ key: KEY, name: 'team-a' }] });
+  const g = await startGateway(config, { logger: { level, stream: sink } });
+  running.push(g);
+  return { g, lines };
+}
+
+describe('the access log', () => {
+  it('writes one line per chat completion at info, with the queue fields, and no incoming-request line', async () => {
+    const { g, lines } = await gatewayWithLog('info');
+    const { data, response } = await g.client(KEY).chat.completions.create(chat('m', 'hi', 3)).withResponse();
+    expect(data.choices[0]?.message.content).toBe('ok');
+    const line = await waitFor(() => lines.find((l) => l.msg === 'request completed'), 'the access log line');
+    expect(line).toMatchObject({
+      level: 30,
+      req: { method: 'POST', url: '/chat/completions' },
+      res: { statusCode: 200 },
+      queue: { requestId: response.headers.get('x-triage-request-id'), model: 'm', priority: 3, tenant: 'team-a', deployment: 'm-east', attempts: 1 },
+    });
+    expect(typeof line.responseTime).toBe('number');
+    expect(line.queue!.waitedMs).toBeGreaterThanOrEqual(0);
+    expect(lines.filter((l) => l.msg === 'incoming request')).toEqual([]);
+    expect(lines.filter((l) => l.msg === 'request completed')).toHaveLength(1);
+    // The key itself is never written.
+    expect(JSON.stringify(lines)).not.toContain(KEY);
+  });
+
+  it('logs a streamed completion once, after its last chunk, with the queue fields', async () => {
+    const { g, lines } = await gatewayWithLog('info');
+    const stream = await g.client(KEY).chat.completions.create({ ...chat('m', 'hi'), stream: true });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    expect(text).toBe('ok');
+    const line = await waitFor(() => lines.find((l) => l.msg === 'request completed'), 'the access log line');
+    expect(line).toMatchObject({ level: 30, res: { statusCode: 200 }, queue: { model: 'm', tenant: 'team-a', deployment: 'm-east', attempts: 1 } });
+    expect(lines.filter((l) => l.msg === 'request completed')).toHaveLength(1);
+  });
+
+  it('logs a refused request with its status and no queue fields, and other routes too', async () => {
+    const { g, lines } = await gatewayWithLog('info');
+    const r = await fetch(`${g.url}/queue/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` }, body: JSON.stringify(chat('nope', 'hi')) });
+    expect(r.status).toBe(404);
+    await r.text();
+    const refused = await waitFor(() => lines.find((l) => l.req?.url === '/queue/chat/completions'), 'the refused request line');
+    expect(refused).toMatchObject({ level: 30, msg: 'request completed', res: { statusCode: 404 } });
+    expect(refused.queue).toBeUndefined();
+    const health = await fetch(`${g.url}/health/liveliness`);
+    expect(health.status).toBe(200);
+    await health.text();
+    await waitFor(() => lines.find((l) => l.req?.url === '/health/liveliness' && l.res?.statusCode === 200), 'the health check line');
+    expect(lines.filter((l) => l.msg === 'request completed')).toHaveLength(2);
+  });
+
+  it('keeps the incoming-request line at debug, before the answer', async () => {
+    const { g, lines } = await gatewayWithLog('debug');
+    await g.client(KEY).chat.completions.create(chat('m', 'hi'));
+    await waitFor(() => lines.find((l) => l.msg === 'request completed'), 'the access log line');
+    const incoming = lines.filter((l) => l.msg === 'incoming request');
+    expect(incoming).toHaveLength(1);
+    expect(incoming[0]).toMatchObject({ level: 20, req: { method: 'POST', url: '/chat/completions' } });
+    expect(lines.indexOf(incoming[0]!)).toBeLessThan(lines.findIndex((l) => l.msg === 'request completed'));
+  });
+});
