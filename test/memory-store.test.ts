@@ -1,4 +1,5 @@
 import { describe, it, expect } from 'vitest';
+import { deploymentHeadroom } from '../src/machines/deployment-state.js';
 import { MemoryStore } from '../src/machines/memory-store.js';
 import { WINDOW_MS } from '../src/machines/rate-window.js';
 import type { Grant, PumpResult, ReleaseOutcome, WaiterEntry } from '../src/machines/scheduler-store.js';
@@ -232,6 +233,37 @@ describe('MemoryStore basics', () => {
     const { grants } = await store.pump(T + 1_000);
     expect(grants.map((g) => g.requestId)).toEqual(['b']);
     expect((await store.snapshot(T + 1_000)).deployments[0].tpmUsed).toBe(600);
+  });
+});
+
+describe('deployment headroom (what a snapshot reports a deployment could take now)', () => {
+  const usage = (o: Partial<Parameters<typeof deploymentHeadroom>[0]>) => ({
+    id: 'd', inFlight: 0, maxParallelRequests: null, rpmUsed: 0, rpm: null, tpmUsed: 0, tpm: null, coolingDownUntil: null, headroom: null, ...o,
+  });
+
+  it('is the tighter of the parallel and rpm bounds, null when nothing bounds it', () => {
+    expect(deploymentHeadroom(usage({}))).toBeNull();
+    expect(deploymentHeadroom(usage({ maxParallelRequests: 4, inFlight: 1 }))).toBe(3);
+    expect(deploymentHeadroom(usage({ rpm: 10, rpmUsed: 8 }))).toBe(2);
+    expect(deploymentHeadroom(usage({ maxParallelRequests: 4, inFlight: 1, rpm: 10, rpmUsed: 8 }))).toBe(2);
+    expect(deploymentHeadroom(usage({ maxParallelRequests: 4, inFlight: 6 }))).toBe(0);
+  });
+
+  it('is 0 while cooling down or with a full tpm window; a tpm window with room does not bound the count', () => {
+    expect(deploymentHeadroom(usage({ rpm: 10, coolingDownUntil: T }))).toBe(0);
+    expect(deploymentHeadroom(usage({ tpm: 100, tpmUsed: 100, rpm: 10 }))).toBe(0);
+    expect(deploymentHeadroom(usage({ tpm: 100, tpmUsed: 99 }))).toBeNull();
+    expect(deploymentHeadroom(usage({ tpm: 100, tpmUsed: 99, rpm: 10, rpmUsed: 1 }))).toBe(9);
+  });
+
+  it('shows in the memory store\'s snapshot: a deployment whose tpm is used up has none', async () => {
+    const store = makeStore([{ id: 'a', tpm: 50, rpm: 100 }]);
+    accepted(store, entry(0, { tokens: 50 }));
+    expect((await store.pump(T)).grants).toHaveLength(1);
+    const snap = await store.snapshot(T + 1);
+    expect(snap.deployments[0]).toMatchObject({ tpmUsed: 50, tpm: 50, rpmUsed: 1, headroom: 0 });
+    // A minute later the window has room again.
+    expect((await store.snapshot(T + WINDOW_MS + 1)).deployments[0]).toMatchObject({ tpmUsed: 0, headroom: 100 });
   });
 });
 

@@ -30,7 +30,7 @@ import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import type { DeploymentConfig } from './config-types.js';
-import { MAX_COOLDOWN_MS, type CooldownPolicy } from '../machines/deployment-state.js';
+import { MAX_COOLDOWN_MS, deploymentHeadroom, type CooldownPolicy } from '../machines/deployment-state.js';
 import { effectivePriority, orderRank } from '../machines/queue-order.js';
 import type {
   DeploymentUsage,
@@ -645,23 +645,19 @@ export class RedisStore implements SchedulerStore {
       const rpmUsed = Number(usage[i * 4 + 1]);
       const tpmUsed = Number(usage[i * 4 + 2]);
       const cool = usage[i * 4 + 3];
-      const max = d.limits.maxParallelRequests;
-      let headroom: number | null = null;
-      const bound = (n: number) => (headroom = headroom === null ? n : Math.min(headroom, n));
-      if (max !== undefined) bound(Math.max(0, max - inFlight));
-      if (d.limits.rpm !== undefined) bound(Math.max(0, d.limits.rpm - rpmUsed));
-      if (cool !== '') headroom = 0;
-      return {
+      const state: DeploymentUsage = {
         id: d.id,
         inFlight,
-        maxParallelRequests: max ?? null,
+        maxParallelRequests: d.limits.maxParallelRequests ?? null,
         rpmUsed,
         rpm: d.limits.rpm ?? null,
         tpmUsed,
         tpm: d.limits.tpm ?? null,
         coolingDownUntil: cool === '' ? null : now + (Number(cool) - serverNow),
-        headroom,
+        headroom: null,
       };
+      state.headroom = deploymentHeadroom(state);
+      return state;
     });
     const list = strings(r[7]);
     const waiters: WaiterView[] = [];

@@ -21,6 +21,20 @@ export interface Reservation {
   tpmRecord?: WindowRecord;
 }
 
+/**
+ * Requests a deployment could take right now, from its usage; null when nothing bounds it. A full
+ * tpm window bounds it to 0; otherwise tpm does not, since how many requests fit depends on their
+ * tokens. Shared by the in-memory and the Redis store's snapshots.
+ */
+export function deploymentHeadroom(u: DeploymentUsage): number | null {
+  if (u.coolingDownUntil !== null) return 0;
+  if (u.tpm !== null && u.tpmUsed >= u.tpm) return 0;
+  let headroom: number | null = null;
+  if (u.maxParallelRequests !== null) headroom = Math.max(0, u.maxParallelRequests - u.inFlight);
+  if (u.rpm !== null) headroom = Math.min(headroom ?? Infinity, Math.max(0, u.rpm - u.rpmUsed));
+  return headroom;
+}
+
 export class DeploymentState {
   inFlight = 0;
   coolingDownUntil: number | null = null;
@@ -110,25 +124,19 @@ export class DeploymentState {
   }
 
   usage(now: number): DeploymentUsage {
-    const max = this.limits.maxParallelRequests;
-    const rpmUsed = this.rpm ? this.rpm.used(now) : 0;
-    const tpmUsed = this.tpm ? this.tpm.used(now) : 0;
-    let headroom: number | null = null;
-    const bound = (n: number) => (headroom = headroom === null ? n : Math.min(headroom, n));
-    if (max !== undefined) bound(Math.max(0, max - this.inFlight));
-    if (this.rpm) bound(Math.max(0, this.rpm.limit - rpmUsed));
-    if (this.coolingDown(now)) headroom = 0;
-    return {
+    const usage: DeploymentUsage = {
       id: this.id,
       inFlight: this.inFlight,
-      maxParallelRequests: max ?? null,
-      rpmUsed,
+      maxParallelRequests: this.limits.maxParallelRequests ?? null,
+      rpmUsed: this.rpm ? this.rpm.used(now) : 0,
       rpm: this.limits.rpm ?? null,
-      tpmUsed,
+      tpmUsed: this.tpm ? this.tpm.used(now) : 0,
       tpm: this.limits.tpm ?? null,
       coolingDownUntil: this.coolingDown(now) ? this.coolingDownUntil : null,
-      headroom,
+      headroom: null,
     };
+    usage.headroom = deploymentHeadroom(usage);
+    return usage;
   }
 
   /** Grants per second this deployment sustains at its limits (for Retry-After); Infinity if unlimited. */

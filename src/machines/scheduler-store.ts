@@ -78,7 +78,7 @@ export interface DeploymentUsage {
   tpmUsed: number;
   tpm: number | null;
   coolingDownUntil: number | null;
-  /** Requests this deployment could take right now (null = unlimited). */
+  /** Requests this deployment could take right now (null = unlimited); a full tpm window makes it 0 (deploymentHeadroom). */
   headroom: number | null;
 }
 
