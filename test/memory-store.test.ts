@@ -169,6 +169,25 @@ describe('MemoryStore basics', () => {
     expect((await store.pump(T)).grants.map((x) => x.requestId)).toEqual(['a']);
   });
 
+  it('oldest wait counts a retry from its first enqueue, though it re-entered after younger waiters', async () => {
+    const store = makeStore([{ maxParallelRequests: 1 }]);
+    accepted(store, entry(0, { id: 'first', enqueuedAt: T }));
+    const [g] = (await store.pump(T)).grants;
+    accepted(store, entry(0, { id: 'young', enqueuedAt: T + 1_000 }), T + 1_000);
+    accepted(store, entry(0, { id: 'younger', enqueuedAt: T + 2_000 }), T + 2_000);
+    // 'first' failed and comes back with its first enqueuedAt, behind the two that arrived meanwhile.
+    await store.release(g!, { kind: 'failed', failure: 'server_error' }, T + 3_000);
+    store.enqueueNow(entry(0, { id: 'first', enqueuedAt: T, seq: g!.seq }), T + 3_000);
+    expect((await store.snapshot(T + 4_000)).oldestWaitMs).toBe(4_000);
+    // Once it is gone, the oldest is the first in line again.
+    await store.remove('first');
+    expect((await store.snapshot(T + 4_000)).oldestWaitMs).toBe(3_000);
+    await store.remove('young');
+    expect((await store.snapshot(T + 4_000)).oldestWaitMs).toBe(2_000);
+    await store.remove('younger');
+    expect((await store.snapshot(T + 4_000)).oldestWaitMs).toBe(0);
+  });
+
   it('a burst larger than max_queue_size is accepted while capacity can serve it', () => {
     const store = makeStore([{ rpm: 120 }], { maxQueueSize: 10 });
     // 120 arrive in one tick, before any pump: capacity serves 120, so none is refused.

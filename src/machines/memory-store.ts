@@ -51,7 +51,14 @@ export class MemoryStore implements SchedulerStore {
   };
   private readonly queue = new RankedQueue<Waiter>(compareOrder);
   private readonly deadlines = new RankedQueue<Waiter>(byDeadline);
+  /** Waiters in insertion order, which is the order of their enqueuedAt except for those in `outOfOrder`. */
   private readonly waiters = new Map<string, Waiter>();
+  /**
+   * Waiters inserted with an enqueuedAt older than one inserted before them: retries, which keep
+   * their first enqueuedAt. With them, the first waiter in the Map is no longer sure to be the oldest.
+   */
+  private readonly outOfOrder = new Set<Waiter>();
+  private latestEnqueuedAt = -Infinity;
   private readonly depth = new Map<number, number>();
   private readonly deployments: DeploymentState[];
   private readonly reservations = new Map<string, Reservation>();
@@ -88,6 +95,8 @@ export class MemoryStore implements SchedulerStore {
     this.deadlines.insert(waiter);
     this.waiters.set(waiter.entry.id, waiter);
     this.addDepth(waiter.entry.priority, 1);
+    if (waiter.entry.enqueuedAt < this.latestEnqueuedAt) this.outOfOrder.add(waiter);
+    else this.latestEnqueuedAt = waiter.entry.enqueuedAt;
   }
 
   private take(waiter: Waiter): void {
@@ -95,6 +104,14 @@ export class MemoryStore implements SchedulerStore {
     this.deadlines.delete(waiter);
     this.waiters.delete(waiter.entry.id);
     this.addDepth(waiter.entry.priority, -1);
+    if (this.outOfOrder.size > 0) this.outOfOrder.delete(waiter);
+  }
+
+  /** The longest-waiting waiter's enqueuedAt: the first in insertion order, or an older retry. */
+  private oldestEnqueuedAt(): number | undefined {
+    let oldest = (this.waiters.values().next().value as Waiter | undefined)?.entry.enqueuedAt;
+    for (const w of this.outOfOrder) if (oldest === undefined || w.entry.enqueuedAt < oldest) oldest = w.entry.enqueuedAt;
+    return oldest;
   }
 
   async enqueue(entry: WaiterEntry, now: number): Promise<EnqueueResult> {
@@ -250,14 +267,13 @@ export class MemoryStore implements SchedulerStore {
     });
     const depthByPriority: Record<string, number> = {};
     for (const [p, n] of [...this.depth].sort((a, b) => a[0] - b[0])) if (n > 0) depthByPriority[String(p)] = n;
-    // Map iteration follows insertion, so the first waiter is the longest waiting.
-    const oldest = this.waiters.values().next().value as Waiter | undefined;
+    const oldest = this.oldestEnqueuedAt();
     const deployments = this.deployments.map((d) => d.usage(now));
     return {
       model: this.options.model,
       waiting: this.waiters.size,
       depthByPriority,
-      oldestWaitMs: oldest === undefined ? 0 : now - oldest.entry.enqueuedAt,
+      oldestWaitMs: oldest === undefined ? 0 : now - oldest,
       inFlight: deployments.reduce((n, d) => n + d.inFlight, 0),
       deployments,
       waiters,
