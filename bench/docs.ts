@@ -175,7 +175,10 @@ What is left:
   took over 1 ms while the bare server's answer of the same slot did not (two bare servers side by
   side: ~0.3–0.6%). Part of that is minor collections (~5–10 a second at this rate, median pause
   ~0.9 ms, against ~1.4 a second for the bare server); the rest is the gateway's ~2× longer path, which
-  meets more of the machine's stalls. The generator was part of the noise until this session: through
+  meets more of the machine's stalls. Timed inside each process (request event to response
+  finished) the gateway's p99 is ~0.7–1.1 ms against the bare server's ~0.3–0.6 ms in quiet runs, so
+  what it adds itself is ~0.4–0.7 ms; the rows *inside the process* report it in every run. The
+  generator was part of the noise until this session: through
   node:http, in the runner's process just after autocannon, the bare server's p50 read 0.42 ms and its
   p99 7–30 ms; on raw sockets in a child of its own, p50 reads 0.15–0.29 ms. The reported round is the
   median of several (3 in a quick run, 5 in a full one), since one stall moves one round's p99 by
@@ -195,7 +198,10 @@ What is left:
    is on the p99 the gateway adds (gateway p99 − bare p99 < 1 ms). The bare server and the gateway get
    their 1,000 req/s at the same time, one request each per slot of one schedule, so both tails include
    the same stalls of this shared machine. Of the rounds, the one whose p99 added is the median is
-   reported; every round, with the generator's own event-loop delay, is in the JSON.
+   reported; every round, with the generator's own event-loop delay, is in the JSON. *Inside the
+   process*: the same requests timed in each server from Node's \`request\` event to the response's
+   \`finish\` (bench/in-process-timer.ts), over all the rounds: what the server itself takes, without
+   the kernel, the scheduler and the generator.
    autocannon's own rate option sends each connection's quota as a burst at the start of every second,
    so it is not used for this. *Metrics on vs off*: the gateway's throughput with
    \`general_settings.enable_metrics\` true against false. *HTTP layer alone*: the gateway with its

@@ -12,6 +12,7 @@
  */
 import { startChild, type Child } from './child-rpc.js';
 import { closedLoop, type LoadResult, type LoadTarget, type RateRound } from './load.js';
+import type { Summary } from './measure.js';
 import { step } from './progress.js';
 import type { Row } from './report.js';
 import { row } from './rows.js';
@@ -41,9 +42,9 @@ export const OVERHEAD_SETTINGS = {
   full: { connections: 32, seconds: 3, warmupSeconds: 1, rounds: 4, rate: 1000, rateRounds: 5, rateSeconds: 3, rateWarmupSeconds: 1, floorActors: 20_000, floorRounds: 3 },
 } satisfies Record<string, OverheadSettings>;
 
-async function startServer(mode: 'bare' | 'gateway' | 'http-only', metrics: boolean): Promise<{ child: Child; target: LoadTarget }> {
+async function startServer(mode: 'bare' | 'gateway' | 'http-only', metrics: boolean, timeRequests = false): Promise<{ child: Child; target: LoadTarget }> {
   const child = await startChild('server-main.js');
-  const { url } = await child.call<{ url: string }>('start', { mode, metrics, model: MODEL, masterKey: MASTER_KEY });
+  const { url } = await child.call<{ url: string }>('start', { mode, metrics, model: MODEL, masterKey: MASTER_KEY, timeRequests });
   const target: LoadTarget = {
     url,
     path: '/queue/chat/completions',
@@ -88,8 +89,8 @@ const SERVERS: Record<ServerName, { mode: 'bare' | 'gateway' | 'http-only'; metr
 };
 
 /** Starts the named servers, each in a fresh child process; stops them all if one fails to start. */
-async function startServers<N extends ServerName>(names: readonly N[]): Promise<Record<N, { child: Child; target: LoadTarget }>> {
-  const started = await Promise.allSettled(names.map((n) => startServer(SERVERS[n].mode, SERVERS[n].metrics)));
+async function startServers<N extends ServerName>(names: readonly N[], timeRequests = false): Promise<Record<N, { child: Child; target: LoadTarget }>> {
+  const started = await Promise.allSettled(names.map((n) => startServer(SERVERS[n].mode, SERVERS[n].metrics, timeRequests)));
   const failed = started.find((r) => r.status === 'rejected');
   if (failed !== undefined) {
     await Promise.all(started.map((r) => (r.status === 'fulfilled' ? r.value.child.stop() : undefined)));
@@ -124,24 +125,29 @@ export async function overheadScenario(settings: OverheadSettings, details: Reco
   }
 
   step(S, 'starting a bare server and a gateway for the fixed rate');
-  const pair = await startServers(['bare', 'gateway'] as const);
+  const pair = await startServers(['bare', 'gateway'] as const, true);
   try {
     for (const name of ['bare', 'gateway'] as const) await closedLoop(pair[name].target, settings.connections, settings.warmupSeconds);
+    // The in-process times start after the closed-loop warm-up (they then include the generator's own warm-up at the fixed rate).
+    await Promise.all([pair.bare.child.call<Summary>('inProcessTimes'), pair.gateway.child.call<Summary>('inProcessTimes')]);
     // Side by side on one schedule: both tails meet the same moments of machine noise.
     step(S, `fixed rate ${settings.rate} req/s to bare and to gateway side by side, ${settings.rateRounds} × ${settings.rateSeconds}s, generator in a child of its own`);
     const rateRounds = await fixedRateRounds(settings, [pair.bare.target, pair.gateway.target]);
     const { bare: rateBare, gateway: rateGateway } = medianRound(rateRounds);
+    // Inside each server, over all the rounds.
+    const [inBare, inGateway] = await Promise.all([pair.bare.child.call<Summary>('inProcessTimes'), pair.gateway.child.call<Summary>('inProcessTimes')]);
 
     step(S, `XState floor: ${settings.floorRounds} × ${settings.floorActors} minimal actors in a child of their own`);
     const floor = await pair.bare.child.call<{ micros: number }>('xstateFloor', { actors: settings.floorActors, rounds: settings.floorRounds }, 120_000);
 
-    const measured: Measured = { bare: best(runs.bare), gateway: best(runs.gateway), noMetrics: best(runs.noMetrics), httpOnly: best(runs.httpOnly), rateBare, rateGateway, floorMicros: floor.micros };
+    const measured: Measured = { bare: best(runs.bare), gateway: best(runs.gateway), noMetrics: best(runs.noMetrics), httpOnly: best(runs.httpOnly), rateBare, rateGateway, inBare, inGateway, floorMicros: floor.micros };
     details.overhead = {
       settings,
       runs,
       rateBare,
       rateGateway,
       rateRounds,
+      inProcessAtRate: { bare: inBare, gateway: inGateway },
       xstateFloorMicros: floor.micros,
       loadGenerator: 'closed loop: autocannon in the runner process, fresh server processes every round; fixed rate: bench/load.ts on raw sockets in a child process of its own; each server in its own child process',
     };
@@ -158,6 +164,9 @@ interface Measured {
   httpOnly: LoadResult;
   rateBare: LoadResult;
   rateGateway: LoadResult;
+  /** Request event to response finish inside each server, over all the fixed-rate rounds (ms). */
+  inBare: Summary;
+  inGateway: Summary;
   /** µs per minimal actor life. */
   floorMicros: number;
 }
@@ -186,6 +195,8 @@ function overheadRows(settings: OverheadSettings, m: Measured): Row[] {
       showRatio: false,
       target: { comparison: '<', limit: 1, text: '< 1 ms' },
     }),
+    row({ scenario: S, measure: `p99 inside the process at ${settings.rate} req/s (request event → response finished; all rounds)`, unit: 'ms', value: m.inGateway.p99, baseline: m.inBare.p99, baselineLabel: 'bare' }),
+    row({ scenario: S, measure: `p99 added inside the process at ${settings.rate} req/s (gateway − bare)`, unit: 'ms', value: m.inGateway.p99 - m.inBare.p99, showRatio: false }),
     row({ scenario: S, measure: 'throughput, metrics on vs off', unit: 'req/s', value: gateway.rps, baseline: noMetrics.rps, baselineLabel: 'gateway, metrics off' }),
     row({ scenario: S, measure: `throughput, HTTP layer alone (router stubbed; ${c} conn.)`, unit: 'req/s', value: httpOnly.rps, baseline: bare.rps, baselineLabel: 'bare fastify' }),
     row({ scenario: S, measure: 'XState floor: one minimal actor (start, 3 events, final)', unit: 'µs', value: m.floorMicros, baseline: bare.rps > 0 ? 1e6 / bare.rps : null, baselineLabel: 'one bare fastify request' }),

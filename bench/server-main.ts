@@ -3,7 +3,8 @@
  * key, the mock deployment, metrics on or off), or a bare fastify server answering the same JSON
  * body, the ceiling any gateway path on this machine is measured against. Mode `http-only` is the
  * gateway with its router's `schedule` answering at once: what the HTTP layer costs without the queue.
- * It also measures the XState floor (bench/xstate-floor.ts) on request, in a process of its own.
+ * It also measures the XState floor (bench/xstate-floor.ts) on request, in a process of its own, and,
+ * started with `timeRequests`, times each request inside the process (bench/in-process-timer.ts).
  */
 import Fastify from 'fastify';
 import type { ChatCompletion } from '../src/adapters/openai-types.js';
@@ -11,9 +12,12 @@ import { createGateway, type Gateway } from '../src/gateway.js';
 import type { QueueMeta } from '../src/router.js';
 import { benchConfig } from './bench-config.js';
 import { serveCommands } from './child-rpc.js';
+import { InProcessTimer } from './in-process-timer.js';
 import { xstateFloorMicros } from './xstate-floor.js';
 
 let close: (() => Promise<void>) | undefined;
+/** Set when started with `timeRequests`: each request timed inside this process. */
+let timer: InProcessTimer | undefined;
 
 /** The body Triage's mock deployment answers (same fields and sizes; the id is fixed here). */
 function mockCompletionBody(model: string): Record<string, unknown> {
@@ -35,6 +39,7 @@ serveCommands({
       app.post('/queue/chat/completions', async () => body);
       const url = await app.listen({ port: 0, host: '127.0.0.1' });
       close = () => app.close();
+      if (a.timeRequests === true) (timer = new InProcessTimer()).attach(app.server);
       return { url };
     }
     const config = benchConfig({
@@ -51,7 +56,13 @@ serveCommands({
     }
     const url = await gateway.listen(0, '127.0.0.1');
     close = () => gateway.close(500);
+    if (a.timeRequests === true) (timer = new InProcessTimer()).attach(gateway.app.server);
     return { url };
+  },
+  /** The in-process times of the requests finished since the last call (started with `timeRequests`). */
+  inProcessTimes() {
+    if (timer === undefined) throw new Error('this server was not started with timeRequests');
+    return timer.take();
   },
   xstateFloor(a) {
     return Promise.resolve({ micros: xstateFloorMicros(Number(a.actors), Number(a.rounds)) });

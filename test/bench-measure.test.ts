@@ -338,6 +338,39 @@ describe('the fixed-rate generator reads HTTP responses off raw bytes (bench/loa
   });
 });
 
+describe('the in-process request timer (bench/in-process-timer.ts)', () => {
+  it('times each finished request from its request event to its finish, and starts afresh on each take', async () => {
+    const { createServer } = await import('node:http');
+    const { InProcessTimer } = await import('../bench/in-process-timer.js');
+    const timer = new InProcessTimer();
+    // One request at a time: a known sequence.
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end(req.url === '/slow' ? 'x'.repeat(10) : 'ok'));
+    });
+    timer.attach(server);
+    const url = await new Promise<string>((resolve) => server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as { port: number }).port}`)));
+    try {
+      for (let i = 0; i < 5; i++) expect(await (await fetch(`${url}/x`)).text()).toBe('ok');
+      // A finish event may come after the client has read the answer: count with a deadline.
+      const { waitFor } = await import('./support/gateway.js');
+      let timed = 0;
+      await waitFor(() => ((timed += timer.take().n) >= 5 ? true : undefined), 'five requests to be timed');
+      expect(timed).toBe(5);
+      expect(await (await fetch(`${url}/slow`)).text()).toBe('x'.repeat(10));
+      const second = await waitFor(() => {
+        const s = timer.take();
+        return s.n > 0 ? s : undefined;
+      }, 'the sixth request to be timed');
+      expect(second.n).toBe(1);
+      expect(second.min).toBeGreaterThanOrEqual(0);
+      expect(timer.take().n).toBe(0);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
+
 describe('the median fixed-rate round (bench/scenario-overhead.ts)', () => {
   it('reports the round whose p99 added is the median, with both servers from that same round', async () => {
     const { medianRound } = await import('../bench/scenario-overhead.js');
