@@ -2,8 +2,8 @@
  * One log line per request, written when its answer ends: method, path, status, response time, and for
  * a chat completion what the queue did (request id, model, priority, tenant, deployment, wait,
  * attempts). fastify's default is two lines per request at info, `incoming request` and `request
- * completed`; the first adds nothing the second does not say, and two lines cost `npm start` ~8% of
- * its throughput. `incoming request` is kept at debug, for following a request that waits long.
+ * completed`; the first adds nothing the second does not say, and every line is serialized and
+ * written. `incoming request` is kept at debug, for following a request that waits long.
  *
  * A LogController (fastify's hook for its own log lines), not an onResponse hook: such a hook makes
  * fastify add response listeners to every request, the chat routes included (docs/performance.md).
