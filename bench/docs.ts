@@ -163,9 +163,11 @@ What is left:
   slower server finds the load generator asleep more often, so it pays for more wake-ups per response
   (~10 against ~6 µs per request in one such profile); every other kernel function costs both servers
   about the same per request. Ratios move between runs by about ±0.05 on this machine; compare rows of
-  one run. The *metrics on vs off* row has read 1.06–1.59× in runs of this session while an alternating
-  A/B of the same two children reads ~0.95×: with four servers and the generator on two cores, where
-  the kernel places each process weighs more than the metrics do.
+  one run. The *metrics on vs off* row read between 0.91× and 1.59× while every round of a run used the
+  same four server processes, though an alternating A/B of the same two children reads ~0.95×: one
+  process of a build can be several percent faster or slower than another for its whole life (four
+  processes of the same gateway build, loaded in interleaved rounds, kept best rounds of 8,608–9,424
+  req/s). Since every round starts fresh processes, the row has read 0.92–1.03×.
 - *Embedding the Router: the young generation.* With 32 requests in flight in one process (the Router
   API, no HTTP), V8's default 16 MB semi-space promoted ~0.9 MB at each minor collection (pauses of
   ~4 ms); started with \`--min-semi-space-size=32 --max-semi-space-size=32\` it promoted ~14 KB (~1 ms),
@@ -183,7 +185,7 @@ What is left:
   meets more of the machine's stalls. Timed inside each process (request event to response
   finished) the gateway's p99 is ~0.7–1.1 ms against the bare server's ~0.3–0.6 ms in quiet runs, so
   what it adds itself is ~0.4–0.7 ms; the rows *inside the process* report it in every run. The
-  generator was part of the noise until this session: through
+  generator itself used to be part of the noise: through
   node:http, in the runner's process just after autocannon, the bare server's p50 read 0.42 ms and its
   p99 7–30 ms; on raw sockets in a child of its own, p50 reads 0.15–0.29 ms. The reported round is the
   median of several (3 in a quick run, 5 in a full one), since one stall moves one round's p99 by
