@@ -61,12 +61,22 @@ function passage(code) {
 export const PATCHES = [
   {
     name: 'actor options built with Object.assign',
-    from: /const resolvedOptions = \{\s*\.\.\.defaultOptions,\s*\.\.\.options\s*\};/,
+    from: passage('const resolvedOptions = { ...defaultOptions, ...options };'),
     to: 'const resolvedOptions = Object.assign({}, defaultOptions, options);',
   },
   {
     name: 'snapshot copies with the same state nodes keep their value and tags',
-    from: /function createMachineSnapshot\(config, machine\) \{\s*return \{\s*status: config\.status,\s*output: config\.output,\s*error: config\.error,\s*machine,\s*context: config\.context,\s*_nodes: config\._nodes,\s*value: getStateValue\(machine\.root, config\._nodes\),\s*tags: new Set\(config\._nodes\.flatMap\(sn => sn\.tags\)\),/,
+    from: passage(`
+function createMachineSnapshot(config, machine) {
+  return {
+    status: config.status,
+    output: config.output,
+    error: config.error,
+    machine,
+    context: config.context,
+    _nodes: config._nodes,
+    value: getStateValue(machine.root, config._nodes),
+    tags: new Set(config._nodes.flatMap(sn => sn.tags)),`),
     to: `function createMachineSnapshot(config, machine, sameNodes) {
   // triage patch: sameNodes is the snapshot being copied when the copy keeps its state nodes.
   return {
@@ -81,7 +91,13 @@ export const PATCHES = [
   },
   {
     name: 'cloneMachineSnapshot passes the copied snapshot when the nodes stay',
-    from: /function cloneMachineSnapshot\(snapshot, config = \{\}\) \{\s*return createMachineSnapshot\(\{\s*\.\.\.snapshot,\s*\.\.\.config\s*\}, snapshot\.machine\);\s*\}/,
+    from: passage(`
+function cloneMachineSnapshot(snapshot, config = {}) {
+  return createMachineSnapshot({
+    ...snapshot,
+    ...config
+  }, snapshot.machine);
+}`),
     to: `function cloneMachineSnapshot(snapshot, config = {}) {
   const sameNodes = config._nodes === undefined && snapshot.value !== undefined && snapshot.tags !== undefined ? snapshot : undefined;
   return createMachineSnapshot({
