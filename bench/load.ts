@@ -190,7 +190,7 @@ async function openLane(target: LoadTarget, connections: number): Promise<Lane> 
  *
  * Written on raw sockets with the request bytes built once: node:http's client cost the generator
  * ~0.25 ms per request and frequent collections of its own, which showed up in every latency it took
- * (the bare server's p50 read 0.42 ms through it, 0.15-0.27 ms through this). Each target gets
+ * (the bare server's p50 read 0.42 ms through it, 0.15-0.29 ms through this). Each target gets
  * `connections` keep-alive connections opened before the clock starts; a slot that finds all of them
  * busy counts as an error rather than opening more.
  */

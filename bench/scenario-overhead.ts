@@ -101,6 +101,10 @@ async function startServers<N extends ServerName>(names: readonly N[], timeReque
 
 const stopAll = (servers: Record<string, { child: Child }>) => Promise.all(Object.values(servers).map((s) => s.child.stop()));
 
+/** The bare server's and the gateway's in-process times since the last call (bench/in-process-timer.ts). */
+const takeInProcessTimes = (pair: Record<'bare' | 'gateway', { child: Child }>) =>
+  Promise.all([pair.bare.child.call<Summary>('inProcessTimes'), pair.gateway.child.call<Summary>('inProcessTimes')]);
+
 export async function overheadScenario(settings: OverheadSettings, details: Record<string, unknown>): Promise<Row[]> {
   const names = Object.keys(SERVERS) as ServerName[];
   const runs: Record<ServerName, LoadResult[]> = { bare: [], gateway: [], noMetrics: [], httpOnly: [] };
@@ -129,13 +133,13 @@ export async function overheadScenario(settings: OverheadSettings, details: Reco
   try {
     for (const name of ['bare', 'gateway'] as const) await closedLoop(pair[name].target, settings.connections, settings.warmupSeconds);
     // The in-process times start after the closed-loop warm-up (they then include the generator's own warm-up at the fixed rate).
-    await Promise.all([pair.bare.child.call<Summary>('inProcessTimes'), pair.gateway.child.call<Summary>('inProcessTimes')]);
+    await takeInProcessTimes(pair);
     // Side by side on one schedule: both tails meet the same moments of machine noise.
     step(S, `fixed rate ${settings.rate} req/s to bare and to gateway side by side, ${settings.rateRounds} × ${settings.rateSeconds}s, generator in a child of its own`);
     const rateRounds = await fixedRateRounds(settings, [pair.bare.target, pair.gateway.target]);
     const { bare: rateBare, gateway: rateGateway } = medianRound(rateRounds);
     // Inside each server, over all the rounds.
-    const [inBare, inGateway] = await Promise.all([pair.bare.child.call<Summary>('inProcessTimes'), pair.gateway.child.call<Summary>('inProcessTimes')]);
+    const [inBare, inGateway] = await takeInProcessTimes(pair);
 
     step(S, `XState floor: ${settings.floorRounds} × ${settings.floorActors} minimal actors in a child of their own`);
     const floor = await pair.bare.child.call<{ micros: number }>('xstateFloor', { actors: settings.floorActors, rounds: settings.floorRounds }, 120_000);

@@ -1,5 +1,6 @@
 /** The benchmark's measurement functions on workloads whose answers are known (no timing is asserted). */
 import { describe, expect, it } from 'vitest';
+import { waitFor } from './support/gateway.js';
 import {
   allowedByWindow,
   countInversions,
@@ -353,7 +354,6 @@ describe('the in-process request timer (bench/in-process-timer.ts)', () => {
     try {
       for (let i = 0; i < 5; i++) expect(await (await fetch(`${url}/x`)).text()).toBe('ok');
       // A finish event may come after the client has read the answer: count with a deadline.
-      const { waitFor } = await import('./support/gateway.js');
       let timed = 0;
       await waitFor(() => ((timed += timer.take().n) >= 5 ? true : undefined), 'five requests to be timed');
       expect(timed).toBe(5);
