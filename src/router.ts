@@ -17,6 +17,7 @@ import type { Upstream, UpstreamFactory } from './adapters/upstream.js';
 import { InvalidPriorityError, InvalidRequestError, ModelNotFoundError, RequestCancelledError, ShuttingDownError, TriageError } from './errors.js';
 import { EventBus } from './events.js';
 import { ChunkQueue } from './machines/chunk-queue.js';
+import { ChurnMap } from './machines/churn-map.js';
 import { LiveRequest, type RequestActor, type ScheduledResult } from './live-request.js';
 import { systemClock, type Clock } from './machines/clock.js';
 import { MemoryStore } from './machines/memory-store.js';
@@ -135,7 +136,7 @@ export class Router {
   readonly events: EventBus;
   private readonly groups = new Map<string, Group>();
   private readonly deployments = new Map<string, DeploymentRoute>();
-  private readonly requests = new Map<string, LiveRequest>();
+  private readonly requests = new ChurnMap<LiveRequest>();
   /**
    * The actor system every request actor lives in. A root actor builds a system of its own (maps and
    * a dozen closures, ~1.8 KiB and a fifth of an actor's start-up time); request actors are created

@@ -6,6 +6,7 @@
  * waiters as capacity allows, strictly in order, and reports the single next moment worth waking for.
  */
 import type { DeploymentConfig } from '../adapters/config-types.js';
+import { ChurnMap } from './churn-map.js';
 import { DeploymentState, type CooldownPolicy, type Reservation } from './deployment-state.js';
 import { compareOrder, effectivePriority, FairRounds, orderRank, type OrderKey } from './queue-order.js';
 import { RankedQueue } from './ranked-queue.js';
@@ -52,7 +53,7 @@ export class MemoryStore implements SchedulerStore {
   private readonly queue = new RankedQueue<Waiter>(compareOrder);
   private readonly deadlines = new RankedQueue<Waiter>(byDeadline);
   /** Waiters in insertion order, which is the order of their enqueuedAt except for those in `outOfOrder`. */
-  private readonly waiters = new Map<string, Waiter>();
+  private readonly waiters = new ChurnMap<Waiter>();
   /**
    * Waiters inserted with an enqueuedAt older than one inserted before them: retries, which keep
    * their first enqueuedAt. With them, the first waiter in the Map is no longer sure to be the oldest.
@@ -61,7 +62,7 @@ export class MemoryStore implements SchedulerStore {
   private latestEnqueuedAt = -Infinity;
   private readonly depth = new Map<number, number>();
   private readonly deployments: DeploymentState[];
-  private readonly reservations = new Map<string, Reservation>();
+  private readonly reservations = new ChurnMap<Reservation>();
   private readonly rounds = new FairRounds();
   /** Grants in the last minute, for Retry-After when no rpm limit bounds the rate. */
   private readonly grantRate = new EventRate();
@@ -109,7 +110,7 @@ export class MemoryStore implements SchedulerStore {
 
   /** The longest-waiting waiter's enqueuedAt: the first in insertion order, or an older retry. */
   private oldestEnqueuedAt(): number | undefined {
-    let oldest = (this.waiters.values().next().value as Waiter | undefined)?.entry.enqueuedAt;
+    let oldest = this.waiters.first()?.entry.enqueuedAt;
     for (const w of this.outOfOrder) if (oldest === undefined || w.entry.enqueuedAt < oldest) oldest = w.entry.enqueuedAt;
     return oldest;
   }
