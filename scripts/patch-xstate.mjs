@@ -28,6 +28,17 @@
  *      target set.
  *    Measured together: ~57 → ~47 KB allocated per request and ~24.8 → ~20.9 µs per request on the
  *    Router API (docs/performance.md).
+ * 7–9. Answers XState recomputes for every event or snapshot though the machine alone decides them:
+ *    - a flat machine's state value (the root and one atomic child) is that child's key, and the
+ *      value of the root alone (the snapshot before the initial state is entered, built twice per
+ *      actor) is computed once per machine;
+ *    - a transition to a sibling has their parent as its domain (no target, ancestor and concat
+ *      arrays);
+ *    - the candidate transitions of a state node for an event type are kept in a Map, not under a key
+ *      built as a new string for every event and looked up by name (the StateNode chunk).
+ *    Counted with cachegrind (instruction counts are repeatable here within ~2%; times are not): the
+ *    Router API ~183k → ~144k instructions per request, the whole gateway ~327k → ~295k (the bare
+ *    fastify server: ~122k). docs/performance.md has the method.
  *
  * Applied only when this repository itself is installed (`npm install` / `npm ci` here), never when
  * Triage is a dependency of another project: that project's XState is its own. Idempotent. If the
@@ -43,8 +54,25 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** The files changed: XState's `raise-*` chunks, which hold the Actor class and the snapshot functions, one per build (cjs, esm) and mode (production, development). */
-export const XSTATE_CHUNK = /^raise-[0-9a-f]+(\.development)?\.(cjs|esm)\.js$/;
+/**
+ * The files changed, one per build (cjs, esm) and mode (production, development) of each chunk: `raise`
+ * holds the Actor class, the snapshot functions and the transition algorithm; `machine` the StateNode
+ * class. A patch applies to the `raise` chunks unless it names another.
+ */
+export const XSTATE_CHUNKS = {
+  raise: /^raise-[0-9a-f]+(\.development)?\.(cjs|esm)\.js$/,
+  machine: /^StateMachine-[0-9a-f]+(\.development)?\.(cjs|esm)\.js$/,
+};
+
+/** The chunk a file of XState's dist is (a key of XSTATE_CHUNKS), or undefined. */
+export function chunkOf(file) {
+  return Object.keys(XSTATE_CHUNKS).find((chunk) => XSTATE_CHUNKS[chunk].test(file));
+}
+
+/** The text that shows a patch is in a file: its `marker`, or else its whole replacement. */
+export function appliedText(patch) {
+  return patch.marker ?? patch.to;
+}
 
 /** A passage of XState's code as a pattern: the text as written, any run of whitespace matching any other. */
 function passage(code) {
@@ -57,7 +85,10 @@ function passage(code) {
   );
 }
 
-/** Each change: the passage as XState ships it, and what it becomes (also how an applied change is recognised). */
+/**
+ * Each change: the passage as XState ships it, and what it becomes (`$1` for what the passage's first
+ * group matched); an applied change is recognised by its `marker`, or by its whole replacement.
+ */
 export const PATCHES = [
   {
     name: 'actor options built with Object.assign',
@@ -193,6 +224,71 @@ function getEffectiveTargetStates(transition, historyValue) {
   }
   const targets = new Set();`,
   },
+  {
+    name: 'a flat machine\'s state value without building the node set',
+    from: passage(`
+function getStateValue(rootNode, stateNodes) {
+  const config = getAllStateNodes(stateNodes);`),
+    to: `// triage patch: the root alone has one value per machine; kept when it is a string (immutable).
+const rootOnlyValues = new WeakMap();
+function getStateValue(rootNode, stateNodes) {
+  // triage patch: the two shapes a flat machine's snapshots have, answered as the code below would.
+  // The root alone is the snapshot before the initial state is entered, built twice per actor.
+  if (stateNodes.length === 1 && stateNodes[0] === rootNode) {
+    let value = rootOnlyValues.get(rootNode);
+    if (value === undefined) {
+      value = getValueFromAdj(rootNode, getAdjList(getAllStateNodes(stateNodes)));
+      if (typeof value !== 'string') {
+        return value;
+      }
+      rootOnlyValues.set(rootNode, value);
+    }
+    return value;
+  }
+  // The root and one atomic or final child of it: the value is that child's key.
+  if (stateNodes.length === 2 && rootNode.type === 'compound') {
+    const leaf = stateNodes[0] === rootNode ? stateNodes[1] : stateNodes[1] === rootNode ? stateNodes[0] : undefined;
+    if (leaf !== undefined && leaf.parent === rootNode && isAtomicStateNode(leaf)) {
+      return leaf.key;
+    }
+  }
+  const config = getAllStateNodes(stateNodes);`,
+  },
+  {
+    name: 'a transition to a sibling has their parent as its domain',
+    from: passage(`
+function getTransitionDomain(transition, historyValue) {
+  const targetStates = getEffectiveTargetStates(transition, historyValue);
+  if (!targetStates) {
+    return;
+  }
+  if (!transition.reenter && targetStates.every(`),
+    to: `function getTransitionDomain(transition, historyValue) {
+  const targetStates = getEffectiveTargetStates(transition, historyValue);
+  if (!targetStates) {
+    return;
+  }
+  // triage patch: one target, another child of the source's parent: the least common ancestor found
+  // below is that parent, with or without reenter (an array, a concat and the ancestors' list each).
+  if (targetStates.length === 1 && targetStates[0] !== transition.source && targetStates[0].parent !== undefined && targetStates[0].parent === transition.source.parent) {
+    return transition.source.parent;
+  }
+  if (!transition.reenter && targetStates.every(`,
+  },
+  {
+    name: 'transition candidates kept per event type in a Map',
+    chunk: 'machine',
+    // The call is qualified in the CommonJS builds and not in the ES module ones: $1 keeps it as found.
+    from: /const candidates = memo\(this, `candidates-\$\{eventType\}`, \(\) => ((?:dist_xstateGuards\.)?getCandidates)\(this, eventType\)\);/,
+    marker: "const candidatesByType = memo(this, 'candidatesByType', () => new Map());",
+    to: `// triage patch: memo's key here is a new string per event, looked up by name in a growing object.
+    const candidatesByType = memo(this, 'candidatesByType', () => new Map());
+    let candidates = candidatesByType.get(eventType);
+    if (candidates === undefined) {
+      candidates = $1(this, eventType);
+      candidatesByType.set(eventType, candidates);
+    }`,
+  },
 ];
 
 // Run as a script (postinstall), not when the test imports PATCHES.
@@ -211,15 +307,17 @@ function main() {
     return;
   }
   const dist = join(xstateDir, 'dist');
-  const files = readdirSync(dist).filter((f) => XSTATE_CHUNK.test(f));
+  const files = readdirSync(dist).filter((f) => chunkOf(f) !== undefined);
   const { version } = JSON.parse(readFileSync(join(xstateDir, 'package.json'), 'utf8'));
-  const counts = PATCHES.map(() => ({ patched: 0, already: 0 }));
+  const counts = PATCHES.map(() => ({ patched: 0, already: 0, files: 0 }));
   for (const file of files) {
     const path = join(dist, file);
     let text = readFileSync(path, 'utf8');
     const before = text;
     PATCHES.forEach((patch, i) => {
-      if (text.includes(patch.to)) counts[i].already += 1;
+      if ((patch.chunk ?? 'raise') !== chunkOf(file)) return;
+      counts[i].files += 1;
+      if (text.includes(appliedText(patch))) counts[i].already += 1;
       else if (patch.from.test(text)) {
         text = text.replace(patch.from, patch.to);
         counts[i].patched += 1;
@@ -230,6 +328,6 @@ function main() {
   PATCHES.forEach((patch, i) => {
     const { patched, already } = counts[i];
     if (patched + already === 0) console.log(`patch-xstate: xstate ${version} no longer has the passage for "${patch.name}"; nothing changed`);
-    else console.log(`patch-xstate: xstate ${version}: ${patch.name} in ${patched + already} of ${files.length} files (${patched} patched now)`);
+    else console.log(`patch-xstate: xstate ${version}: ${patch.name} in ${patched + already} of ${counts[i].files} files (${patched} patched now)`);
   });
 }

@@ -1,8 +1,9 @@
 /**
  * scripts/patch-xstate.mjs (run by npm on install): XState's actors must build their options with one
  * shared hidden class, snapshot copies that keep their state nodes must keep their value and tags, the
- * transition algorithm must skip its general case for single, targetless and plain transitions, and all
- * of it must mean what XState's own code meant.
+ * transition algorithm must skip its general case for single, targetless, plain and sibling transitions,
+ * state values and transition candidates must be found without rebuilding them, and all of it must mean
+ * what XState's own code meant.
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { assign, createActor, createMachine, emit, type AnyActorRef } from 'xstate';
 // @ts-expect-error: a plain .mjs script, no type declarations
-import { PATCHES, XSTATE_CHUNK } from '../scripts/patch-xstate.mjs';
+import { appliedText, chunkOf, PATCHES } from '../scripts/patch-xstate.mjs';
 import { describe, expect, it } from 'vitest';
 
 const require = createRequire(import.meta.url);
@@ -18,16 +19,17 @@ const xstateDist = join(dirname(require.resolve('xstate/package.json')), 'dist')
 
 describe('the XState install patch', () => {
   it('is applied to every build of XState (a new XState without a changed passage fails here, to be looked at)', () => {
-    const chunks = readdirSync(xstateDist).filter((f) => XSTATE_CHUNK.test(f));
-    expect(chunks.length).toBeGreaterThanOrEqual(2);
-    expect(PATCHES.length).toBe(7);
-    for (const f of chunks) {
+    type Patch = { name: string; chunk?: string; from: RegExp; to: string; marker?: string };
+    const files = readdirSync(xstateDist).filter((f) => chunkOf(f) !== undefined);
+    expect(PATCHES.length).toBe(10);
+    for (const chunk of ['raise', 'machine']) expect(files.filter((f) => chunkOf(f) === chunk).length, chunk).toBeGreaterThanOrEqual(2);
+    for (const f of files) {
       const text = readFileSync(join(xstateDist, f), 'utf8');
-      for (const patch of PATCHES as Array<{ name: string; from: RegExp; to: string }>) {
-        expect(text, `${f}: ${patch.name}`).toContain(patch.to);
+      for (const patch of (PATCHES as Patch[]).filter((p) => (p.chunk ?? 'raise') === chunkOf(f))) {
+        expect(text, `${f}: ${patch.name}`).toContain(appliedText(patch));
         expect(patch.from.test(text), `${f}: ${patch.name}`).toBe(false);
       }
-      expect(text, f).not.toMatch(/\.\.\.defaultOptions/);
+      if (chunkOf(f) === 'raise') expect(text, f).not.toMatch(/\.\.\.defaultOptions/);
     }
   });
 
@@ -212,5 +214,78 @@ describe('the XState install patch', () => {
     actor.send({ type: 'back' });
     // Through the history state: b returns to b2, where it was, not to its initial b1.
     expect(actor.getSnapshot().value).toEqual({ work: { a: 'a1', b: 'b2' } });
+  });
+  it('gives a flat machine the value of its one active state, and a nested one its value object, each its own', () => {
+    const flat = createMachine({ id: 'flat', initial: 'a', states: { a: { on: { go: 'b' } }, b: { on: { go: 'c' } }, c: { type: 'final' } } });
+    const other = createMachine({ id: 'other', initial: 'x', states: { x: { on: { go: 'y' } }, y: {} } });
+    const nested = createMachine({ initial: 'p', states: { p: { initial: 'q', states: { q: { on: { go: 'r' } }, r: {} } } } });
+    const f = createActor(flat).start();
+    const o = createActor(other).start();
+    const n = createActor(nested).start();
+    expect([f.getSnapshot().value, o.getSnapshot().value, n.getSnapshot().value]).toEqual(['a', 'x', { p: 'q' }]);
+    f.send({ type: 'go' });
+    o.send({ type: 'go' });
+    n.send({ type: 'go' });
+    expect([f.getSnapshot().value, o.getSnapshot().value, n.getSnapshot().value]).toEqual(['b', 'y', { p: 'r' }]);
+    f.send({ type: 'go' });
+    expect(f.getSnapshot().value).toBe('c');
+    expect(f.getSnapshot().status).toBe('done');
+    // A second actor of each machine starts where the first did.
+    expect(createActor(flat).start().getSnapshot().value).toBe('a');
+    expect(createActor(nested).start().getSnapshot().value).toEqual({ p: 'q' });
+    expect(flat.resolveState({ value: 'b' }).value).toBe('b');
+  });
+
+  it('exits and enters only the siblings on a transition between them, with or without reenter, and the parent when leaving it', () => {
+    const log: string[] = [];
+    const track = (name: string) => ({ entry: () => log.push(`enter ${name}`), exit: () => log.push(`exit ${name}`) });
+    const machine = createMachine({
+      types: {} as { events: { type: 'next' } | { type: 'again' } | { type: 'out' } },
+      initial: 'parent',
+      states: {
+        parent: {
+          ...track('parent'),
+          initial: 'a',
+          states: {
+            a: { ...track('a'), on: { next: { target: 'b', actions: () => log.push('a→b') } } },
+            b: { ...track('b'), on: { again: { target: 'a', reenter: true, actions: () => log.push('b→a') }, out: { target: '#away', actions: () => log.push('b→away') } } },
+          },
+        },
+        away: { id: 'away', ...track('away') },
+      },
+    });
+    const actor = createActor(machine).start();
+    log.length = 0;
+    actor.send({ type: 'next' });
+    expect(log).toEqual(['exit a', 'a→b', 'enter b']);
+    actor.send({ type: 'again' });
+    expect(log.slice(3)).toEqual(['exit b', 'b→a', 'enter a']);
+    expect(actor.getSnapshot().value).toEqual({ parent: 'a' });
+    actor.send({ type: 'next' });
+    log.length = 0;
+    actor.send({ type: 'out' });
+    expect(log).toEqual(['exit b', 'exit parent', 'b→away', 'enter away']);
+    expect(actor.getSnapshot().value).toBe('away');
+  });
+
+  it('chooses among guarded, wildcard and partial-descriptor transitions per event type, the same each time', () => {
+    const log: string[] = [];
+    const machine = createMachine({
+      types: {} as { context: { n: number }; events: { type: 'job.done' } | { type: 'job.failed' } | { type: 'ping' } },
+      context: { n: 0 },
+      initial: 'on',
+      states: {
+        on: {
+          on: {
+            'job.done': [{ guard: ({ context }) => context.n > 1, actions: () => log.push('done late') }, { actions: [() => log.push('done'), assign({ n: ({ context }) => context.n + 1 })] }],
+            'job.*': { actions: () => log.push('job.*') },
+            '*': { actions: () => log.push('*') },
+          },
+        },
+      },
+    });
+    const actor = createActor(machine).start();
+    for (const type of ['job.done', 'job.failed', 'ping', 'job.done', 'job.done', 'job.failed'] as const) actor.send({ type });
+    expect(log).toEqual(['done', 'job.*', '*', 'done', 'done late', 'job.*']);
   });
 });
