@@ -29,15 +29,23 @@ export interface Child {
   stop(timeoutMs?: number): Promise<void>;
 }
 
-/** Starts a compiled bench module (a path relative to dist/bench) as a child with an IPC channel. */
-export function startChild(module: string, options: { execArgv?: string[]; args?: string[]; startTimeoutMs?: number } = {}): Promise<Child> {
+/**
+ * Starts a compiled bench module (a path relative to dist/bench) as a child with an IPC channel.
+ * `wrapper`: a command that runs node (e.g. valgrind and its options); node and its flags follow it.
+ */
+export function startChild(module: string, options: { execArgv?: string[]; args?: string[]; startTimeoutMs?: number; wrapper?: string[] } = {}): Promise<Child> {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.once('exit', killAll);
   }
   const here = dirname(fileURLToPath(import.meta.url));
   // Every child runs with the V8 flags the CLI applies (src/runtime-flags.ts), as `npm start` does.
-  const child = fork(join(here, module), options.args ?? [], { execArgv: [...V8_FLAGS, ...(options.execArgv ?? [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const nodeArgv = [...V8_FLAGS, ...(options.execArgv ?? [])];
+  const [wrapperCommand, ...wrapperArgs] = options.wrapper ?? [];
+  const child = fork(join(here, module), options.args ?? [], {
+    ...(wrapperCommand === undefined ? { execArgv: nodeArgv } : { execPath: wrapperCommand, execArgv: [...wrapperArgs, process.execPath, ...nodeArgv] }),
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   live.add(child);
   let nextId = 1;
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();

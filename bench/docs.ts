@@ -18,10 +18,13 @@ npm run bench -- --quick   # shorter runs and smaller sizes, about 1 minute
 npm run bench -- --only overhead,scale   # some scenarios: overhead, latency, scale, limits, order, redis
 npm run bench -- --no-docs # leave this page as it is
 npm run bench -- --only soak   # the soak (7 below), 180 s; --soak-seconds N; 30 s with --quick
+npm run bench -- --only instructions   # instructions per request under valgrind (8 below), ~4 min
 \`\`\`
 
-The soak is not part of the full run, and a soak-only run leaves this page as it is: its figures are in
-[reliability.md](reliability.md#soak).
+The soak and the instruction counts are not part of the full run, and a run of them alone leaves this
+page as it is: the soak's figures are in [reliability.md](reliability.md#soak), the instruction counts
+in the text below. The instruction counts need valgrind (Debian: \`apt-get install valgrind\`); without
+it they are reported as not available.
 
 The Redis scenarios start their own \`redis-server\` (Debian's \`/usr/bin/redis-server\`, or
 \`REDIS_SERVER_BINARY\`) on a free loopback port; without it they are reported as not available.
@@ -101,6 +104,25 @@ What was changed because of these measurements:
   costs ~20.9 instead of ~24.8 µs (median of 12 alternating processes, young generation fixed at
   32 MB so the GC mode does not decide the result); the gateway allocates ~60 instead of ~70 KB per
   request. At the HTTP level an interleaved A/B read +2.4%, inside this machine's noise.
+- **Answers XState recomputed per event.** The install patch's changes 7–9, found by counting
+  instructions (scenario 8) after profiles pointed at them: a flat machine's state value is its one
+  active child's key, and the value of the root alone (the snapshot before the initial state is
+  entered, built twice per actor) is computed once per machine, instead of building a node Set, two
+  adjacency Maps and arrays for every new snapshot; a transition to a sibling has their parent as its
+  domain, instead of arrays of targets and ancestors; a state node's candidate transitions for an event
+  type are kept in a Map, instead of under a key built as a new string for every event and looked up
+  by name in a growing object (in the server that lookup went through V8's string table: ~1.4 µs per
+  request in a profile). Counted: the Router API ~183k → ~144k instructions per request, the gateway
+  ~327k → ~295k; the Router API allocates ~38 instead of ~47 KB per request (sampling heap profiler).
+  One interleaved HTTP A/B: median 8,712 → 9,852 req/s, CPU per request 113 → 102 µs.
+- **Maps that keep their table.** The router's live requests and the memory store's waiters and
+  reservations are Maps whose entries come and go once per request, and in the gateway each request
+  usually ends within the turn it arrived in: the Map went from empty to one entry and back every time,
+  and V8 reallocated its table on each delete (a runtime call; an old Map's new table is old-space
+  garbage). \`ChurnMap\` (src/machines/churn-map.ts) keeps 64 padding entries under symbol keys, so the
+  table stays at 128 slots. The router map's delete took ~1.2 µs per request in the gateway, ~0.17 µs
+  after; full collections per 60,000 requests went from 3 to 0. The instruction counts and the HTTP
+  throughput did not separate the two versions.
 - **Flat request ids.** Node 20's \`crypto.randomUUID()\` returns a tree of ~14 string fragments
   (~450 bytes) that stays a tree while the id lives in the actor, the queue entry and the router's map;
   \`src/machines/request-id.ts\` writes the same kind of UUID into a buffer and reads it once.
@@ -136,7 +158,7 @@ What was changed because of these measurements:
 What is left:
 
 - *Throughput.* The XState work of one request (its actor's three macrosteps and the scheduler's two)
-  and the garbage it leaves (~47 KB allocated per request on the Router API, down from ~65 KB, most of
+  and the garbage it leaves (~38 KB allocated per request on the Router API, down from ~65 KB, most of
   it inside XState) are most of the gap between the HTTP layer alone and the gateway. That work costs
   far more between HTTP requests than alone: a server that answers every request with the HTTP layer
   alone and runs one real Router request beside it spent ~111–115 µs of CPU per request, as much as the
@@ -153,7 +175,12 @@ What is left:
   bound: how far a design with one actor per request could go at best; reaching the
   target reliably needs most of the remaining queue cost to go, not a tuning knob. XState v6 (in alpha in
   November 2026) reports lower per-actor and per-transition costs (statelyai/xstate #5626, #5633);
-  it is worth measuring here once released.
+  it is worth measuring here once released. Counted instead of timed (scenario 8), the work does not
+  grow between HTTP requests: per request the bare server executes ~127–133k instructions, the HTTP
+  layer alone ~154–157k, the gateway ~292–298k and the Router API alone ~142–144k, so the Router's part
+  of the gateway (~135–144k) is what it executes alone. The same instructions run 2.5–3× slower after fastify's and Node's
+  code than in a loop of their own; by count, the gateway does ~2.3× the bare server's work, which at
+  equal speed would be a throughput ratio of ~0.43.
 - *The benchmark's machine.* The load generator and the servers share two virtual cores. Per request,
   both servers make the same system calls (one \`read\`, one \`writev\`; counted with strace), yet
   the gateway's system time per request is about twice the bare server's (~30 against ~15 µs, read
@@ -260,6 +287,17 @@ What is left:
    used after a full GC, RSS and the queues. Verdict against the run's own beginning: the heap's slope
    over the second half (< 1 MiB/min; the first minute is the baseline), event-loop lag p99 of the last
    third against the first third, and nothing left waiting or in flight at the end.
+
+8. **Instructions** (bench/instructions.ts, only with \`--only instructions\`). Instructions executed
+   per request, counted by valgrind's cachegrind, for the bare server, the HTTP layer alone, the whole
+   gateway and the Router API alone (no HTTP). Each server runs twice under cachegrind with the same
+   2,000 warm-up requests and then 1,000 or 5,000 more over the same 8 keep-alive connections; the
+   difference of the two totals over 4,000 is the cost of one request, start-up and warm-up excluded.
+   Node runs with \`--single-threaded\` so that no compiler or GC thread's share varies. The counts
+   repeat within a few percent from run to run (two full runs: 127k and 133k for the bare server, 298k
+   and 292k for the gateway), where times on this machine move by 20–50%: small changes can be
+   told apart here that a throughput figure cannot show. They are not time (cache misses and the
+   kernel's work are not in them), so they have no target.
 
 The arithmetic (percentiles, window and parallel violations, inversions, utilisation) is in
 bench/measure.ts, the soak's fit and verdict in bench/soak-measure.ts, both tested on workloads with

@@ -1,9 +1,10 @@
 /**
  * `npm run bench` (`-- --quick`, `-- --only a,b`, `-- --no-docs`): runs the scenarios, shows progress on
  * stderr, prints the table, writes bench/results/<timestamp>.json and latest.json, and regenerates
- * docs/performance.md. Scenario names: overhead, latency, scale, limits, order, redis; and soak, which
- * the default run leaves out (`-- --only soak`, `--soak-seconds N`, default 180, 30 with `--quick`). A
- * soak-only run leaves docs/performance.md as it is: its figures go to docs/reliability.md.
+ * docs/performance.md. Scenario names: overhead, latency, scale, limits, order, redis; and two the
+ * default run leaves out: soak (`-- --only soak`, `--soak-seconds N`, default 180, 30 with `--quick`)
+ * and instructions (instruction counts under valgrind, bench/instructions.ts). A run of those alone
+ * leaves docs/performance.md as it is: the soak's figures go to docs/reliability.md.
  */
 import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -15,6 +16,7 @@ import { elapsedSeconds, step } from './progress.js';
 import { startRedis, type BenchRedis } from './redis-server.js';
 import { consoleTable, machineInfo, writeDoc, writeResults, type Results, type Row } from './report.js';
 import { unavailable } from './rows.js';
+import { INSTRUCTION_SETTINGS, instructionsScenario } from './instructions.js';
 import { GRANT_LATENCY_SETTINGS, grantLatencyMemory, grantLatencyRedis } from './scenario-grant-latency.js';
 import { LIMITS_SETTINGS, limitsMemory, limitsRedis } from './scenario-limits.js';
 import { ORDER_SETTINGS, orderMemory, orderRedis } from './scenario-order.js';
@@ -24,8 +26,8 @@ import { SCALE_SETTINGS, scaleScenario } from './scenario-scale.js';
 import { soakScenario, soakSettings } from './soak.js';
 
 const ALL = ['overhead', 'latency', 'scale', 'limits', 'order', 'redis'] as const;
-/** Scenarios run only when named in --only (the soak alone takes minutes). */
-const ON_REQUEST = ['soak'] as const;
+/** Scenarios run only when named in --only (the soak and the instruction counts take minutes each). */
+const ON_REQUEST = ['soak', 'instructions'] as const;
 const KNOWN: readonly string[] = [...ALL, ...ON_REQUEST];
 type ScenarioName = (typeof ALL)[number] | (typeof ON_REQUEST)[number];
 
@@ -39,7 +41,8 @@ for (const name of only) if (!KNOWN.includes(name)) throw new Error(`unknown sce
 const selected = (name: ScenarioName) => only.has(name);
 const soakSeconds = values['soak-seconds'] === undefined ? (mode === 'quick' ? 30 : 180) : Number(values['soak-seconds']);
 if (!Number.isInteger(soakSeconds) || soakSeconds < 10 || soakSeconds > 3_600) throw new Error(`--soak-seconds must be a whole number from 10 to 3600, got ${values['soak-seconds']}`);
-const soakOnly = only.size === 1 && selected('soak');
+// Runs of on-request scenarios alone leave docs/performance.md as it is (it shows the default scenarios).
+const onRequestOnly = [...only].every((name) => (ON_REQUEST as readonly string[]).includes(name));
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const startedAt = new Date().toISOString();
@@ -48,7 +51,7 @@ const rows: Row[] = [];
 const details: Record<string, unknown> = {};
 
 // Everything stops by itself: a run that overruns its budget by far is ended (children with it).
-const HARD_LIMIT_MS = (mode === 'quick' ? 4 : 12) * 60_000 + (selected('soak') ? soakSeconds * 1000 : 0);
+const HARD_LIMIT_MS = (mode === 'quick' ? 4 : 12) * 60_000 + (selected('soak') ? soakSeconds * 1000 : 0) + (selected('instructions') ? 10 * 60_000 : 0);
 setTimeout(() => {
   process.stderr.write(`bench: still running after ${HARD_LIMIT_MS / 60_000} min; stopping\n`);
   process.exit(2);
@@ -98,6 +101,7 @@ async function main(): Promise<void> {
   if (selected('scale')) await attempt('3 scale', [['heap per waiting request', '< 4 KiB'], ['cost growth', '100k ≤ 2× 1k']], () => scaleScenario(SCALE_SETTINGS[mode], mode === 'quick', details));
   if (selected('limits')) await attempt('4 limits', [['violations, memory', '0'], ['utilisation, memory', '≥ 0.95']], () => limitsMemory(details));
   if (selected('order')) await attempt('5 order', [['priority inversions, memory', '0']], () => orderMemory(ORDER_SETTINGS[mode], details));
+  if (selected('instructions')) await attempt('8 instructions', [['instructions per request, gateway', '']], () => instructionsScenario(INSTRUCTION_SETTINGS[mode], details));
   if (selected('soak')) await attempt('7 soak', [['heap slope over the second half', '< 1 MiB/min'], ['verdict', 'no leak, no lag growth']], () => soakScenario(soakSettings(soakSeconds), details));
 
   const wantsRedis = selected('redis') || selected('latency') || selected('limits') || selected('order');
@@ -139,8 +143,8 @@ const results: Results = {
 process.stdout.write(`\n${consoleTable(rows)}\n\n`);
 const path = writeResults(join(root, 'bench/results'), results);
 step('bench', `results: ${path.slice(root.length + 1)} and bench/results/latest.json`);
-if (soakOnly) {
-  step('bench', 'a soak-only run: docs/performance.md left as it is (the soak figures go to docs/reliability.md)');
+if (onRequestOnly) {
+  step('bench', `a run of ${[...only].join(', ')} only: docs/performance.md left as it is (the soak's figures are in docs/reliability.md, the instruction counts in docs/performance.md's prose)`);
 } else if (!values['no-docs']) {
   writeDoc(join(root, 'docs/performance.md'), performanceDoc(results));
   step('bench', 'docs/performance.md regenerated');

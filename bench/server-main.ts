@@ -3,19 +3,23 @@
  * key, the mock deployment, metrics on or off), or a bare fastify server answering the same JSON
  * body, the ceiling any gateway path on this machine is measured against. Mode `http-only` is the
  * gateway with its router's `schedule` answering at once: what the HTTP layer costs without the queue.
+ * Mode `router-api` serves no HTTP: its `schedule` command runs requests through the Router API in
+ * this process (the instruction counts of bench/instructions.ts).
  * It also measures the XState floor (bench/xstate-floor.ts) on request, in a process of its own, and,
  * started with `timeRequests`, times each request inside the process (bench/in-process-timer.ts).
  */
 import Fastify from 'fastify';
 import type { ChatCompletion } from '../src/adapters/openai-types.js';
 import { createGateway, type Gateway } from '../src/gateway.js';
-import type { QueueMeta } from '../src/router.js';
+import { createRouter, type QueueMeta, type Router } from '../src/router.js';
 import { benchConfig } from './bench-config.js';
 import { serveCommands } from './child-rpc.js';
 import { InProcessTimer } from './in-process-timer.js';
 import { xstateFloorMicros } from './xstate-floor.js';
 
 let close: (() => Promise<void>) | undefined;
+/** Mode `router-api`: the Router its `schedule` command uses. */
+let router: Router | undefined;
 /** Set when started with `timeRequests`: each request timed inside this process. */
 let timer: InProcessTimer | undefined;
 
@@ -48,6 +52,12 @@ serveCommands({
       metrics: a.metrics === true,
       maxQueueSize: 100_000,
     });
+    if (a.mode === 'router-api') {
+      const r = createRouter(config);
+      router = r;
+      close = () => r.close(500);
+      return { url: '' };
+    }
     const gateway: Gateway = await createGateway({ config, logger: false });
     if (a.mode === 'http-only') {
       const completion = mockCompletionBody(String(a.model)) as unknown as ChatCompletion;
@@ -63,6 +73,23 @@ serveCommands({
   inProcessTimes() {
     if (timer === undefined) throw new Error('this server was not started with timeRequests');
     return timer.take();
+  },
+  /** Mode `router-api`: `requests` completions through the Router, `connections` at a time; answers how many succeeded. */
+  async schedule(a) {
+    const r = router;
+    if (r === undefined) throw new Error('this child was not started in mode router-api');
+    const total = Number(a.requests);
+    let next = 0;
+    let ok = 0;
+    const model = String(a.model);
+    const worker = async () => {
+      while (next++ < total) {
+        await r.scheduleCompletion({ model, messages: [{ role: 'user', content: 'Say ok.' }], priority: 0 });
+        ok += 1;
+      }
+    };
+    await Promise.all(Array.from({ length: Number(a.connections) }, worker));
+    return { ok };
   },
   xstateFloor(a) {
     return Promise.resolve({ micros: xstateFloorMicros(Number(a.actors), Number(a.rounds)) });

@@ -36,7 +36,7 @@
  *      arrays);
  *    - the candidate transitions of a state node for an event type are kept in a Map, not under a key
  *      built as a new string for every event and looked up by name (the StateNode chunk).
- *    Counted with cachegrind (instruction counts are repeatable here within ~2%; times are not): the
+ *    Counted with cachegrind (instruction counts repeat here within a few percent; times do not): the
  *    Router API ~183k → ~144k instructions per request, the whole gateway ~327k → ~295k (the bare
  *    fastify server: ~122k). docs/performance.md has the method.
  *

@@ -449,3 +449,50 @@ describe('fixed-rate load to several servers side by side (bench/load.ts)', () =
     }
   });
 });
+
+describe('instruction counts (bench/instructions.ts)', () => {
+  it('reads the total from cachegrind\'s summary, and refuses a log without one', async () => {
+    const { instructionsFromLog } = await import('../bench/instructions.js');
+    const log = ['==21188== Cachegrind, a cache and branch-prediction profiler', '==21188== ', '==21188== I   refs:      6,759,743,495', '==21188== I1  misses:      109,223,609'].join('\n');
+    expect(instructionsFromLog(log)).toBe(6_759_743_495);
+    expect(instructionsFromLog('==7== I refs:        12,345')).toBe(12_345);
+    expect(() => instructionsFromLog('==7== valgrind: could not start')).toThrow(/no instruction count/);
+  });
+
+  it('divides the difference of two runs by the difference of their requests, and refuses runs that do not differ', async () => {
+    const { perRequest } = await import('../bench/instructions.js');
+    // Start-up and warm-up (1,000,000) are in both runs; each request costs 150.
+    expect(perRequest({ requests: 2_500, instructions: 1_000_000 + 2_500 * 150 }, { requests: 5_500, instructions: 1_000_000 + 5_500 * 150 })).toBe(150);
+    expect(() => perRequest({ requests: 10, instructions: 5 }, { requests: 10, instructions: 9 })).toThrow(/no difference/);
+  });
+
+  it('sends exactly the requests asked for over the same keep-alive connections each time, and counts the 2xx answers', async () => {
+    const { createServer } = await import('node:http');
+    const { KeepAliveClient } = await import('../bench/load.js');
+    let seen = 0;
+    const sockets = new Set<unknown>();
+    // Every fifth request gets a 500.
+    const server = createServer((req, res) => {
+      sockets.add(req.socket);
+      req.resume();
+      req.on('end', () => {
+        seen += 1;
+        res.statusCode = seen % 5 === 0 ? 500 : 200;
+        res.end('{}');
+      });
+    });
+    const url = await new Promise<string>((resolve) => server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as { port: number }).port}`)));
+    const client = new KeepAliveClient({ url, path: '/x', body: '{"a":1}', headers: { authorization: 'Bearer k' } }, 4);
+    try {
+      expect(await client.send(250)).toBe(200);
+      expect(seen).toBe(250);
+      expect(await client.send(50)).toBe(40);
+      expect(seen).toBe(300);
+      expect(sockets.size).toBe(4);
+    } finally {
+      client.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
