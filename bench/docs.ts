@@ -18,7 +18,7 @@ npm run bench -- --quick   # shorter runs and smaller sizes, about 1 minute
 npm run bench -- --only overhead,scale   # some scenarios: overhead, latency, scale, limits, order, redis
 npm run bench -- --no-docs # leave this page as it is
 npm run bench -- --only soak   # the soak (7 below), 180 s; --soak-seconds N; 30 s with --quick
-npm run bench -- --only instructions   # instructions per request under valgrind (8 below), ~4 min
+npm run bench -- --only instructions   # instructions per request under valgrind (8 below), ~2.5 min
 \`\`\`
 
 The soak and the instruction counts are not part of the full run, and a run of them alone leaves this
@@ -171,16 +171,19 @@ What is left:
   objects per request (15.8 µs alone) cost ~20–22 µs more (1.3–1.4×). XState's generic transition
   code (many small functions, Sets and arrays per step) runs cold after fastify's and Node's HTTP code
   have run; this VM gives no hardware counters to say whether the instruction cache, the branch
-  predictor or the TLB loses most. The ceiling row adds the floor measured alone, so it is an upper
-  bound: how far a design with one actor per request could go at best; reaching the
-  target reliably needs most of the remaining queue cost to go, not a tuning knob. XState v6 (in alpha in
+  predictor or the TLB loses most, and cachegrind's simulated caches do not show it either (the Router
+  misses its simulated first-level instruction cache ~9.5k times per request alone and about as often
+  inside the gateway). The ceiling row adds the floor measured alone, so it is an upper bound: how far
+  a design with one actor per request could go at best. Since changes 7–9 two full runs read 0.39× and
+  0.43× (target 0.35×); on a busy machine the gateway loses more than the bare server, so the margin is
+  thin, and more of it has to come from the queue's own cost, not a tuning knob. XState v6 (in alpha in
   November 2026) reports lower per-actor and per-transition costs (statelyai/xstate #5626, #5633);
   it is worth measuring here once released. Counted instead of timed (scenario 8), the work does not
   grow between HTTP requests: per request the bare server executes ~127–133k instructions, the HTTP
   layer alone ~154–157k, the gateway ~292–298k and the Router API alone ~142–144k, so the Router's part
-  of the gateway (~135–144k) is what it executes alone. The same instructions run 2.5–3× slower after fastify's and Node's
-  code than in a loop of their own; by count, the gateway does ~2.3× the bare server's work, which at
-  equal speed would be a throughput ratio of ~0.43.
+  of the gateway (~135–144k) is what it executes alone. The same instructions run 2.5–3× slower after
+  fastify's and Node's code than in a loop of their own; by count, the gateway does ~2.3× the bare
+  server's work, which at equal speed would be a throughput ratio of ~0.43.
 - *The benchmark's machine.* The load generator and the servers share two virtual cores. Per request,
   both servers make the same system calls (one \`read\`, one \`writev\`; counted with strace), yet
   the gateway's system time per request is about twice the bare server's (~30 against ~15 µs, read
