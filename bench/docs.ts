@@ -180,10 +180,10 @@ What is left:
   0.43× (target 0.35×); on a busy machine the gateway loses more than the bare server, so the margin is
   thin, and more of it has to come from the queue's own cost, not a tuning knob. XState v6 (in alpha in
   November 2026) reports lower per-actor and per-transition costs (statelyai/xstate #5626, #5633);
-  it is worth measuring here once released. Counted instead of timed (scenario 8), the work does not
-  grow between HTTP requests: per request the bare server executes ~127–133k instructions, the HTTP
-  layer alone ~154–157k, the gateway ~292–298k and the Router API alone ~142–144k, so the Router's part
-  of the gateway (~135–144k) is what it executes alone. The same instructions run 2.5–3× slower after
+  it is worth measuring here once released. Counted instead of timed (scenario 8, with changes 10–11),
+  the work does not grow between HTTP requests: per request the bare server executes ~121k
+  instructions, the HTTP layer alone ~157k, the gateway ~284k and the Router API alone ~133k, so the
+  Router's part of the gateway (~127k) is what it executes alone. The same instructions run 2.5–3× slower after
   fastify's and Node's code than in a loop of their own; by count, the gateway does ~2.3× the bare
   server's work, which at equal speed would be a throughput ratio of ~0.43.
 - *The benchmark's machine.* The load generator and the servers share two virtual cores. Per request,
@@ -299,8 +299,8 @@ What is left:
    2,000 warm-up requests and then 1,000 or 5,000 more over the same 8 keep-alive connections; the
    difference of the two totals over 4,000 is the cost of one request, start-up and warm-up excluded.
    Node runs with \`--single-threaded\` so that no compiler or GC thread's share varies. The counts
-   repeat within a few percent from run to run (two full runs: 127k and 133k for the bare server, 298k
-   and 292k for the gateway), where times on this machine move by 20–50%: small changes can be
+   repeat within a few percent from run to run (two full runs of the same code: 127k and 133k for the
+   bare server, 298k and 292k for the gateway), where times on this machine move by 20–50%: changes can be
    told apart here that a throughput figure cannot show. They are not time (cache misses and the
    kernel's work are not in them), so they have no target.
 
