@@ -49,8 +49,7 @@ export class ChurnMap<V> {
 
   /** The first value in insertion order, or undefined when empty. */
   first(): V | undefined {
-    for (const [key, value] of this.map) if (typeof key === 'string') return value as V;
-    return undefined;
+    return this.values().next().value;
   }
 
   clear(): void {
