@@ -71,6 +71,11 @@ export function chunkOf(file) {
   return Object.keys(XSTATE_CHUNKS).find((chunk) => XSTATE_CHUNKS[chunk].test(file));
 }
 
+/** Whether a patch is for this file of XState's dist: its `chunk`, `raise` unless it names another. */
+export function appliesTo(patch, file) {
+  return (patch.chunk ?? 'raise') === chunkOf(file);
+}
+
 /** The text that shows a patch is in a file: its `marker`, or else its whole replacement. */
 export function appliedText(patch) {
   return patch.marker ?? patch.to;
@@ -331,7 +336,7 @@ function main() {
     let text = readFileSync(path, 'utf8');
     const before = text;
     PATCHES.forEach((patch, i) => {
-      if ((patch.chunk ?? 'raise') !== chunkOf(file)) return;
+      if (!appliesTo(patch, file)) return;
       counts[i].files += 1;
       if (text.includes(appliedText(patch))) counts[i].already += 1;
       else if (patch.from.test(text)) {

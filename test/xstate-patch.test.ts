@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { assign, createActor, createMachine, emit, type AnyActorRef } from 'xstate';
 // @ts-expect-error: a plain .mjs script, no type declarations
-import { appliedText, chunkOf, PATCHES } from '../scripts/patch-xstate.mjs';
+import { appliedText, appliesTo, chunkOf, PATCHES } from '../scripts/patch-xstate.mjs';
 import { describe, expect, it } from 'vitest';
 
 const require = createRequire(import.meta.url);
@@ -25,7 +25,7 @@ describe('the XState install patch', () => {
     for (const chunk of ['raise', 'machine']) expect(files.filter((f) => chunkOf(f) === chunk).length, chunk).toBeGreaterThanOrEqual(2);
     for (const f of files) {
       const text = readFileSync(join(xstateDist, f), 'utf8');
-      for (const patch of (PATCHES as Patch[]).filter((p) => (p.chunk ?? 'raise') === chunkOf(f))) {
+      for (const patch of (PATCHES as Patch[]).filter((p) => appliesTo(p, f))) {
         expect(text, `${f}: ${patch.name}`).toContain(appliedText(patch));
         expect(patch.from.test(text), `${f}: ${patch.name}`).toBe(false);
       }
