@@ -37,12 +37,11 @@ export interface InstructionSettings {
 }
 
 /**
- * One setting for quick and full runs: the warm-up has to outlast V8's tiering (compiled on the main
+ * The same for quick and full runs: the warm-up has to outlast V8's tiering (compiled on the main
  * thread here), and shorter windows did not settle (500 warm-up requests gave ~5× the settled count;
  * 2,000 then 500 or 2,500 gave ~15-25% more than 2,000 then 1,000 or 5,000).
  */
-const SETTINGS: InstructionSettings = { warmup: 2_000, first: 1_000, second: 5_000, connections: 8 };
-export const INSTRUCTION_SETTINGS = { quick: SETTINGS, full: SETTINGS } satisfies Record<string, InstructionSettings>;
+export const INSTRUCTION_SETTINGS: InstructionSettings = { warmup: 2_000, first: 1_000, second: 5_000, connections: 8 };
 
 const VALGRIND_ARGS = ['--tool=cachegrind', '--cache-sim=no', '--cachegrind-out-file=/dev/null', '--smc-check=all-non-file'];
 

@@ -2,9 +2,10 @@
  * The HTTP load generators, each against servers in child processes of their own (so generator and
  * server each have a core, the same for every server compared):
  *
- * - `closedLoop`: autocannon in the benchmark's own process, N connections each sending the next request as soon as the previous
- *   answer arrives: the most the server can do. Latencies are taken from autocannon's per-response
- *   event (floating-point ms), because its own histogram rounds to whole milliseconds.
+ * - `closedLoop`: autocannon in the benchmark's own process, N connections each sending the next
+ *   request as soon as the previous answer arrives: the most the server can do. Latencies are taken
+ *   from autocannon's per-response event (floating-point ms), because its own histogram rounds to
+ *   whole milliseconds.
  * - `fixedRate`: an open-loop generator written here on raw sockets: requests sent on a fixed schedule
  *   (R per second, evenly spaced, catching up if a timer fires late) over keep-alive connections,
  *   latency from send to the last byte of the response, to several servers side by side on one

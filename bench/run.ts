@@ -101,7 +101,7 @@ async function main(): Promise<void> {
   if (selected('scale')) await attempt('3 scale', [['heap per waiting request', '< 4 KiB'], ['cost growth', '100k ≤ 2× 1k']], () => scaleScenario(SCALE_SETTINGS[mode], mode === 'quick', details));
   if (selected('limits')) await attempt('4 limits', [['violations, memory', '0'], ['utilisation, memory', '≥ 0.95']], () => limitsMemory(details));
   if (selected('order')) await attempt('5 order', [['priority inversions, memory', '0']], () => orderMemory(ORDER_SETTINGS[mode], details));
-  if (selected('instructions')) await attempt('8 instructions', [['instructions per request, gateway', '']], () => instructionsScenario(INSTRUCTION_SETTINGS[mode], details));
+  if (selected('instructions')) await attempt('8 instructions', [['instructions per request, gateway', '']], () => instructionsScenario(INSTRUCTION_SETTINGS, details));
   if (selected('soak')) await attempt('7 soak', [['heap slope over the second half', '< 1 MiB/min'], ['verdict', 'no leak, no lag growth']], () => soakScenario(soakSettings(soakSeconds), details));
 
   const wantsRedis = selected('redis') || selected('latency') || selected('limits') || selected('order');
