@@ -301,8 +301,13 @@ What is left:
    Node runs with \`--single-threaded\` so that no compiler or GC thread's share varies. The counts
    repeat within a few percent from run to run (two full runs of the same code: 127k and 133k for the
    bare server, 298k and 292k for the gateway), where times on this machine move by 20–50%: changes can be
-   told apart here that a throughput figure cannot show. They are not time (cache misses and the
-   kernel's work are not in them), so they have no target.
+   told apart here that a throughput figure cannot show. Between builds they can also jump for reasons
+   that are not the change: importing one more, empty module into the server child moved the Router
+   API's count from ~134k to ~172–174k (~157k after a 6,000-request warm-up), so what V8 settles on
+   after the warm-up depends on the whole process. A change counts when it moves the figure the same
+   way across variants (the install patches below were measured step by step, each with the same
+   driver and only XState's files changed, and changes 7–9 were also confirmed over HTTP). They are not
+   time (cache misses and the kernel's work are not in them), so they have no target.
 
 The arithmetic (percentiles, window and parallel violations, inversions, utilisation) is in
 bench/measure.ts, the soak's fit and verdict in bench/soak-measure.ts, both tested on workloads with

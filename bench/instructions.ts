@@ -5,9 +5,13 @@
  *
  * Why: on this shared machine times move by 20-50% between runs, so a change worth a few percent
  * cannot be seen in req/s. The instructions a process executes per request repeat within a few percent
- * (two full runs: bare server 127k and 133k, gateway 298k and 292k). They are not time (no cache
- * misses, no kernel: `writev` is not counted), so they complement scenario 1's ratios and have no
- * target of their own.
+ * for one build (two full runs: bare server 127k and 133k, gateway 298k and 292k). Between builds
+ * they can jump for reasons that are not the change: one more import of an empty module in the server
+ * child moved the Router API's count from ~134k to ~172-174k (2,000 warm-up requests; ~157k after
+ * 6,000), so V8's state after the warm-up depends on the whole process, not only on the code a
+ * request runs. A change is shown by a count that moves the same way across variants, not by one
+ * pair of runs. They are not time (no cache misses, no kernel: `writev` is not counted), so they
+ * complement scenario 1's ratios and have no target of their own.
  *
  * How: each server runs twice under cachegrind, with the same warm-up and then `first` or `second`
  * measured requests; the difference of the two totals over the difference of the requests is the cost
