@@ -1,7 +1,9 @@
 import { describe, it, expect } from 'vitest';
-import { compareOrder, effectivePriority, FairRounds, orderRank, type OrderKey } from '../src/machines/queue-order.js';
+import { compareOrder, effectivePriority, FairRounds, orderRank, writeOrderKey, type OrderKey } from '../src/machines/queue-order.js';
+import { RankedQueue } from '../src/machines/ranked-queue.js';
 import { MemoryStore } from '../src/machines/memory-store.js';
 import type { WaiterEntry } from '../src/machines/scheduler-store.js';
+import { prng } from './support/prng.js';
 import { testConfig } from './support/test-config.js';
 
 const T = 1_000_000;
@@ -46,6 +48,16 @@ describe('compareOrder', () => {
     expect(compareOrder(key(1, 1, 2), key(1, 1, 3))).toBeLessThan(0);
     expect(compareOrder(key(1, 1, 3), key(1, 1, 3))).toBe(0);
     expect(compareOrder(key(2, 0, 0), key(1, 9, 9))).toBeGreaterThan(0);
+  });
+
+  it('a RankedQueue keyed by writeOrderKey drains in compareOrder order (aging ranks, rounds, seqs)', () => {
+    const random = prng(7);
+    const keys = Array.from({ length: 2_000 }, (_, seq) => key(orderRank(Math.floor(random() * 5), T + Math.floor(random() * 1e6), 60_000), Math.floor(random() * 4), seq));
+    const q = new RankedQueue<OrderKey>(writeOrderKey);
+    for (const k of keys) q.insert(k);
+    const drained: OrderKey[] = [];
+    for (let k = q.shift(); k !== undefined; k = q.shift()) drained.push(k);
+    expect(drained).toEqual([...keys].sort(compareOrder));
   });
 
   it('without aging the rank is the priority itself', () => {

@@ -1,9 +1,12 @@
 import { describe, it, expect } from 'vitest';
-import { RankedQueue } from '../src/machines/ranked-queue.js';
+import { RankedQueue, type RankKey } from '../src/machines/ranked-queue.js';
 import { prng } from './support/prng.js';
 
-
-const byNumber = (a: number, b: number) => a - b;
+const byNumber: RankKey<number> = (v, out) => {
+  out[0] = v;
+  out[1] = 0;
+  out[2] = 0;
+};
 
 /** Index of the first element >= value in a sorted array: the number of elements ordered before value. */
 function lowerBound(sorted: number[], value: number): number {
@@ -114,12 +117,16 @@ describe('RankedQueue (size-augmented treap)', () => {
     expect(q.size).toBe(4);
   });
 
-  it('orders structured keys by the comparator and deletes the equal entry, not the same reference', () => {
+  it('orders by the key numbers in turn and deletes the entry with an equal key, not the same reference', () => {
     interface Key {
       priority: number;
       seq: number;
     }
-    const q = new RankedQueue<Key>((a, b) => a.priority - b.priority || a.seq - b.seq);
+    const q = new RankedQueue<Key>((k, out) => {
+      out[0] = k.priority;
+      out[1] = k.seq;
+      out[2] = 0;
+    });
     const keys = [
       { priority: 2, seq: 1 },
       { priority: 0, seq: 2 },
@@ -131,6 +138,38 @@ describe('RankedQueue (size-augmented treap)', () => {
     expect(q.rank({ priority: 1, seq: 3 })).toBe(2);
     expect(q.delete({ priority: 0, seq: 4 })).toBe(true);
     expect(contents(q).map((k) => k.seq)).toEqual([2, 3, 1]);
+  });
+
+  it('reuses freed nodes, grows past its first arrays, and never yields a removed value', () => {
+    const q = new RankedQueue<{ n: number }>((v, out) => {
+      out[0] = v.n;
+      out[1] = 0;
+      out[2] = 0;
+    });
+    const removed = new WeakSet<object>();
+    // Well past the initial 64 nodes, then churn: every removed value must be gone from the walk.
+    const live = Array.from({ length: 1_000 }, (_, n) => ({ n }));
+    for (const v of live) q.insert(v);
+    for (let round = 0; round < 5; round++) {
+      for (let i = 0; i < 500; i++) {
+        const v = q.shift()!;
+        removed.add(v);
+        q.insert({ n: v.n + 1_000 });
+      }
+    }
+    expect(q.size).toBe(1_000);
+    let order = -Infinity;
+    q.forEach((v) => {
+      expect(removed.has(v)).toBe(false);
+      expect(v.n).toBeGreaterThan(order);
+      order = v.n;
+    });
+    // The third key number breaks ties the first two leave.
+    const t = new RankedQueue<[number, number, number]>((k, out) => out.set(k));
+    for (const k of [[1, 1, 3], [1, 1, 1], [1, 0, 9], [0, 9, 9]] as Array<[number, number, number]>) t.insert(k);
+    const drained: number[][] = [];
+    for (let k = t.shift(); k !== undefined; k = t.shift()) drained.push(k);
+    expect(drained).toEqual([[0, 9, 9], [1, 0, 9], [1, 1, 1], [1, 1, 3]]);
   });
 
   it('forEach stops early when the visitor returns false, and clear empties the queue', () => {

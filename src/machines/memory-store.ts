@@ -8,8 +8,8 @@
 import type { DeploymentConfig } from '../adapters/config-types.js';
 import { ChurnMap } from './churn-map.js';
 import { DeploymentState, type CooldownPolicy, type Reservation } from './deployment-state.js';
-import { compareOrder, effectivePriority, FairRounds, orderRank, type OrderKey } from './queue-order.js';
-import { RankedQueue } from './ranked-queue.js';
+import { effectivePriority, FairRounds, orderRank, writeOrderKey, type OrderKey } from './queue-order.js';
+import { RankedQueue, type RankKey } from './ranked-queue.js';
 import { EventRate } from './rate-window.js';
 import type {
   EnqueueResult,
@@ -40,7 +40,11 @@ export interface MemoryStoreOptions {
 /** Priorities whose count is kept at 0 (see addDepth). */
 const MAX_IDLE_DEPTH_KEYS = 64;
 
-const byDeadline = (a: Waiter, b: Waiter) => a.entry.deadline - b.entry.deadline || a.seq - b.seq;
+const byDeadline: RankKey<Waiter> = (w, out) => {
+  out[0] = w.entry.deadline;
+  out[1] = w.seq;
+  out[2] = 0;
+};
 
 export class MemoryStore implements SchedulerStore {
   readonly shared = false;
@@ -50,7 +54,7 @@ export class MemoryStore implements SchedulerStore {
     pump: (now) => this.pumpNow(now),
     release: (grant, outcome, now) => this.releaseNow(grant, outcome, now),
   };
-  private readonly queue = new RankedQueue<Waiter>(compareOrder);
+  private readonly queue = new RankedQueue<Waiter>(writeOrderKey);
   private readonly deadlines = new RankedQueue<Waiter>(byDeadline);
   /** Waiters in insertion order, which is the order of their enqueuedAt except for those in `outOfOrder`. */
   private readonly waiters = new ChurnMap<Waiter>();

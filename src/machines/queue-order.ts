@@ -24,6 +24,13 @@ export function compareOrder(a: OrderKey, b: OrderKey): number {
   return a.rank - b.rank || a.round - b.round || a.seq - b.seq;
 }
 
+/** The same order as numbers compared in turn, for RankedQueue (ranked-queue.ts). */
+export function writeOrderKey(key: OrderKey, out: Float64Array): void {
+  out[0] = key.rank;
+  out[1] = key.round;
+  out[2] = key.seq;
+}
+
 export function orderRank(priority: number, enqueuedAt: number, agingMs: number | undefined): number {
   // Later arrivals must rank worse (higher), so enqueuedAt is added. Scaled by agingMs so the rank is
   // exact integer arithmetic: `p + t / I` would make the documented tie depend on float rounding.
