@@ -1,8 +1,21 @@
 /**
  * A benchmark child for scenario 3 (run with --expose-gc, one fresh process per measurement):
- * `scale-main.js router|store N GRANTS` queues N waiting requests in one model group whose only slot
- * is taken, then grants GRANTS of them one after another, and prints one JSON line:
- * heap bytes per waiter (and per message array, measured apart), µs per enqueue and per grant.
+ * `scale-main.js router|store N BATCH BATCHES` queues N waiting requests in one model group whose only
+ * slot is taken, then prints one JSON line: heap bytes per waiter (and per message array, measured
+ * apart), µs per enqueue and per grant.
+ *
+ * Costs are taken at size N, in BATCHES cycles that leave the queue at N each time:
+ * - enqueue: BATCH more requests are queued (timed), then withdrawn (untimed);
+ * - grant: the slot is handed down the queue BATCH times (timed), then BATCH new waiters are queued
+ *   (untimed).
+ * Each timed part starts with an empty young generation and ends by collecting it (a minor GC,
+ * timed), so it pays for the young-generation work its own operations cause and for no other part's:
+ * the waiters queued by an untimed refill would otherwise be copied inside the next timed grants. The
+ * figure is the timed total over all cycles divided by the operations.
+ *
+ * Timing the fill of N itself (as before) made the 1k figure 2-3x the 100k one: the first thousand
+ * enqueues of a process met its first collections of live waiters, so a growth ratio of 0.35x said
+ * where those fell, not how the queue scales.
  *
  * Each process first runs the same operations on a separate router or store (warm-up), so the
  * sizes are compared at steady state, not against a cold JIT.
@@ -13,18 +26,20 @@
 import { randomUUID } from 'node:crypto';
 import { writeSync } from 'node:fs';
 import { MemoryStore } from '../src/machines/memory-store.js';
-import type { Grant } from '../src/machines/scheduler-store.js';
-import { createRouter } from '../src/router.js';
+import type { Grant, WaiterEntry } from '../src/machines/scheduler-store.js';
+import { createRouter, type CancelListener, type CancelSignal } from '../src/router.js';
 import { benchConfig } from './bench-config.js';
 import { GatedUpstream } from './gated-upstream.js';
 
-const [kind, nArg, grantsArg] = process.argv.slice(2);
+const [kind, nArg, batchArg, batchesArg] = process.argv.slice(2);
 const n = Number(nArg);
-const grants = Math.min(n, Number(grantsArg));
+const batch = Number(batchArg);
+const batches = Number(batchesArg);
+if (![n, batch, batches].every((x) => Number.isInteger(x) && x > 0)) throw new Error(`usage: scale-main.js router|store N BATCH BATCHES, got ${process.argv.slice(2).join(' ')}`);
 const MODEL = 'scale';
 const WARM_UP = 2_000;
 
-const gc = (globalThis as { gc?: () => void }).gc;
+const gc = (globalThis as { gc?: (options?: { type: 'major' | 'minor' }) => void }).gc;
 if (gc === undefined) throw new Error('run with --expose-gc');
 function heap(): number {
   for (let i = 0; i < 3; i++) gc!();
@@ -61,43 +76,104 @@ async function warmUpRouter(): Promise<void> {
   await router.close(0);
 }
 
+/** One cancel for a whole batch of requests (an AbortSignal warns past ten listeners). */
+class BatchCancel implements CancelSignal {
+  aborted = false;
+  private readonly listeners = new Set<CancelListener>();
+
+  addEventListener(_type: 'abort', listener: CancelListener): void {
+    this.listeners.add(listener);
+  }
+
+  removeEventListener(_type: 'abort', listener: CancelListener): void {
+    this.listeners.delete(listener);
+  }
+
+  fire(): void {
+    this.aborted = true;
+    for (const l of [...this.listeners]) l.handleEvent();
+    this.listeners.clear();
+  }
+}
+
+/** Event-loop turns until `done()` holds (replies travel as promise jobs and immediates), bounded. */
+async function turnsUntil(done: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 100_000; i++) {
+    if (await done()) return;
+    await new Promise((r) => setImmediate(r));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
 async function runRouter(): Promise<void> {
   await warmUpRouter();
   const gated = new GatedUpstream();
-  const config = benchConfig({ groups: { [MODEL]: [{ maxParallel: 1 }] }, maxQueueSize: n + 10 });
+  // Room for the extra batch on top of the N waiting.
+  const config = benchConfig({ groups: { [MODEL]: [{ maxParallel: 1 }] }, maxQueueSize: n + batch + 10 });
   const router = createRouter(config, { upstreamFactory: gated.factory });
-  // The first request takes the only slot and holds it.
+  const ignore = () => undefined;
+  let priority = 0;
+  const queue = (messages: Array<{ role: string; content: string }>, signal?: CancelSignal) => {
+    const p = router.schedule({ model: MODEL, messages, priority: priorities[priority++ % n], ...(signal ? { signal } : {}) });
+    return p.then(onDone, ignore);
+  };
+  const waiting = async () => (await router.queueStatus(0))[0].waiting;
+
+  // Completions end the grant cycles: the gate closes at the cycle's last one, so the call after it
+  // holds the slot and the rest of the queue keeps waiting.
   let completed = 0;
-  let grantsDoneAt = 0;
-  let grantsFrom = 0;
-  const onDone = () => {
+  let cycleEnd = Infinity;
+  let cycleDoneAt = 0;
+  function onDone(): void {
     completed += 1;
-    if (completed === grants + 1) {
-      grantsDoneAt = performance.now();
-      // Stop the chain here: the next call holds its slot, so the rest of the queue stays waiting.
+    if (completed === cycleEnd) {
+      cycleDoneAt = performance.now();
       gated.closeGate();
     }
-  };
-  router.schedule({ model: MODEL, messages: [{ role: 'user', content: 'holder' }], priority: 0 }).then(onDone, onDone);
-  for (let i = 0; i < 100 && gated.inFlight === 0; i++) await new Promise((r) => setImmediate(r));
-  if (gated.inFlight !== 1) throw new Error('the first request was not dispatched');
+  }
+
+  // The first request takes the only slot and holds it.
+  void queue([{ role: 'user', content: 'holder' }]);
+  await turnsUntil(() => gated.inFlight === 1, 'the first request to be dispatched');
 
   const before = heap();
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) router.schedule({ model: MODEL, messages: messages[i], priority: priorities[i] }).then(onDone, onDone);
-  // Enqueue replies travel as promise jobs: one turn of the event loop delivers them all.
-  await new Promise((r) => setImmediate(r));
-  const t1 = performance.now();
-  const [status] = await router.queueStatus(0);
-  if (status.waiting !== n) throw new Error(`expected ${n} waiting, found ${status.waiting}`);
+  for (let i = 0; i < n; i++) void queue(messages[i]);
+  await turnsUntil(async () => (await waiting()) === n, `${n} waiting`);
   const after = heap();
 
-  // Grants: every call now answers at once, so each release grants the next waiter.
-  gated.openGate();
-  grantsFrom = performance.now();
-  for (let i = 0; i < 10_000 && grantsDoneAt === 0; i++) await new Promise((r) => setImmediate(r));
-  if (grantsDoneAt === 0) throw new Error(`only ${completed} of ${grants + 1} completed`);
-  output({ kind, n, grants, messageBytes, bytesPerWaiter: (after - before) / n, enqueueUs: ((t1 - t0) * 1000) / n, grantUs: ((grantsDoneAt - grantsFrom) * 1000) / grants });
+  const extra = Array.from({ length: batch }, (_, i) => [{ role: 'user', content: `extra request number ${i}` }]);
+  let enqueueMs = 0;
+  for (let c = 0; c < batches; c++) {
+    const cancel = new BatchCancel();
+    gc!({ type: 'minor' });
+    const t0 = performance.now();
+    for (let i = 0; i < batch; i++) void queue(extra[i], cancel);
+    // Enqueue replies travel as promise jobs: one turn of the event loop delivers them all.
+    await new Promise((r) => setImmediate(r));
+    gc!({ type: 'minor' });
+    enqueueMs += performance.now() - t0;
+    if ((await waiting()) !== n + batch) throw new Error(`expected ${n + batch} waiting`);
+    cancel.fire();
+    await turnsUntil(async () => (await waiting()) === n, `the batch to be withdrawn`);
+  }
+
+  let grantMs = 0;
+  for (let c = 0; c < batches; c++) {
+    cycleEnd = completed + batch;
+    cycleDoneAt = 0;
+    gc!({ type: 'minor' });
+    const t0 = performance.now();
+    gated.openGate();
+    await turnsUntil(() => cycleDoneAt !== 0, `${batch} grants`);
+    gc!({ type: 'minor' });
+    grantMs += performance.now() - t0;
+    // Back to N waiting (the call after the cycle holds the slot, so one more left the queue).
+    const missing = n - (await waiting());
+    for (let i = 0; i < missing; i++) void queue(messages[i]);
+    await turnsUntil(async () => (await waiting()) === n, `${n} waiting again`);
+  }
+  const ops = batch * batches;
+  output({ kind, n, batch, batches, messageBytes, bytesPerWaiter: (after - before) / n, enqueueUs: (enqueueMs * 1000) / ops, grantUs: (grantMs * 1000) / ops });
 }
 
 function newStore(size: number): MemoryStore {
@@ -111,31 +187,48 @@ function newStore(size: number): MemoryStore {
 
 function runStore(): void {
   const now = Date.now();
-  const entry = (i: number, priority: number) => ({ id: randomUUID(), priority, tenant: '', enqueuedAt: now, deadline: now + 600_000, tokens: 20 + (i % 7) });
+  const entry = (i: number, priority: number): WaiterEntry => ({ id: randomUUID(), priority, tenant: '', enqueuedAt: now, deadline: now + 600_000, tokens: 20 + (i % 7) });
   // Warm-up: the same operations on a separate store first.
   const warm = newStore(WARM_UP);
   for (let i = 0; i < WARM_UP; i++) warm.enqueueNow(entry(i, i % 10), now);
   let g: Grant | undefined = warm.pumpNow(now).grants[0];
   for (let i = 0; i < WARM_UP && g !== undefined; i++) {
-    void warm.release(g, { kind: 'ok', tokensUsed: 20 }, now);
+    warm.releaseNow(g, { kind: 'ok', tokensUsed: 20 }, now);
     g = warm.pumpNow(now).grants[0];
   }
-  const store = newStore(n);
+  const store = newStore(n + batch);
   store.enqueueNow(entry(-1, 0), now);
-  let held: Grant = store.pumpNow(now).grants[0];
+  let held: Grant | undefined = store.pumpNow(now).grants[0];
   const before = heap();
-  const t0 = performance.now();
   for (let i = 0; i < n; i++) store.enqueueNow(entry(i, priorities[i]), now);
-  const t1 = performance.now();
   const after = heap();
-  const g0 = performance.now();
-  for (let i = 0; i < grants; i++) {
-    void store.release(held, { kind: 'ok', tokensUsed: 20 }, now);
-    held = store.pumpNow(now).grants[0];
+
+  let enqueueMs = 0;
+  for (let c = 0; c < batches; c++) {
+    const entries = Array.from({ length: batch }, (_, i) => entry(i, priorities[i % n]));
+    gc!({ type: 'minor' });
+    const t0 = performance.now();
+    for (const e of entries) store.enqueueNow(e, now);
+    gc!({ type: 'minor' });
+    enqueueMs += performance.now() - t0;
+    for (const e of entries) store.removeNow(e.id);
   }
-  const g1 = performance.now();
-  if (held === undefined) throw new Error('the store ran out of waiters');
-  output({ kind, n, grants, messageBytes, bytesPerWaiter: (after - before) / n, enqueueUs: ((t1 - t0) * 1000) / n, grantUs: ((g1 - g0) * 1000) / grants });
+  let grantMs = 0;
+  for (let c = 0; c < batches; c++) {
+    gc!({ type: 'minor' });
+    const t0 = performance.now();
+    for (let i = 0; i < batch && held !== undefined; i++) {
+      store.releaseNow(held, { kind: 'ok', tokensUsed: 20 }, now);
+      held = store.pumpNow(now).grants[0];
+    }
+    gc!({ type: 'minor' });
+    grantMs += performance.now() - t0;
+    if (held === undefined) throw new Error('the store ran out of waiters');
+    for (let i = 0; i < batch; i++) store.enqueueNow(entry(i, priorities[i % n]), now);
+  }
+  if (store.waiting !== n) throw new Error(`expected ${n} waiting, found ${store.waiting}`);
+  const ops = batch * batches;
+  output({ kind, n, batch, batches, messageBytes, bytesPerWaiter: (after - before) / n, enqueueUs: (enqueueMs * 1000) / ops, grantUs: (grantMs * 1000) / ops });
 }
 
 if (kind === 'router') await runRouter();

@@ -17,30 +17,33 @@ const S = '3 scale';
 
 export interface ScaleSettings {
   sizes: number[];
-  grants: number;
+  /** Operations per timed cycle at each size, and cycles (bench/scale-main.ts). */
+  batch: number;
+  batches: number;
 }
 
 export const SCALE_SETTINGS = {
-  quick: { sizes: [1_000, 5_000], grants: 500 },
-  full: { sizes: [1_000, 10_000, 100_000], grants: 2_000 },
+  quick: { sizes: [1_000, 5_000], batch: 250, batches: 4 },
+  full: { sizes: [1_000, 10_000, 100_000], batch: 500, batches: 10 },
 } satisfies Record<string, ScaleSettings>;
 
 interface ScaleResult {
   kind: string;
   n: number;
-  grants: number;
+  batch: number;
+  batches: number;
   messageBytes: number;
   bytesPerWaiter: number;
   enqueueUs: number;
   grantUs: number;
 }
 
-function runChild(kind: 'router' | 'store', n: number, grants: number): Promise<ScaleResult> {
+function runChild(kind: 'router' | 'store', n: number, settings: ScaleSettings): Promise<ScaleResult> {
   const script = join(dirname(fileURLToPath(import.meta.url)), 'scale-main.js');
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      [...V8_FLAGS, '--expose-gc', '--max-old-space-size=4096', script, kind, String(n), String(grants)],
+      [...V8_FLAGS, '--expose-gc', '--max-old-space-size=4096', script, kind, String(n), String(settings.batch), String(settings.batches)],
       { timeout: 150_000, killSignal: 'SIGKILL', maxBuffer: 1 << 20 },
       (error, stdout, stderr) => {
         if (error) return reject(new Error(`scale-main ${kind} ${n}: ${error.message}\n${stderr}`));
@@ -61,9 +64,9 @@ export async function scaleScenario(settings: ScaleSettings, quick: boolean, det
   const results: Array<{ n: number; router: ScaleResult; store: ScaleResult }> = [];
   for (const n of settings.sizes) {
     step(S, `${k(n)} waiting: bare MemoryStore`);
-    const store = await runChild('store', n, settings.grants);
+    const store = await runChild('store', n, settings);
     step(S, `${k(n)} waiting: Router (request actors)`);
-    const router = await runChild('router', n, settings.grants);
+    const router = await runChild('router', n, settings);
     results.push({ n, router, store });
   }
   details.scale = { settings, results };

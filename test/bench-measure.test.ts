@@ -496,3 +496,30 @@ describe('instruction counts (bench/instructions.ts)', () => {
     }
   });
 });
+
+describe('the scale child (bench/scale-main.ts)', () => {
+  /** Runs the built child the way scenario 3 does, and returns its one JSON line. */
+  async function scaleChild(kind: 'router' | 'store', n: number, batch: number, batches: number): Promise<Record<string, number | string>> {
+    const { execFile } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const script = fileURLToPath(new URL('../dist/bench/scale-main.js', import.meta.url));
+    const stdout = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, ['--expose-gc', script, kind, String(n), String(batch), String(batches)], { timeout: 60_000 }, (error, out, err) => (error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out))),
+    );
+    return JSON.parse(stdout.trim()) as Record<string, number | string>;
+  }
+
+  // The child checks itself that every cycle leaves exactly N waiting (it throws otherwise, and the
+  // run fails here); these runs check what it reports. No figure is compared with a time.
+  for (const kind of ['store', 'router'] as const) {
+    it(`${kind}: reports the size, the cycles, and a positive cost per operation and heap per waiter`, async () => {
+      const r = await scaleChild(kind, 300, 100, 3);
+      expect(r).toMatchObject({ kind, n: 300, batch: 100, batches: 3 });
+      for (const key of ['enqueueUs', 'grantUs', 'bytesPerWaiter']) expect(r[key]).toBeGreaterThan(0);
+    });
+  }
+
+  it('refuses sizes it cannot use', async () => {
+    await expect(scaleChild('store', 300, 0, 3)).rejects.toThrow(/usage: scale-main/);
+  });
+});
