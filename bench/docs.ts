@@ -246,8 +246,9 @@ What is left:
    the same stalls of this shared machine. Of the rounds, the one whose p99 added is the median is
    reported; every round, with the generator's own event-loop delay, is in the JSON. *Inside the
    process*: the same requests timed in each server from Node's \`request\` event to the response's
-   \`finish\` (bench/in-process-timer.ts), over all the rounds: what the server itself takes, without
-   the kernel, the scheduler and the generator.
+   \`finish\` (bench/in-process-timer.ts), over all the rounds: what the server takes once it has read
+   a request, without the kernel, the scheduler and the generator, and also without the time a request
+   waits in its socket while the server's event loop is busy (a collection, another request).
    autocannon's own rate option sends each connection's quota as a burst at the start of every second,
    so it is not used for this. *Metrics on vs off*: the gateway's throughput with
    \`general_settings.enable_metrics\` true against false. *HTTP layer alone*: the gateway with its

@@ -1,8 +1,10 @@
 /**
  * Times each request inside a server process, from Node's `request` event (headers parsed) to the
  * response's `finish` (its last byte handed to the kernel). The fixed-rate scenario reports it next
- * to what the load generator sees: the difference between the two is the kernel, the scheduler and
- * the generator, which on a shared VM can be most of a p99.
+ * to what the load generator sees. The difference between the two is the kernel, the scheduler and
+ * the generator, which on a shared VM can be most of a p99, and also the time a request waits in its
+ * socket while the server's event loop is busy (a collection, another request): that wait is the
+ * server's, but it ends before the `request` event, so this timer cannot see it.
  */
 import type { Server } from 'node:http';
 import { summarize, type Summary } from './measure.js';
