@@ -172,6 +172,27 @@ describe('RankedQueue (size-augmented treap)', () => {
     expect(drained).toEqual([[0, 9, 9], [1, 0, 9], [1, 1, 1], [1, 1, 3]]);
   });
 
+  it('gives its arrays back when a large queue empties, and keeps working after', () => {
+    const q = new RankedQueue<number>(byNumber);
+    const initial = q.capacity;
+    for (let i = 0; i < 10_000; i++) q.insert(i);
+    expect(q.capacity).toBeGreaterThanOrEqual(10_000);
+    // Half drained: the arrays stay (the nodes in use may sit anywhere in them).
+    for (let i = 0; i < 5_000; i++) q.shift();
+    expect(q.capacity).toBeGreaterThanOrEqual(10_000);
+    for (let i = 5_000; i < 10_000; i++) expect(q.delete(i)).toBe(true);
+    expect(q.size).toBe(0);
+    expect(q.capacity).toBe(initial);
+    for (const v of [3, 1, 2]) q.insert(v);
+    expect(contents(q)).toEqual([1, 2, 3]);
+    // Churn on a small queue reuses freed nodes: the arrays never grow.
+    for (let i = 0; i < 100_000; i++) {
+      q.insert(10 + i);
+      expect(q.delete(10 + i)).toBe(true);
+    }
+    expect(q.capacity).toBe(initial);
+  });
+
   it('forEach stops early when the visitor returns false, and clear empties the queue', () => {
     const q = new RankedQueue<number>(byNumber);
     for (let i = 100; i > 0; i--) q.insert(i);

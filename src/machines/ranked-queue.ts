@@ -10,8 +10,9 @@
  * contiguous arrays and never the values themselves. With one object per node and the key read
  * through the value, every level of a walk was two cache misses once the waiters were spread over a
  * large heap: at 100k waiting request actors (~300 MB) the store's part of a grant took ~3-4x what it
- * took at 1k. The arrays grow by doubling (an amortised copy, never one per operation) and keep their
- * size; freed nodes are reused.
+ * took at 1k. The arrays grow by doubling (an amortised copy, never one per operation); freed nodes
+ * are reused, and a queue that empties starts again from its first nodes, giving its memory back when
+ * a burst made the arrays large.
  */
 
 /** Writes the numbers `value` is ordered by into `out[0..2]`, compared in turn, lower first (0 when unused). */
@@ -20,6 +21,8 @@ export type RankKey<T> = (value: T, out: Float64Array) => void;
 /** No node: the index of an empty subtree. */
 const NIL = -1;
 const INITIAL_CAPACITY = 64;
+/** Capacity (nodes) above which an emptied queue goes back to fresh arrays of the initial size. */
+const SHRINK_ABOVE = 4_096;
 // A node's slots in `links`: LINKS per node.
 const LEFT = 0;
 const RIGHT = 1;
@@ -46,6 +49,11 @@ export class RankedQueue<T> {
   private readonly path: number[] = [];
 
   constructor(private readonly keyOf: RankKey<T>) {}
+
+  /** Nodes the arrays hold now (used and free). */
+  get capacity(): number {
+    return this.keys.length / KEYS;
+  }
 
   get size(): number {
     return this.root === NIL ? 0 : this.links[this.root * LINKS + SIZE];
@@ -118,6 +126,13 @@ export class RankedQueue<T> {
 
   private release(n: number): void {
     this.values[n] = undefined; // the queue must not keep a removed value alive
+    if (this.root === NIL) {
+      // Empty: every node is free, so start again from node 0 (and small arrays after a burst).
+      this.freeTop = NIL;
+      this.used = 0;
+      if (this.capacity > SHRINK_ABOVE) this.clear();
+      return;
+    }
     this.links[n * LINKS + LEFT] = this.freeTop;
     this.freeTop = n;
   }
@@ -259,5 +274,7 @@ export class RankedQueue<T> {
     this.values = [];
     this.freeTop = NIL;
     this.used = 0;
+    this.links = new Int32Array(INITIAL_CAPACITY * LINKS);
+    this.keys = new Float64Array(INITIAL_CAPACITY * KEYS);
   }
 }
