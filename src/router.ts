@@ -395,18 +395,20 @@ export class Router {
       const state = actor.getSnapshot().value;
       if (state === 'queued' || state === 'polling') actor.send({ type: 'shutdown' });
     }
-    // Wait for the last request to end (an event), or the grace period, whichever comes first.
-    if (this.requests.size > 0) {
+    // Wait for the last request to end (an event), or the grace period, whichever comes first. The
+    // grace runs on the router's clock, so a FakeClock decides when it is over.
+    if (this.requests.size > 0 && graceMs > 0) {
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, graceMs);
+        const timer = this.clock.setTimeout(resolve, graceMs);
         this.onDrained = () => {
-          clearTimeout(timer);
+          this.clock.clearTimeout(timer);
           resolve();
         };
       });
       this.onDrained = null;
     }
-    for (const { actor } of this.requests.values()) actor.send({ type: 'cancel' });
+    // Past the grace: what still runs is cut, and its caller told it was the shutdown.
+    for (const { actor } of this.requests.values()) actor.send({ type: 'cancel', reason: 'shutdown' });
     // Let the cancellations' releases reach the stores before they close.
     await new Promise((r) => setImmediate(r));
     for (const g of this.groups.values()) {

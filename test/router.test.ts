@@ -403,6 +403,24 @@ describe('errors', () => {
     expect(running.ok?.choices[0].message.content).toBe('done');
     expect(upstream.calls).toHaveLength(1);
   });
+
+  it('close() cancels the calls still running when the grace period ends, on the router clock', async () => {
+    const { router, upstream, clock } = controlled([{ id: 'd', maxParallelRequests: 1 }]);
+    const running = track(router.scheduleCompletion({ model: 'm', messages: msg('running') }));
+    await settle();
+    let closed = false;
+    const closing = router.close(30_000).then(() => (closed = true));
+    clock.advance(29_999);
+    await settle();
+    expect(closed).toBe(false);
+    expect(running.ok ?? running.error).toBeUndefined();
+    expect(upstream.calls[0].call.signal.aborted).toBe(false);
+    clock.advance(1);
+    await closing;
+    expect(upstream.calls[0].call.signal.aborted).toBe(true);
+    expect(running.error).toMatchObject({ code: 'shutting_down', status: 503 });
+    expect(router.liveRequests).toBe(0);
+  });
 });
 
 describe("LiteLLM's faults, which Triage must not have", () => {

@@ -4,7 +4,8 @@
  *
  *   queued → polling → dispatched → done
  *                 ↘ timeout      ↘ failed / (retry → queued)
- *   cancelled (caller aborted) and rejected (queue full, shutting down, store down) from any waiting state.
+ *   cancelled (caller aborted, or a dispatched call cut when the shutdown grace ran out) and rejected
+ *   (queue full, shutting down, store down) from any waiting state.
  *
  * The actor never sleeps on a timer: the scheduler sends `grant` the moment a slot frees, and
  * `queue.timeout` when the group's single deadline timer finds it overdue. A request granted on
@@ -66,7 +67,8 @@ export interface RequestContext {
 
 export type RequestEvent =
   | SchedulerReply
-  | { type: 'cancel'; reason?: string }
+  /** `reason: 'shutdown'`: the router's shutdown grace ran out (any other reason: the caller went away). */
+  | { type: 'cancel'; reason?: 'shutdown' }
   | { type: 'shutdown' }
   | UpstreamAttemptEvent;
 
@@ -271,6 +273,8 @@ export const requestMachine = setup({
           },
           { target: 'failed', actions: [{ type: 'releaseFailed', params: { retrying: false } }, assign({ error: ({ event }) => upstreamFailureError(event.error) })] },
         ],
+        // `shutdown` is not handled here: a dispatched call may finish within the shutdown grace; when
+        // that runs out, the router cancels it (reason 'shutdown').
         cancel: { target: 'cancelled', actions: 'releaseCancelled' },
       },
     },
@@ -300,7 +304,13 @@ export const requestMachine = setup({
     cancelled: {
       type: 'final',
       entry: [
-        assign({ error: () => new RequestCancelledError() }),
+        // The caller went away (499), or the router's shutdown grace ran out (503: the caller is told so).
+        assign({
+          error: ({ event }) =>
+            event.type === 'cancel' && event.reason === 'shutdown'
+              ? new ShuttingDownError('The gateway shut down before the request finished (its shutdown grace period ran out).')
+              : new RequestCancelledError(),
+        }),
         emit(({ context }) => ({
           type: 'request.cancelled' as const,
           id: context.req.id,
