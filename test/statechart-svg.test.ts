@@ -201,3 +201,14 @@ describe('renderStatechartSvg', () => {
     expect(svg).not.toContain('a<b>');
   });
 });
+
+describe('docs/statecharts', () => {
+  it('holds the drawings the debugger serves for the current machines (re-export: node dist/src/export-statecharts.js)', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const { DEBUG_MACHINES, renderMachineSvg } = await import('../src/server/debug/routes.js');
+    for (const m of DEBUG_MACHINES) {
+      const file = new URL(`../docs/statecharts/${m.id}.svg`, import.meta.url);
+      expect(await readFile(file, 'utf8'), `docs/statecharts/${m.id}.svg is out of date`).toBe(await renderMachineSvg(m.id));
+    }
+  });
+});
