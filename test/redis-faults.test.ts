@@ -251,10 +251,12 @@ describe('Redis faults under traffic (gateway processes)', () => {
     expect(metricSum(text, 'triage_requests_total', `model="${model}"`, 'outcome="rejected"')).toBe(refused.length);
     const granted = metricSum(text, 'triage_admit_total', `model="${model}"`, 'outcome="granted"');
     expect(granted).toBe(outcomes.filter((o) => o.status === 200).length);
-    // Grants Redis made (all within the minute) beyond the dispatches: enqueues whose reply timed out
-    // still ran after the stall, were granted, and were given back without calling the upstream.
+    // Grants Redis made (all within the minute) are the dispatches: an enqueue whose call timed out
+    // still runs after the stall, but past its not-after time it changes nothing (before, 0 to 2 per
+    // run were granted and given back, and counted in the window for a minute). Left open: a script
+    // that runs within the reply's transit of that time, whose reply then loses the race to the timeout.
     const rpmUsed = idle.deployments[0].rpmUsed;
-    expect(rpmUsed).toBeGreaterThanOrEqual(granted);
+    expect(rpmUsed).toBe(granted);
     console.log(`redis-faults: ${granted} dispatched, ${rpmUsed} grants counted by Redis (${rpmUsed - granted} for requests already refused)`);
 
     expect(isRunning(proc)).toBe(true);

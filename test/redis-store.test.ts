@@ -697,6 +697,34 @@ describe('RedisStore: Redis down', () => {
     expect(r.accepted).toBe(true);
     expect((await a.store.snapshot(Date.now())).inFlight).toBe(1);
   });
+  it('an enqueue that Redis runs only after its call timed out changes nothing: no waiter, no grant, no rpm used', async () => {
+    server = await startRedisServer();
+    const a = await instance('a', freshPrefix(), config([{ id: 'd', rpm: 5 }]), { url: server.url, commandTimeoutMs: 200, pumpOnEnqueue: true });
+    // One answered call first: the store has read the Redis clock.
+    expect((await a.store.snapshot(Date.now())).deployments[0].rpmUsed).toBe(0);
+    const admin = new Redis(server.url);
+    cleanups.push(() => void admin.disconnect());
+    // Every client paused for 700 ms: the enqueue times out after 200 ms, and Redis runs it after the pause.
+    await admin.call('CLIENT', 'PAUSE', '700', 'ALL');
+    const sent = Date.now();
+    await expect(a.store.enqueue(entry('late', 0, sent), sent)).rejects.toThrow(/timed out|timeout/i);
+    expect(Date.now() - sent).toBeLessThan(600);
+    // A later call on the same connection is answered only after the enqueue has run (one connection,
+    // commands in order); until the pause ends, each attempt times out in turn.
+    let snap: Awaited<ReturnType<RedisStore['snapshot']>> | undefined;
+    const deadline = Date.now() + 5_000;
+    while (snap === undefined) {
+      try {
+        snap = await a.store.snapshot(Date.now());
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+      }
+    }
+    expect(snap.waiting).toBe(0);
+    expect(snap.inFlight).toBe(0);
+    expect(snap.deployments[0].rpmUsed).toBe(0);
+    expect(a.remoteGrants).toEqual([]);
+  });
 });
 
 describe('Router on the Redis store', () => {

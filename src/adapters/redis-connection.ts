@@ -85,13 +85,14 @@ export function createRedisStoreFactory(settings: RedisSettings, options: RedisS
   const channel = instanceChannel(prefix, instanceId);
   const maxDelay = options.maxReconnectDelayMs ?? 1000;
   const retryStrategy = (times: number) => Math.min(50 * times, maxDelay);
+  const commandTimeoutMs = options.commandTimeoutMs ?? 2000;
 
   const redis = connect(settings, {
     // Fail fast, never hang: no offline queue, no resend of unanswered commands, a command timeout.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    commandTimeout: options.commandTimeoutMs ?? 2000,
+    commandTimeout: commandTimeoutMs,
     connectTimeout: options.connectTimeoutMs ?? 2000,
     retryStrategy,
   });
@@ -163,6 +164,8 @@ export function createRedisStoreFactory(settings: RedisSettings, options: RedisS
       leaseMs,
       ...(options.pumpBatch !== undefined ? { pumpBatch: options.pumpBatch } : {}),
       ...(options.pumpOnEnqueue !== undefined ? { pumpOnEnqueue: options.pumpOnEnqueue } : {}),
+      // An enqueue run after its call timed out changes nothing (its request was answered 503 already).
+      enqueueExpiresMs: commandTimeoutMs,
       onClose: (s) => {
         if (stores.get(model) === s) stores.delete(model);
       },

@@ -58,6 +58,8 @@ const FAR_FUTURE_MS = 10 * 365 * 86_400_000;
 const MAX_PUMP_CALLS = 8;
 /** How far the caller/Redis clock offset may move before aging ranks follow it (a clock jump). */
 const RANK_OFFSET_SLACK_MS = 10_000;
+/** How long the least Date.now() − Redis reading stands before a later reply replaces it (clock steps). */
+const REDIS_LAG_WINDOW_MS = 30_000;
 
 export interface RedisStoreOptions {
   /** The command connection (shared by all stores of one instance). */
@@ -80,6 +82,12 @@ export interface RedisStoreOptions {
    * caller must then apply `pumped` (the scheduler does); false keeps enqueue a pure enqueue.
    */
   pumpOnEnqueue?: boolean;
+  /**
+   * An enqueue that Redis runs later than this after it was sent changes nothing (set it to the command
+   * timeout: by then the caller has given up and answered its request). Without it, a stall longer than
+   * the timeout left the enqueue to run afterwards, and a grant of it counted in the rpm/tpm window.
+   */
+  enqueueExpiresMs?: number;
   /** Called once when the store closes (its factory forgets it). */
   onClose?: (store: RedisStore) => void;
 }
@@ -244,6 +252,13 @@ export class RedisStore implements SchedulerStore {
   /** Caller clock minus Date.now(), from the latest call (a caller time when no `now` is given). */
   private skew = 0;
   /**
+   * Date.now() minus the Redis clock, for an enqueue's not-after time: the least reading of the replies
+   * in the last REDIS_LAG_WINDOW_MS (a reply can only read late, by its transit; a stalled one by
+   * seconds). NaN until the first reply: no not-after is sent before the clocks are compared.
+   */
+  private redisLag = NaN;
+  private redisLagAt = 0;
+  /**
    * Caller clock minus Redis clock for aging ranks: fixed at the first answer and moved only when the
    * clocks drift apart by more than RANK_OFFSET_SLACK_MS, so the ranks this instance computes keep the
    * exact differences of its enqueuedAt values (the same ties as MemoryStore), on the Redis time base
@@ -304,6 +319,12 @@ export class RedisStore implements SchedulerStore {
    */
   private head(r: Reply, now?: number, leased = false): number {
     const serverNow = Number(r[1]);
+    const wall = Date.now();
+    const lag = wall - serverNow;
+    if (!(lag >= this.redisLag) || wall - this.redisLagAt > REDIS_LAG_WINDOW_MS) {
+      this.redisLag = lag;
+      this.redisLagAt = wall;
+    }
     const callerNow = now ?? this.clientNow();
     this.offset = callerNow - serverNow;
     if (now !== undefined) {
@@ -463,7 +484,13 @@ export class RedisStore implements SchedulerStore {
       this.failed(e);
       throw e;
     }
-    const serverNow = this.head(r, now, true);
+    // Run past its not-after time: nothing was queued, and the lease was not renewed.
+    const late = r[4] === 'late';
+    const serverNow = this.head(r, now, !late);
+    if (late) {
+      if (this.waiting.get(entry.id) === local) this.waiting.delete(entry.id);
+      throw new Error(`the enqueue of ${entry.id} reached Redis after its command timeout; nothing was queued`);
+    }
     const accepted = Number(r[3]) === 1;
     if (accepted) {
       local.entry.seq = Number(r[4]);
@@ -503,7 +530,15 @@ export class RedisStore implements SchedulerStore {
       Math.round(now),
       this.rankOf(entry),
       cap,
+      this.enqueueNotAfter(),
     ];
+  }
+
+  /** The Redis time after which this enqueue, sent now, must not run ('' when there is no limit yet). */
+  private enqueueNotAfter(): string {
+    const expires = this.options.enqueueExpiresMs;
+    if (expires === undefined || Number.isNaN(this.redisLag)) return '';
+    return String(Math.round(Date.now() - this.redisLag + expires));
   }
 
   /** The queue score: orderRank on the Redis time base; '' lets the script convert (offset unknown yet). */

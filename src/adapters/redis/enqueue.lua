@@ -12,8 +12,11 @@ ARGV: the common prefix of lib.lua (ARGV[1 .. A-1]), then
   ARGV[A+9] rank (queue-order.ts orderRank, computed by the caller on enqueuedAt moved to server time
             by its stable clock offset), or '' to compute it here
   ARGV[A+10] batch cap of the grant step, or '' for no grant step
+  ARGV[A+11] not after (server ms), or '': run later than this (Redis stalled past the caller's command
+            timeout, so the caller has given up and answered its request), the script changes nothing
 Returns {LOST, NOW, REAPED, 1, seq, position, round, grant counter at the enqueue, pumped 1 | 0, pump}
-or {LOST, NOW, REAPED, 0, retryAfterSeconds, '', '', '', pumped 1 | 0, pump} (queue full), where pump
+or {LOST, NOW, REAPED, 0, retryAfterSeconds, '', '', '', pumped 1 | 0, pump} (queue full)
+or {LOST, NOW, REAPED, 0, 'late', '', '', '', 0} (past not-after; nothing done), where pump
 is the 6 fields of pump.lua's reply after its head ('' each when not pumped); an error reply when the id
 is already waiting. Any grant of this waiter has a larger grant counter than the one returned.
 ]]
@@ -22,6 +25,13 @@ local enqueuedAt, deadline = tonumber(ARGV[A + 3]), tonumber(ARGV[A + 4])
 local tokens, seqArg, roundArg, callerNow = ARGV[A + 5], ARGV[A + 6], ARGV[A + 7], tonumber(ARGV[A + 8])
 local rankArg = ARGV[A + 9]
 local cap = tonumber(ARGV[A + 10])
+local notAfter = tonumber(ARGV[A + 11])
+
+-- Before anything changes: a leftover of a timed-out call must not queue (or be granted, which would
+-- count in the deployment's rpm/tpm window for a minute) a request whose caller was already answered.
+if notAfter and NOW > notAfter then
+  return { LOST, int(NOW), REAPED, 0, 'late', '', '', '', 0 }
+end
 
 local n = redis.call('HLEN', K.waiters)
 if n > 0 and redis.call('HEXISTS', K.waiters, id) == 1 then
