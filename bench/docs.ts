@@ -36,7 +36,9 @@ starts is stopped by it.
 The machines are shared and noisy, so **every timing is shown next to a baseline measured in the same
 run**, and the ratio between them is the figure to compare across runs. *status* is **met**,
 **MISSED** or n/a (no target, or the scenario could not run). Latencies are in milliseconds with
-microsecond resolution.
+microsecond resolution. A quick run is a smoke test: its rounds are short (three 1 s fixed-rate
+rounds, 300 grant-latency samples), so one stall of the machine decides its tails, and its p99 rows
+miss their targets more often than a full run's; the targets are judged on full runs.
 
 ## Latest run
 
