@@ -17,6 +17,7 @@ npm run bench              # full run, about 3-5 minutes on 2 cores
 npm run bench -- --quick   # shorter runs and smaller sizes, about 1 minute
 npm run bench -- --only overhead,scale   # some scenarios: overhead, latency, scale, limits, order, redis
 npm run bench -- --no-docs # leave this page as it is
+npm run bench -- --help    # the options; a wrong one is named, with this list (exit 2)
 npm run bench -- --only soak   # the soak (7 below), 180 s; --soak-seconds N; 30 s with --quick
 npm run bench -- --only instructions   # instructions per request under valgrind (8 below), ~2.5 min
 \`\`\`

@@ -1,16 +1,15 @@
 /**
- * `npm run bench` (`-- --quick`, `-- --only a,b`, `-- --no-docs`): runs the scenarios, shows progress on
- * stderr, prints the table, writes bench/results/<timestamp>.json and latest.json, and regenerates
- * docs/performance.md. Scenario names: overhead, latency, scale, limits, order, redis; and two the
- * default run leaves out: soak (`-- --only soak`, `--soak-seconds N`, default 180, 30 with `--quick`)
- * and instructions (instruction counts under valgrind, bench/instructions.ts). A run of those alone
- * leaves docs/performance.md as it is: the soak's figures go to docs/reliability.md.
+ * `npm run bench`: runs the scenarios, shows progress on stderr, prints the table, writes
+ * bench/results/<timestamp>.json and latest.json, and regenerates docs/performance.md. The options and
+ * scenario names are in bench/bench-args.ts (`npm run bench -- --help`). A run of the on-request
+ * scenarios alone (soak, instructions) leaves docs/performance.md as it is: the soak's figures go to
+ * docs/reliability.md.
  */
 import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { BENCH_USAGE, ON_REQUEST_SCENARIOS, parseBenchArgs, type ScenarioName } from './bench-args.js';
 import { performanceDoc } from './docs.js';
 import { elapsedSeconds, step } from './progress.js';
 import { startRedis, type BenchRedis } from './redis-server.js';
@@ -25,24 +24,19 @@ import { THROUGHPUT_SETTINGS, redisThroughput } from './scenario-redis-throughpu
 import { SCALE_SETTINGS, scaleScenario } from './scenario-scale.js';
 import { soakScenario, soakSettings } from './soak.js';
 
-const ALL = ['overhead', 'latency', 'scale', 'limits', 'order', 'redis'] as const;
-/** Scenarios run only when named in --only (the soak and the instruction counts take minutes each). */
-const ON_REQUEST = ['soak', 'instructions'] as const;
-const KNOWN: readonly string[] = [...ALL, ...ON_REQUEST];
-type ScenarioName = (typeof ALL)[number] | (typeof ON_REQUEST)[number];
-
-const { values } = parseArgs({
-  options: { quick: { type: 'boolean' }, only: { type: 'string' }, 'no-docs': { type: 'boolean' }, 'soak-seconds': { type: 'string' } },
-  strict: true,
-});
-const mode = values.quick ? 'quick' : 'full';
-const only = new Set<string>(values.only ? values.only.split(',').map((s) => s.trim()) : ALL);
-for (const name of only) if (!KNOWN.includes(name)) throw new Error(`unknown scenario ${name}; known: ${KNOWN.join(', ')}`);
+const parsed = parseBenchArgs(process.argv.slice(2));
+if (parsed.kind === 'help') {
+  process.stdout.write(`${BENCH_USAGE}\n`);
+  process.exit(0);
+}
+if (parsed.kind === 'error') {
+  process.stderr.write(`bench: ${parsed.message}\n${BENCH_USAGE}\n`);
+  process.exit(2);
+}
+const { mode, only, soakSeconds, writeDocs } = parsed.options;
 const selected = (name: ScenarioName) => only.has(name);
-const soakSeconds = values['soak-seconds'] === undefined ? (mode === 'quick' ? 30 : 180) : Number(values['soak-seconds']);
-if (!Number.isInteger(soakSeconds) || soakSeconds < 10 || soakSeconds > 3_600) throw new Error(`--soak-seconds must be a whole number from 10 to 3600, got ${values['soak-seconds']}`);
 // Runs of on-request scenarios alone leave docs/performance.md as it is (it shows the default scenarios).
-const onRequestOnly = [...only].every((name) => (ON_REQUEST as readonly string[]).includes(name));
+const onRequestOnly = [...only].every((name) => (ON_REQUEST_SCENARIOS as readonly string[]).includes(name));
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const startedAt = new Date().toISOString();
@@ -145,7 +139,7 @@ const path = writeResults(join(root, 'bench/results'), results);
 step('bench', `results: ${path.slice(root.length + 1)} and bench/results/latest.json`);
 if (onRequestOnly) {
   step('bench', `a run of ${[...only].join(', ')} only: docs/performance.md left as it is (the soak's figures are in docs/reliability.md, the instruction counts in docs/performance.md's prose)`);
-} else if (!values['no-docs']) {
+} else if (writeDocs) {
   writeDoc(join(root, 'docs/performance.md'), performanceDoc(results));
   step('bench', 'docs/performance.md regenerated');
 }

@@ -526,3 +526,45 @@ describe('the scale child (bench/scale-main.ts)', () => {
     await expect(scaleChild('store', 300, 0, 3)).rejects.toThrow(/usage: scale-main/);
   });
 });
+
+describe('the command line of npm run bench (bench/bench-args.ts)', async () => {
+  const { BENCH_USAGE, DEFAULT_SCENARIOS, parseBenchArgs } = await import('../bench/bench-args.js');
+
+  it('runs the six default scenarios in full mode, writing the docs, with no arguments', () => {
+    const r = parseBenchArgs([]);
+    expect(r.kind).toBe('run');
+    if (r.kind !== 'run') return;
+    expect([...r.options.only]).toEqual([...DEFAULT_SCENARIOS]);
+    expect(r.options).toMatchObject({ mode: 'full', writeDocs: true, soakSeconds: 180 });
+  });
+
+  it('reads --quick, --only, --no-docs and --soak-seconds', () => {
+    const r = parseBenchArgs(['--quick', '--only', 'soak, redis', '--no-docs', '--soak-seconds', '45']);
+    expect(r.kind === 'run' && { ...r.options, only: [...r.options.only] }).toEqual({ mode: 'quick', only: ['soak', 'redis'], writeDocs: false, soakSeconds: 45 });
+    const quick = parseBenchArgs(['--quick', '--only', 'soak']);
+    expect(quick.kind === 'run' && quick.options.soakSeconds).toBe(30);
+  });
+
+  it('answers --help and -h with the usage, which names every option and scenario', () => {
+    expect(parseBenchArgs(['--help'])).toEqual({ kind: 'help' });
+    expect(parseBenchArgs(['-h'])).toEqual({ kind: 'help' });
+    for (const word of ['--quick', '--only', '--no-docs', '--soak-seconds', '--help', ...DEFAULT_SCENARIOS, 'soak', 'instructions']) expect(BENCH_USAGE).toContain(word);
+  });
+
+  it('names what is wrong instead of throwing', () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['--fast'], /Unknown option '--fast'/],
+      [['extra'], /Unexpected argument 'extra'/],
+      [['--only'], /--only/],
+      [['--only', 'overhead,speed'], /--only: unknown scenario "speed"; known: overhead, latency/],
+      [['--only', ''], /--only: unknown scenario ""/],
+      [['--soak-seconds', '5'], /--soak-seconds must be a whole number from 10 to 3600, got "5"/],
+      [['--soak-seconds', 'ten'], /got "ten"/],
+    ];
+    for (const [argv, message] of cases) {
+      const r = parseBenchArgs(argv);
+      expect(r.kind, argv.join(' ')).toBe('error');
+      expect(r.kind === 'error' && r.message).toMatch(message);
+    }
+  });
+});
