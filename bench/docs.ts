@@ -232,6 +232,20 @@ What is left:
   p99 7–30 ms; on raw sockets in a child of its own, p50 reads 0.15–0.29 ms. The reported round is the
   median of several (3 in a quick run, 5 in a full one), since one stall moves one round's p99 by
   milliseconds.
+- *Grant latency on Redis.* A grant on Redis is two trips between processes: the release (which
+  carries the grant step) to Redis, and the answer, or the message to the instance that owns the next
+  waiter, back. Timed in one instance on one Redis (2,500 waiting, 4 slots, three runs of 1,500
+  samples; the instance's wall clock against Redis's TIME inside the scripts): release → next dispatch
+  p50 0.42–0.49 ms, p99 2.6–3.5 ms. At p50 the parts are ~0.04 ms in the instance before the release is
+  sent, ~0.07–0.12 ms until the script starts, ~0.09–0.11 ms of script (release and grant step at
+  2,500 waiting), ~0.13–0.15 ms until the instance reads the answer, ~0.03 ms to parse it and ~0.04 ms
+  to the dispatch. Of the 111 samples over 2 ms, 96 spent most of their time in one of the two trips
+  (57 on the way to Redis, 39 on the way back), 14 in the instance (collections) and 1 in the script.
+  With Redis and the instance pinned to different cores (\`taskset\`) the p99 read 4.5–4.9 ms against
+  3.6–4.5 ms unpinned in the same minutes, so the tail is not the two processes taking turns on one
+  core: it is how late this VM sometimes delivers a message between processes, which the PING
+  baseline shows too (its p99 has read 0.3–1.5 ms). The design's floor is those two trips; the script
+  is a quarter of the p50 and almost never the tail.
 
 ## What each scenario measures
 
