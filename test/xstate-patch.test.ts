@@ -3,7 +3,8 @@
  * shared hidden class, snapshot copies that keep their state nodes must keep their value and tags, the
  * transition algorithm must skip its general case for single, targetless, plain and sibling transitions,
  * state values and transition candidates must be found without rebuilding them, one transition's actions
- * and one entered state must not be copied, and all of it must mean what XState's own code meant.
+ * and one entered state must not be copied, the actor system must not keep a map of live actors, and all
+ * of it must mean what XState's own code meant.
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -21,7 +22,7 @@ describe('the XState install patch', () => {
   it('is applied to every build of XState (a new XState without a changed passage fails here, to be looked at)', () => {
     type Patch = { name: string; chunk?: string; from: RegExp; to: string; marker?: string };
     const files = readdirSync(xstateDist).filter((f) => chunkOf(f) !== undefined);
-    expect(PATCHES.length).toBe(12);
+    expect(PATCHES.length).toBe(13);
     for (const chunk of ['raise', 'machine']) expect(files.filter((f) => chunkOf(f) === chunk).length, chunk).toBeGreaterThanOrEqual(2);
     for (const f of files) {
       const text = readFileSync(join(xstateDist, f), 'utf8');
@@ -318,5 +319,37 @@ describe('the XState install patch', () => {
     const again = createActor(machine).start();
     again.send({ type: 'step' });
     expect(log.slice(6)).toEqual(['first sees 1', 'second sees 2', 'enter b', 'enter b again']);
+  });
+
+  it('leaves the system\'s map of live actors unread anywhere (so not keeping it changes nothing)', () => {
+    const raise = readdirSync(xstateDist).filter((f) => chunkOf(f) === 'raise');
+    for (const f of raise) {
+      const text = readFileSync(join(xstateDist, f), 'utf8');
+      const start = text.indexOf('function createSystem(');
+      const end = text.indexOf('return system;', start);
+      expect(start, f).toBeGreaterThan(0);
+      const body = text.slice(start, end);
+      // Declared, and deleted from in _unregister: nothing else in the system touches it (a new XState
+      // that reads it fails here, and the patch must be looked at again).
+      expect(body.match(/\bchildren\b/g), f).toEqual(['children', 'children']);
+      expect(body, f).toContain('const children = new Map();');
+      expect(body, f).toContain('children.delete(actorRef.sessionId);');
+    }
+  });
+
+  it('still finds actors by system id, forgets them when they stop, and runs many actors of one system', () => {
+    const child = createMachine({ initial: 'on', states: { on: { on: { off: 'done' } }, done: { type: 'final' } } });
+    const root = createActor(createMachine({})).start();
+    const keyed = createActor(child, { parent: root, systemId: 'keyed' }).start();
+    expect(root.system.get('keyed')).toBe(keyed);
+    const many = Array.from({ length: 100 }, (_, i) => createActor(child, { id: `r${i}`, parent: root }).start());
+    for (const a of many) a.send({ type: 'off' });
+    expect(many.every((a) => a.getSnapshot().status === 'done')).toBe(true);
+    keyed.send({ type: 'off' });
+    expect(keyed.getSnapshot().status).toBe('done');
+    expect(root.system.get('keyed')).toBeUndefined();
+    // The id can be taken again once its actor is gone.
+    const again = createActor(child, { parent: root, systemId: 'keyed' }).start();
+    expect(root.system.get('keyed')).toBe(again);
   });
 });

@@ -30,6 +30,7 @@ import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import type { DeploymentConfig } from './config-types.js';
+import { ChurnMap } from '../machines/churn-map.js';
 import { MAX_COOLDOWN_MS, deploymentHeadroom, type CooldownPolicy } from '../machines/deployment-state.js';
 import { effectivePriority, orderRank } from '../machines/queue-order.js';
 import type {
@@ -230,8 +231,8 @@ export class RedisStore implements SchedulerStore {
   /** Deliveries that arrived before a listener was set. */
   private undelivered: { grants: Grant[]; expired: string[] } = { grants: [], expired: [] };
 
-  /** This instance's requests waiting in the shared queue (what a reconciliation re-queues). */
-  private readonly waiting = new Map<string, LocalWaiter>();
+  /** This instance's requests waiting in the shared queue (what a reconciliation re-queues); one comes and goes per request. */
+  private readonly waiting = new ChurnMap<LocalWaiter>();
   /** Grants handed to the scheduler and not released yet (a duplicate delivery is dropped). */
   private readonly delivered = new Set<string>();
   private readonly releasing = new Set<string>();
@@ -606,7 +607,7 @@ export class RedisStore implements SchedulerStore {
 
   private expireLocally(now: number): string[] {
     const overdue: string[] = [];
-    for (const [id, w] of this.waiting) if (w.entry.deadline <= now) overdue.push(id);
+    for (const w of this.waiting.values()) if (w.entry.deadline <= now) overdue.push(w.entry.id);
     for (const id of overdue) this.waiting.delete(id);
     if (overdue.length > 0) this.needsSync = true;
     return overdue;
@@ -866,8 +867,8 @@ export class RedisStore implements SchedulerStore {
       const settled = new Set<string>([...grants.map((g) => g.requestId), ...strings(r[5])]);
       const delivered = this.accept(grants, strings(r[5]).filter((id) => !inRedis.has(id)));
       const lost: LocalWaiter[] = [];
-      for (const [id, w] of this.waiting) {
-        if (w.op <= mark && !inRedis.has(id) && !settled.has(id)) lost.push(w);
+      for (const w of this.waiting.values()) {
+        if (w.op <= mark && !inRedis.has(w.entry.id) && !settled.has(w.entry.id)) lost.push(w);
       }
       for (const id of inRedis) if (!this.waiting.has(id)) this.call('remove', [id]).catch(noop);
       this.deliverRemote(delivered);
