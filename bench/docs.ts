@@ -301,7 +301,12 @@ What is left:
    grant (the slot handed down the queue 500 times, each a release, a pump, a dispatch and a completed
    call; then as many new waiters queued untimed). Each timed part starts with an empty young
    generation and ends by collecting it, so it pays for the collection work its own operations cause
-   and no other part's; ten cycles per size (250 operations and four cycles in a quick run). Timing
+   and no other part's; emptying it takes two minor collections, since V8 promotes an object at the
+   second one it survives (with one, the refill's waiters were promoted inside the next timed grants,
+   ~8–10 µs per grant at 100k and nothing at 1k, where a refilled waiter is granted before it is
+   promoted). Ten cycles per size (250 operations and four cycles in a quick run); the median cycle
+   is reported, since the first cycles of a process run slower (at 1k up to ~2× the later ones) and a
+   stall of the machine moves one cycle; the JSON has every cycle and the mean. Timing
    the whole fill instead made the 1k figure 2-3× the 100k one: the first thousand enqueues of a
    process meet its first collections of live waiters, so the growth rows said where those fell, not
    how the queue scales. Baseline: the same

@@ -10,8 +10,14 @@
  *   (untimed).
  * Each timed part starts with an empty young generation and ends by collecting it (a minor GC,
  * timed), so it pays for the young-generation work its own operations cause and for no other part's:
- * the waiters queued by an untimed refill would otherwise be copied inside the next timed grants. The
- * figure is the timed total over all cycles divided by the operations.
+ * the waiters queued by an untimed refill would otherwise be copied inside the next timed grants.
+ * Emptying takes two minor GCs: V8 promotes an object at the second collection it survives, so after
+ * one the refill's waiters were still young and their promotion fell in the timed grants, at 100k
+ * only (at 1k a refilled waiter is granted within a cycle or two and dies young): ~8-10 µs of the
+ * ~35 µs per grant measured at 100k was the refill's.
+ * The figure is the median cycle's µs per operation: the first cycles of a process run slower (at 1k
+ * ~25-37 µs per grant against ~15-20 later, at 100k ~36-47 against ~26-30), and one stall of the
+ * machine moves one cycle; the mean over all cycles and every cycle's figure are in the output too.
  *
  * Timing the fill of N itself (as before) made the 1k figure 2-3x the 100k one: the first thousand
  * enqueues of a process met its first collections of live waiters, so a growth ratio of 0.35x said
@@ -30,6 +36,7 @@ import type { Grant, WaiterEntry } from '../src/machines/scheduler-store.js';
 import { createRouter, type CancelListener, type CancelSignal } from '../src/router.js';
 import { benchConfig } from './bench-config.js';
 import { GatedUpstream } from './gated-upstream.js';
+import { median } from './soak-measure.js';
 
 const [kind, nArg, batchArg, batchesArg] = process.argv.slice(2);
 const n = Number(nArg);
@@ -49,6 +56,14 @@ function heap(): number {
 function output(result: Record<string, unknown>): never {
   writeSync(1, `${JSON.stringify(result)}\n`);
   process.exit(0);
+}
+
+/** µs per operation of the median cycle (the figure), of all cycles together, and of each cycle. */
+function costs(enqueueCycles: number[], grantCycles: number[]): Record<string, number | number[]> {
+  const each = (cycles: number[]) => cycles.map((ms) => (ms * 1000) / batch);
+  const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+  const [enqueue, grant] = [each(enqueueCycles), each(grantCycles)];
+  return { enqueueUs: median(enqueue), grantUs: median(grant), enqueueMeanUs: mean(enqueue), grantMeanUs: mean(grant), enqueueCycleUs: enqueue, grantCycleUs: grant };
 }
 
 // Bounded: a child that runs away is stopped by its own timer.
@@ -101,6 +116,8 @@ class BatchCancel implements CancelSignal {
  * included: a timed part pays for the young-generation work it caused, and for no earlier part's.
  */
 async function timedCycle(work: () => void | Promise<void>): Promise<number> {
+  // Two: what the untimed part left is copied by the first and promoted by the second (see the top).
+  gc!({ type: 'minor' });
   gc!({ type: 'minor' });
   const t0 = performance.now();
   const pending = work();
@@ -155,34 +172,33 @@ async function runRouter(): Promise<void> {
   const after = heap();
 
   const extra = Array.from({ length: batch }, (_, i) => [{ role: 'user', content: `extra request number ${i}` }]);
-  let enqueueMs = 0;
+  const enqueueCycles: number[] = [];
   for (let c = 0; c < batches; c++) {
     const cancel = new BatchCancel();
-    enqueueMs += await timedCycle(async () => {
+    enqueueCycles.push(await timedCycle(async () => {
       for (let i = 0; i < batch; i++) void queue(extra[i], cancel);
       // Enqueue replies travel as promise jobs: one turn of the event loop delivers them all.
       await new Promise((r) => setImmediate(r));
-    });
+    }));
     if ((await waiting()) !== n + batch) throw new Error(`expected ${n + batch} waiting`);
     cancel.fire();
     await turnsUntil(async () => (await waiting()) === n, `the batch to be withdrawn`);
   }
 
-  let grantMs = 0;
+  const grantCycles: number[] = [];
   for (let c = 0; c < batches; c++) {
     cycleEnd = completed + batch;
     cycleDone = false;
-    grantMs += await timedCycle(async () => {
+    grantCycles.push(await timedCycle(async () => {
       gated.openGate();
       await turnsUntil(() => cycleDone, `${batch} grants`);
-    });
+    }));
     // Back to N waiting (the call after the cycle holds the slot, so one more left the queue).
     const missing = n - (await waiting());
     for (let i = 0; i < missing; i++) void queue(messages[i]);
     await turnsUntil(async () => (await waiting()) === n, `${n} waiting again`);
   }
-  const ops = batch * batches;
-  output({ kind, n, batch, batches, messageBytes, bytesPerWaiter: (after - before) / n, enqueueUs: (enqueueMs * 1000) / ops, grantUs: (grantMs * 1000) / ops });
+  output({ kind, n, batch, batches, messageBytes, bytesPerWaiter: (after - before) / n, ...costs(enqueueCycles, grantCycles) });
 }
 
 function newStore(size: number): MemoryStore {
@@ -212,28 +228,27 @@ async function runStore(): Promise<void> {
   for (let i = 0; i < n; i++) store.enqueueNow(entry(i, priorities[i]), now);
   const after = heap();
 
-  let enqueueMs = 0;
+  const enqueueCycles: number[] = [];
   for (let c = 0; c < batches; c++) {
     const entries = Array.from({ length: batch }, (_, i) => entry(i, priorities[i % n]));
-    enqueueMs += await timedCycle(() => {
+    enqueueCycles.push(await timedCycle(() => {
       for (const e of entries) store.enqueueNow(e, now);
-    });
+    }));
     for (const e of entries) store.removeNow(e.id);
   }
-  let grantMs = 0;
+  const grantCycles: number[] = [];
   for (let c = 0; c < batches; c++) {
-    grantMs += await timedCycle(() => {
+    grantCycles.push(await timedCycle(() => {
       for (let i = 0; i < batch && held !== undefined; i++) {
         store.releaseNow(held, { kind: 'ok', tokensUsed: 20 }, now);
         held = store.pumpNow(now).grants[0];
       }
-    });
+    }));
     if (held === undefined) throw new Error('the store ran out of waiters');
     for (let i = 0; i < batch; i++) store.enqueueNow(entry(i, priorities[i % n]), now);
   }
   if (store.waiting !== n) throw new Error(`expected ${n} waiting, found ${store.waiting}`);
-  const ops = batch * batches;
-  output({ kind, n, batch, batches, messageBytes, bytesPerWaiter: (after - before) / n, enqueueUs: (enqueueMs * 1000) / ops, grantUs: (grantMs * 1000) / ops });
+  output({ kind, n, batch, batches, messageBytes, bytesPerWaiter: (after - before) / n, ...costs(enqueueCycles, grantCycles) });
 }
 
 if (kind === 'router') await runRouter();

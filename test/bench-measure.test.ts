@@ -499,14 +499,14 @@ describe('instruction counts (bench/instructions.ts)', () => {
 
 describe('the scale child (bench/scale-main.ts)', () => {
   /** Runs the built child the way scenario 3 does, and returns its one JSON line. */
-  async function scaleChild(kind: 'router' | 'store', n: number, batch: number, batches: number): Promise<Record<string, number | string>> {
+  async function scaleChild(kind: 'router' | 'store', n: number, batch: number, batches: number): Promise<Record<string, number | string | number[]>> {
     const { execFile } = await import('node:child_process');
     const { fileURLToPath } = await import('node:url');
     const script = fileURLToPath(new URL('../dist/bench/scale-main.js', import.meta.url));
     const stdout = await new Promise<string>((resolve, reject) =>
       execFile(process.execPath, ['--expose-gc', script, kind, String(n), String(batch), String(batches)], { timeout: 60_000 }, (error, out, err) => (error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out))),
     );
-    return JSON.parse(stdout.trim()) as Record<string, number | string>;
+    return JSON.parse(stdout.trim()) as Record<string, number | string | number[]>;
   }
 
   // The child checks itself that every cycle leaves exactly N waiting (it throws otherwise, and the
@@ -516,6 +516,13 @@ describe('the scale child (bench/scale-main.ts)', () => {
       const r = await scaleChild(kind, 300, 100, 3);
       expect(r).toMatchObject({ kind, n: 300, batch: 100, batches: 3 });
       for (const key of ['enqueueUs', 'grantUs']) expect(r[key]).toBeGreaterThan(0);
+      // The figure is the median cycle's; every cycle's is reported, and the mean over them.
+      for (const op of ['enqueue', 'grant']) {
+        const cycles = r[`${op}CycleUs`] as unknown as number[];
+        expect(cycles).toHaveLength(3);
+        expect(r[`${op}Us`]).toBe([...cycles].sort((a, b) => a - b)[1]);
+        expect(r[`${op}MeanUs`]).toBeCloseTo((cycles[0] + cycles[1] + cycles[2]) / 3, 9);
+      }
       // At 300 waiters the heap difference is within the collector's noise (it read -124 B once for
       // the store): only that it is a number is checked here.
       expect(Number.isFinite(r.bytesPerWaiter)).toBe(true);
