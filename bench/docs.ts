@@ -335,9 +335,12 @@ What is left:
    Redis confirmed its enqueue: only proven inversions are counted.
 6. **Redis throughput.** Grants per second through the Router API with 1, 2 and 3 instances (child
    processes) on one Redis, each keeping 32 requests in flight on a mock deployment with no delay and no
-   limit; baseline: the same loop on one in-memory instance. After a warm-up, three rounds of 1.5 s in
-   the same instances (one of 1 s in a quick run); the median round is reported, every round is in the
-   JSON (one window of 4 s before: the in-memory baseline alone read 24k–62k grants/s across full runs).
+   limit; baseline: the same loop on one in-memory instance. After a warm-up of 1 s per instance
+   (0.8 s in a quick run; n fresh processes share the two cores, and with one warm-up for all, the
+   first round of 3 instances read ~4–7.5k grants/s against ~6.7–10.7k after), three rounds of 1.5 s
+   in the same instances (one of 1 s in a quick run); the median round is reported, every round is in
+   the JSON (one window of 4 s before: the in-memory baseline alone read 24k–62k grants/s across full
+   runs).
    Target: ≥ 5,000/s with 2 instances.
 7. **Soak** (bench/soak.ts, only with \`--only soak\`). A gateway in a child process under a steady
    300 req/s for 180 s: mixed priorities, 20% streaming, 5% with an AbortController firing in their

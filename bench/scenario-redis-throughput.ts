@@ -23,7 +23,10 @@ export interface ThroughputSettings {
 }
 
 export const THROUGHPUT_SETTINGS = {
-  // Fresh children need most of a second of warm-up before their JIT settles, even in a quick run.
+  // Fresh children need most of a second of warm-up before their JIT settles, even in a quick run, and
+  // n of them sharing the two cores need n times that (warmupMs is per instance): with one warm-up for
+  // all, the first round of 3 instances read 4,078-7,521 grants/s against 6,742-10,691 after, and a
+  // quick run's only round 2,255-4,236.
   quick: { concurrency: 32, warmupMs: 800, rounds: 1, roundMs: 1_000 },
   // Three rounds, not one window of 4.5 s: the in-memory baseline alone read 24k-62k grants/s across
   // full runs, so one window can fall on a disturbed stretch of this shared machine; the median round
@@ -77,7 +80,7 @@ async function grantsPerSecond(n: number, store: 'memory' | 'redis', settings: T
     let completed = 0;
     let errors = 0;
     for (let round = 0; round < settings.rounds; round++) {
-      const warmupMs = round === 0 ? settings.warmupMs : 0;
+      const warmupMs = round === 0 ? settings.warmupMs * n : 0;
       const loop = { model: MODEL, concurrency: settings.concurrency, warmupMs, durationMs: settings.roundMs };
       const results = await Promise.all(instances.map((i) => i.child.call<{ completed: number; errors: number }>('loop', loop, warmupMs + settings.roundMs + 30_000)));
       const done = results.reduce((sum, r) => sum + r.completed, 0);
@@ -89,7 +92,7 @@ async function grantsPerSecond(n: number, store: 'memory' | 'redis', settings: T
     if (redisUrl !== undefined) {
       out.redisCommands = await commandStats(redisUrl, false);
       const scripts = out.redisCommands.evalsha ?? { calls: 0, usecPerCall: 0 };
-      out.redisBusy = (scripts.calls * scripts.usecPerCall) / 1000 / (settings.warmupMs + settings.rounds * settings.roundMs);
+      out.redisBusy = (scripts.calls * scripts.usecPerCall) / 1000 / (settings.warmupMs * n + settings.rounds * settings.roundMs);
     }
     return out;
   } finally {
