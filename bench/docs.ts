@@ -141,6 +141,10 @@ What was changed because of these measurements:
   live actors (written per actor, read nowhere). Measured: promoted per minor collection ~1,200 →
   ~180 KB (memory, 5 ms mock delay) and ~644 → ~103 KB (one instance on Redis); pauses ~5.9 → ~1.4 and
   ~3.9 → ~1.7 ms; one instance on Redis ~9.6k → ~12k grants/s (medians of three interleaved runs).
+  With an upstream of 20 ms (32 in flight, ~1,570 req/s) the pauses went from ~3.7 to ~1.3 ms, with
+  one of 50 ms from ~3.2 to ~2.1 ms: every request in flight waits out each pause. What is still
+  promoted there is mostly the AbortController each upstream call reads (Node's AbortSignal alone,
+  32 at a time, made minor collections promote ~37 KB and pause twice as long in a test of its own).
 - **A queue that stays in cache at 100k waiting.** The memory store orders its waiters in two treaps
   (grant order and deadlines). With a node object per waiter and the key read through the waiter,
   each level of a walk was two cache misses once 100k request actors (~300 MB) spread the nodes over
