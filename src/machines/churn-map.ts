@@ -15,8 +15,9 @@
  *    object per value, a request that lasted a few milliseconds stayed in memory until the next full
  *    collection: measured with 32 requests in flight, each ~6 KB of live objects kept 5 ms, a Map of
  *    them made each minor collection promote ~850 KB and pause ~3.4 ms, against ~3 KB and ~0.9 ms
- *    with the values kept as below. So the Map holds only slot numbers (which point at nothing), and
- *    the values sit in an array whose slot is cleared on delete and reused.
+ *    with the values kept as below. So the Map holds only the keys and slot numbers (a dead table
+ *    keeps a few bytes of key alive, not a request), and the values sit in an array whose slot is
+ *    cleared on delete and reused.
  */
 const PADDING = 64;
 const PAD_KEYS: readonly symbol[] = Array.from({ length: PADDING }, (_, i) => Symbol(`padding ${i}`));
