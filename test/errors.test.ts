@@ -106,6 +106,27 @@ describe('TriageError', () => {
   });
 });
 
+describe('TriageError stack traces', () => {
+  const frames = (e: Error) => String(e.stack).split('\n').filter((l) => l.trim().startsWith('at ')).length;
+
+  it('captures none for an answer (every code but internal_error), and keeps the message as the stack\'s first line', () => {
+    for (const code of Object.keys(ERROR_TABLE) as ErrorCode[]) {
+      if (code === 'internal_error') continue;
+      const e = new TriageError(code, `a ${code}`);
+      expect(frames(e), code).toBe(0);
+      expect(String(e.stack), code).toBe(`TriageError: a ${code}`);
+    }
+  });
+
+  it('captures one for internal_error (a fault of Triage), and leaves Error.stackTraceLimit as it was', () => {
+    const before = Error.stackTraceLimit;
+    expect(frames(new TriageError('internal_error', 'bug'))).toBeGreaterThan(0);
+    new TriageError('queue_full');
+    expect(Error.stackTraceLimit).toBe(before);
+    expect(frames(new Error('after'))).toBeGreaterThan(0);
+  });
+});
+
 describe('named error classes', () => {
   it('are TriageErrors with their fixed code, status and param', async () => {
     const { InvalidPriorityError, ModelNotFoundError, QueueTimeoutError, QueueFullError, ShuttingDownError, RequestCancelledError, StoreUnavailableError, InvalidRequestError, TriageError } = await import('../src/errors.js');
