@@ -775,6 +775,32 @@ describe('Router on the Redis store', () => {
     expect(events.filter((e) => e.type === 'request.dispatched').map((e) => e.priority)).toEqual([0, 1, 3, 5]);
   });
 
+  it('a request its own enqueue granted goes from queued straight to dispatched: its acceptance comes with the grant, as in memory', async () => {
+    const upstream = new ControlledUpstream();
+    const { router, events } = await routerOn('a', freshPrefix(), upstream);
+    const states: string[] = [];
+    const received: Array<{ type: string; accepted: boolean }> = [];
+    // The request actor's states and the scheduler's replies to it, as XState's inspection reports them.
+    router.setInspector((e) => {
+      const snapshot = (e.type === '@xstate.snapshot' ? e.snapshot : undefined) as unknown as { machine?: { id?: string }; value?: unknown } | undefined;
+      if (snapshot?.machine?.id === 'request') {
+        const value = String(snapshot.value);
+        if (states[states.length - 1] !== value) states.push(value);
+      }
+      if (e.type === '@xstate.event' && (e.event.type === 'grant' || e.event.type === 'queue.accepted')) {
+        received.push({ type: e.event.type, accepted: (e.event as { accepted?: unknown }).accepted !== undefined });
+      }
+    });
+    const done = router.scheduleCompletion({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] });
+    await vi.waitFor(() => expect(upstream.calls).toHaveLength(1), WAIT);
+    upstream.calls[0].release();
+    await done;
+    expect(received).toEqual([{ type: 'grant', accepted: true }]);
+    expect(states).toEqual(['queued', 'dispatched', 'done']);
+    // The events are those of memory: queued (with its position), dispatched, done.
+    expect(events.map((e) => e.type)).toEqual(['request.queued', 'request.dispatched', 'request.done']);
+  });
+
   it('two routers sharing Redis serve one global queue in priority order', async () => {
     const prefix = freshPrefix();
     const upstream = new ControlledUpstream();

@@ -39,8 +39,11 @@ export type SchedulerEvent =
   | { type: 'release'; grant: Grant; outcome: ReleaseOutcome; retrying?: boolean }
   | { type: 'wake' }
   | { type: 'store.changed' }
-  /** A shared store's pump result; `loop` when it answers the pump loop (not an enqueue's or release's). */
-  | { type: 'store.pumped'; result: PumpResult; loop: boolean }
+  /**
+   * A shared store's pump result; `loop` when it answers the pump loop (not an enqueue's or release's).
+   * `arrival`: the enqueue whose own pump granted it; its grant carries its acceptance.
+   */
+  | { type: 'store.pumped'; result: PumpResult; loop: boolean; arrival?: { id: string; accepted: Acceptance } }
   | { type: 'store.cooldowns_ended'; deployments: string[] }
   /** A release that started a cooldown (reported by the machine); `pump`: pump once it is reported. */
   | { type: 'store.released'; grant: Grant; result: ReleaseResult; pump: boolean }
@@ -74,7 +77,7 @@ interface PumpState {
   timer: TimerHandle | undefined;
   waiting: number;
   inFlight: number;
-  /** The request whose enqueue is being pumped in memory: its grant carries its acceptance. */
+  /** The request whose enqueue is being pumped (or whose enqueue's pump is applied): its grant carries its acceptance. */
   arrival: { id: string; accepted: Acceptance } | undefined;
 }
 
@@ -101,9 +104,15 @@ function runStoreOp<E, T>(op: StoreOp<E, T>, context: SchedulerContext, self: An
   const { store, clock } = context;
   const immediate = store.immediate;
   if (immediate === undefined) {
+    // A reply that comes after the scheduler stopped (a release answered once the router has closed)
+    // has nobody left to tell: the operation is done in the store, and XState would only warn.
     op.async(store, event, clock.now()).then(
-      (value) => op.later(context, self, event, value),
-      (e: unknown) => op.failed(context, self, event, e),
+      (value) => {
+        if (self.getSnapshot().status === 'active') op.later(context, self, event, value);
+      },
+      (e: unknown) => {
+        if (self.getSnapshot().status === 'active') op.failed(context, self, event, e);
+      },
     );
     return;
   }
@@ -242,11 +251,19 @@ const ENQUEUE: StoreOp<EnqueueEvent, EnqueueResult> = {
     pump.arrival = undefined;
     if (waiting !== undefined) ref.send(acceptedReply(waiting.accepted));
   },
-  later: (context, self, { ref }, result) => {
+  later: (context, self, { entry, ref }, result) => {
+    const pumped = result.accepted ? result.pumped : undefined;
+    // Granted by the enqueue's own pump (one round trip): as in memory, the acceptance comes with the
+    // grant, one event, and the request goes from queued straight to dispatched.
+    if (result.accepted && pumped !== undefined && pumped.grants.some((g) => g.requestId === entry.id)) {
+      const accepted = { seq: result.seq, round: result.round, position: result.position };
+      self.send({ type: 'store.pumped', result: pumped, loop: false, arrival: { id: entry.id, accepted } });
+      return;
+    }
     ref.send(replyToEnqueue(result));
     if (!result.accepted) return;
-    // The store pumped along with the enqueue (one round trip), or pump now.
-    if (result.pumped) self.send({ type: 'store.pumped', result: result.pumped, loop: false });
+    // The store pumped along with the enqueue, or pump now.
+    if (pumped !== undefined) self.send({ type: 'store.pumped', result: pumped, loop: false });
     else startPump(context, self);
   },
   failed: (_context, self, { ref }, e) => {
@@ -321,8 +338,12 @@ export const schedulerMachine = setup({
     },
     applyPump: ({ context, event, self }) => {
       if (event.type !== 'store.pumped') return;
+      // deliver() hands the arrival's grant over with its acceptance (or gives the slot back if the
+      // request has gone meanwhile); either way the slot is empty again after this step.
+      if (event.arrival !== undefined) context.pump.arrival = event.arrival;
       if (event.loop) applyPump(context, self, event.result);
       else applyResult(context, self, event.result);
+      if (event.arrival !== undefined) context.pump.arrival = undefined;
     },
     emitCooldown: enqueueActions(({ context, event, enqueue, self }) => {
       if (event.type !== 'store.released' || !event.result.cooldown) return;
