@@ -182,7 +182,8 @@ What was changed because of these measurements:
   ~20% more requests per second.
 - **Redis: two scripts per request.** Enqueue and release each carry the grant step; grants for
   another instance's waiters travel in the notification; the commands of one event-loop turn leave in
-  one socket write.
+  one socket write. An arrival its enqueue's script granted gets its acceptance inside the grant, one
+  event to its actor (queued → dispatched), as in memory.
 
 What is left:
 
