@@ -1,6 +1,6 @@
 /**
  * The benchmark's arithmetic, as small pure functions with no clock and no I/O, so each can be checked
- * against a workload whose answer is known (test/bench-measure.test.ts): percentiles, sliding-window
+ * against a workload whose answer is known (test/bench-measure.test.ts): percentiles, medians, sliding-window
  * limit violations, parallel-limit violations, priority inversions, utilisation, ratios and target status.
  */
 
@@ -23,6 +23,14 @@ export function percentile(sorted: readonly number[], p: number): number {
   if (!(p > 0)) return sorted[0];
   const rank = Math.ceil((p / 100) * sorted.length);
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
+}
+
+/** The middle value (mean of the two middle ones for an even count); NaN for none. */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 /** Count, min, mean, p50, p90, p99 and max of a sample (any order; the input is not modified). */

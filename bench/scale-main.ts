@@ -36,7 +36,7 @@ import type { Grant, WaiterEntry } from '../src/machines/scheduler-store.js';
 import { createRouter, type CancelListener, type CancelSignal } from '../src/router.js';
 import { benchConfig } from './bench-config.js';
 import { GatedUpstream } from './gated-upstream.js';
-import { median } from './soak-measure.js';
+import { median } from './measure.js';
 
 const [kind, nArg, batchArg, batchesArg] = process.argv.slice(2);
 const n = Number(nArg);

@@ -9,7 +9,7 @@ import { startInstances, stopInstances } from './instances.js';
 import { step } from './progress.js';
 import type { Row } from './report.js';
 import { row } from './rows.js';
-import { median } from './soak-measure.js';
+import { median } from './measure.js';
 
 const S = '6 Redis throughput';
 const MODEL = 'throughput';

@@ -4,6 +4,7 @@
  * (first minute, second half, first and last third), and the verdict: does memory keep growing once the
  * gateway is warm, and does the event loop get slower as the run goes on.
  */
+import { median } from './measure.js';
 
 /** One sample taken by the gateway's process every few seconds. */
 export interface SoakSample {
@@ -55,14 +56,6 @@ export function linearFit(points: ReadonlyArray<{ x: number; y: number }>): Line
   if (sxx === 0) return { slope: NaN, intercept: my, n };
   const slope = sxy / sxx;
   return { slope, intercept: my - slope * mx, n };
-}
-
-/** The middle value (mean of the two middle ones for an even count); NaN for none. */
-export function median(values: readonly number[]): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 /** Slope of a field in MiB per minute over the samples taken in (fromMs, toMs]. */

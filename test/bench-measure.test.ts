@@ -6,6 +6,7 @@ import {
   countInversions,
   countParallelViolations,
   countWindowViolations,
+  median,
   orderEventsFromTimed,
   percentile,
   ratio,
@@ -33,6 +34,12 @@ describe('percentiles', () => {
     const s = summarize(values);
     expect(s).toEqual({ n: 100, min: 1, mean: 50.5, p50: 50, p90: 90, p99: 99, max: 100 });
     expect(values[0]).toBe(100);
+  });
+
+  it('takes medians, of odd and even counts, and NaN of none', () => {
+    expect(median([5, 1, 3])).toBe(3);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([])).toBeNaN();
   });
 
   it('handles tiny and empty samples', () => {
@@ -212,7 +219,7 @@ describe('decision numbers of shared-store grants', () => {
 });
 
 describe('soak arithmetic (bench/soak-measure.ts)', async () => {
-  const { linearFit, median, sampleTable, slopePerMinute, soakVerdict } = await import('../bench/soak-measure.js');
+  const { linearFit, sampleTable, slopePerMinute, soakVerdict } = await import('../bench/soak-measure.js');
   type Sample = import('../bench/soak-measure.js').SoakSample;
 
   /** A sample every 5 s for `seconds`, heap and lag p99 as functions of the time in seconds. */
@@ -235,10 +242,7 @@ describe('soak arithmetic (bench/soak-measure.ts)', async () => {
     expect(linearFit([]).n).toBe(0);
   });
 
-  it('takes medians and slopes per minute over a time range', () => {
-    expect(median([5, 1, 3])).toBe(3);
-    expect(median([4, 1, 3, 2])).toBe(2.5);
-    expect(median([])).toBeNaN();
+  it('takes slopes per minute over a time range', () => {
     // 10 MiB, +0.5 MiB per minute.
     const samples = run(180, (t) => 10 + (0.5 * t) / 60);
     expect(slopePerMinute(samples, 'heapUsedMiB', 90_000, 180_000).slope).toBeCloseTo(0.5, 10);
