@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ChatCompletionChunk } from '../adapters/openai-types.js';
 import { TriageError } from '../errors.js';
 import type { CancelListener, CancelSignal, CompletionParams, QueueMeta, Router } from '../router.js';
+import { ArrivalBatch } from './arrival-batch.js';
 import { checkModelAllowed, clampPriority, type Caller, type KeyRateCheck } from './auth.js';
 import { errorBody, sendError, toHttpError } from './http-errors.js';
 
@@ -111,6 +112,7 @@ async function streamSse(reply: FastifyReply, stream: AsyncIterable<ChatCompleti
 }
 
 export function registerChatRoutes(app: FastifyInstance, router: Router, keyRate: KeyRateCheck, options: { streamStallMs: number }): void {
+  const arrivals = new ArrivalBatch(router);
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const caller = (request as FastifyRequest & { caller: Caller }).caller;
     const body = request.body;
@@ -137,7 +139,7 @@ export function registerChatRoutes(app: FastifyInstance, router: Router, keyRate
       params.priority = priority;
       params.tenant = caller.name;
       params.signal = new CallerGone(reply.raw);
-      const result = await router.schedule(params as CompletionParams);
+      const result = await arrivals.schedule(params as CompletionParams & { priority: number });
       request.queueMeta = result.meta;
       const headers = queueHeaders(result.meta, clamped);
       if (result.kind === 'stream') return streamSse(reply, result.stream, headers, options.streamStallMs);
