@@ -66,6 +66,24 @@ created, started, three events, final), about one bare fastify request. Together
 
 What was changed because of these measurements:
 
+- **Arrivals batched per turn** (the largest single change). The chat endpoints hand the router every
+  request that arrived in one turn of the event loop together, at the end of the turn
+  (src/server/arrival-batch.ts, best priority first). Before, each request ran its whole path (actor,
+  grant, mock upstream, response write) between the reads of the next, so the queue's code ran cold
+  after fastify's every time (see *Throughput* below) and every response went out alone. Now a turn's
+  requests are all read, then scheduled in one stretch, and their responses leave back to back. With
+  32 connections a turn holds ~23 requests on average; with 8, ~5; with one connection, one. Measured
+  with the old and the new gateway alive side by side, in alternating rounds (closed loop, 32
+  connections): ~10.5–10.8k → ~15.4–15.9k req/s, main-thread CPU per request ~62–77 → ~51–52 µs of
+  user time and ~19–25 → ~10–12 µs of system time. Part of the system time saved is this machine's
+  layout: the load generator runs on the same two cores, and a response written while it sleeps
+  costs the server a wake-up inside \`writev\` (see *The benchmark's machine*); clients on other
+  machines do not cost that, so count on the user-time part. The HTTP layer alone gains the same way
+  (its row went from ~0.81–0.91× to ~0.89–0.98× of the bare server in full and overhead-only runs). At 1,000 req/s, the latency clients see is
+  unchanged: the new and the old gateway side by side on the fixed-rate generator's schedule, three
+  runs of five rounds, read p50s within 0.1 ms of each other in every round (mean difference ~0) and
+  a p99 lower in 8 rounds, higher in 7. Measured *inside* the process it reads higher, for a reason
+  of the measure (see *p99 added at 1,000 req/s*).
 - **Fewer steps per request.** In memory the scheduler's pump runs inside the action that caused it
   and delivers grants directly; a request granted on arrival gets its acceptance inside the grant
   (queued → dispatched in one step); the upstream call is started and aborted by the \`dispatched\`
@@ -171,15 +189,20 @@ What was changed because of these measurements:
   and are handed to prom-client's own Counter and Histogram when \`/metrics\` is scraped (a test checks
   the text against prom-client's for the same observations); metrics on and off now measure within
   noise of each other.
-- **No pretenuring (a V8 flag the CLI sets).** V8 decides early that the argument objects XState
-  builds for every action (\`{ context, event, self, system }\`, a dozen per request) are long-lived,
-  and allocates them straight into the old generation: 95% of them were born there (counted with
-  \`%InYoungGeneration\` at each of XState's object literals). Each points at its request's context,
-  event and actor, so every finished request survived the next minor collections until a full one.
-  \`src/runtime-flags.ts\` turns the decision off (\`--no-allocation-site-pretenuring\`; the CLI applies
-  it, the benchmark starts every child with it). Measured at 1,000 req/s: each minor collection
-  promotes ~160 KB instead of ~900 KB and pauses ~2.6 ms instead of ~4.8; the Router API alone serves
-  ~20% more requests per second.
+- **No pretenuring (a V8 flag the CLI and the Router set).** V8 decides early that the argument objects
+  XState builds for every action (\`{ context, event, self, system }\`, a dozen per request) are
+  long-lived, and allocates them straight into the old generation: 95% of them were born there
+  (counted with \`%InYoungGeneration\` at each of XState's object literals). Each points at its
+  request's context, event and actor, so every finished request survived the next minor collections
+  until a full one. The decision is taken while the young generation is still small and everything
+  in flight survives, and it feeds itself (\`--trace-pretenuring-statistics\` shows some twenty allocation sites
+  at a survival ratio of 1.0 in the first collections). \`src/runtime-flags.ts\` turns it off
+  (\`--no-allocation-site-pretenuring\`); the CLI applies it, a Router applies it when created (option
+  \`v8Flags: false\` to leave V8 alone), the benchmark starts every child with it. Measured on the
+  Router API, 32 requests in flight, after the changes below: without it ~1.9 MB promoted per minor
+  collection, ~9.7 ms pauses, a full collection every ~6k requests and ~18–21k requests/s; with it
+  ~10 KB, ~0.8 ms, no full collection in 60k requests and ~41–61k requests/s. With a 20 ms upstream
+  and 256 in flight: ~1.3 MB and ~4.3 ms against ~170 KB and ~2.8 ms.
 - **Redis: two scripts per request.** Enqueue and release each carry the grant step; grants for
   another instance's waiters travel in the notification; the commands of one event-loop turn leave in
   one socket write. An arrival its enqueue's script granted gets its acceptance inside the grant, one
@@ -187,7 +210,9 @@ What was changed because of these measurements:
 
 What is left:
 
-- *Throughput.* The XState work of one request (its actor's three macrosteps and the scheduler's two)
+- *Throughput.* Before arrivals were batched per turn (above), full runs read 0.34–0.45× against the
+  0.35× target, and two of seven missed it on a noisy machine; the first full run since read 0.61×.
+  What follows is why the gap was there, and why batching answers it. The XState work of one request (its actor's three macrosteps and the scheduler's two)
   and the garbage it leaves (~38 KB allocated per request on the Router API, down from ~65 KB, most of
   it inside XState) are most of the gap between the HTTP layer alone and the gateway. That work costs
   far more between HTTP requests than alone: a server that answers every request with the HTTP layer
@@ -204,16 +229,16 @@ What is left:
   predictor or the TLB loses most, and cachegrind's simulated caches do not show it either (the Router
   misses its simulated first-level instruction cache ~9.5k times per request alone and about as often
   inside the gateway). The ceiling row adds the floor measured alone, so it is an upper bound: how far
-  a design with one actor per request could go at best. Since changes 7–9 two full runs read 0.39× and
-  0.43× (target 0.35×); on a busy machine the gateway loses more than the bare server, so the margin is
-  thin, and more of it has to come from the queue's own cost, not a tuning knob. XState v6 (in alpha in
+  a design with one actor per request could go at best. XState v6 (in alpha in
   November 2026) reports lower per-actor and per-transition costs (statelyai/xstate #5626, #5633);
   it is worth measuring here once released. Counted instead of timed (scenario 8, with changes 10–11),
   the work does not grow between HTTP requests: per request the bare server executes ~121k
   instructions, the HTTP layer alone ~157k, the gateway ~284k and the Router API alone ~133k, so the
   Router's part of the gateway (~127k) is what it executes alone. The same instructions run 2.5–3× slower after
   fastify's and Node's code than in a loop of their own; by count, the gateway does ~2.3× the bare
-  server's work, which at equal speed would be a throughput ratio of ~0.43.
+  server's work, which at equal speed would be a throughput ratio of ~0.43. Batching per turn does not
+  change what runs; it runs the queue's part for a whole turn's requests in one stretch (~23 of them
+  at 32 connections), after the turn's reads, instead of one request's between two reads.
 - *The benchmark's machine.* The load generator and the servers share two virtual cores. Per request,
   both servers make the same system calls (one \`read\`, one \`writev\`; counted with strace), yet
   the gateway's system time per request is about twice the bare server's (~30 against ~15 µs, read
@@ -228,12 +253,12 @@ What is left:
   process of a build can be several percent faster or slower than another for its whole life (four
   processes of the same gateway build, loaded in interleaved rounds, kept best rounds of 8,608–9,424
   req/s). Since every round starts fresh processes, the row has read 0.92–1.03×.
-- *Embedding the Router: the young generation.* With 32 requests in flight in one process (the Router
-  API, no HTTP), V8's default 16 MB semi-space promoted ~0.9 MB at each minor collection (pauses of
-  ~4 ms); started with \`--min-semi-space-size=32 --max-semi-space-size=32\` it promoted ~14 KB (~1 ms),
-  and the loop ran at ~24 instead of ~27–46 µs per request. In the gateway the minor pauses stay at
-  ~1.1–1.4 ms with the default and the difference was within noise, so the CLI does not set it (these
-  sizes can only be given on node's command line, not applied at run time like the pretenuring flag).
+- *Embedding the Router: the young generation.* Before the Router applied the pretenuring flag
+  itself, a program embedding it got V8's default: with 32 requests in flight (the Router API, no
+  HTTP) the 16 MB semi-space promoted ~0.9–1.9 MB at each minor collection (pauses of ~4–10 ms). A
+  larger semi-space (\`--min-semi-space-size=32 --max-semi-space-size=32\`) also helped (~14 KB, ~1 ms)
+  but can only be given on node's command line; the pretenuring flag can be applied at run time and
+  does more (~10 KB, ~0.8 ms), so the Router applies it.
 - *p99 added at 1,000 req/s.* This figure sits at the resolution of this machine. On the idle VM, a
   process that does nothing but wait on a 1 ms timer wakes up to ~0.5 ms late at p99 and ~2 ms late at
   p99.9; while the fixed-rate phase runs, the bare server's own event loop is ~1.7 ms late at p99 and
@@ -243,8 +268,18 @@ What is left:
   side: ~0.3–0.6%). Part of that is minor collections (~5–10 a second at this rate, median pause
   ~0.9 ms, against ~1.4 a second for the bare server); the rest is the gateway's ~2× longer path, which
   meets more of the machine's stalls. Timed inside each process (request event to response
-  finished) the gateway's p99 is ~0.7–1.1 ms against the bare server's ~0.3–0.6 ms in quiet runs, so
-  what it adds itself is ~0.4–0.7 ms; the rows *inside the process* report it in every run. The
+  finished) the gateway's p99 was ~0.7–1.1 ms against the bare server's ~0.3–0.6 ms in quiet runs
+  before arrivals were batched per turn. Since then the row reads higher, though the clients see no
+  difference (see *Arrivals batched per turn* above): with the old and the new gateway side by side on
+  the generator's schedule, in-process p50 ~0.25 against ~0.17 ms and p99 ~1.0–1.2 against
+  ~0.7–0.9 ms (in full runs against the bare server, p99 1.1–1.6 ms). At this rate a turn holds ~1.3 requests and the wait for its end is ~7 µs at p50;
+  what takes longer is the router's part, from the turn's end to the answer (p50 ~87 against ~48 µs
+  inline), and only in that setting: one gateway alone at 1,000 req/s (one connection, paced)
+  reads the same within ~4 µs at p50 both ways. Why the side-by-side setting slows that part was not
+  found. Also, the two designs time different spans: a server that answers each request before
+  reading the next starts its timer for the second request of a read only once the first is
+  answered, while the gateway now reads a turn's requests first and times each from its read. The
+  rows *inside the process* report it in every run. The
   generator itself used to be part of the noise: through
   node:http, in the runner's process just after autocannon, the bare server's p50 read 0.42 ms and its
   p99 7–30 ms; on raw sockets in a child of its own, p50 reads 0.15–0.29 ms. The reported round is the
