@@ -80,7 +80,7 @@ What was changed because of these measurements:
   costs the server a wake-up inside \`writev\` (see *The benchmark's machine*); clients on other
   machines do not cost that, so count on the user-time part. With the queue on Redis (one gateway,
   a redis-server of its own, the same A/B, six rounds): ~5.5k → ~7.5k req/s, ~184 → ~140 µs of CPU per
-  request, since a turn's enqueue scripts also leave in one write. The HTTP layer alone gains the same way
+  request (not profiled; a turn's enqueue scripts can now leave in one write). The HTTP layer alone gains the same way
   (its row went from ~0.81–0.91× to ~0.89–0.98× of the bare server in full and overhead-only runs). At 1,000 req/s, the latency clients see is
   unchanged: the new and the old gateway side by side on the fixed-rate generator's schedule, three
   runs of five rounds, read p50s within 0.1 ms of each other in every round (mean difference ~0) and
