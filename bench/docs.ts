@@ -81,7 +81,7 @@ What was changed because of these measurements:
   machines do not cost that, so count on the user-time part. With the queue on Redis (one gateway,
   a redis-server of its own, the same A/B, six rounds): ~5.5k → ~7.5k req/s, ~184 → ~140 µs of CPU per
   request (not profiled; a turn's enqueue scripts can now leave in one write). The HTTP layer alone gains the same way
-  (its row went from ~0.81–0.91× to ~0.89–0.98× of the bare server in full and overhead-only runs). At 1,000 req/s, the latency clients see is
+  (its row went from ~0.81–0.91× to ~0.89–1.02× of the bare server in full and overhead-only runs). At 1,000 req/s, the latency clients see is
   unchanged: the new and the old gateway side by side on the fixed-rate generator's schedule, three
   runs of five rounds, read p50s within 0.1 ms of each other in every round (mean difference ~0) and
   a p99 lower in 8 rounds, higher in 7. Measured *inside* the process it reads higher, for a reason
@@ -216,7 +216,7 @@ What was changed because of these measurements:
 What is left:
 
 - *Throughput.* Before arrivals were batched per turn (above), full runs read 0.34–0.45× against the
-  0.35× target, and two of seven missed it on a noisy machine; the first full run since read 0.61×.
+  0.35× target, and two of seven missed it on a noisy machine; the first three full runs since read 0.61–0.81×.
   What follows is why the gap was there, and why batching answers it. The XState work of one request (its actor's three macrosteps and the scheduler's two)
   and the garbage it leaves (~38 KB allocated per request on the Router API, down from ~65 KB, most of
   it inside XState) are most of the gap between the HTTP layer alone and the gateway. That work costs
@@ -252,7 +252,7 @@ What is left:
   kernel, still inside the server's \`writev\` on loopback, wakes the load generator's thread. The
   slower server finds the load generator asleep more often, so it pays for more wake-ups per response
   (~10 against ~6 µs per request in one such profile); every other kernel function costs both servers
-  about the same per request. Ratios move between runs by about ±0.05 on this machine; compare rows of
+  about the same per request. Ratios move between runs by about ±0.05–0.1 on this machine; compare rows of
   one run. The *metrics on vs off* row read between 0.91× and 1.59× while every round of a run used the
   same four server processes, though an alternating A/B of the same two children reads ~0.95×: one
   process of a build can be several percent faster or slower than another for its whole life (four
