@@ -73,7 +73,7 @@ export interface RouterOptions {
   /**
    * false: leave V8's settings as they are. By default the Router applies V8_FLAGS
    * (src/runtime-flags.ts) to the process, as the CLI does: without them, the Router API with 32
-   * requests in flight served ~18–21k instead of ~43–61k requests/s, with ~9.7 ms minor GC pauses.
+   * requests in flight served ~18–21k instead of ~41–61k requests/s, with ~9.7 ms minor GC pauses.
    */
   v8Flags?: boolean;
 }
