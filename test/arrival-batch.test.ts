@@ -8,10 +8,11 @@ import type { QueueEvent } from '../src/events.js';
 import { createRouter, type CompletionParams, type Router, type ScheduledResult } from '../src/router.js';
 import { ArrivalBatch } from '../src/server/arrival-batch.js';
 import { ControlledUpstream } from './support/controlled-upstream.js';
+import { settle } from './support/fake-time.js';
 import { testConfig } from './support/test-config.js';
 
-/** Resolves after the callbacks setImmediate queued before it (the end of the current turn). */
-const endOfTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** One event-loop turn: the batch's setImmediate, queued before this one, has run. */
+const endOfTurn = () => settle(1);
 
 const params = (priority: number, content: string) => ({ model: 'm', messages: [{ role: 'user', content }], priority });
 

@@ -15,14 +15,13 @@
 import type { CompletionParams, Router, ScheduledResult } from '../router.js';
 
 interface Arrival {
-  params: CompletionParams;
-  priority: number;
+  params: CompletionParams & { priority: number };
   resolve: (result: ScheduledResult) => void;
   reject: (error: unknown) => void;
 }
 
 /** Stable: Array.prototype.sort keeps equal priorities in arrival order (ES2019). */
-const byPriority = (a: Arrival, b: Arrival): number => a.priority - b.priority;
+const byPriority = (a: Arrival, b: Arrival): number => a.params.priority - b.params.priority;
 
 export class ArrivalBatch {
   private pending: Arrival[] = [];
@@ -33,7 +32,7 @@ export class ArrivalBatch {
   schedule(params: CompletionParams & { priority: number }): Promise<ScheduledResult> {
     return new Promise<ScheduledResult>((resolve, reject) => {
       if (this.pending.length === 0) setImmediate(this.flush);
-      this.pending.push({ params, priority: params.priority, resolve, reject });
+      this.pending.push({ params, resolve, reject });
     });
   }
 
