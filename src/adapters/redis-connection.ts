@@ -19,6 +19,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { RedisSettings } from './config-types.js';
+import type { Clock } from '../machines/clock.js';
 import type { StoreFactory } from '../router.js';
 import type { KeyRateCheck } from '../server/auth.js';
 import { redisKeyRate } from './redis-key-rate.js';
@@ -39,6 +40,8 @@ export interface RedisStoreFactoryOptions {
   pumpBatch?: number;
   /** Grant in the same script as each enqueue, returned as `pumped` (default true; see RedisStoreOptions). */
   pumpOnEnqueue?: boolean;
+  /** Tests only: the scripts' time comes from this clock (see RedisStoreOptions.scriptClock). */
+  scriptClock?: Clock;
 }
 
 export interface RedisStoreFactory {
@@ -164,6 +167,7 @@ export function createRedisStoreFactory(settings: RedisSettings, options: RedisS
       leaseMs,
       ...(options.pumpBatch !== undefined ? { pumpBatch: options.pumpBatch } : {}),
       ...(options.pumpOnEnqueue !== undefined ? { pumpOnEnqueue: options.pumpOnEnqueue } : {}),
+      ...(options.scriptClock !== undefined ? { scriptClock: options.scriptClock } : {}),
       // An enqueue run after its call timed out changes nothing (its request was answered 503 already).
       enqueueExpiresMs: commandTimeoutMs,
       onClose: (s) => {

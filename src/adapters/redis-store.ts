@@ -31,6 +31,7 @@ import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import type { DeploymentConfig } from './config-types.js';
 import { ChurnMap } from '../machines/churn-map.js';
+import type { Clock } from '../machines/clock.js';
 import { MAX_COOLDOWN_MS, deploymentHeadroom, type CooldownPolicy } from '../machines/deployment-state.js';
 import { effectivePriority, orderRank } from '../machines/queue-order.js';
 import type {
@@ -91,6 +92,11 @@ export interface RedisStoreOptions {
   enqueueExpiresMs?: number;
   /** Called once when the store closes (its factory forgets it). */
   onClose?: (store: RedisStore) => void;
+  /**
+   * Tests only: the scripts take their time from this clock instead of Redis's TIME (lib.lua), so a
+   * test moves time for this store and a MemoryStore alike: window roll-off, expiry, cooldown ends.
+   */
+  scriptClock?: Clock;
 }
 
 /** The key prefix of one model group; every key of the group carries the hash tag {model}. */
@@ -307,10 +313,13 @@ export class RedisStore implements SchedulerStore {
     if (this.closed) return Promise.reject(new Error(`the Redis store for ${this.model} is closed`));
     const fn = (this.redis as unknown as Record<string, ScriptFn>)[commandName(name)];
     coalesceWrites(this.redis);
-    return fn.apply(this.redis, this.head0.concat(extra)) as Promise<Reply>;
+    const args = this.head0.concat(extra);
+    if (this.options.scriptClock !== undefined) args.push(`clock:${Math.round(this.options.scriptClock.now())}`);
+    return fn.apply(this.redis, args) as Promise<Reply>;
   }
 
   private clientNow(): number {
+    if (this.options.scriptClock !== undefined) return this.options.scriptClock.now();
     return Date.now() + this.skew;
   }
 
@@ -538,7 +547,9 @@ export class RedisStore implements SchedulerStore {
   /** The Redis time after which this enqueue, sent now, must not run ('' when there is no limit yet). */
   private enqueueNotAfter(): string {
     const expires = this.options.enqueueExpiresMs;
-    if (expires === undefined || Number.isNaN(this.redisLag)) return '';
+    if (expires === undefined) return '';
+    if (this.options.scriptClock !== undefined) return String(Math.round(this.options.scriptClock.now() + expires));
+    if (Number.isNaN(this.redisLag)) return '';
     return String(Math.round(Date.now() - this.redisLag + expires));
   }
 

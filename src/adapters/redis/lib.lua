@@ -33,7 +33,9 @@ ARGV (the same prefix for every script):
   then per deployment: id, rpm, tpm, max_parallel_requests ('' = unlimited)
   The script's own arguments start at ARGV[A], A = 10 + 4n.
 
-Time is the Redis server's clock (TIME), in ms, for windows, deadlines, cooldowns and leases.
+Time is the Redis server's clock (TIME), in ms, for windows, deadlines, cooldowns and leases. Tests only:
+a store built with a script clock (RedisStoreOptions.scriptClock) ends every call's ARGV with
+'clock:<ms>', and that is NOW instead, so a test can move time for Redis and MemoryStore alike.
 Replies start with {LOST, NOW, REAPED}: LOST = 1 when the caller's lease was missing (it was reaped, or
 Redis lost its data), REAPED = waiters and grants of dead instances removed / released by this call.
 Numbers go back to the client as strings (a Lua number would be truncated to an integer reply).
@@ -42,6 +44,7 @@ Numbers go back to the client as strings (a Lua number would be truncated to an 
 local WINDOW = 60000
 local TIME = redis.call('TIME')
 local NOW = tonumber(TIME[1]) * 1000 + math.floor(tonumber(TIME[2]) / 1000)
+if string.sub(ARGV[#ARGV], 1, 6) == 'clock:' then NOW = tonumber(string.sub(ARGV[#ARGV], 7)) end
 local ME = ARGV[1]
 local S = {
   lease = tonumber(ARGV[2]),
