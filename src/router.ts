@@ -15,6 +15,7 @@ import { MockUpstream } from './adapters/mock-upstream.js';
 import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, ChatMessage } from './adapters/openai-types.js';
 import type { Upstream, UpstreamFactory } from './adapters/upstream.js';
 import { InvalidPriorityError, InvalidRequestError, ModelNotFoundError, RequestCancelledError, ShuttingDownError, TriageError } from './errors.js';
+import { redactSecrets, secretList } from './core/secrets.js';
 import { EventBus } from './events.js';
 import { ChunkQueue } from './machines/chunk-queue.js';
 import { ChurnMap } from './machines/churn-map.js';
@@ -116,26 +117,14 @@ function nestedDeeperThan(value: unknown, limit: number): boolean {
   return false;
 }
 
-/** Secrets shorter than this are not redacted (they would mangle ordinary words). */
-const MIN_REDACTED_SECRET_LENGTH = 4;
-
 /** Every secret a config holds: the master key, virtual keys, upstream api keys, the Redis password (longest first). */
 export function configSecrets(config: TriageConfig): string[] {
-  const all = [
+  return secretList([
     config.general.masterKey,
     ...config.general.keys.map((k) => k.key),
     ...config.modelGroups.flatMap((g) => g.deployments.map((d) => d.apiKey)),
     config.router.redis?.password,
-  ];
-  const secrets = new Set(all.filter((s): s is string => typeof s === 'string' && s.length >= MIN_REDACTED_SECRET_LENGTH));
-  return [...secrets].sort((a, b) => b.length - a.length);
-}
-
-/** `text` with every occurrence of each secret replaced by `[redacted]`. */
-export function redactSecrets(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const secret of secrets) if (out.includes(secret)) out = out.split(secret).join('[redacted]');
-  return out;
+  ]);
 }
 
 export class Router {

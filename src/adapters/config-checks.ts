@@ -3,6 +3,7 @@
  * one issue (path + what was expected + the offending value) and returns undefined, so a caller can run
  * every check and report all problems at once instead of stopping at the first.
  */
+import { REDACTED } from '../core/secrets.js';
 import type { ConfigIssue } from './config-types.js';
 
 export type RawMap = Record<string, unknown>;
@@ -50,7 +51,7 @@ const MAX_ECHO = 80;
 
 /** Hides `user:password@` in URLs so a credential never lands in a message. */
 function maskUrlCredentials(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1***@');
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, `$1${REDACTED}@`);
 }
 
 /**

@@ -33,6 +33,7 @@ import {
   type Check,
   type RawMap,
 } from './config-checks.js';
+import { redactSecrets, secretList } from '../core/secrets.js';
 import {
   type ClientTimeoutSettings,
   ConfigError,
@@ -70,8 +71,6 @@ export const DEFAULT_ROUTING_STRATEGY = 'usage-based-routing';
 
 const ENV_PREFIX = 'os.environ/';
 const MASTER_KEY_ENV_VARS = ['TRIAGE_MASTER_KEY', 'LITELLM_MASTER_KEY'] as const;
-/** Secrets shorter than this are not scrubbed from messages (they would mangle ordinary words). */
-const MIN_SCRUBBED_SECRET_LENGTH = 4;
 
 const TOP_LEVEL_KEYS = ['model_list', 'router_settings', 'general_settings', 'litellm_settings', 'environment_variables'];
 const DEPLOYMENT_KEYS = ['model_name', 'litellm_params', 'model_info'];
@@ -236,13 +235,12 @@ export function normalizeConfig(raw: unknown, options: NormalizeOptions = {}): L
 }
 
 function rememberSecret(ctx: Context, value: unknown): void {
-  if (typeof value === 'string' && value.length >= MIN_SCRUBBED_SECRET_LENGTH) ctx.secrets.add(value);
+  if (typeof value === 'string') ctx.secrets.add(value);
 }
 
 function scrubSecrets(issues: ConfigIssue[], secrets: Set<string>): ConfigIssue[] {
-  const ordered = [...secrets].sort((a, b) => b.length - a.length);
-  const scrub = (text: string) => ordered.reduce((acc, secret) => acc.split(secret).join('***'), text);
-  return issues.map((issue) => ({ path: scrub(issue.path), message: scrub(issue.message) }));
+  const list = secretList(secrets);
+  return issues.map((issue) => ({ path: redactSecrets(issue.path, list), message: redactSecrets(issue.message, list) }));
 }
 
 /** An optional section: absent or null means "all defaults"; anything else must be a map. */
