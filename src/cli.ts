@@ -1,14 +1,13 @@
-#!/usr/bin/env node
 /**
  * `triage [--config FILE] [--port N] [--host ADDR]`: the gateway on its embedded default config, or
  * on a LiteLLM-format config. LiteLLM's flags that mean nothing here are accepted with a warning.
+ * Started by bin/triage.js (src/launcher.ts), which gives node the V8 flags of src/runtime-flags.ts.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, type LoadedConfig } from './adapters/config-types.js';
 import { loadConfigFile } from './adapters/config-loader.js';
 import { loadDefaultConfig } from './adapters/default-config.js';
 import { createGateway, type GatewayOptions } from './gateway.js';
-import { applyV8Flags } from './runtime-flags.js';
 
 const USAGE = `Usage: triage [--config FILE] [--port N] [--host ADDR]
 
@@ -114,5 +113,4 @@ async function main(): Promise<void> {
   );
 }
 
-applyV8Flags();
 main().catch((e: unknown) => fail(`triage: ${(e as Error)?.stack ?? String(e)}`, 1));

@@ -71,9 +71,10 @@ export interface RouterOptions {
   upstreamFactory?: UpstreamFactory;
   storeFactory?: StoreFactory;
   /**
-   * false: leave V8's settings as they are. By default the Router applies V8_FLAGS
-   * (src/runtime-flags.ts) to the process, as the CLI does: without them, the Router API with 32
-   * requests in flight served ~18–21k instead of ~41–61k requests/s, with ~9.7 ms minor GC pauses.
+   * true: set V8_FLAGS (src/runtime-flags.ts), the flags the `triage` command starts node with, in
+   * this process at run time. Off by default: a library leaves its host's V8 settings alone. Without
+   * them the Router API serves far fewer requests with longer GC pauses (docs/performance.md); a
+   * program that embeds it does better to start node with them on its command line.
    */
   v8Flags?: boolean;
 }
@@ -164,7 +165,7 @@ export class Router {
     readonly config: TriageConfig,
     options: RouterOptions = {},
   ) {
-    if (options.v8Flags !== false) applyV8Flags();
+    if (options.v8Flags === true) applyV8Flags();
     this.clock = options.clock ?? systemClock;
     this.events = new EventBus(() => this.clock.now());
     this.secrets = configSecrets(config);
