@@ -8,6 +8,7 @@ import { ConfigError, type LoadedConfig } from './adapters/config-types.js';
 import { loadConfigFile } from './adapters/config-loader.js';
 import { loadDefaultConfig } from './adapters/default-config.js';
 import { createGateway, type GatewayOptions } from './gateway.js';
+import { createLogDestination, exitAfterCrash } from './log-destination.js';
 
 const USAGE = `Usage: triage [--config FILE] [--port N] [--host ADDR]
 
@@ -68,9 +69,14 @@ async function main(): Promise<void> {
     process.stderr.write('warning: no master_key or keys configured: the gateway accepts requests from anyone who can reach it\n');
   }
 
+  // The log on stdout through an asynchronous destination, flushed by gateway.close and on a crash.
+  const logDestination = createLogDestination(1);
+  let crashLog: { fatal(obj: object, msg: string): void } | undefined;
+  process.on('uncaughtException', (e) => exitAfterCrash(e, crashLog, logDestination));
   const options: GatewayOptions = {
     config,
     logger: { level: process.env.TRIAGE_LOG_LEVEL ?? 'info' },
+    logDestination,
   };
   if (config.router.redis) {
     const { createRedisStoreFactory } = await import('./adapters/redis-connection.js');
@@ -85,6 +91,7 @@ async function main(): Promise<void> {
     });
   }
   const gateway = await createGateway(options);
+  crashLog = gateway.app.log;
   // Signal handlers go in before the gateway says it listens: a SIGTERM right after start still drains.
   let signals = 0;
   const shutdown = (signal: string) => {
