@@ -147,10 +147,10 @@ export class Router {
   private readonly requests = new ChurnMap<LiveRequest>();
   /**
    * The actor system every request actor lives in. A root actor builds a system of its own (maps and
-   * a dozen closures, ~1.8 KiB and a fifth of an actor's start-up time); request actors are created
-   * with this host as parent instead, so they share one. They are not its spawned children (no
-   * children map copied per request): the host only receives XState's done/error event when one ends,
-   * and hands it to requestEnded.
+   * a dozen closures, a large part of an actor's start-up: docs/performance.md, "One actor system
+   * for all requests"); request actors are created with this host as parent instead, so they share
+   * one. They are not its spawned children (no children map copied per request): the host only
+   * receives XState's done/error event when one ends, and hands it to requestEnded.
    */
   private readonly requestHost: Actor<ReturnType<typeof fromCallback>>;
   private readonly upstreamFor: RequestInput['upstreamFor'];
