@@ -39,7 +39,7 @@ export function startChild(module: string, options: { execArgv?: string[]; args?
     process.once('exit', killAll);
   }
   const here = dirname(fileURLToPath(import.meta.url));
-  // Every child runs with the V8 flags the CLI applies (src/runtime-flags.ts), as `npm start` does.
+  // Every child runs with the V8 flags on its command line (src/runtime-flags.ts), as `npm start` starts node.
   const nodeArgv = [...V8_FLAGS, ...(options.execArgv ?? [])];
   const [wrapperCommand, ...wrapperArgs] = options.wrapper ?? [];
   const child = fork(join(here, module), options.args ?? [], {

@@ -1,7 +1,7 @@
 /**
  * Scenario 8 (`npm run bench -- --only instructions`): instructions per request, counted by valgrind's
- * cachegrind, for the bare fastify server, the gateway's HTTP layer alone, the whole gateway, and the
- * Router API alone.
+ * cachegrind, for the bare fastify server, the gateway's HTTP layer alone, the whole gateway as
+ * `npm start` runs it (access log at info), the same with the access log off, and the Router API alone.
  *
  * Why: on this shared machine times move by 20-50% between runs, so a change worth a few percent
  * cannot be seen in req/s. The instructions a process executes per request repeat within a few percent
@@ -69,7 +69,7 @@ export function perRequest(shorter: InstructionCount, longer: InstructionCount):
   return (longer.instructions - shorter.instructions) / requests;
 }
 
-type Mode = 'bare' | 'http-only' | 'gateway' | 'router-api';
+type Mode = 'bare' | 'http-only' | 'gateway' | 'gateway-no-log' | 'router-api';
 
 /** One run: a server child under cachegrind, `warmup` then `measured` requests, then its count at exit. */
 async function countRun(mode: Mode, warmup: number, measured: number, connections: number, dir: string): Promise<InstructionCount> {
@@ -77,7 +77,11 @@ async function countRun(mode: Mode, warmup: number, measured: number, connection
   const child = await startChild('server-main.js', { wrapper: ['valgrind', ...VALGRIND_ARGS, `--log-file=${log}`], execArgv: ['--single-threaded'], startTimeoutMs: 120_000 });
   let answered = 0;
   try {
-    const { url } = await child.call<{ url: string }>('start', { mode, metrics: true, model: MODEL, masterKey: MASTER_KEY }, 120_000);
+    const { url } = await child.call<{ url: string }>(
+      'start',
+      { mode: mode === 'gateway-no-log' ? 'gateway' : mode, metrics: true, logs: mode !== 'gateway-no-log', model: MODEL, masterKey: MASTER_KEY },
+      120_000,
+    );
     if (mode === 'router-api') {
       for (const n of [warmup, measured]) answered += (await child.call<{ ok: number }>('schedule', { requests: n, connections, model: MODEL }, 600_000)).ok;
     } else {
@@ -105,7 +109,8 @@ async function countRun(mode: Mode, warmup: number, measured: number, connection
 const LABELS: Record<Mode, string> = {
   bare: 'bare fastify',
   'http-only': 'HTTP layer alone (router answers at once)',
-  gateway: 'gateway',
+  gateway: 'gateway as npm start runs it',
+  'gateway-no-log': 'gateway, access log off',
   'router-api': 'Router API alone (no HTTP)',
 };
 
@@ -115,7 +120,7 @@ export async function instructionsScenario(settings: InstructionSettings, detail
   const dir = mkdtempSync(join(tmpdir(), 'triage-instructions-'));
   const perMode: Partial<Record<Mode, number>> = {};
   try {
-    for (const mode of ['bare', 'http-only', 'gateway', 'router-api'] as const) {
+    for (const mode of ['bare', 'http-only', 'gateway', 'gateway-no-log', 'router-api'] as const) {
       step(S, `${LABELS[mode]}: two runs under cachegrind side by side, ${settings.warmup} warm-up requests, then ${settings.first} or ${settings.second}`);
       const [shorter, longer] = await Promise.all([
         countRun(mode, settings.warmup, settings.first, settings.connections, dir),
@@ -134,6 +139,7 @@ export async function instructionsScenario(settings: InstructionSettings, detail
     row({ scenario: S, measure: measure('bare'), unit: 'instructions', value: bare, showRatio: false }),
     row({ scenario: S, measure: measure('http-only'), unit: 'instructions', value: perMode['http-only'] ?? null, baseline: bare, baselineLabel: 'bare fastify' }),
     row({ scenario: S, measure: measure('gateway'), unit: 'instructions', value: perMode.gateway ?? null, baseline: bare, baselineLabel: 'bare fastify' }),
+    row({ scenario: S, measure: measure('gateway-no-log'), unit: 'instructions', value: perMode['gateway-no-log'] ?? null, baseline: bare, baselineLabel: 'bare fastify' }),
     row({ scenario: S, measure: measure('router-api'), unit: 'instructions', value: perMode['router-api'] ?? null, baseline: bare, baselineLabel: 'bare fastify' }),
   ];
 }

@@ -1,6 +1,7 @@
 /**
- * A benchmark child serving one HTTP target on 127.0.0.1: the whole Triage gateway (auth with a master
- * key, the mock deployment, metrics on or off), or a bare fastify server answering the same JSON
+ * A benchmark child serving one HTTP target on 127.0.0.1: the whole Triage gateway as `npm start`
+ * runs it (auth with a master key, the mock deployment, metrics on or off, the access log at info
+ * through the CLI's asynchronous destination into /dev/null, or off), or a bare fastify server answering the same JSON
  * body, the ceiling any gateway path on this machine is measured against. Mode `http-only` is the
  * gateway with its router's `schedule` answering at once: what the HTTP layer costs without the queue.
  * Mode `router-api` serves no HTTP: its `schedule` command runs requests through the Router API in
@@ -10,7 +11,8 @@
  */
 import Fastify from 'fastify';
 import type { ChatCompletion } from '../src/adapters/openai-types.js';
-import { createGateway, type Gateway } from '../src/gateway.js';
+import { createGateway, type Gateway, type GatewayOptions } from '../src/gateway.js';
+import { createLogDestination } from '../src/log-destination.js';
 import { createRouter, type QueueMeta, type Router } from '../src/router.js';
 import { benchConfig } from './bench-config.js';
 import { serveCommands } from './child-rpc.js';
@@ -58,7 +60,10 @@ serveCommands({
       close = () => r.close(500);
       return { url: '' };
     }
-    const gateway: Gateway = await createGateway({ config, logger: false });
+    // The access log as the CLI writes it (src/cli.ts), into a sink: what it costs is the serializing
+    // and the writes, not a disk or a terminal on this machine.
+    const log: Pick<GatewayOptions, 'logger' | 'logDestination'> = a.logs === true ? { logger: { level: 'info' }, logDestination: createLogDestination('/dev/null') } : { logger: false };
+    const gateway: Gateway = await createGateway({ config, ...log });
     if (a.mode === 'http-only') {
       const completion = mockCompletionBody(String(a.model)) as unknown as ChatCompletion;
       const meta: QueueMeta = { requestId: 'req-http-only', model: String(a.model), priority: 0, deployment: 'bench-mock-0', waitedMs: 0, attempts: 1 };

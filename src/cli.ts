@@ -1,14 +1,14 @@
-#!/usr/bin/env node
 /**
  * `triage [--config FILE] [--port N] [--host ADDR]`: the gateway on its embedded default config, or
  * on a LiteLLM-format config. LiteLLM's flags that mean nothing here are accepted with a warning.
+ * Started by bin/triage.js (src/launcher.ts), which gives node the V8 flags of src/runtime-flags.ts.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, type LoadedConfig } from './adapters/config-types.js';
 import { loadConfigFile } from './adapters/config-loader.js';
 import { loadDefaultConfig } from './adapters/default-config.js';
 import { createGateway, type GatewayOptions } from './gateway.js';
-import { applyV8Flags } from './runtime-flags.js';
+import { createLogDestination, exitAfterCrash } from './log-destination.js';
 
 const USAGE = `Usage: triage [--config FILE] [--port N] [--host ADDR]
 
@@ -69,9 +69,14 @@ async function main(): Promise<void> {
     process.stderr.write('warning: no master_key or keys configured: the gateway accepts requests from anyone who can reach it\n');
   }
 
+  // The log on stdout through an asynchronous destination, flushed by gateway.close and on a crash.
+  const logDestination = createLogDestination(1);
+  let crashLog: { fatal(obj: object, msg: string): void } | undefined;
+  process.on('uncaughtException', (e) => exitAfterCrash(e, crashLog, logDestination));
   const options: GatewayOptions = {
     config,
     logger: { level: process.env.TRIAGE_LOG_LEVEL ?? 'info' },
+    logDestination,
   };
   if (config.router.redis) {
     const { createRedisStoreFactory } = await import('./adapters/redis-connection.js');
@@ -86,6 +91,7 @@ async function main(): Promise<void> {
     });
   }
   const gateway = await createGateway(options);
+  crashLog = gateway.app.log;
   // Signal handlers go in before the gateway says it listens: a SIGTERM right after start still drains.
   let signals = 0;
   const shutdown = (signal: string) => {
@@ -114,5 +120,4 @@ async function main(): Promise<void> {
   );
 }
 
-applyV8Flags();
 main().catch((e: unknown) => fail(`triage: ${(e as Error)?.stack ?? String(e)}`, 1));

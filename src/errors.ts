@@ -36,9 +36,8 @@ export interface OpenAIErrorBody {
  *
  * Only `internal_error` (a fault of Triage) captures a stack trace. Every other code is an answer
  * (a full queue, a timeout, a cancel, a refused key, an upstream's failure, which keeps the upstream's
- * own error as `cause`), and its stack would be the actor library's frames: capturing them cost ~7 µs
- * per error, and a full queue turned away ~51k requests/s through the Router API with them against
- * ~82k without.
+ * own error as `cause`), and its stack would be the actor library's frames: capturing them made turning
+ * requests away (a full queue) markedly slower (docs/performance.md, "Errors without stacks").
  */
 export class TriageError extends Error {
   readonly code: ErrorCode;

@@ -6,6 +6,7 @@ import type { FastifyServerOptions } from 'fastify';
 import type { TriageConfig } from './adapters/config-types.js';
 import { openAIUpstreamFactory } from './adapters/openai-upstream.js';
 import type { UpstreamFactory } from './adapters/upstream.js';
+import type { LogDestination } from './log-destination.js';
 import type { Clock } from './machines/clock.js';
 import { createRouter, type Router, type StoreFactory } from './router.js';
 import { buildApp, type AppOptions, type TriageApp } from './server/app.js';
@@ -15,6 +16,8 @@ import type { Readiness } from './server/status-routes.js';
 export interface GatewayOptions {
   config: TriageConfig;
   logger?: FastifyServerOptions['logger'];
+  /** Where the logger writes (src/log-destination.ts); close() waits until its last line is written. */
+  logDestination?: LogDestination;
   clock?: Clock;
   upstreamFactory?: UpstreamFactory;
   eventStream?: AppOptions['eventStream'];
@@ -45,7 +48,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         ? { ready: true, status: 'ready', store: 'redis' }
         : { ready: false, status: 'store_unavailable', store: 'redis', detail: 'Redis is not connected; requests are answered 503 until it is back.' };
   const appOptions: Parameters<typeof buildApp>[0] = { router, readiness };
-  if (options.logger !== undefined) appOptions.logger = options.logger;
+  if (options.logger !== undefined) appOptions.logger = withDestination(options.logger, options.logDestination);
   if (options.eventStream !== undefined) appOptions.eventStream = options.eventStream;
   if (options.timeouts !== undefined) appOptions.timeouts = options.timeouts;
   if (store?.keyRate !== undefined) appOptions.keyRate = store.keyRate;
@@ -71,6 +74,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         await closed;
         clearTimeout(flush);
         await store?.close();
+        await options.logDestination?.flush();
       })()),
   };
+}
+
+function withDestination(logger: FastifyServerOptions['logger'], destination: LogDestination | undefined): FastifyServerOptions['logger'] {
+  if (destination === undefined || logger === false || logger === undefined) return logger;
+  return { ...(logger === true ? {} : logger), stream: destination.stream } as FastifyServerOptions['logger'];
 }

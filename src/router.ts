@@ -72,9 +72,10 @@ export interface RouterOptions {
   upstreamFactory?: UpstreamFactory;
   storeFactory?: StoreFactory;
   /**
-   * false: leave V8's settings as they are. By default the Router applies V8_FLAGS
-   * (src/runtime-flags.ts) to the process, as the CLI does: without them, the Router API with 32
-   * requests in flight served ~18–21k instead of ~41–61k requests/s, with ~9.7 ms minor GC pauses.
+   * true: set V8_FLAGS (src/runtime-flags.ts), the flags the `triage` command starts node with, in
+   * this process at run time. Off by default: a library leaves its host's V8 settings alone. Without
+   * them the Router API serves far fewer requests with longer GC pauses (docs/performance.md); a
+   * program that embeds it does better to start node with them on its command line.
    */
   v8Flags?: boolean;
 }
@@ -135,10 +136,10 @@ export class Router {
   private readonly requests = new ChurnMap<LiveRequest>();
   /**
    * The actor system every request actor lives in. A root actor builds a system of its own (maps and
-   * a dozen closures, ~1.8 KiB and a fifth of an actor's start-up time); request actors are created
-   * with this host as parent instead, so they share one. They are not its spawned children (no
-   * children map copied per request): the host only receives XState's done/error event when one ends,
-   * and hands it to requestEnded.
+   * a dozen closures, a large part of an actor's start-up: docs/performance.md, "One actor system
+   * for all requests"); request actors are created with this host as parent instead, so they share
+   * one. They are not its spawned children (no children map copied per request): the host only
+   * receives XState's done/error event when one ends, and hands it to requestEnded.
    */
   private readonly requestHost: Actor<ReturnType<typeof fromCallback>>;
   private readonly upstreamFor: RequestInput['upstreamFor'];
@@ -153,7 +154,7 @@ export class Router {
     readonly config: TriageConfig,
     options: RouterOptions = {},
   ) {
-    if (options.v8Flags !== false) applyV8Flags();
+    if (options.v8Flags === true) applyV8Flags();
     this.clock = options.clock ?? systemClock;
     this.events = new EventBus(() => this.clock.now());
     this.secrets = configSecrets(config);

@@ -2,20 +2,18 @@
  * A Map for entries that come and go one per request (live requests by id, waiters by id, grants'
  * reservations), built so that neither V8 cost of such churn is paid.
  *
- * 1. The table. V8 (Node 20) reallocates a Map's table through a call into its runtime, ~1 µs each
- *    time, when a delete leaves it less than half full and when deleted slots fill it. A gateway whose
- *    requests each end within one turn of the event loop takes such a Map from empty to one entry and
- *    back on every request (measured in the gateway at 32 connections: `Map.delete` ~1.2 µs against
- *    ~0.17 µs with the table kept). PADDING entries under keys no caller can pass (symbols) keep the
+ * 1. The table. V8 (Node 20) reallocates a Map's table through a call into its runtime when a
+ *    delete leaves it less than half full and when deleted slots fill it. A gateway whose requests
+ *    each end within one turn of the event loop takes such a Map from empty to one entry and back on
+ *    every request, paying that call each time (docs/performance.md, "Maps that keep their table"). PADDING entries under keys no caller can pass (symbols) keep the
  *    table at 128 slots: never under half full, and refilled by deleted slots once per ~60 requests.
  * 2. The young generation. When a Map's table is replaced, the old table keeps its entries. Once the
  *    Map has lived long enough to be in the old generation, that dead old table still points at the
  *    values that were in it, and a minor collection counts every such pointer as live: the values
  *    survive, get copied, then promoted, and only a full collection frees them. With one request
  *    object per value, a request that lasted a few milliseconds stayed in memory until the next full
- *    collection: measured with 32 requests in flight, each ~6 KB of live objects kept 5 ms, a Map of
- *    them made each minor collection promote ~850 KB and pause ~3.4 ms, against ~3 KB and ~0.9 ms
- *    with the values kept as below. So the Map holds only the keys and slot numbers (a dead table
+ *    collection, and minor collections promoted and paused several times more than with the values
+ *    kept as below (docs/performance.md, "No request kept for the young generation by a dead table"). So the Map holds only the keys and slot numbers (a dead table
  *    keeps a few bytes of key alive, not a request), and the values sit in an array whose slot is
  *    cleared on delete and reused.
  */

@@ -9,10 +9,10 @@
  * size, weight) and one for each value's sort key, copied in. A walk from the root reads those two
  * contiguous arrays and never the values themselves. With one object per node and the key read
  * through the value, every level of a walk was two cache misses once the waiters were spread over a
- * large heap: at 100k waiting request actors (~300 MB) the store's part of a grant took ~3-4x what it
- * took at 1k. The arrays grow by doubling (an amortised copy, never one per operation); freed nodes
- * are reused, and a queue that empties starts again from its first nodes, giving its memory back when
- * a burst made the arrays large.
+ * large heap, and a grant at 100k waiting cost several times what it cost at 1k (docs/performance.md,
+ * "A queue that stays in cache at 100k waiting"). The arrays grow by doubling (an amortised copy,
+ * never one per operation); freed nodes are reused, and a queue that empties starts again from its
+ * first nodes, giving its memory back when a burst made the arrays large.
  */
 
 /** Writes the numbers `value` is ordered by into `out[0..2]`, compared in turn, lower first (0 when unused). */

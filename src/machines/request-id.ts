@@ -3,9 +3,9 @@
  * 24 hex digits) made the same way.
  *
  * Why not `crypto.randomUUID()`: on Node 20 it builds the id by concatenating hex pieces, and the
- * result stays a tree of ~14 string fragments (~450 bytes) for as long as the id lives. A waiting
- * request keeps its id in its actor, its queue entry and the router's map, so at 100k waiters those
- * fragments were a tenth of the heap per waiter. Here the 36 characters are written into a buffer and
+ * result stays a tree of string fragments for as long as the id lives. A waiting request keeps its id
+ * in its actor, its queue entry and the router's map, so with many waiters those fragments were a
+ * sizeable part of the heap per waiter (docs/performance.md, "Flat request ids"). Here the 36 characters are written into a buffer and
  * read back once as one 36-byte string. Random bytes are drawn in batches, as Node does for its own.
  */
 import { randomFillSync } from 'node:crypto';

@@ -2,8 +2,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { V8_FLAGS } from '../../src/runtime-flags.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+/** The `triage` command (bin/triage.js), which starts the built CLI through dist/src/launcher.js. */
+export const BIN = fileURLToPath(new URL('../../bin/triage.js', import.meta.url));
 
 export function assertBuilt(): void {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` (npm test does) before these tests`);
@@ -18,9 +21,11 @@ export interface CliProcess {
   exit: Promise<number | null>;
 }
 
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProcess {
+/** `command`: what runs the CLI (default: node with the V8 flags on its command line, as bin/triage.js starts it). */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, command: string[] = [process.execPath, ...V8_FLAGS, CLI]): CliProcess {
   assertBuilt();
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, TRIAGE_LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [program, ...programArgs] = command;
+  const child = spawn(program!, [...programArgs, ...args], { env: { ...process.env, TRIAGE_LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const url = new Promise<string>((resolve, reject) => {
