@@ -17,6 +17,9 @@ export type Resolution =
   | { kind: 'unavailable'; group: string; reason: string }
   | { kind: 'unknown' };
 
+/** Concrete models one wildcard entry may create groups for by default: each is a queue and a scheduler for the life of the process. */
+export const DEFAULT_MAX_WILDCARD_MODELS = 100;
+
 /** Longest model name a wildcard turns into a group of its own. */
 export const MAX_WILDCARD_MODEL_LENGTH = 256;
 
@@ -81,16 +84,22 @@ export class ModelResolver {
   }
 
   resolve(name: string): Resolution {
-    const direct = this.resolveName(name);
-    if (direct.kind !== 'unknown') return direct;
+    const configured = this.configured(name);
+    if (configured !== undefined) return configured;
+    // An alias wins over a wildcard: it is a name the file spells out.
     const target = this.aliases.get(name);
-    return target === undefined ? direct : this.resolveName(target);
+    if (target !== undefined) return this.configured(target) ?? this.wildcard(target);
+    return this.wildcard(name);
   }
 
-  private resolveName(name: string): Resolution {
+  private configured(name: string): Resolution | undefined {
     if (this.exact.has(name)) return { kind: 'group', group: name };
     const reason = this.unavailable.get(name);
     if (reason !== undefined) return { kind: 'unavailable', group: name, reason };
+    return undefined;
+  }
+
+  private wildcard(name: string): Resolution {
     if (name.length > MAX_WILDCARD_MODEL_LENGTH || CONTROL.test(name)) return { kind: 'unknown' };
     for (const w of this.wildcards) {
       const captures = matchWildcard(w.name, name);

@@ -77,8 +77,6 @@ export interface ParseOptions extends NormalizeOptions {
 
 export const OPENAI_DEFAULT_API_BASE = 'https://api.openai.com/v1';
 export const DEFAULT_ROUTING_STRATEGY = 'usage-based-routing';
-/** Concrete models one wildcard entry may create groups for: each is a queue and a scheduler for the life of the process. */
-export const DEFAULT_MAX_WILDCARD_MODELS = 100;
 
 const ENV_PREFIX = 'os.environ/';
 const MASTER_KEY_ENV_VARS = ['TRIAGE_MASTER_KEY', 'LITELLM_MASTER_KEY'] as const;
