@@ -48,8 +48,9 @@ export function parseYaml11(text: string, source: string): ParsedYaml {
     const offset = node?.range?.[0];
     return offset === undefined ? '' : ` (line ${lineCounter.linePos(offset).line})`;
   };
+  const file = source === ROOT_PATH ? '' : ` of ${source}`;
   findDuplicateKeys(doc.contents, '', (path, key) =>
-    warnings.push({ path: source === ROOT_PATH ? path : `${source}: ${path}`, message: `key given more than once; the last value is used, as in LiteLLM${where(key)}` }),
+    warnings.push({ path, message: `key given more than once; the last value is used, as in LiteLLM${where(key).replace(')', `${file})`)}` }),
   );
   return { raw, warnings };
 }
