@@ -219,11 +219,15 @@ export function normalizeConfig(raw: unknown, options: NormalizeOptions = {}): L
   const env = options.env ?? process.env;
   const ctx: Context = { issues: [], warnings: [], secrets: new Set(), skipped: new Map() };
   // environment_variables first, as LiteLLM does: os.environ/ references elsewhere may name them.
-  if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
+  let toResolve = raw;
+  if (typeof raw === 'object' && raw !== null && !Array.isArray(raw) && 'environment_variables' in raw) {
     applyEnvironmentVariables((raw as RawMap).environment_variables, env, ctx.issues, ctx.warnings);
+    // Applied, and its own os.environ/ references settled there; nothing below reads it.
+    const { environment_variables: _applied, ...rest } = raw as RawMap;
+    toResolve = rest;
   }
   const missing: MissingVariable[] = [];
-  let resolved = resolveEnvReferences(raw, env, '', ctx.issues, new Set(), missing);
+  let resolved = resolveEnvReferences(toResolve, env, '', ctx.issues, new Set(), missing);
   if (typeof resolved === 'object' && resolved !== null && !Array.isArray(resolved) && !(resolved instanceof Unresolved)) {
     resolved = applyCredentials(resolved as RawMap, ctx.issues);
   }
