@@ -5,7 +5,6 @@
  * model), built on first use from the wildcard's deployments with `*` in their model replaced by what
  * the pattern matched, so `gpt-4o` through `model: openai/*` reaches the upstream as `gpt-4o`.
  */
-import { splitModel } from './adapters/config-callable.js';
 import type { DeploymentConfig, ModelGroupConfig, TriageConfig } from './adapters/config-types.js';
 
 export type Resolution =
@@ -56,10 +55,12 @@ export function specificity(pattern: string): number {
 export function concreteDeployment(d: DeploymentConfig, model: string, captures: readonly string[]): DeploymentConfig {
   let star = 0;
   const resolved = d.model.includes('*') ? d.model.replace(/\*/g, () => captures[Math.min(star++, captures.length - 1)] ?? model) : d.model;
-  // The provider stays the wildcard's own (`openai/*` serving `x/y` is still OpenAI's `x/y`).
-  const hasPrefix = d.model.indexOf('/') >= 0 && !d.model.slice(0, d.model.indexOf('/')).includes('*');
-  const upstreamModel = hasPrefix ? resolved.slice(d.model.indexOf('/') + 1) : splitModel(resolved).upstreamModel;
-  return { ...d, id: `${d.id}/${model}`, modelName: model, model: resolved, provider: hasPrefix ? d.provider : splitModel(resolved).provider, upstreamModel };
+  // The provider (and so the endpoint read at load) stays the wildcard's own: `openai/*` serving `x/y`
+  // sends OpenAI `x/y`, and an unprefixed `*` stays OpenAI's, sending the whole name.
+  const slash = d.model.indexOf('/');
+  const hasPrefix = slash >= 0 && !d.model.slice(0, slash).includes('*');
+  const upstreamModel = hasPrefix ? resolved.slice(slash + 1) : resolved;
+  return { ...d, id: `${d.id}/${model}`, modelName: model, model: resolved, upstreamModel };
 }
 
 /** Control characters (and DEL) never name a model; a wildcard does not make a group for them. */

@@ -146,6 +146,14 @@ describe('model_group_alias', () => {
     expect(() => checkModelAllowed(caller, 'team/x')).not.toThrow();
     expect(() => checkModelAllowed(caller, 'm')).toThrow(/may not use the model 'm'/);
   });
+
+  it("accepts in a key's models a name only a wildcard serves, and still refuses one nothing serves", () => {
+    const ok = parseConfig(`model_list:\n${mock('team/*')}general_settings:\n  keys: [{ key: sk-key-one, models: [team/alpha] }]\n`, { env: {} });
+    expect(ok.config.general.keys[0].models).toEqual(['team/alpha']);
+    expect(issuesOf(() => parseConfig(`model_list:\n${mock('team/*')}general_settings:\n  keys: [{ key: sk-key-one, models: [other] }]\n`, { env: {} }))).toEqual([
+      { path: 'general_settings.keys[0].models[0]', message: 'unknown model "other"; model_list defines: "team/*"' },
+    ]);
+  });
 });
 
 describe('litellm_settings and router_settings', () => {

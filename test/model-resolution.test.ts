@@ -49,6 +49,9 @@ describe('wildcard matching (pure)', () => {
     expect(concreteDeployment(d, 'gpt-4o', ['gpt-4o'])).toEqual({ ...d, id: '*#0/gpt-4o', modelName: 'gpt-4o', model: 'openai/gpt-4o', upstreamModel: 'gpt-4o' });
     const fixed = { ...d, model: 'openai/gpt-4o-mini', upstreamModel: 'gpt-4o-mini' };
     expect(concreteDeployment(fixed, 'anything', ['anything'])).toMatchObject({ model: 'openai/gpt-4o-mini', upstreamModel: 'gpt-4o-mini' });
+    // An unprefixed `*` stays OpenAI's (its endpoint was read at load) and sends the whole name.
+    const bare = { ...d, model: '*', upstreamModel: '*' };
+    expect(concreteDeployment(bare, 'org/model', ['org/model'])).toMatchObject({ provider: 'openai', model: 'org/model', upstreamModel: 'org/model', apiBase: 'http://x/v1' });
   });
 });
 

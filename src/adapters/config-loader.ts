@@ -57,6 +57,7 @@ import { applyLitellmSettings } from './config-litellm-settings.js';
 import { AUTH_SETTING_KEYS, checkUnenforcedAuth } from './config-security.js';
 import { parseYaml11 } from './config-yaml.js';
 import { providerSpec } from './providers.js';
+import { matchWildcard } from '../model-resolver.js';
 
 export interface NormalizeOptions {
   /**
@@ -668,7 +669,8 @@ function normalizeKeyModels(
     const itemPath = childPath(path, index);
     const name = checkNonEmptyString(item, itemPath, ctx.issues);
     if (name === undefined) return;
-    if (!groupNames.has(name)) {
+    // A name a wildcard entry serves (`gpt-4o` under `model_name: "*"`) is a model the key may be given.
+    if (!groupNames.has(name) && ![...groupNames].some((p) => p.includes('*') && matchWildcard(p, name) !== undefined)) {
       const known = [...groupNames].map((n) => JSON.stringify(n)).join(', ') || 'none';
       ctx.issues.push({ path: itemPath, message: `unknown model ${JSON.stringify(name)}; model_list defines: ${known}` });
       return;
