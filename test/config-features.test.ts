@@ -162,6 +162,25 @@ describe('litellm_settings and router_settings', () => {
     expect(config.router).toMatchObject({ requestTimeoutMs: 9000, numRetries: 1 });
   });
 
+  it('gives default_max_parallel_requests to the deployments that set no max_parallel_requests, rpm or tpm (as LiteLLM)', () => {
+    const { config } = parseConfig(
+      `model_list:
+  - { model_name: a, litellm_params: { model: mock/x, mock_response: hi } }
+  - { model_name: b, litellm_params: { model: mock/x, mock_response: hi, rpm: 5 } }
+  - { model_name: c, max_parallel_requests: 2, litellm_params: { model: mock/x, mock_response: hi } }
+  - { model_name: "*", litellm_params: { model: "mock/*", mock_response: hi } }
+router_settings: { default_max_parallel_requests: 7 }
+`,
+      { env: {} },
+    );
+    expect([...config.modelGroups, ...(config.wildcards ?? [])].map((g) => [g.name, g.deployments[0].limits])).toEqual([
+      ['a', { maxParallelRequests: 7 }],
+      ['b', { rpm: 5 }],
+      ['c', { maxParallelRequests: 2 }],
+      ['*', { maxParallelRequests: 7 }],
+    ]);
+  });
+
   it('checks max_wildcard_models', () => {
     expect(parseConfig(`model_list:\n${mock('*')}router_settings: { max_wildcard_models: 5 }\n`, { env: {} }).config.router.maxWildcardModels).toBe(5);
     expect(issuesOf(() => parseConfig(`model_list:\n${mock('*')}router_settings: { max_wildcard_models: 0 }\n`, { env: {} }))).toEqual([

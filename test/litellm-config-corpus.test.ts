@@ -204,7 +204,8 @@ const CORPUS: Record<string, Expectation> = {
     ],
   },
   '24-router-settings.yaml': {
-    deployments: ['gpt-4o | gpt-4o#0 openai:gpt-4o https://api.openai.com/v1 rpm=100'],
+    // default_max_parallel_requests goes only to the deployment with no limit of its own, as in LiteLLM.
+    deployments: ['gpt-4o | gpt-4o#0 openai:gpt-4o https://api.openai.com/v1 rpm=100', 'gpt-4o | gpt-4o#1 azure:gpt-4o https://eastus.openai.azure.com parallel=10'],
     warnings: [
       ['router_settings.enable_pre_call_checks', IGNORED],
       ['router_settings.fallbacks', IGNORED],

@@ -54,6 +54,7 @@ import { applyCredentials } from './config-credentials.js';
 import { applyEnvironmentVariables, settleMissingVariables, type MissingVariable } from './config-env.js';
 import { applyIncludes } from './config-include.js';
 import { applyLitellmSettings } from './config-litellm-settings.js';
+import { applyDefaultMaxParallel, DEFAULT_MAX_PARALLEL_KEY } from './config-router-defaults.js';
 import { AUTH_SETTING_KEYS, checkUnenforcedAuth } from './config-security.js';
 import { parseYaml11 } from './config-yaml.js';
 import { providerSpec } from './providers.js';
@@ -121,6 +122,7 @@ const ROUTER_KEYS = [
   'redis_lease_seconds',
   'max_wildcard_models',
   ALIAS_KEY,
+  DEFAULT_MAX_PARALLEL_KEY,
 ];
 /** general_settings keys for the server's client timeouts, and the ServerTimeouts field each sets. */
 const CLIENT_TIMEOUT_KEYS = {
@@ -248,6 +250,7 @@ export function normalizeConfig(raw: unknown, options: NormalizeOptions = {}): L
   const router = normalizeRouterSettings(root.router_settings, ctx);
   const routerMap = isMap(root.router_settings) ? root.router_settings : {};
   applyLitellmSettings(sectionMap(root.litellm_settings, 'litellm_settings', ctx), routerMap, router, ctx.issues, ctx.warnings);
+  applyDefaultMaxParallel(groups, routerMap, ctx.issues);
   const exact = groups.filter((g) => !g.name.includes('*'));
   const wildcards = groups.filter((g) => g.name.includes('*'));
   const unavailableGroups = [...ctx.skipped].map(([name, reasons]) => ({ name, reason: reasons.join('; ') }));
