@@ -113,11 +113,14 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   const url = await gateway.listen(port, host);
+  const models = gateway.router.listedModels;
+  const patterns = (config.wildcards ?? []).map((g) => g.name);
+  const wildcards = patterns.length > 0 ? `${models.length > 0 ? ', and ' : ''}any model matching ${patterns.join(', ')}` : '';
   // One write, so a reader that sees the URL also sees the rest.
   process.stdout.write(
     `Triage listening on ${url}\n` +
-      `Models: ${gateway.router.models.join(', ')}\n` +
-      `Try: curl ${url}/queue/chat/completions -H 'content-type: application/json' -d '{"model":"${gateway.router.models[0]}","messages":[{"role":"user","content":"hi"}],"priority":0}'\n`,
+      `Models: ${models.join(', ')}${wildcards}\n` +
+      `Try: curl ${url}/queue/chat/completions -H 'content-type: application/json' -d '{"model":"${models[0] ?? patterns[0]?.replace(/\*/g, 'gpt-4o-mini')}","messages":[{"role":"user","content":"hi"}],"priority":0}'\n`,
   );
 }
 

@@ -50,6 +50,19 @@ describe('triage CLI', () => {
     expect(await allowed.exit).toBe(0);
   });
 
+  it('serves a wildcard-only config, saying which names it answers', async () => {
+    const path = configFile(`model_list:\n  - model_name: "*"\n    litellm_params: { model: "mock/*", mock_response: from the wildcard }\n`);
+    const c = cli(['--config', path, '--port', '0']);
+    const url = await c.url;
+    expect(c.stdout()).toContain('Models: any model matching *');
+    expect(c.stdout()).toContain('"model":"gpt-4o-mini"');
+    const client = new OpenAI({ apiKey: 'none', baseURL: url, maxRetries: 0 });
+    const r = await client.chat.completions.create({ model: 'whatever-model', messages: [{ role: 'user', content: 'hi' }] });
+    expect(r.choices[0].message.content).toBe('from the wildcard');
+    c.child.kill('SIGTERM');
+    expect(await c.exit).toBe(0);
+  });
+
   it('exits 2 with usage on an unknown flag, and warns about LiteLLM flags it ignores', async () => {
     const bad = cli(['--bogus']);
     expect(await bad.exit).toBe(2);
