@@ -245,6 +245,13 @@ export class Router {
     throw new ModelNotFoundError(`The model '${model.slice(0, 200)}' does not exist. Available: ${this.listedModels.join(', ')}.`);
   }
 
+  /** The group whose events a requested model name's requests carry (without creating it), or undefined when nothing serves it. */
+  groupNameFor(model: string): string | undefined {
+    if (this.groups.has(model)) return model;
+    const found = this.resolver.resolve(model);
+    return found.kind === 'unknown' ? undefined : found.group;
+  }
+
   /** Names /v1/models lists: configured groups, the wildcards' models served so far, aliases not hidden. */
   get listedModels(): string[] {
     return [...new Set([...this.resolver.listed(this.config), ...this.groups.keys()])];

@@ -7,6 +7,7 @@
  */
 import OpenAI, { APIError } from 'openai';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { parseConfig } from '../src/adapters/config-loader.js';
 import type { DeploymentConfig } from '../src/adapters/config-types.js';
 import { concreteDeployment, matchWildcard, ModelResolver, specificity } from '../src/model-resolver.js';
@@ -156,6 +157,29 @@ ${extra}`;
     expect(ids).toEqual(expect.arrayContaining(['gpt-4o-mini', 'images', 'fast', 'smart', 'claude/sonnet', 'gpt-4.1']));
     expect(ids).not.toContain('internal');
     expect(ids).not.toContain('*');
+  });
+
+  it("lets an event subscriber name a model a wildcard serves before its first request, and an alias (its group's events)", async () => {
+    const client = await start();
+    const messages: Array<{ type: string; model?: string; filter?: { models: string[] } }> = [];
+    const socket = new WebSocket(`${gateway!.url.replace('http', 'ws')}/queue/events?models=gpt-5,fast`);
+    socket.on('message', (data) => messages.push(JSON.parse(String(data)) as (typeof messages)[number]));
+    await new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve());
+      socket.once('error', reject);
+    });
+    try {
+      await waitFor(() => (messages.some((m) => m.type === 'snapshot') ? true : undefined), 'the snapshot');
+      const p = client.chat.completions.create(chat('gpt-5', 'x'));
+      await client.chat.completions.create(chat('fast', 'x'));
+      await waitFor(() => (held.length === 1 ? true : undefined), 'gpt-5 dispatched');
+      answer(held.shift()!);
+      await p;
+      await waitFor(() => (messages.filter((m) => m.type === 'request.done').length === 2 ? true : undefined), 'both done events');
+      expect(new Set(messages.filter((m) => m.type.startsWith('request.')).map((m) => m.model))).toEqual(new Set(['gpt-5', 'gpt-4o-mini']));
+    } finally {
+      socket.close();
+    }
   });
 
   it('answers 503 no_callable_deployment for a group whose deployments were all skipped, naming why', async () => {
