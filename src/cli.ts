@@ -10,11 +10,14 @@ import { loadDefaultConfig } from './adapters/default-config.js';
 import { createGateway, type GatewayOptions } from './gateway.js';
 import { createLogDestination, exitAfterCrash } from './log-destination.js';
 
-const USAGE = `Usage: triage [--config FILE] [--port N] [--host ADDR]
+const USAGE = `Usage: triage [--config FILE] [--port N] [--host ADDR] [--allow-unenforced-auth]
 
   --config FILE   LiteLLM-format YAML config (default: the embedded config with two mock models)
   --port N        port to listen on (default 4000)
   --host ADDR     address to listen on (default 127.0.0.1; use 0.0.0.0 to serve other machines)
+  --allow-unenforced-auth
+                  start even when general_settings asks for auth Triage does not enforce
+                  (enable_jwt_auth, custom_auth, allowed_routes, ...): a warning each instead of a refusal
   --help          this text
 
 Environment: TRIAGE_MASTER_KEY (or LITELLM_MASTER_KEY) sets the master key when the config has none;
@@ -37,6 +40,7 @@ async function main(): Promise<void> {
         port: { type: 'string', short: 'p' },
         host: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
+        'allow-unenforced-auth': { type: 'boolean' },
         ...Object.fromEntries(IGNORED_FLAGS.map((f) => [f, { type: 'string' as const }])),
       },
       strict: true,
@@ -58,7 +62,10 @@ async function main(): Promise<void> {
 
   let loaded: LoadedConfig;
   try {
-    loaded = typeof args.config === 'string' ? loadConfigFile(args.config) : loadDefaultConfig();
+    loaded =
+      typeof args.config === 'string'
+        ? loadConfigFile(args.config, undefined, { allowUnenforcedAuth: args['allow-unenforced-auth'] === true })
+        : loadDefaultConfig();
   } catch (e) {
     if (e instanceof ConfigError) fail(`${args.config ?? 'default config'}: ${e.message}`, 1);
     throw e;
@@ -112,11 +119,14 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   const url = await gateway.listen(port, host);
+  const models = gateway.router.listedModels;
+  const patterns = (config.wildcards ?? []).map((g) => g.name);
+  const wildcards = patterns.length > 0 ? `${models.length > 0 ? ', and ' : ''}any model matching ${patterns.join(', ')}` : '';
   // One write, so a reader that sees the URL also sees the rest.
   process.stdout.write(
     `Triage listening on ${url}\n` +
-      `Models: ${gateway.router.models.join(', ')}\n` +
-      `Try: curl ${url}/queue/chat/completions -H 'content-type: application/json' -d '{"model":"${gateway.router.models[0]}","messages":[{"role":"user","content":"hi"}],"priority":0}'\n`,
+      `Models: ${models.join(', ')}${wildcards}\n` +
+      `Try: curl ${url}/queue/chat/completions -H 'content-type: application/json' -d '{"model":"${models[0] ?? patterns[0]?.replace(/\*/g, 'gpt-4o-mini')}","messages":[{"role":"user","content":"hi"}],"priority":0}'\n`,
   );
 }
 

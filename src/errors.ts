@@ -12,6 +12,7 @@ export const ERROR_TABLE = {
   model_not_allowed: { status: 403, type: 'permission_error', message: 'This key may not use this model.' },
   model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist.' },
   not_found: { status: 404, type: 'invalid_request_error', message: 'No such route.' },
+  wildcard_model_limit: { status: 404, type: 'invalid_request_error', message: 'The wildcard matching this model already serves as many models as it may.' },
   queue_timeout: { status: 408, type: 'timeout_error', message: 'The request waited in the queue past its deadline.' },
   body_too_large: { status: 413, type: 'invalid_request_error', message: 'The request body is too large.' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error', message: 'The request body must be application/json.' },
@@ -22,6 +23,7 @@ export const ERROR_TABLE = {
   upstream_error: { status: 502, type: 'upstream_error', message: 'The upstream deployment failed.' },
   shutting_down: { status: 503, type: 'service_unavailable', message: 'The gateway is shutting down.' },
   store_unavailable: { status: 503, type: 'service_unavailable', message: 'The shared queue store is unavailable.' },
+  no_callable_deployment: { status: 503, type: 'service_unavailable', message: 'No deployment of this model can be called by Triage.' },
   upstream_timeout: { status: 504, type: 'timeout_error', message: 'The upstream deployment did not answer in time.' },
 } as const satisfies Record<string, { status: number; type: string; message: string }>;
 

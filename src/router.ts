@@ -16,6 +16,7 @@ import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, ChatMessa
 import type { Upstream, UpstreamFactory } from './adapters/upstream.js';
 import { InvalidPriorityError, InvalidRequestError, ModelNotFoundError, RequestCancelledError, ShuttingDownError, TriageError } from './errors.js';
 import { redactSecrets, secretList } from './core/secrets.js';
+import { DEFAULT_MAX_WILDCARD_MODELS, ModelResolver } from './model-resolver.js';
 import { EventBus } from './events.js';
 import { ChunkQueue } from './machines/chunk-queue.js';
 import { ChurnMap } from './machines/churn-map.js';
@@ -123,7 +124,7 @@ export function configSecrets(config: TriageConfig): string[] {
   return secretList([
     config.general.masterKey,
     ...config.general.keys.map((k) => k.key),
-    ...config.modelGroups.flatMap((g) => g.deployments.map((d) => d.apiKey)),
+    ...[...config.modelGroups, ...(config.wildcards ?? [])].flatMap((g) => g.deployments.map((d) => d.apiKey)),
     config.router.redis?.password,
   ]);
 }
@@ -149,6 +150,12 @@ export class Router {
   /** Set while close() waits for the last live request to end. */
   private onDrained: (() => void) | null = null;
   private readonly secrets: string[];
+  private readonly resolver: ModelResolver;
+  /** Concrete groups each wildcard pattern has created (bounded by router_settings.max_wildcard_models). */
+  private readonly wildcardCounts = new Map<string, number>();
+  private readonly registry: { get(id: string): AnyActorRef | undefined };
+  private readonly upstreamFactory: UpstreamFactory;
+  private readonly storeFactory: StoreFactory;
 
   constructor(
     readonly config: TriageConfig,
@@ -158,33 +165,86 @@ export class Router {
     this.clock = options.clock ?? systemClock;
     this.events = new EventBus(() => this.clock.now());
     this.secrets = configSecrets(config);
-    const upstreamFactory = options.upstreamFactory ?? defaultUpstreamFactory;
-    const storeFactory = options.storeFactory ?? memoryStoreFactory;
-    const registry = { get: (id: string): AnyActorRef | undefined => this.requests.get(id)?.actor };
+    this.upstreamFactory = options.upstreamFactory ?? defaultUpstreamFactory;
+    this.storeFactory = options.storeFactory ?? memoryStoreFactory;
+    this.registry = { get: (id: string): AnyActorRef | undefined => this.requests.get(id)?.actor };
+    this.resolver = new ModelResolver(config);
     this.requestHost = createActor(
       fromCallback<AnyEventObject>(({ receive }) => receive((event) => this.requestEnded(event))),
       { clock: this.clock },
     ).start();
     this.upstreamFor = (deploymentId) => this.deployments.get(deploymentId);
 
-    for (const group of config.modelGroups) {
-      for (const d of group.deployments) {
-        const upstream = d.mockResponse !== undefined ? new MockUpstream(d, this.clock) : upstreamFactory(d, this.clock);
-        this.deployments.set(d.id, { upstream, requestTimeoutMs: d.requestTimeoutMs ?? config.router.requestTimeoutMs, upstreamModel: d.upstreamModel });
-      }
-      const store = storeFactory(group.name, group.deployments, config);
-      const scheduler = createActor(schedulerMachine, {
-        input: { model: group.name, store, clock: this.clock, registry, pollingIntervalMs: config.router.pollingIntervalMs },
-        clock: this.clock,
-      });
-      scheduler.on('*', (e) => this.events.publish(e));
-      store.setListener({
-        changed: () => scheduler.send({ type: 'store.changed' }),
-        remote: ({ grants, expired }) => scheduler.send({ type: 'store.remote', grants, expired }),
-      });
-      scheduler.start();
-      this.groups.set(group.name, { name: group.name, scheduler, store });
+    for (const group of config.modelGroups) this.startGroup(group.name, group.deployments);
+  }
+
+  /** A model group's deployments, store and scheduler: at start for configured groups, on first use for a wildcard's. */
+  private startGroup(name: string, deployments: DeploymentConfig[]): Group {
+    const config = this.config;
+    for (const d of deployments) {
+      const upstream = d.mockResponse !== undefined ? new MockUpstream(d, this.clock) : this.upstreamFactory(d, this.clock);
+      this.deployments.set(d.id, { upstream, requestTimeoutMs: d.requestTimeoutMs ?? config.router.requestTimeoutMs, upstreamModel: d.upstreamModel });
     }
+    const store = this.storeFactory(name, deployments, config);
+    const scheduler = createActor(schedulerMachine, {
+      input: { model: name, store, clock: this.clock, registry: this.registry, pollingIntervalMs: config.router.pollingIntervalMs },
+      clock: this.clock,
+    });
+    scheduler.on('*', (e) => this.events.publish(e));
+    store.setListener({
+      changed: () => scheduler.send({ type: 'store.changed' }),
+      remote: ({ grants, expired }) => scheduler.send({ type: 'store.remote', grants, expired }),
+    });
+    scheduler.start();
+    const group = { name, scheduler, store };
+    this.groups.set(name, group);
+    if (this.inspector !== null) this.inspection.push(scheduler.system.inspect((e: InspectionEvent) => this.inspector?.(e)));
+    return group;
+  }
+
+  /**
+   * The group that answers a requested model (exact name, alias or wildcard: src/model-resolver.ts),
+   * creating a wildcard's concrete group on first use. Throws model_not_found, no_callable_deployment
+   * or wildcard_model_limit.
+   */
+  private groupFor(model: string): Group {
+    const known = this.groups.get(model);
+    if (known !== undefined) return known;
+    const found = this.resolver.resolve(model);
+    switch (found.kind) {
+      case 'group':
+      case 'wildcard': {
+        const existing = this.groups.get(found.group);
+        if (existing !== undefined) return existing;
+        if (found.kind === 'group') break;
+        const count = this.wildcardCounts.get(found.pattern) ?? 0;
+        const limit = this.config.router.maxWildcardModels ?? DEFAULT_MAX_WILDCARD_MODELS;
+        if (count >= limit) {
+          throw new TriageError(
+            'wildcard_model_limit',
+            `The model '${model.slice(0, 200)}' matches the wildcard '${found.pattern}', which already serves ${limit} models (router_settings.max_wildcard_models).`,
+            { param: 'model' },
+          );
+        }
+        this.wildcardCounts.set(found.pattern, count + 1);
+        return this.startGroup(found.group, found.deployments());
+      }
+      case 'unavailable':
+        throw new TriageError('no_callable_deployment', `The model '${found.group}' has no deployment Triage can call: ${found.reason}.`, { param: 'model' });
+    }
+    throw new ModelNotFoundError(`The model '${model.slice(0, 200)}' does not exist. Available: ${this.listedModels.join(', ')}.`);
+  }
+
+  /** The group whose events a requested model name's requests carry (without creating it), or undefined when nothing serves it. */
+  groupNameFor(model: string): string | undefined {
+    if (this.groups.has(model)) return model;
+    const found = this.resolver.resolve(model);
+    return found.kind === 'unknown' ? undefined : found.group;
+  }
+
+  /** Names /v1/models lists: configured groups, the wildcards' models served so far, aliases not hidden. */
+  get listedModels(): string[] {
+    return [...new Set([...this.resolver.listed(this.config), ...this.groups.keys()])];
   }
 
   /** A request actor reached a final state, or crashed: XState tells its parent, the host. */
@@ -269,10 +329,7 @@ export class Router {
     if (typeof params.model !== 'string' || params.model === '') {
       throw new InvalidRequestError('model is required and must be a string.', { param: 'model' });
     }
-    const group = this.groups.get(params.model);
-    if (group === undefined) {
-      throw new ModelNotFoundError(`The model '${params.model.slice(0, 200)}' does not exist. Available: ${this.models.join(', ')}.`);
-    }
+    const group = this.groupFor(params.model);
     if (!Array.isArray(params.messages) || params.messages.length === 0) {
       throw new InvalidRequestError('messages must be a non-empty array.', { param: 'messages' });
     }
@@ -333,7 +390,8 @@ export class Router {
       const live = new LiveRequest(resolve, reject, chunks, params.signal);
       const input: RequestInput = {
         id,
-        model: params.model,
+        // The group's name (an alias or a wildcard's model resolves to it): events, status and position use it.
+        model: group.name,
         priority,
         tenant: params.tenant ?? '',
         body,

@@ -34,6 +34,35 @@ describe('triage CLI', () => {
     expect(c.stderr()).toContain('"ten"');
   });
 
+  it('refuses a config asking for auth it does not enforce, unless started with --allow-unenforced-auth', async () => {
+    const path = configFile(`model_list:\n  - model_name: m\n    litellm_params: { model: mock/m, mock_response: hi }\ngeneral_settings:\n  master_key: sk-cli-master\n  enable_jwt_auth: true\n`);
+    const refused = cli(['--config', path, '--port', '0']);
+    expect(await refused.exit).toBe(1);
+    expect(refused.stderr()).toContain('general_settings.enable_jwt_auth');
+    expect(refused.stderr()).toContain('--allow-unenforced-auth');
+    const allowed = cli(['--config', path, '--port', '0', '--allow-unenforced-auth']);
+    const url = await allowed.url;
+    expect(allowed.stderr()).toMatch(/warning: general_settings\.enable_jwt_auth: .*runs without it/);
+    // The master key it does enforce still guards the gateway.
+    const res = await fetch(`${url}/v1/models`);
+    expect(res.status).toBe(401);
+    allowed.child.kill('SIGTERM');
+    expect(await allowed.exit).toBe(0);
+  });
+
+  it('serves a wildcard-only config, saying which names it answers', async () => {
+    const path = configFile(`model_list:\n  - model_name: "*"\n    litellm_params: { model: "mock/*", mock_response: from the wildcard }\n`);
+    const c = cli(['--config', path, '--port', '0']);
+    const url = await c.url;
+    expect(c.stdout()).toContain('Models: any model matching *');
+    expect(c.stdout()).toContain('"model":"gpt-4o-mini"');
+    const client = new OpenAI({ apiKey: 'none', baseURL: url, maxRetries: 0 });
+    const r = await client.chat.completions.create({ model: 'whatever-model', messages: [{ role: 'user', content: 'hi' }] });
+    expect(r.choices[0].message.content).toBe('from the wildcard');
+    c.child.kill('SIGTERM');
+    expect(await c.exit).toBe(0);
+  });
+
   it('exits 2 with usage on an unknown flag, and warns about LiteLLM flags it ignores', async () => {
     const bad = cli(['--bogus']);
     expect(await bad.exit).toBe(2);

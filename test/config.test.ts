@@ -127,17 +127,20 @@ model_list:
     ]);
   });
 
-  it('warns, without failing, about providers that are not OpenAI-compatible', () => {
+  it('skips, with a warning and without failing, a deployment whose provider has no adapter', () => {
     const yaml = `
 model_list:
   - model_name: claude
-    litellm_params: { model: anthropic/claude-3-5-sonnet, api_key: sk-ant-secret }
+    litellm_params: { model: bedrock/anthropic.claude-3-sonnet, aws_access_key_id: os.environ/AWS_KEY }
 `;
     const { config, warnings } = parseConfig(yaml, { env: {} });
-    expect(config.modelGroups[0].deployments[0].provider).toBe('anthropic');
-    expect(warnings).toHaveLength(1);
-    expect(warnings[0].path).toBe('model_list[0].litellm_params.model');
-    expect(warnings[0].message).toMatch(/"anthropic".*only OpenAI-compatible/);
+    expect(config.modelGroups).toEqual([]);
+    expect(config.unavailableGroups).toEqual([{ name: 'claude', reason: expect.stringMatching(/^model_list\[0\] provider "bedrock" has no adapter/) }]);
+    expect(warnings).toEqual([
+      { path: 'model_list[0]', message: expect.stringMatching(/^deployment of "claude" skipped: provider "bedrock" has no adapter/) },
+      // Its unset variable is never read, so it is a warning, not a refusal.
+      { path: 'model_list[0].litellm_params.aws_access_key_id', message: expect.stringMatching(/^environment variable AWS_KEY is not set \(Triage does not use/) },
+    ]);
   });
 
   it('parses router_settings and general_settings', () => {
@@ -450,8 +453,9 @@ general_settings:
     expect(issues.length).toBeGreaterThan(0);
     expect(issues[0].path).toBe('triage.yaml');
     expect(issues[0].message).toMatch(/^YAML syntax error at line \d+, column \d+: /);
-    const dup = issuesOf(() => parseConfig('model_list: []\nmodel_list: []\n', { env: {} }));
-    expect(dup).toEqual([{ path: '(root)', message: expect.stringContaining('line 2, column 1') }]);
+    // A duplicate key is no syntax error: the last value wins (PyYAML), with a warning naming its line.
+    const { warnings } = parseConfig('model_list: []\nmodel_list:\n  - { model_name: m, litellm_params: { model: mock/m, mock_response: x } }\n', { env: {} });
+    expect(warnings).toEqual([{ path: 'model_list', message: expect.stringContaining('last value is used, as in LiteLLM (line 2)') }]);
   });
 });
 
@@ -471,26 +475,23 @@ litellm_settings:
   drop_params: true
 environment_variables:
   FOO: bar
-include: [other.yaml]
 `;
     const { config, warnings } = parseConfig(yaml, { env: {} });
     expect(config.router.routingStrategy).toBe('simple-shuffle');
     expect(warnings.map((w) => w.path)).toEqual([
-      'include',
-      'litellm_settings',
-      'environment_variables',
       'model_list[0].extra',
       'model_list[0].litellm_params.rpmm',
       'model_list[0].litellm_params.temperature',
       'router_settings.enable_pre_call_checks',
       'router_settings.routing_strategy',
+      'litellm_settings.drop_params',
       'general_settings.database_url',
     ]);
     expect(warnings.find((w) => w.path === 'model_list[0].litellm_params.rpmm')?.message).toBe(
       'unknown key; ignored (did you mean "rpm"?)',
     );
     expect(warnings.find((w) => w.path === 'router_settings.routing_strategy')?.message).toMatch(/least-loaded/);
-    expect(warnings.find((w) => w.path === 'litellm_settings')?.message).toMatch(/ignored/);
+    expect(warnings.find((w) => w.path === 'litellm_settings.drop_params')?.message).toMatch(/ignored/);
   });
 });
 
@@ -522,7 +523,8 @@ general_settings:
       expect(text).not.toContain(secret);
     }
     expect(issueAt(issues, 'model_list[0].litellm_params.api_key').message).toBe('expected a non-empty string');
-    expect(issueAt(issues, 'model_list[1].litellm_params.api_key').message).toBe('expected a non-empty string');
+    // api_key: "" is no key, as in LiteLLM: not an issue.
+    expect(issues.find((i) => i.path === 'model_list[1].litellm_params.api_key')).toBeUndefined();
     expect(issueAt(issues, 'router_settings.redis_password').message).toBe('expected a string');
     expect(issueAt(issues, 'general_settings.keys[0].key').message).toBe('must differ from general_settings.master_key');
     expect(issueAt(issues, 'general_settings.keys[2].key').message).toBe(

@@ -12,10 +12,16 @@ export type RawMap = Record<string, unknown>;
 export const ROOT_PATH = '(root)';
 
 /**
- * Stands in for an `os.environ/NAME` reference whose variable is not set. The missing variable is
- * already reported, so every check treats this value as present but silently invalid.
+ * Stands in for an `os.environ/NAME` reference whose variable is not set. The first check that reads
+ * it reports the missing variable at its path; a reference nobody reads (a section Triage ignores) is
+ * only a warning, so it never stops the start (config-env.ts).
  */
-export const UNRESOLVED: unique symbol = Symbol('unresolved environment reference');
+export class Unresolved {
+  constructor(readonly variable: string) {}
+}
+
+/** The unset variable a value stands for, when it is an unresolved `os.environ/` reference. */
+export const isUnresolved = (value: unknown): value is Unresolved => value instanceof Unresolved;
 
 export interface CheckOptions {
   /** The value is a secret: the issue says what was expected but never echoes the value. */
@@ -29,7 +35,7 @@ export interface Check<T> {
 }
 
 export function isMap(value: unknown): value is RawMap {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array) && !(value instanceof Unresolved);
 }
 
 /** Absent keys and explicit YAML nulls (`rpm:` with nothing after it) both mean "not set". */
@@ -81,7 +87,10 @@ export function mismatch(expected: string, value: unknown, options?: CheckOption
 /** Builds a check from a parser that returns undefined for values it rejects. */
 export function makeCheck<T>(expected: string, parse: (value: unknown) => T | undefined): Check<T> {
   const check = (value: unknown, path: string, issues: ConfigIssue[], options?: CheckOptions): T | undefined => {
-    if (value === UNRESOLVED) return undefined;
+    if (value instanceof Unresolved) {
+      issues.push({ path, message: `environment variable ${value.variable} is not set` });
+      return undefined;
+    }
     const parsed = parse(value);
     if (parsed === undefined) issues.push({ path, message: mismatch(expected, value, options) });
     return parsed;

@@ -4,7 +4,7 @@
  * (master_key, keys[].key, api_key, redis_password) never appear in an issue message.
  */
 import { readFileSync } from 'node:fs';
-import { LineCounter, parseDocument, type YAMLError } from 'yaml';
+import { dirname } from 'node:path';
 import {
   absentOrValid,
   checkBoolean,
@@ -21,13 +21,14 @@ import {
   checkRedisUrl,
   checkString,
   childPath,
+  isMap,
   describeValue,
   isAbsent,
   optionalField,
   requiredField,
   ROOT_PATH,
   secondsToMs,
-  UNRESOLVED,
+  Unresolved,
   warnUnknownKeys,
   withoutUndefined,
   type Check,
@@ -45,35 +46,47 @@ import {
   type ModelGroupConfig,
   type RedisSettings,
   type RouterSettings,
+  type TriageConfig,
   type VirtualKeyConfig,
 } from './config-types.js';
+import { ALIAS_KEY, readAliases } from './config-aliases.js';
+import { skipReason, splitModel } from './config-callable.js';
+import { applyCredentials } from './config-credentials.js';
+import { applyEnvironmentVariables, settleMissingVariables, type MissingVariable } from './config-env.js';
+import { applyIncludes } from './config-include.js';
+import { applyLitellmSettings } from './config-litellm-settings.js';
+import { applyDefaultMaxParallel, DEFAULT_MAX_PARALLEL_KEY } from './config-router-defaults.js';
+import { AUTH_SETTING_KEYS, checkUnenforcedAuth } from './config-security.js';
+import { parseYaml11 } from './config-yaml.js';
+import { providerSpec } from './providers.js';
+import { matchWildcard } from '../model-resolver.js';
 
 export interface NormalizeOptions {
-  /** Where `os.environ/NAME` and the master-key fallbacks are read; defaults to process.env. */
+  /**
+   * Where `os.environ/NAME` and the master-key fallbacks are read, and where `environment_variables`
+   * are written (as LiteLLM sets them in its process); defaults to process.env.
+   */
   env?: NodeJS.ProcessEnv;
+  /** Start even when general_settings asks for auth Triage does not enforce (`--allow-unenforced-auth`): a warning each. */
+  allowUnenforcedAuth?: boolean;
 }
 
 export interface ParseOptions extends NormalizeOptions {
   /** Names the text in YAML syntax errors (a file path); defaults to `(root)`. */
   source?: string;
+  /** The folder `include:` paths are relative to; defaults to the current directory. */
+  baseDir?: string;
 }
 
-/** Providers Triage can call: they all speak the OpenAI chat-completions HTTP API. */
-export const OPENAI_COMPATIBLE_PROVIDERS: readonly string[] = [
-  'openai',
-  'hosted_vllm',
-  'custom_openai',
-  'openai_compatible',
-  'azure',
-];
 export const OPENAI_DEFAULT_API_BASE = 'https://api.openai.com/v1';
 export const DEFAULT_ROUTING_STRATEGY = 'usage-based-routing';
 
 const ENV_PREFIX = 'os.environ/';
 const MASTER_KEY_ENV_VARS = ['TRIAGE_MASTER_KEY', 'LITELLM_MASTER_KEY'] as const;
 
-const TOP_LEVEL_KEYS = ['model_list', 'router_settings', 'general_settings', 'litellm_settings', 'environment_variables'];
-const DEPLOYMENT_KEYS = ['model_name', 'litellm_params', 'model_info'];
+const TOP_LEVEL_KEYS = ['model_list', 'router_settings', 'general_settings', 'litellm_settings', 'environment_variables', 'credential_list'];
+/** Limits may also sit beside litellm_params, where LiteLLM's router looks first. */
+const DEPLOYMENT_KEYS = ['model_name', 'litellm_params', 'model_info', 'rpm', 'tpm', 'max_parallel_requests'];
 const LITELLM_PARAMS_KEYS = [
   'model',
   'mock_response',
@@ -106,6 +119,9 @@ const ROUTER_KEYS = [
   'redis_password',
   'redis_prefix',
   'redis_lease_seconds',
+  'max_wildcard_models',
+  ALIAS_KEY,
+  DEFAULT_MAX_PARALLEL_KEY,
 ];
 /** general_settings keys for the server's client timeouts, and the ServerTimeouts field each sets. */
 const CLIENT_TIMEOUT_KEYS = {
@@ -114,7 +130,7 @@ const CLIENT_TIMEOUT_KEYS = {
   keep_alive_timeout_seconds: 'keepAliveTimeoutMs',
   stream_stall_timeout_seconds: 'streamStallMs',
 } as const;
-const GENERAL_KEYS = ['master_key', 'keys', 'max_request_body_bytes', 'public_metrics', 'enable_metrics', 'shutdown_grace_seconds', ...Object.keys(CLIENT_TIMEOUT_KEYS)];
+const GENERAL_KEYS = ['master_key', 'keys', 'max_request_body_bytes', 'public_metrics', 'enable_metrics', 'shutdown_grace_seconds', ...Object.keys(CLIENT_TIMEOUT_KEYS), ...AUTH_SETTING_KEYS];
 const VIRTUAL_KEY_KEYS = ['key', 'name', 'models', 'max_priority', 'rpm'];
 
 /** Everything one normalization pass accumulates. */
@@ -123,12 +139,15 @@ interface Context {
   warnings: ConfigIssue[];
   /** Secret values seen anywhere, scrubbed from every message as a last line of defence. */
   secrets: Set<string>;
+  /** Groups whose every deployment was skipped so far, with the reasons (config-callable.ts). */
+  skipped: Map<string, string[]>;
 }
 
 /**
  * Replaces every string that is exactly `os.environ/NAME`, in maps and lists at any depth, with env[NAME].
- * A variable that is not set is an issue at the reference's path, and the value becomes UNRESOLVED, which
- * later checks accept silently so the problem is reported once. Returns a new tree; the input is not changed.
+ * A variable that is not set becomes an Unresolved value: the check that reads it reports it at its path,
+ * and `missing` (when given) lists it, so one nobody reads can be a warning instead (config-env.ts).
+ * Returns a new tree; the input is not changed.
  */
 export function resolveEnvReferences(
   value: unknown,
@@ -137,6 +156,7 @@ export function resolveEnvReferences(
   issues: ConfigIssue[],
   /** Maps and lists on the way down: a YAML alias that contains itself would otherwise recurse for ever. */
   ancestors: Set<object> = new Set(),
+  missing?: MissingVariable[],
 ): unknown {
   if (typeof value === 'string') {
     if (!value.startsWith(ENV_PREFIX)) return value;
@@ -144,54 +164,47 @@ export function resolveEnvReferences(
     const where = path || ROOT_PATH;
     if (name === '') {
       issues.push({ path: where, message: `"${ENV_PREFIX}" names no environment variable` });
-      return UNRESOLVED;
+      return new Unresolved('');
     }
     const resolved = env[name];
     if (resolved === undefined) {
-      issues.push({ path: where, message: `environment variable ${name} is not set` });
-      return UNRESOLVED;
+      missing?.push({ path: where, variable: name });
+      return new Unresolved(name);
     }
     return resolved;
   }
   if (typeof value !== 'object' || value === null || value instanceof Uint8Array) return value;
   if (ancestors.has(value)) {
     issues.push({ path: path || ROOT_PATH, message: 'a YAML alias refers to a map or list that contains it (a cycle); write the value out' });
-    return UNRESOLVED;
+    return new Unresolved('');
   }
   ancestors.add(value);
   try {
-    if (Array.isArray(value)) return value.map((item, i) => resolveEnvReferences(item, env, childPath(path, i), issues, ancestors));
+    if (Array.isArray(value)) return value.map((item, i) => resolveEnvReferences(item, env, childPath(path, i), issues, ancestors, missing));
     return Object.fromEntries(
-      Object.entries(value).map(([key, item]) => [key, resolveEnvReferences(item, env, childPath(path, key), issues, ancestors)]),
+      Object.entries(value).map(([key, item]) => [key, resolveEnvReferences(item, env, childPath(path, key), issues, ancestors, missing)]),
     );
   } finally {
     ancestors.delete(value);
   }
 }
 
-/** Parses YAML text and normalizes it. YAML syntax errors are issues at `source` with their line and column. */
+/**
+ * Parses YAML text as LiteLLM reads it (YAML 1.1, duplicate keys warned about), follows `include:`,
+ * and normalizes it. YAML syntax errors are issues at `source` with their line and column.
+ */
 export function parseConfig(yamlText: string, options: ParseOptions = {}): LoadedConfig {
   const source = options.source ?? ROOT_PATH;
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(yamlText, { lineCounter, prettyErrors: false, merge: true, uniqueKeys: true });
-  const describe = (error: YAMLError, kind: string): ConfigIssue => {
-    const { line, col } = lineCounter.linePos(error.pos[0]);
-    // error.message is used without its source excerpt, which could show a secret.
-    return { path: source, message: `${kind} at line ${line}, column ${col}: ${error.message}` };
-  };
-  if (doc.errors.length > 0) throw new ConfigError(doc.errors.map((e) => describe(e, 'YAML syntax error')));
-  let raw: unknown;
-  try {
-    raw = doc.toJS();
-  } catch (error) {
-    throw new ConfigError([{ path: source, message: `YAML error: ${(error as Error).message}` }]);
-  }
-  const loaded = normalizeConfig(raw, { env: options.env });
-  return { ...loaded, warnings: [...doc.warnings.map((w) => describe(w, 'YAML warning')), ...loaded.warnings] };
+  const parsed = parseYaml11(yamlText, source);
+  const included = applyIncludes(parsed.raw, options.baseDir ?? process.cwd());
+  const normalizeOptions: NormalizeOptions = { env: options.env };
+  if (options.allowUnenforcedAuth !== undefined) normalizeOptions.allowUnenforcedAuth = options.allowUnenforcedAuth;
+  const loaded = normalizeConfig(included.root, normalizeOptions);
+  return { ...loaded, warnings: [...parsed.warnings, ...included.warnings, ...loaded.warnings] };
 }
 
 /** Reads and loads a config file; a file that cannot be read is a ConfigError at its path. */
-export function loadConfigFile(path: string, env?: NodeJS.ProcessEnv): LoadedConfig {
+export function loadConfigFile(path: string, env?: NodeJS.ProcessEnv, options: Omit<ParseOptions, 'env' | 'source' | 'baseDir'> = {}): LoadedConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -200,14 +213,26 @@ export function loadConfigFile(path: string, env?: NodeJS.ProcessEnv): LoadedCon
     const reason = code === 'ENOENT' ? 'file not found' : (code ?? (error as Error).message);
     throw new ConfigError([{ path, message: `cannot read config file: ${reason}` }]);
   }
-  return parseConfig(text, { env, source: path });
+  return parseConfig(text, { ...options, env, source: path, baseDir: dirname(path) });
 }
 
 /** Validates and normalizes an already-parsed config (e.g. from YAML or JSON). Throws ConfigError with every issue. */
 export function normalizeConfig(raw: unknown, options: NormalizeOptions = {}): LoadedConfig {
   const env = options.env ?? process.env;
-  const ctx: Context = { issues: [], warnings: [], secrets: new Set() };
-  const resolved = resolveEnvReferences(raw, env, '', ctx.issues);
+  const ctx: Context = { issues: [], warnings: [], secrets: new Set(), skipped: new Map() };
+  // environment_variables first, as LiteLLM does: os.environ/ references elsewhere may name them.
+  let toResolve = raw;
+  if (typeof raw === 'object' && raw !== null && !Array.isArray(raw) && 'environment_variables' in raw) {
+    applyEnvironmentVariables((raw as RawMap).environment_variables, env, ctx.issues, ctx.warnings);
+    // Applied, and its own os.environ/ references settled there; nothing below reads it.
+    const { environment_variables: _applied, ...rest } = raw as RawMap;
+    toResolve = rest;
+  }
+  const missing: MissingVariable[] = [];
+  let resolved = resolveEnvReferences(toResolve, env, '', ctx.issues, new Set(), missing);
+  if (typeof resolved === 'object' && resolved !== null && !Array.isArray(resolved) && !(resolved instanceof Unresolved)) {
+    resolved = applyCredentials(resolved as RawMap, ctx.issues);
+  }
 
   if (isAbsent(resolved)) {
     ctx.issues.push({ path: ROOT_PATH, message: 'the config is empty; expected a map with at least model_list' });
@@ -216,22 +241,35 @@ export function normalizeConfig(raw: unknown, options: NormalizeOptions = {}): L
   // Nothing below the top level can be checked when the document is not a map.
   if (root === undefined) throw new ConfigError(ctx.issues);
   warnUnknownKeys(root, '', TOP_LEVEL_KEYS, ctx.warnings);
-  if (!isAbsent(root.litellm_settings)) {
-    ctx.warnings.push({ path: 'litellm_settings', message: 'accepted for LiteLLM compatibility but ignored by Triage' });
-  }
-  if (!isAbsent(root.environment_variables)) {
-    ctx.warnings.push({
-      path: 'environment_variables',
-      message: 'accepted for LiteLLM compatibility but ignored by Triage; set these in the process environment',
-    });
+  if (!isAbsent(root.include)) {
+    ctx.warnings.push({ path: 'include', message: 'ignored here: includes are followed when the config is read from YAML (parseConfig, loadConfigFile)' });
   }
 
   const { groups, groupNames } = normalizeModelList(root.model_list, ctx);
   const router = normalizeRouterSettings(root.router_settings, ctx);
+  const routerMap = isMap(root.router_settings) ? root.router_settings : {};
+  applyLitellmSettings(sectionMap(root.litellm_settings, 'litellm_settings', ctx), routerMap, router, ctx.issues, ctx.warnings);
+  applyDefaultMaxParallel(groups, routerMap, ctx.issues);
+  const exact = groups.filter((g) => !g.name.includes('*'));
+  const wildcards = groups.filter((g) => g.name.includes('*'));
+  const unavailableGroups = [...ctx.skipped].map(([name, reasons]) => ({ name, reason: reasons.join('; ') }));
+  const aliases = readAliases(
+    routerMap[ALIAS_KEY],
+    { names: new Set([...exact.map((g) => g.name), ...unavailableGroups.map((g) => g.name)]), patterns: wildcards.map((g) => g.name) },
+    ctx.issues,
+    ctx.warnings,
+  );
+  for (const a of aliases) groupNames.add(a.name);
+  checkUnenforcedAuth(isMap(root.general_settings) ? root.general_settings : {}, options.allowUnenforcedAuth === true, ctx.issues, ctx.warnings);
   const general = normalizeGeneralSettings(root.general_settings, env, router, groupNames, ctx);
+  settleMissingVariables(missing, ctx.issues, ctx.warnings);
 
   if (ctx.issues.length > 0) throw new ConfigError(scrubSecrets(ctx.issues, ctx.secrets));
-  return { config: { modelGroups: groups, router, general }, warnings: scrubSecrets(ctx.warnings, ctx.secrets) };
+  const config: TriageConfig = { modelGroups: exact, router, general };
+  if (wildcards.length > 0) config.wildcards = wildcards;
+  if (aliases.length > 0) config.aliases = aliases;
+  if (unavailableGroups.length > 0) config.unavailableGroups = unavailableGroups;
+  return { config, warnings: scrubSecrets(ctx.warnings, ctx.secrets) };
 }
 
 function rememberSecret(ctx: Context, value: unknown): void {
@@ -273,6 +311,12 @@ function normalizeModelList(value: unknown, ctx: Context): { groups: ModelGroupC
     const entryPath = childPath(path, index);
     const result = normalizeDeployment(entry, entryPath, groupCounts, ctx);
     if (!result) return;
+    if ('skipped' in result) {
+      const reasons = ctx.skipped.get(result.modelName) ?? [];
+      reasons.push(`${entryPath} ${result.skipped}`);
+      ctx.skipped.set(result.modelName, reasons);
+      return;
+    }
     const { deployment, idPath } = result;
     const owner = idOwners.get(deployment.id);
     if (owner !== undefined) {
@@ -286,6 +330,8 @@ function normalizeModelList(value: unknown, ctx: Context): { groups: ModelGroupC
   });
 
   const groups = [...byGroup].map(([name, deployments]) => ({ name, deployments }));
+  // A group with a callable deployment left serves with it; only the rest answer 503 with the reasons.
+  for (const name of byGroup.keys()) ctx.skipped.delete(name);
   return { groups, groupNames: new Set(groupCounts.keys()) };
 }
 
@@ -294,7 +340,7 @@ function normalizeDeployment(
   path: string,
   groupCounts: Map<string, number>,
   ctx: Context,
-): { deployment: DeploymentConfig; idPath: string } | undefined {
+): { deployment: DeploymentConfig; idPath: string } | { skipped: string; modelName: string } | undefined {
   const map = checkMap(entry, path, ctx.issues);
   if (!map) return undefined;
   warnUnknownKeys(map, path, DEPLOYMENT_KEYS, ctx.warnings);
@@ -310,17 +356,27 @@ function normalizeDeployment(
   const infoPath = childPath(path, 'model_info');
   const info = optionalField(map, 'model_info', path, checkMap, ctx.issues);
 
+  // A deployment Triage cannot call is skipped before its params are read: their os.environ/ references
+  // (a bedrock entry's AWS keys) then never stop the start.
+  const skip = params ? skipReason(params, info) : undefined;
+  if (skip !== undefined && modelName !== undefined) {
+    ctx.warnings.push({ path, message: `deployment of ${JSON.stringify(modelName)} skipped: ${skip}` });
+    return { skipped: skip, modelName };
+  }
+
   // model_info: id and fallback limits; any other key is LiteLLM metadata and ignored silently.
   const explicitId = info ? optionalField(info, 'id', infoPath, checkNonEmptyString, ctx.issues) : undefined;
   const infoLimits = info ? readLimits(info, infoPath, ctx) : {};
+  const deploymentLimits = readLimits(map, path, ctx);
   const normalizedParams = params ? normalizeLitellmParams(params, paramsPath, ctx) : undefined;
   if (modelName === undefined || normalizedParams === undefined) return undefined;
 
+  // LiteLLM's router reads each limit beside litellm_params first, then in it, then in model_info.
   const { limits: paramLimits, ...rest } = normalizedParams;
   const limits = withoutUndefined<DeploymentLimits>({
-    rpm: paramLimits.rpm ?? infoLimits.rpm,
-    tpm: paramLimits.tpm ?? infoLimits.tpm,
-    maxParallelRequests: paramLimits.maxParallelRequests ?? infoLimits.maxParallelRequests,
+    rpm: deploymentLimits.rpm ?? paramLimits.rpm ?? infoLimits.rpm,
+    tpm: deploymentLimits.tpm ?? paramLimits.tpm ?? infoLimits.tpm,
+    maxParallelRequests: deploymentLimits.maxParallelRequests ?? paramLimits.maxParallelRequests ?? infoLimits.maxParallelRequests,
   });
   const deployment = withoutUndefined<DeploymentConfig>({
     id: explicitId ?? `${modelName}#${indexInGroup}`,
@@ -344,45 +400,28 @@ type NormalizedParams = Omit<DeploymentConfig, 'id' | 'modelName'>;
 function normalizeLitellmParams(params: RawMap, path: string, ctx: Context): NormalizedParams | undefined {
   const { issues } = ctx;
   warnUnknownKeys(params, path, LITELLM_PARAMS_KEYS, ctx.warnings);
-  const modelPath = childPath(path, 'model');
   const model = requiredField(params, 'model', path, checkNonEmptyString, issues);
   const mockResponse = optionalField(params, 'mock_response', path, checkString, issues);
   const mockDelay = optionalField(params, 'mock_delay', path, checkNonNegativeSeconds, issues);
   rememberSecret(ctx, params.api_key);
-  const apiKey = optionalField(params, 'api_key', path, checkNonEmptyString, issues, { secret: true });
+  // `api_key: ""` is no key, as in LiteLLM (real configs write it for local servers).
+  const apiKey = params.api_key === '' ? undefined : optionalField(params, 'api_key', path, checkNonEmptyString, issues, { secret: true });
   let apiBase = optionalField(params, 'api_base', path, checkHttpUrl, issues);
   // api_version is accepted for LiteLLM compatibility (Azure configs carry it) and not used.
   const limits = readLimits(params, path, ctx);
   const timeout = optionalField(params, 'timeout', path, checkPositiveSeconds, issues);
   if (model === undefined) return undefined;
 
-  const slash = model.indexOf('/');
-  const provider = slash >= 0 ? model.slice(0, slash) : '';
-  const upstreamModel = slash >= 0 ? model.slice(slash + 1) : model;
+  const { provider, upstreamModel } = splitModel(model);
 
-  if (mockResponse === undefined && isAbsent(params.mock_response)) {
-    if (!OPENAI_COMPATIBLE_PROVIDERS.includes(provider)) {
-      const which = provider === '' ? `model ${JSON.stringify(model)} has no provider prefix` : `provider ${JSON.stringify(provider)}`;
-      ctx.warnings.push({
-        path: modelPath,
-        message:
-          `${which}: only OpenAI-compatible HTTP upstreams (${OPENAI_COMPATIBLE_PROVIDERS.join(', ')}) are supported; ` +
-          'the deployment is loaded, but calls to it may fail',
+  // Deployments Triage cannot call were skipped before this (config-callable.ts).
+  if (mockResponse === undefined && isAbsent(params.mock_response) && isAbsent(params.api_base)) {
+    apiBase = providerSpec(provider)?.defaultApiBase;
+    if (apiBase === undefined) {
+      issues.push({
+        path: childPath(path, 'api_base'),
+        message: `is required for provider ${JSON.stringify(provider)} when there is no mock_response (an http(s) URL)`,
       });
-    } else {
-      if (upstreamModel === '') {
-        issues.push({ path: modelPath, message: `expected "${provider}/<model name>", got ${describeValue(model)}` });
-      }
-      if (isAbsent(params.api_base)) {
-        if (provider === 'openai') {
-          apiBase = OPENAI_DEFAULT_API_BASE;
-        } else {
-          issues.push({
-            path: childPath(path, 'api_base'),
-            message: `is required for provider ${JSON.stringify(provider)} when there is no mock_response (an http(s) URL)`,
-          });
-        }
-      }
     }
   }
 
@@ -462,6 +501,7 @@ function normalizeRouterSettings(value: unknown, ctx: Context): RouterSettings {
     maxQueueSize: field('max_queue_size', checkPositiveInteger) ?? 10_000,
     priorityAgingMs: agingSeconds === undefined ? undefined : secondsToMs(agingSeconds),
     defaultMaxTokens: field('default_max_tokens', checkPositiveInteger) ?? 256,
+    maxWildcardModels: field('max_wildcard_models', checkPositiveInteger),
     redis: normalizeRedis(map, path, ctx),
   };
   return withoutUndefined(router);
@@ -630,7 +670,8 @@ function normalizeKeyModels(
     const itemPath = childPath(path, index);
     const name = checkNonEmptyString(item, itemPath, ctx.issues);
     if (name === undefined) return;
-    if (!groupNames.has(name)) {
+    // A name a wildcard entry serves (`gpt-4o` under `model_name: "*"`) is a model the key may be given.
+    if (!groupNames.has(name) && ![...groupNames].some((p) => p.includes('*') && matchWildcard(p, name) !== undefined)) {
       const known = [...groupNames].map((n) => JSON.stringify(n)).join(', ') || 'none';
       ctx.issues.push({ path: itemPath, message: `unknown model ${JSON.stringify(name)}; model_list defines: ${known}` });
       return;

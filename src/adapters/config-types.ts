@@ -81,6 +81,8 @@ export interface RouterSettings {
   numRetries: number;
   /** Waiting requests per model group before new ones get 429 queue_full. */
   maxQueueSize: number;
+  /** Concrete models one wildcard entry (`model_name: "*"`) may create queues for (`max_wildcard_models`); absent: 100. */
+  maxWildcardModels?: number;
   /** Aging interval in ms; undefined = aging off. */
   priorityAgingMs?: number;
   /** Completion tokens assumed for the tpm reservation when a request sets no max_tokens. */
@@ -120,6 +122,30 @@ export interface TriageConfig {
   modelGroups: ModelGroupConfig[];
   router: RouterSettings;
   general: GeneralSettings;
+  /**
+   * Groups whose model_name is a pattern (`*`, `anthropic/*`): each requested model that matches gets
+   * a group of its own, created on first use (src/model-resolver.ts). Their deployments' `model` may
+   * hold `*` too, replaced by what the pattern's `*` matched.
+   */
+  wildcards?: ModelGroupConfig[];
+  /** `router_settings.model_group_alias`: names that answer as another group. */
+  aliases?: ModelAlias[];
+  /** Groups every deployment of which was skipped (Triage cannot call them): answered 503 with the reason. */
+  unavailableGroups?: UnavailableGroup[];
+}
+
+export interface ModelAlias {
+  name: string;
+  /** The model name it answers as (a group, or a name a wildcard matches). */
+  target: string;
+  /** LiteLLM's `{model: x, hidden: true}`: served, but not listed by /v1/models. */
+  hidden: boolean;
+}
+
+export interface UnavailableGroup {
+  name: string;
+  /** Why no deployment of it can be called, naming the skipped deployments. */
+  reason: string;
 }
 
 export interface ConfigIssue {

@@ -7,6 +7,7 @@ import { hash, timingSafeEqual } from 'node:crypto';
 import type { GeneralSettings, VirtualKeyConfig } from '../adapters/config-types.js';
 import { TriageError } from '../errors.js';
 import { RateWindow } from '../machines/rate-window.js';
+import { matchWildcard } from '../model-resolver.js';
 
 export interface Caller {
   kind: 'master' | 'key' | 'open';
@@ -70,7 +71,8 @@ function callerOf(k: VirtualKeyConfig): Caller {
 
 /** Refuses a model the caller's key does not allow (403). */
 export function checkModelAllowed(caller: Caller, model: string): void {
-  if (caller.models !== undefined && !caller.models.includes(model)) {
+  // A key's models may list a wildcard pattern (`openai/*`), as model_list's model_name may.
+  if (caller.models !== undefined && !caller.models.includes(model) && !caller.models.some((m) => m.includes('*') && matchWildcard(m, model) !== undefined)) {
     throw new TriageError('model_not_allowed', `This key may not use the model '${model.slice(0, 200)}'.`, { param: 'model' });
   }
 }

@@ -45,14 +45,20 @@ function list(value: unknown, param: string): string[] | undefined {
   return (items as string[]).map((s) => s.trim()).filter((s) => s !== '');
 }
 
-/** Parses a filter from query parameters or a subscribe message; unknown names are a 400-style error. */
-export function parseFilter(input: FilterInput, knownModels: readonly string[]): EventFilter {
+/**
+ * Parses a filter from query parameters or a subscribe message; unknown names are a 400-style error.
+ * `knownModels` is the list of group names, or a function giving the group a name's events carry (an
+ * alias's group; a model a wildcard serves, before its first request too), undefined when none.
+ */
+export function parseFilter(input: FilterInput, knownModels: readonly string[] | ((name: string) => string | undefined)): EventFilter {
   const filter: EventFilter = { mine: input.mine === true || input.mine === 'true' || input.mine === '1' };
   const models = list(input.models, 'models');
   if (models) {
-    const unknown = models.find((m) => !knownModels.includes(m));
+    const groupOf = typeof knownModels === 'function' ? knownModels : (m: string) => (knownModels.includes(m) ? m : undefined);
+    const groups = models.map(groupOf);
+    const unknown = models.find((_, i) => groups[i] === undefined);
     if (unknown !== undefined) throw new TriageError('model_not_found', `The model '${unknown.slice(0, 200)}' does not exist.`, { param: 'models' });
-    filter.models = new Set(models);
+    filter.models = new Set(groups as string[]);
   }
   const types = list(input.types, 'types');
   if (types) {

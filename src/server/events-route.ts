@@ -34,7 +34,7 @@ export function registerEventsRoute(app: FastifyInstance, router: Router, option
     const caller = (request as unknown as { caller: Caller }).caller;
     let filter: EventFilter;
     try {
-      filter = parseFilter(request.query as Record<string, unknown>, router.models);
+      filter = parseFilter(request.query as Record<string, unknown>, (m) => router.groupNameFor(m));
     } catch (e) {
       send(socket, { type: 'error', ...errorBody(toTriageError(e), app.redactSecrets) });
       socket.close(1008, 'invalid filter');
@@ -105,7 +105,7 @@ export function registerEventsRoute(app: FastifyInstance, router: Router, option
       }
       if (message.type === 'subscribe') {
         try {
-          filter = parseFilter(message as FilterInput, router.models);
+          filter = parseFilter(message as FilterInput, (m) => router.groupNameFor(m));
           send(socket, { type: 'subscribed', filter: { models: filter.models ? [...filter.models] : null, types: filter.types ? [...filter.types] : null, request: filter.request ?? null, mine: filter.mine } });
         } catch (e) {
           send(socket, { type: 'error', ...errorBody(toTriageError(e), app.redactSecrets) });

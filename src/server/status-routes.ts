@@ -14,7 +14,7 @@ export function registerStatusRoutes(app: FastifyInstance, router: Router, readi
   const started = Math.floor(Date.now() / 1000);
   const models = async () => ({
     object: 'list',
-    data: router.models.map((id) => ({ id, object: 'model', created: started, owned_by: 'triage' })),
+    data: router.listedModels.map((id) => ({ id, object: 'model', created: started, owned_by: 'triage' })),
   });
   app.get('/v1/models', models);
   app.get('/models', models);
