@@ -59,6 +59,7 @@ model_list:
             mockDelayMs: 0,
             apiBase: 'https://example-resource.openai.azure.com',
             apiKey: 'azure-secret-123',
+            apiVersion: '2025-01-01-preview',
           },
         ],
       },
@@ -127,17 +128,17 @@ model_list:
     ]);
   });
 
-  it('warns, without failing, about providers that are not OpenAI-compatible', () => {
+  it('warns, without failing, about providers Triage has no adapter for', () => {
     const yaml = `
 model_list:
-  - model_name: claude
-    litellm_params: { model: anthropic/claude-3-5-sonnet, api_key: sk-ant-secret }
+  - model_name: titan
+    litellm_params: { model: bedrock/amazon.titan-text, api_key: sk-bedrock-secret }
 `;
     const { config, warnings } = parseConfig(yaml, { env: {} });
-    expect(config.modelGroups[0].deployments[0].provider).toBe('anthropic');
+    expect(config.modelGroups[0].deployments[0].provider).toBe('bedrock');
     expect(warnings).toHaveLength(1);
     expect(warnings[0].path).toBe('model_list[0].litellm_params.model');
-    expect(warnings[0].message).toMatch(/"anthropic".*only OpenAI-compatible/);
+    expect(warnings[0].message).toMatch(/"bedrock": Triage has no adapter for it \(callable: openai, azure, azure_ai, anthropic/);
   });
 
   it('parses router_settings and general_settings', () => {
@@ -387,7 +388,7 @@ model_list:
     expect(issuesOf(() => parseConfig(yaml, { env: {} }))).toEqual([
       {
         path: 'model_list[0].litellm_params.api_base',
-        message: 'is required for provider "hosted_vllm" when there is no mock_response (an http(s) URL)',
+        message: 'is required for provider "hosted_vllm" when there is no mock_response (an http(s) URL or HOSTED_VLLM_API_BASE in the environment)',
       },
     ]);
   });

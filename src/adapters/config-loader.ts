@@ -33,6 +33,8 @@ import {
   type Check,
   type RawMap,
 } from './config-checks.js';
+import { PROVIDER_PARAMS_KEYS, readProviderParams } from './config-provider.js';
+import { CALLABLE_PROVIDERS } from './providers.js';
 import {
   type ClientTimeoutSettings,
   ConfigError,
@@ -57,14 +59,8 @@ export interface ParseOptions extends NormalizeOptions {
   source?: string;
 }
 
-/** Providers Triage can call: they all speak the OpenAI chat-completions HTTP API. */
-export const OPENAI_COMPATIBLE_PROVIDERS: readonly string[] = [
-  'openai',
-  'hosted_vllm',
-  'custom_openai',
-  'openai_compatible',
-  'azure',
-];
+/** Providers Triage can call (the registry in providers.ts). */
+export const OPENAI_COMPATIBLE_PROVIDERS: readonly string[] = CALLABLE_PROVIDERS;
 export const OPENAI_DEFAULT_API_BASE = 'https://api.openai.com/v1';
 export const DEFAULT_ROUTING_STRATEGY = 'usage-based-routing';
 
@@ -86,6 +82,7 @@ const LITELLM_PARAMS_KEYS = [
   'tpm',
   'max_parallel_requests',
   'timeout',
+  ...PROVIDER_PARAMS_KEYS,
 ];
 const ROUTER_KEYS = [
   'routing_strategy',
@@ -124,6 +121,7 @@ interface Context {
   warnings: ConfigIssue[];
   /** Secret values seen anywhere, scrubbed from every message as a last line of defence. */
   secrets: Set<string>;
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -207,7 +205,7 @@ export function loadConfigFile(path: string, env?: NodeJS.ProcessEnv): LoadedCon
 /** Validates and normalizes an already-parsed config (e.g. from YAML or JSON). Throws ConfigError with every issue. */
 export function normalizeConfig(raw: unknown, options: NormalizeOptions = {}): LoadedConfig {
   const env = options.env ?? process.env;
-  const ctx: Context = { issues: [], warnings: [], secrets: new Set() };
+  const ctx: Context = { issues: [], warnings: [], secrets: new Set(), env };
   const resolved = resolveEnvReferences(raw, env, '', ctx.issues);
 
   if (isAbsent(resolved)) {
@@ -352,8 +350,7 @@ function normalizeLitellmParams(params: RawMap, path: string, ctx: Context): Nor
   const mockDelay = optionalField(params, 'mock_delay', path, checkNonNegativeSeconds, issues);
   rememberSecret(ctx, params.api_key);
   const apiKey = optionalField(params, 'api_key', path, checkNonEmptyString, issues, { secret: true });
-  let apiBase = optionalField(params, 'api_base', path, checkHttpUrl, issues);
-  // api_version is accepted for LiteLLM compatibility (Azure configs carry it) and not used.
+  const apiBase = optionalField(params, 'api_base', path, checkHttpUrl, issues);
   const limits = readLimits(params, path, ctx);
   const timeout = optionalField(params, 'timeout', path, checkPositiveSeconds, issues);
   if (model === undefined) return undefined;
@@ -362,31 +359,11 @@ function normalizeLitellmParams(params: RawMap, path: string, ctx: Context): Nor
   const provider = slash >= 0 ? model.slice(0, slash) : '';
   const upstreamModel = slash >= 0 ? model.slice(slash + 1) : model;
 
-  if (mockResponse === undefined && isAbsent(params.mock_response)) {
-    if (!OPENAI_COMPATIBLE_PROVIDERS.includes(provider)) {
-      const which = provider === '' ? `model ${JSON.stringify(model)} has no provider prefix` : `provider ${JSON.stringify(provider)}`;
-      ctx.warnings.push({
-        path: modelPath,
-        message:
-          `${which}: only OpenAI-compatible HTTP upstreams (${OPENAI_COMPATIBLE_PROVIDERS.join(', ')}) are supported; ` +
-          'the deployment is loaded, but calls to it may fail',
-      });
-    } else {
-      if (upstreamModel === '') {
-        issues.push({ path: modelPath, message: `expected "${provider}/<model name>", got ${describeValue(model)}` });
-      }
-      if (isAbsent(params.api_base)) {
-        if (provider === 'openai') {
-          apiBase = OPENAI_DEFAULT_API_BASE;
-        } else {
-          issues.push({
-            path: childPath(path, 'api_base'),
-            message: `is required for provider ${JSON.stringify(provider)} when there is no mock_response (an http(s) URL)`,
-          });
-        }
-      }
-    }
-  }
+  const secret = (value: string) => rememberSecret(ctx, value);
+  const providerParams =
+    mockResponse === undefined && isAbsent(params.mock_response)
+      ? readProviderParams(params, path, model, provider, upstreamModel, { apiBase, apiKey }, { issues, warnings: ctx.warnings, env: ctx.env ?? process.env, secret })
+      : { apiBase: apiBase?.replace(/\/+$/, ''), apiKey };
 
   return {
     model,
@@ -395,9 +372,8 @@ function normalizeLitellmParams(params: RawMap, path: string, ctx: Context): Nor
     limits,
     mockResponse,
     mockDelayMs: secondsToMs(mockDelay ?? 0),
-    apiBase: apiBase?.replace(/\/+$/, ''),
-    apiKey,
     requestTimeoutMs: timeout === undefined ? undefined : secondsToMs(timeout),
+    ...providerParams,
   };
 }
 
