@@ -14,6 +14,7 @@ import type { DeploymentConfig, TriageConfig } from './adapters/config-types.js'
 import { MockUpstream } from './adapters/mock-upstream.js';
 import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, ChatMessage } from './adapters/openai-types.js';
 import type { Upstream, UpstreamFactory } from './adapters/upstream.js';
+import { providerUpstreamFactory } from './adapters/provider-upstreams.js';
 import { InvalidPriorityError, InvalidRequestError, ModelNotFoundError, RequestCancelledError, ShuttingDownError, TriageError } from './errors.js';
 import { EventBus } from './events.js';
 import { ChunkQueue } from './machines/chunk-queue.js';
@@ -168,7 +169,7 @@ export class Router {
     this.clock = options.clock ?? systemClock;
     this.events = new EventBus(() => this.clock.now());
     this.secrets = configSecrets(config);
-    const upstreamFactory = options.upstreamFactory ?? defaultUpstreamFactory;
+    const upstreamFactory = options.upstreamFactory ?? providerUpstreamFactory(config.router.defaultMaxTokens);
     const storeFactory = options.storeFactory ?? memoryStoreFactory;
     const registry = { get: (id: string): AnyActorRef | undefined => this.requests.get(id)?.actor };
     this.requestHost = createActor(
@@ -441,13 +442,6 @@ export const memoryStoreFactory = (model: string, deployments: DeploymentConfig[
   return new MemoryStore(options);
 };
 memoryStoreFactory satisfies StoreFactory;
-
-const defaultUpstreamFactory: UpstreamFactory = (deployment) => ({
-  complete: () => Promise.reject(new Error(`no upstream adapter for deployment ${deployment.id}`)),
-  stream: () => {
-    throw new Error(`no upstream adapter for deployment ${deployment.id}`);
-  },
-});
 
 export function createRouter(config: TriageConfig, options?: RouterOptions): Router {
   return new Router(config, options);

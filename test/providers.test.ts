@@ -182,6 +182,36 @@ router_settings: { num_retries: 0 }
     expect(azure.refused).toEqual([{ path: '/openai/deployments/d1/chat/completions?api-version=2024-10-21', status: 401 }]);
   });
 
+  it.each([
+    ['an unreadable body', ((x) => {
+      x.res.writeHead(200, { 'content-type': 'application/json' });
+      x.res.end('{"id": "chatcmpl-1", "choices": [');
+    }) as Handler, 'sent an unreadable body'],
+    ['a body with no choices', ((x) => x.json(200, { id: 'x', object: 'chat.completion' })) as Handler, 'sent a body that is not a chat completion'],
+  ])('%s is a 502 in the OpenAI envelope naming the deployment', async (_what, handler, message) => {
+    const { azure, g } = await setup('router_settings: { num_retries: 0 }');
+    azure.always(handler);
+    const e = await rejection(g.client().chat.completions.create(chat('gpt-4o', 'hi')));
+    expect(e.status).toBe(502);
+    expect(e.error).toMatchObject({ type: 'upstream_error', code: 'upstream_error' });
+    expect(e.message).toContain(`deployment gpt-4o#0 ${message}`);
+  });
+
+  it('a stream that ends before [DONE] ends the caller stream with an error naming the deployment', async () => {
+    const { azure, g } = await setup('router_settings: { num_retries: 0 }');
+    azure.always(async (x) => {
+      x.startSse();
+      await x.event({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o', choices: [{ index: 0, delta: { role: 'assistant', content: 'par' }, finish_reason: null }] });
+      x.finish();
+    });
+    const error = await collect(await g.client().chat.completions.create({ ...chat('gpt-4o', 'hi'), stream: true })).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(APIError);
+    expect((error as APIError).message).toMatch(/deployment gpt-4o#0's stream ended before \[DONE\]/);
+  });
+
   it('azure_ai (Foundry) appends /chat/completions to its api_base with the api-key header', async () => {
     const fake = await FakeOpenAI.start();
     cleanups.push(() => fake.close());
