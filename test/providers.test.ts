@@ -168,6 +168,21 @@ model_list:
     expect(azure.accepted[0].request.body?.stream).toBe(true);
   });
 
+  it('an API version older than stream_options streams without asking for usage (Azure would refuse it)', async () => {
+    const azure = await FakeAzure.start({ deployments: ['d1'], apiKey: 'k', apiVersions: ['2024-02-01'] });
+    cleanups.push(() => azure.close());
+    azure.always(respond.stream(['old', ' api']));
+    const g = await gatewayFor(`
+model_list:
+  - model_name: m
+    litellm_params: { model: azure/d1, api_base: "${azure.apiBase}", api_key: k, api_version: "2024-02-01" }
+`);
+    const chunks = await collect(await g.client().chat.completions.create({ ...chat('m', 'hi'), stream: true }));
+    expect(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toBe('old api');
+    expect(azure.refused).toEqual([]);
+    expect(azure.accepted[0].request.body?.stream_options).toBeUndefined();
+  });
+
   it("Azure's refusal of a wrong key is the gateway's 502 (the deployment's credentials, not the caller's)", async () => {
     const azure = await FakeAzure.start({ deployments: ['d1'], apiKey: 'right-key' });
     cleanups.push(() => azure.close());

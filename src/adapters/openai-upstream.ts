@@ -8,7 +8,7 @@ import type { DeploymentConfig } from './config-types.js';
 import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk } from './openai-types.js';
 import { UpstreamError, type Upstream, type UpstreamCall, type UpstreamFactory } from './upstream.js';
 import { parseOpenAIRateLimitHeaders, upstreamBlock } from './upstream-limits.js';
-import { upstreamTarget, type UpstreamTarget } from './upstream-target.js';
+import { acceptsStreamOptions, upstreamTarget, type UpstreamTarget } from './upstream-target.js';
 
 /** LiteLLM control fields that must never be steered by a caller through the upstream. */
 const CONTROL_FIELDS = ['mock_response', 'mock_delay', 'api_base', 'api_key', 'base_url', 'api_version', 'azure_ad_token', 'litellm_params', 'user_config'];
@@ -104,35 +104,40 @@ export class OpenAIUpstream implements Upstream {
   private readonly url: string;
   private readonly target: UpstreamTarget;
   private readonly readLimits: boolean;
+  private readonly streamUsage: boolean;
 
   constructor(private readonly deployment: DeploymentConfig) {
     // The one place this upstream's URL and auth come from (Azure's layout and api-key included).
     this.target = upstreamTarget(deployment);
     this.url = this.target.url('/chat/completions');
     this.readLimits = deployment.respectUpstreamRateLimitHeaders !== false;
+    this.streamUsage = acceptsStreamOptions(deployment);
   }
 
-  private async request(body: ChatCompletionBody, call: UpstreamCall): Promise<Response> {
+  private request(body: ChatCompletionBody, signal: AbortSignal): Promise<Response> {
     const forwarded: Record<string, unknown> = Object.assign({}, body);
     for (const f of CONTROL_FIELDS) delete forwarded[f];
     // Azure takes the deployment from the URL; its `model` field is ignored there, and harmless.
     const headers: Record<string, string> = Object.assign({ 'content-type': 'application/json', accept: body.stream ? 'text/event-stream' : 'application/json' }, this.target.headers);
-    const response = await fetch(this.url, { method: 'POST', headers, body: JSON.stringify(forwarded), signal: call.signal });
-    if (this.readLimits && call.reportUpstreamBlock !== undefined) {
-      const block = upstreamBlock(parseOpenAIRateLimitHeaders(response.headers));
-      if (block !== undefined) call.reportUpstreamBlock(block);
-    }
-    return response;
+    return fetch(this.url, { method: 'POST', headers, body: JSON.stringify(forwarded), signal });
+  }
+
+  /** The provider's rate-limit headers, from a success or a failure, told to the call (upstream-limits.ts). */
+  private noteLimits(response: Response, call: UpstreamCall): void {
+    if (!this.readLimits || call.reportUpstreamBlock === undefined) return;
+    const block = upstreamBlock(parseOpenAIRateLimitHeaders(response.headers));
+    if (block !== undefined) call.reportUpstreamBlock(block);
   }
 
   async complete(call: UpstreamCall): Promise<ChatCompletion> {
     let response: Response;
     try {
-      response = await this.request(Object.assign({}, call.body, { stream: false }), call);
+      response = await this.request(Object.assign({}, call.body, { stream: false }), call.signal);
     } catch (e) {
       if (call.signal.aborted) throw call.signal.reason;
       throw networkError(e);
     }
+    this.noteLimits(response, call);
     if (!response.ok) throw await failureFrom(response);
     let parsed: unknown;
     try {
@@ -150,15 +155,17 @@ export class OpenAIUpstream implements Upstream {
   async *stream(call: UpstreamCall): AsyncIterable<ChatCompletionChunk> {
     const options = (call.body.stream_options ?? {}) as { include_usage?: boolean };
     const callerWantsUsage = options.include_usage === true;
-    // Ask for usage even when the caller did not: tpm reservations are reconciled with it.
-    const body = Object.assign({}, call.body, { stream: true, stream_options: Object.assign({}, options, { include_usage: true }) });
+    // Ask for usage even when the caller did not: tpm reservations are reconciled with it (unless the
+    // API version predates stream_options and would refuse it).
+    const body = this.streamUsage ? Object.assign({}, call.body, { stream: true, stream_options: Object.assign({}, options, { include_usage: true }) }) : Object.assign({}, call.body, { stream: true });
     let response: Response;
     try {
-      response = await this.request(body, call);
+      response = await this.request(body, call.signal);
     } catch (e) {
       if (call.signal.aborted) throw call.signal.reason;
       throw networkError(e);
     }
+    this.noteLimits(response, call);
     if (!response.ok) throw await failureFrom(response);
     if (response.body === null) throw new UpstreamError('network', `deployment ${this.deployment.id} sent no stream body`);
     let sawDone = false;

@@ -33,3 +33,15 @@ export function upstreamTarget(deployment: DeploymentConfig): UpstreamTarget {
   const prefix = spec.url === 'azure-deployment' ? `${base}/openai/deployments/${encodeURIComponent(deployment.upstreamModel)}` : base;
   return { url: (endpointPath) => `${prefix}${endpointPath}${query}`, headers };
 }
+
+/** Azure's first API version that takes `stream_options` (older ones refuse it as an unknown argument). */
+const AZURE_STREAM_OPTIONS_SINCE = '2024-09-01';
+
+/**
+ * Whether the deployment's API takes `stream_options.include_usage`: everything but Azure API versions
+ * older than 2024-09-01 (versions are dates, `YYYY-MM-DD[-preview]`, so they compare as strings).
+ */
+export function acceptsStreamOptions(deployment: DeploymentConfig): boolean {
+  if (deployment.provider !== 'azure') return true;
+  return (deployment.apiVersion ?? AZURE_DEFAULT_API_VERSION).slice(0, 10) >= AZURE_STREAM_OPTIONS_SINCE;
+}

@@ -2,7 +2,8 @@
  * A fake Azure OpenAI resource on 127.0.0.1 that refuses what Azure refuses: a path other than
  * `/openai/deployments/{deployment}/chat/completions`, a deployment it does not have (404
  * DeploymentNotFound), a missing or unknown `api-version` query (404), a wrong or missing `api-key`
- * header (or Entra token as `Authorization: Bearer`) (401), a body that is not a chat completion (400).
+ * header (or Entra token as `Authorization: Bearer`) (401), a body that is not a chat completion (400),
+ * `stream_options` with an API version older than 2024-09-01 (400).
  * What passes is answered by the scripted handlers of FakeOpenAI (test/support/fake-openai.ts).
  */
 import { FakeOpenAI, type Exchange, type Handler } from './fake-openai.js';
@@ -61,6 +62,10 @@ export class FakeAzure {
     }
     if (!String(request.headers['content-type']).startsWith('application/json') || !Array.isArray(request.body?.messages)) {
       return { status: 400, body: azureError('BadRequest', "'messages' is a required property") };
+    }
+    // stream_options arrived with API version 2024-09-01-preview; older versions refuse unknown arguments.
+    if (request.body?.stream_options !== undefined && version < '2024-09-01') {
+      return { status: 400, body: azureError('BadRequest', 'Unrecognized request argument supplied: stream_options') };
     }
     return undefined;
   }
