@@ -125,7 +125,7 @@ export function configSecrets(config: TriageConfig): string[] {
   const all = [
     config.general.masterKey,
     ...config.general.keys.map((k) => k.key),
-    ...config.modelGroups.flatMap((g) => g.deployments.map((d) => d.apiKey)),
+    ...config.modelGroups.flatMap((g) => g.deployments.flatMap((d) => [d.apiKey, d.azureAdToken])),
     config.router.redis?.password,
   ];
   const secrets = new Set(all.filter((s): s is string => typeof s === 'string' && s.length >= MIN_REDACTED_SECRET_LENGTH));

@@ -385,6 +385,26 @@ model_list:
     expect((cooldown as { until: number }).until - (cooldown as { at: number }).at).toBeGreaterThan(25_000);
   });
 
+  it("a stream's overloaded_error event before any content cools the deployment down and the request moves on", async () => {
+    const anthropic = await FakeAnthropic.start({ apiKey: 'k' });
+    cleanups.push(() => anthropic.close());
+    const g = await gatewayFor(`
+model_list:
+  - model_name: claude
+    litellm_params: { model: anthropic/claude-a, api_base: "${anthropic.apiBase}", api_key: k }
+    model_info: { id: claude-a }
+  - model_name: claude
+    litellm_params: { model: anthropic/claude-b, api_base: "${anthropic.apiBase}", api_key: k }
+    model_info: { id: claude-b }
+`);
+    const events = eventsOf(g);
+    anthropic.next(reply.raw([sse({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } })]));
+    const chunks = await collect(await g.client().chat.completions.create({ ...chat('claude', 'hi'), stream: true }));
+    expect(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toBe('Hello from Claude.');
+    expect(events.filter((e) => e.type === 'deployment.cooldown_start')).toHaveLength(1);
+    expect(events.find((e) => e.type === 'request.retry')).toMatchObject({ reason: expect.stringMatching(/overloaded_error: Overloaded/) });
+  });
+
   it.each([
     ['an unreadable body', reply.raw(['this is not json'])],
     ['a body that is not a message', reply.json(200, { hello: 'world' })],
