@@ -14,6 +14,8 @@ import { FakeAnthropic, anthropicError, anthropicMessage, reply, sse, anthropicS
 import { FakeAzure, azureCompletion } from './support/fake-azure.js';
 import { FakeOpenAI, respond, type Handler } from './support/fake-openai.js';
 import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';
+import { freshPrefix, sharedRedisUrl } from './support/redis.js';
+import { createRedisStoreFactory } from '../src/adapters/redis-connection.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -456,7 +458,7 @@ model_list:
 `);
     const events = eventsOf(g);
     expect((await g.client().chat.completions.create(chat('m', 'one'))).choices[0].message.content).toBe('first');
-    const limited = events.find((e) => e.type === 'deployment.upstream_limited');
+    const limited = await waitFor(() => events.find((e) => e.type === 'deployment.upstream_limited'), 'the upstream_limited event');
     expect(limited).toMatchObject({ model: 'm', deployment: 'm#0', reason: 'requests' });
     const until = (limited as { until: number }).until;
 
@@ -491,11 +493,54 @@ router_settings: { num_retries: 0 }
     const events = eventsOf(g);
     const e = await rejection(g.client().chat.completions.create(chat('claude', 'hi')));
     expect(e.status).toBe(502);
-    const limited = events.find((ev) => ev.type === 'deployment.upstream_limited') as { until: number; reason: string } | undefined;
+    const limited = (await waitFor(() => events.find((ev) => ev.type === 'deployment.upstream_limited'), 'the upstream_limited event')) as { until: number; reason: string } | undefined;
     expect(limited?.reason).toBe('requests');
     expect(Math.abs(limited!.until - Date.parse(reset))).toBeLessThan(2_000);
     const cooldown = events.find((ev) => ev.type === 'deployment.cooldown_start') as { until: number } | undefined;
     expect(cooldown!.until).toBeLessThan(limited!.until);
+  });
+
+  it('on Redis, a block learned by one gateway holds the requests of another until the reset', async () => {
+    const fake = await FakeOpenAI.start();
+    cleanups.push(() => fake.close());
+    const arrivals: number[] = [];
+    fake.always((x) => {
+      arrivals.push(Date.now());
+      const headers: Record<string, string> = arrivals.length === 1 ? { 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '500ms' } : {};
+      x.json(200, azureCompletion(x, `answer ${arrivals.length}`), headers);
+    });
+    const { config } = parseConfig(`
+model_list:
+  - model_name: m
+    litellm_params: { model: openai/gpt-4o, api_base: "${fake.url}", api_key: sk-x }
+`, { env: {} });
+    const prefix = freshPrefix('ublock-gw');
+    const gateways: RunningGateway[] = [];
+    for (const name of ['a', 'b']) {
+      const store = createRedisStoreFactory({ url: sharedRedisUrl(), prefix }, { instanceId: `gw-${name}` });
+      await store.whenReady();
+      const g = await startGateway(config, { store });
+      cleanups.push(async () => {
+        await g.stop();
+        await store.close();
+      });
+      gateways.push(g);
+    }
+    const [a, b] = gateways;
+    const events = eventsOf(a);
+    expect((await a.client().chat.completions.create(chat('m', 'one'))).choices[0].message.content).toBe('answer 1');
+    // On Redis the release (and its event) may land just after the answer went out.
+    const until = await waitFor(() => (events.find((e) => e.type === 'deployment.upstream_limited') as { until: number } | undefined)?.until, 'the upstream_limited event');
+
+    const second = b.client().chat.completions.create(chat('m', 'two'));
+    const seen = await waitFor(async () => {
+      const body = (await (await fetch(`${b.url}/queue/status`)).json()) as { models: Array<{ waiting: number; deployments: Array<{ upstreamBlockedUntil: number | null }> }> };
+      return body.models[0].waiting === 1 ? body.models[0] : undefined;
+    }, 'the request on the other gateway to wait');
+    expect(Math.abs(seen.deployments[0].upstreamBlockedUntil! - until)).toBeLessThan(1_000);
+    expect((await second).choices[0].message.content).toBe('answer 2');
+    // It reached the provider only after the reset the provider named (clocks of one machine).
+    expect(arrivals[1]).toBeGreaterThanOrEqual(until - 20);
   });
 
   it('respect_upstream_rate_limit_headers: false lets the next request go at once', async () => {
