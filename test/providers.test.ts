@@ -272,6 +272,37 @@ model_list:
   );
 });
 
+describe('Mistral', () => {
+  it('streams without stream_options, which its API refuses (usage comes in its last chunk anyway)', async () => {
+    const fake = await FakeOpenAI.start();
+    cleanups.push(() => fake.close());
+    fake.always(async (x) => {
+      if (x.request.body?.stream_options !== undefined) {
+        return x.json(422, { object: 'error', message: { detail: [{ type: 'extra_forbidden', loc: ['body', 'stream_options'], msg: 'Extra inputs are not permitted' }] }, type: 'invalid_request_error' });
+      }
+      x.startSse();
+      await x.event({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'mistral-small', choices: [{ index: 0, delta: { role: 'assistant', content: 'Bonjour' }, finish_reason: null }] });
+      await x.event({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'mistral-small', choices: [{ index: 0, delta: { content: '' }, finish_reason: 'stop' }], usage: { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 } });
+      await x.done();
+    });
+    const g = await gatewayFor(`
+model_list:
+  - model_name: m
+    litellm_params: { model: mistral/mistral-small, api_base: "${fake.url}", api_key: k, tpm: 100000 }
+`);
+    const chunks = await collect(await g.client().chat.completions.create({ ...chat('m', 'hi'), stream: true }));
+    expect(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toBe('Bonjour');
+    expect(fake.requests[0].body?.stream_options).toBeUndefined();
+    // tpm is reconciled with the usage of the last chunk.
+    await waitFor(async () => {
+      const body = (await (await fetch(`${g.url}/queue/status`)).json()) as { models: Array<{ inFlight: number; deployments: Array<{ tpmUsed: number }> }> };
+      return body.models[0].inFlight === 0 ? true : undefined;
+    }, 'the slot to be released');
+    const body = (await (await fetch(`${g.url}/queue/status`)).json()) as { models: Array<{ deployments: Array<{ tpmUsed: number }> }> };
+    expect(body.models[0].deployments[0].tpmUsed).toBe(6);
+  });
+});
+
 describe('Anthropic', () => {
   async function setup(extra = '', router = '') {
     const anthropic = await FakeAnthropic.start({ apiKey: 'sk-ant-test' });

@@ -23,6 +23,8 @@ export interface ProviderSpec {
   keyEnv: readonly string[];
   /** Environment variables read for api_base when the deployment gives none (before defaultApiBase). */
   baseEnv?: readonly string[];
+  /** false: the API refuses `stream_options` (Mistral: 422 "Extra inputs are not permitted"; it reports usage in its last chunk anyway). */
+  streamOptions?: false;
 }
 
 /** Azure OpenAI's api-version when neither `api_version` nor AZURE_API_VERSION gives one (the latest GA version). */
@@ -45,7 +47,7 @@ export const PROVIDERS: Readonly<Record<string, ProviderSpec>> = {
   groq: openai('https://api.groq.com/openai/v1', ['GROQ_API_KEY']),
   together_ai: openai('https://api.together.xyz/v1', ['TOGETHERAI_API_KEY', 'TOGETHER_AI_API_KEY', 'TOGETHER_API_KEY']),
   deepseek: openai('https://api.deepseek.com/v1', ['DEEPSEEK_API_KEY']),
-  mistral: openai('https://api.mistral.ai/v1', ['MISTRAL_API_KEY']),
+  mistral: Object.assign(openai('https://api.mistral.ai/v1', ['MISTRAL_API_KEY']), { streamOptions: false as const }),
   fireworks_ai: openai('https://api.fireworks.ai/inference/v1', ['FIREWORKS_API_KEY', 'FIREWORKS_AI_API_KEY', 'FIREWORKSAI_API_KEY']),
   xai: openai('https://api.x.ai/v1', ['XAI_API_KEY']),
   openrouter: openai('https://openrouter.ai/api/v1', ['OPENROUTER_API_KEY', 'OR_API_KEY']),

@@ -38,10 +38,11 @@ export function upstreamTarget(deployment: DeploymentConfig): UpstreamTarget {
 const AZURE_STREAM_OPTIONS_SINCE = '2024-09-01';
 
 /**
- * Whether the deployment's API takes `stream_options.include_usage`: everything but Azure API versions
- * older than 2024-09-01 (versions are dates, `YYYY-MM-DD[-preview]`, so they compare as strings).
+ * Whether the deployment's API takes `stream_options.include_usage`: not Mistral (registry), nor Azure
+ * API versions older than 2024-09-01 (versions are dates, `YYYY-MM-DD[-preview]`, so they compare as strings).
  */
 export function acceptsStreamOptions(deployment: DeploymentConfig): boolean {
+  if (providerSpec(deployment.provider)?.streamOptions === false) return false;
   if (deployment.provider !== 'azure') return true;
   return (deployment.apiVersion ?? AZURE_DEFAULT_API_VERSION).slice(0, 10) >= AZURE_STREAM_OPTIONS_SINCE;
 }
