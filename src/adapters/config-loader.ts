@@ -21,7 +21,6 @@ import {
   checkRedisUrl,
   checkString,
   childPath,
-  describeValue,
   isAbsent,
   optionalField,
   requiredField,
@@ -344,7 +343,6 @@ type NormalizedParams = Omit<DeploymentConfig, 'id' | 'modelName'>;
 function normalizeLitellmParams(params: RawMap, path: string, ctx: Context): NormalizedParams | undefined {
   const { issues } = ctx;
   warnUnknownKeys(params, path, LITELLM_PARAMS_KEYS, ctx.warnings);
-  const modelPath = childPath(path, 'model');
   const model = requiredField(params, 'model', path, checkNonEmptyString, issues);
   const mockResponse = optionalField(params, 'mock_response', path, checkString, issues);
   const mockDelay = optionalField(params, 'mock_delay', path, checkNonNegativeSeconds, issues);
