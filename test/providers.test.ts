@@ -79,6 +79,18 @@ describe('upstream targets (URL and auth per provider)', () => {
     expect(t.headers).toEqual({ 'x-api-key': 'sk-ant', 'anthropic-version': '2023-06-01' });
   });
 
+  it('Anthropic: an api_base that already ends in /v1/messages is not doubled', async () => {
+    const anthropic = await FakeAnthropic.start({ apiKey: 'k' });
+    cleanups.push(() => anthropic.close());
+    const g = await gatewayFor(`
+model_list:
+  - model_name: claude
+    litellm_params: { model: anthropic/claude-a, api_base: "${anthropic.apiBase}/v1/messages", api_key: k }
+`);
+    expect((await g.client().chat.completions.create(chat('claude', 'hi'))).choices[0].message.content).toBe('Hello from Claude.');
+    expect(anthropic.refused).toEqual([]);
+  });
+
   it.each(Object.entries(PROVIDERS).filter(([, s]) => s.wire === 'openai' && s.url === 'append' && s.defaultApiBase !== undefined))(
     '%s: its default api_base + the endpoint path, with its auth header',
     (provider, spec) => {

@@ -42,7 +42,8 @@ export class AnthropicUpstream implements Upstream {
     private readonly defaultMaxTokens: number,
   ) {
     this.target = upstreamTarget(deployment);
-    this.url = this.target.url('/v1/messages');
+    // LiteLLM accepts an api_base that already ends in /v1/messages; so does Triage.
+    this.url = this.target.url('/v1/messages').replace(/\/v1\/messages\/v1\/messages$/, '/v1/messages');
     this.readLimits = deployment.respectUpstreamRateLimitHeaders !== false;
   }
 
