@@ -64,6 +64,53 @@ const deployment = (provider: string, over: Partial<DeploymentConfig> = {}): Dep
   ...over,
 });
 
+describe('the fakes refuse what the real services refuse', () => {
+  const post = (url: string, headers: Record<string, string>, body: unknown) =>
+    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+
+  it('Azure: path, api-version, api-key, deployment, body', async () => {
+    const azure = await FakeAzure.start({ deployments: ['d1'], apiKey: 'k' });
+    cleanups.push(() => azure.close());
+    const ok = { messages: [{ role: 'user', content: 'hi' }] };
+    const base = `${azure.apiBase}/openai/deployments/d1/chat/completions`;
+    expect((await post(`${base}?api-version=2024-10-21`, { 'api-key': 'k' }, ok)).status).toBe(200);
+    expect((await post(base, { 'api-key': 'k' }, ok)).status).toBe(404);
+    expect((await post(`${base}?api-version=1999-01-01`, { 'api-key': 'k' }, ok)).status).toBe(404);
+    expect((await post(`${base}?api-version=2024-10-21`, { authorization: 'Bearer k' }, ok)).status).toBe(401);
+    expect((await post(`${azure.apiBase}/openai/deployments/d2/chat/completions?api-version=2024-10-21`, { 'api-key': 'k' }, ok)).body.error.code).toBe('DeploymentNotFound');
+    expect((await post(`${azure.apiBase}/chat/completions?api-version=2024-10-21`, { 'api-key': 'k' }, ok)).status).toBe(404);
+    expect((await post(`${base}?api-version=2024-10-21`, { 'api-key': 'k' }, { prompt: 'hi' })).status).toBe(400);
+  });
+
+  it.each([
+    ['a system role inside messages', { messages: [{ role: 'system', content: 'x' }, { role: 'user', content: 'hi' }] }],
+    ['no max_tokens', { max_tokens: undefined }],
+    ['roles that do not alternate', { messages: [{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }] }],
+    ['an assistant first', { messages: [{ role: 'assistant', content: 'a' }, { role: 'user', content: 'b' }] }],
+    ['an OpenAI field', { stream_options: { include_usage: true } }],
+    ['an OpenAI content part', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://x/y.png' } }] }] }],
+    ['a tool_result answering nothing', { messages: [{ role: 'user', content: [{ type: 'tool_result', tool_use_id: 't1', content: 'x' }] }] }],
+    ['an OpenAI-style tool', { tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] }],
+  ])('Anthropic: %s is a 400 invalid_request_error', async (_what, over) => {
+    const anthropic = await FakeAnthropic.start({ apiKey: 'k' });
+    cleanups.push(() => anthropic.close());
+    const body = { model: 'claude-x', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }], ...over };
+    const r = await post(`${anthropic.apiBase}/v1/messages`, { 'x-api-key': 'k', 'anthropic-version': '2023-06-01' }, body);
+    expect(r).toMatchObject({ status: 400, body: { type: 'error', error: { type: 'invalid_request_error' } } });
+  });
+
+  it('Anthropic: path, x-api-key and anthropic-version', async () => {
+    const anthropic = await FakeAnthropic.start({ apiKey: 'k' });
+    cleanups.push(() => anthropic.close());
+    const body = { model: 'claude-x', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] };
+    const good = { 'x-api-key': 'k', 'anthropic-version': '2023-06-01' };
+    expect((await post(`${anthropic.apiBase}/v1/messages`, good, body)).status).toBe(200);
+    expect((await post(`${anthropic.apiBase}/v1/chat/completions`, good, body)).status).toBe(404);
+    expect((await post(`${anthropic.apiBase}/v1/messages`, { authorization: 'Bearer k', 'anthropic-version': '2023-06-01' }, body)).status).toBe(401);
+    expect((await post(`${anthropic.apiBase}/v1/messages`, { 'x-api-key': 'k' }, body)).status).toBe(400);
+  });
+});
+
 describe('upstream targets (URL and auth per provider)', () => {
   it('Azure: the deployment in the path, api-version in the query, the key in api-key; an Entra token as Bearer instead', () => {
     const t = upstreamTarget(deployment('azure', { upstreamModel: 'my dep', apiBase: 'https://r.openai.azure.com/', apiKey: 'k1', apiVersion: '2025-01-01-preview' }));
