@@ -4,7 +4,7 @@
  */
 import type { FastifyServerOptions } from 'fastify';
 import type { TriageConfig } from './adapters/config-types.js';
-import { openAIUpstreamFactory } from './adapters/openai-upstream.js';
+import { providerUpstreamFactory } from './adapters/provider-upstreams.js';
 import type { UpstreamFactory } from './adapters/upstream.js';
 import type { LogDestination } from './log-destination.js';
 import type { Clock } from './machines/clock.js';
@@ -36,7 +36,7 @@ export interface Gateway extends TriageApp {
 
 export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const { config } = options;
-  const routerOptions: Parameters<typeof createRouter>[1] = { upstreamFactory: options.upstreamFactory ?? openAIUpstreamFactory };
+  const routerOptions: Parameters<typeof createRouter>[1] = { upstreamFactory: options.upstreamFactory ?? providerUpstreamFactory(config.router.defaultMaxTokens) };
   if (options.clock) routerOptions.clock = options.clock;
   if (options.store) routerOptions.storeFactory = options.store.storeFactory;
   const router = createRouter(config, routerOptions);

@@ -14,6 +14,7 @@ import type { DeploymentConfig, TriageConfig } from './adapters/config-types.js'
 import { MockUpstream } from './adapters/mock-upstream.js';
 import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, ChatMessage } from './adapters/openai-types.js';
 import type { Upstream, UpstreamFactory } from './adapters/upstream.js';
+import { providerUpstreamFactory } from './adapters/provider-upstreams.js';
 import { InvalidPriorityError, InvalidRequestError, ModelNotFoundError, RequestCancelledError, ShuttingDownError, TriageError } from './errors.js';
 import { redactSecrets, secretList } from './core/secrets.js';
 import { DEFAULT_MAX_WILDCARD_MODELS, ModelResolver } from './model-resolver.js';
@@ -124,7 +125,7 @@ export function configSecrets(config: TriageConfig): string[] {
   return secretList([
     config.general.masterKey,
     ...config.general.keys.map((k) => k.key),
-    ...[...config.modelGroups, ...(config.wildcards ?? [])].flatMap((g) => g.deployments.map((d) => d.apiKey)),
+    ...[...config.modelGroups, ...(config.wildcards ?? [])].flatMap((g) => g.deployments.flatMap((d) => [d.apiKey, d.azureAdToken])),
     config.router.redis?.password,
   ]);
 }
@@ -165,7 +166,7 @@ export class Router {
     this.clock = options.clock ?? systemClock;
     this.events = new EventBus(() => this.clock.now());
     this.secrets = configSecrets(config);
-    this.upstreamFactory = options.upstreamFactory ?? defaultUpstreamFactory;
+    this.upstreamFactory = options.upstreamFactory ?? providerUpstreamFactory(config.router.defaultMaxTokens);
     this.storeFactory = options.storeFactory ?? memoryStoreFactory;
     this.registry = { get: (id: string): AnyActorRef | undefined => this.requests.get(id)?.actor };
     this.resolver = new ModelResolver(config);
@@ -489,13 +490,6 @@ export const memoryStoreFactory = (model: string, deployments: DeploymentConfig[
   return new MemoryStore(options);
 };
 memoryStoreFactory satisfies StoreFactory;
-
-const defaultUpstreamFactory: UpstreamFactory = (deployment) => ({
-  complete: () => Promise.reject(new Error(`no upstream adapter for deployment ${deployment.id}`)),
-  stream: () => {
-    throw new Error(`no upstream adapter for deployment ${deployment.id}`);
-  },
-});
 
 export function createRouter(config: TriageConfig, options?: RouterOptions): Router {
   return new Router(config, options);

@@ -59,6 +59,7 @@ model_list:
             mockDelayMs: 0,
             apiBase: 'https://example-resource.openai.azure.com',
             apiKey: 'azure-secret-123',
+            apiVersion: '2025-01-01-preview',
           },
         ],
       },
@@ -390,7 +391,7 @@ model_list:
     expect(issuesOf(() => parseConfig(yaml, { env: {} }))).toEqual([
       {
         path: 'model_list[0].litellm_params.api_base',
-        message: 'is required for provider "hosted_vllm" when there is no mock_response (an http(s) URL)',
+        message: 'is required for provider "hosted_vllm" when there is no mock_response (an http(s) URL or HOSTED_VLLM_API_BASE in the environment)',
       },
     ]);
   });

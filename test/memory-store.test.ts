@@ -257,7 +257,7 @@ describe('MemoryStore basics', () => {
 
 describe('deployment headroom (what a snapshot reports a deployment could take now)', () => {
   const usage = (o: Partial<Parameters<typeof deploymentHeadroom>[0]>) => ({
-    id: 'd', inFlight: 0, maxParallelRequests: null, rpmUsed: 0, rpm: null, tpmUsed: 0, tpm: null, coolingDownUntil: null, headroom: null, ...o,
+    id: 'd', inFlight: 0, maxParallelRequests: null, rpmUsed: 0, rpm: null, tpmUsed: 0, tpm: null, coolingDownUntil: null, upstreamBlockedUntil: null, headroom: null, ...o,
   });
 
   it('is the tighter of the parallel and rpm bounds, null when nothing bounds it', () => {

@@ -528,7 +528,7 @@ describe('queue status and events', () => {
     const [status] = await router.queueStatus();
     expect(status).toMatchObject({ model: 'm', waiting: 2, inFlight: 0, depthByPriority: { '1': 1, '4': 1 }, oldestWaitMs: 1_500 });
     expect(status.deployments).toEqual([
-      { id: 'd', inFlight: 0, maxParallelRequests: null, rpmUsed: 1, rpm: 1, tpmUsed: 0, tpm: null, coolingDownUntil: null, headroom: 0 },
+      { id: 'd', inFlight: 0, maxParallelRequests: null, rpmUsed: 1, rpm: 1, tpmUsed: 0, tpm: null, coolingDownUntil: null, upstreamBlockedUntil: null, headroom: 0 },
     ]);
     expect(status.waiters.map((w) => [w.priority, w.position, w.waitedMs])).toEqual([
       [1, 0, 500],

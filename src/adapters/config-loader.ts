@@ -35,6 +35,8 @@ import {
   type RawMap,
 } from './config-checks.js';
 import { redactSecrets, secretList } from '../core/secrets.js';
+import { PROVIDER_PARAMS_KEYS, readProviderParams } from './config-provider.js';
+import { CALLABLE_PROVIDERS } from './providers.js';
 import {
   type ClientTimeoutSettings,
   ConfigError,
@@ -78,6 +80,8 @@ export interface ParseOptions extends NormalizeOptions {
   baseDir?: string;
 }
 
+/** Providers Triage can call (the registry in providers.ts). */
+export const OPENAI_COMPATIBLE_PROVIDERS: readonly string[] = CALLABLE_PROVIDERS;
 export const OPENAI_DEFAULT_API_BASE = 'https://api.openai.com/v1';
 export const DEFAULT_ROUTING_STRATEGY = 'usage-based-routing';
 
@@ -98,6 +102,7 @@ const LITELLM_PARAMS_KEYS = [
   'tpm',
   'max_parallel_requests',
   'timeout',
+  ...PROVIDER_PARAMS_KEYS,
 ];
 const ROUTER_KEYS = [
   'routing_strategy',
@@ -141,6 +146,7 @@ interface Context {
   secrets: Set<string>;
   /** Groups whose every deployment was skipped so far, with the reasons (config-callable.ts). */
   skipped: Map<string, string[]>;
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -219,7 +225,7 @@ export function loadConfigFile(path: string, env?: NodeJS.ProcessEnv, options: O
 /** Validates and normalizes an already-parsed config (e.g. from YAML or JSON). Throws ConfigError with every issue. */
 export function normalizeConfig(raw: unknown, options: NormalizeOptions = {}): LoadedConfig {
   const env = options.env ?? process.env;
-  const ctx: Context = { issues: [], warnings: [], secrets: new Set(), skipped: new Map() };
+  const ctx: Context = { issues: [], warnings: [], secrets: new Set(), skipped: new Map(), env };
   // environment_variables first, as LiteLLM does: os.environ/ references elsewhere may name them.
   let toResolve = raw;
   if (typeof raw === 'object' && raw !== null && !Array.isArray(raw) && 'environment_variables' in raw) {
@@ -406,24 +412,18 @@ function normalizeLitellmParams(params: RawMap, path: string, ctx: Context): Nor
   rememberSecret(ctx, params.api_key);
   // `api_key: ""` is no key, as in LiteLLM (real configs write it for local servers).
   const apiKey = params.api_key === '' ? undefined : optionalField(params, 'api_key', path, checkNonEmptyString, issues, { secret: true });
-  let apiBase = optionalField(params, 'api_base', path, checkHttpUrl, issues);
-  // api_version is accepted for LiteLLM compatibility (Azure configs carry it) and not used.
+  const apiBase = optionalField(params, 'api_base', path, checkHttpUrl, issues);
   const limits = readLimits(params, path, ctx);
   const timeout = optionalField(params, 'timeout', path, checkPositiveSeconds, issues);
   if (model === undefined) return undefined;
 
   const { provider, upstreamModel } = splitModel(model);
 
-  // Deployments Triage cannot call were skipped before this (config-callable.ts).
-  if (mockResponse === undefined && isAbsent(params.mock_response) && isAbsent(params.api_base)) {
-    apiBase = providerSpec(provider)?.defaultApiBase;
-    if (apiBase === undefined) {
-      issues.push({
-        path: childPath(path, 'api_base'),
-        message: `is required for provider ${JSON.stringify(provider)} when there is no mock_response (an http(s) URL)`,
-      });
-    }
-  }
+  const secret = (value: string) => rememberSecret(ctx, value);
+  const providerParams =
+    mockResponse === undefined && isAbsent(params.mock_response)
+      ? readProviderParams(params, path, model, provider, upstreamModel, { apiBase, apiKey }, { issues, warnings: ctx.warnings, env: ctx.env ?? process.env, secret })
+      : { apiBase: apiBase?.replace(/\/+$/, ''), apiKey };
 
   return {
     model,
@@ -432,9 +432,8 @@ function normalizeLitellmParams(params: RawMap, path: string, ctx: Context): Nor
     limits,
     mockResponse,
     mockDelayMs: secondsToMs(mockDelay ?? 0),
-    apiBase: apiBase?.replace(/\/+$/, ''),
-    apiKey,
     requestTimeoutMs: timeout === undefined ? undefined : secondsToMs(timeout),
+    ...providerParams,
   };
 }
 

@@ -34,6 +34,12 @@ export interface DeploymentConfig {
   apiKey?: string;
   /** Upstream call timeout (ms) for this deployment, overriding router_settings.request_timeout. */
   requestTimeoutMs?: number;
+  /** Azure's `api-version` query parameter (always set for `azure/`: litellm_params, AZURE_API_VERSION, or the default). */
+  apiVersion?: string;
+  /** Secret: an Entra ID token sent as `Authorization: Bearer` instead of the `api-key` header (Azure). */
+  azureAdToken?: string;
+  /** false: the provider's rate-limit headers do not block the deployment (`respect_upstream_rate_limit_headers`). */
+  respectUpstreamRateLimitHeaders?: false;
 }
 
 export interface ModelGroupConfig {

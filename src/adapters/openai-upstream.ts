@@ -1,14 +1,17 @@
 /**
- * The OpenAI-compatible HTTP upstream (`model: openai/<name>`, `api_base`, `api_key`): forwards the
+ * The OpenAI wire-format HTTP upstream (openai/, azure/, azure_ai/ and the OpenAI-compatible families of
+ * providers.ts; URL and auth from upstream-target.ts): forwards the
  * body, streams SSE through chunk by chunk as it arrives, and classifies failures for retries and
  * cooldown (429 with its Retry-After, 5xx, network). 4xx answers pass through to the caller.
  */
 import type { DeploymentConfig } from './config-types.js';
 import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk } from './openai-types.js';
 import { UpstreamError, type Upstream, type UpstreamCall, type UpstreamFactory } from './upstream.js';
+import { parseOpenAIRateLimitHeaders, upstreamBlock } from './upstream-limits.js';
+import { acceptsStreamOptions, upstreamTarget, type UpstreamTarget } from './upstream-target.js';
 
 /** LiteLLM control fields that must never be steered by a caller through the upstream. */
-const CONTROL_FIELDS = ['mock_response', 'mock_delay', 'api_base', 'api_key', 'base_url', 'api_version', 'litellm_params', 'user_config'];
+const CONTROL_FIELDS = ['mock_response', 'mock_delay', 'api_base', 'api_key', 'base_url', 'api_version', 'azure_ad_token', 'litellm_params', 'user_config'];
 
 /** A non-negative decimal number, as Retry-After's delay-seconds (and OpenAI's retry-after-ms) are written. */
 const DELAY = /^\d+(\.\d+)?$/;
@@ -43,7 +46,8 @@ async function failureFrom(response: Response): Promise<UpstreamError> {
   return classify(response.status, message, parseRetryAfter(response.headers), body);
 }
 
-function classify(status: number, message: string, retryAfter: number | undefined, body: unknown): UpstreamError {
+/** An upstream's failed status as a failure kind (429 rate limited, 5xx/408 server error, 401/403 auth, other 4xx the caller's). */
+export function classify(status: number, message: string, retryAfter: number | undefined, body: unknown): UpstreamError {
   if (status === 429) return new UpstreamError('rate_limited', message, 429, retryAfter, body);
   if (status >= 500 || status === 408) return new UpstreamError('server_error', message, status, retryAfter, body);
   if (status === 401 || status === 403) return new UpstreamError('auth_failed', message, status, undefined, body);
@@ -63,7 +67,7 @@ function streamErrorFrom(event: { error: unknown }): UpstreamError {
   return named === undefined ? new UpstreamError('server_error', message, undefined, undefined, event) : classify(named, message, undefined, event);
 }
 
-function networkError(e: unknown): UpstreamError {
+export function networkError(e: unknown): UpstreamError {
   if (e instanceof UpstreamError) return e;
   const cause = (e as { cause?: { code?: string; message?: string } })?.cause;
   return new UpstreamError('network', `upstream connection failed: ${cause?.code ?? cause?.message ?? (e as Error)?.message ?? String(e)}`);
@@ -98,17 +102,31 @@ export async function* sseData(body: ReadableStream<Uint8Array>): AsyncIterable<
 
 export class OpenAIUpstream implements Upstream {
   private readonly url: string;
+  private readonly target: UpstreamTarget;
+  private readonly readLimits: boolean;
+  private readonly streamUsage: boolean;
 
   constructor(private readonly deployment: DeploymentConfig) {
-    this.url = `${(deployment.apiBase ?? 'https://api.openai.com/v1').replace(/\/+$/, '')}/chat/completions`;
+    // The one place this upstream's URL and auth come from (Azure's layout and api-key included).
+    this.target = upstreamTarget(deployment);
+    this.url = this.target.url('/chat/completions');
+    this.readLimits = deployment.respectUpstreamRateLimitHeaders !== false;
+    this.streamUsage = acceptsStreamOptions(deployment);
   }
 
   private request(body: ChatCompletionBody, signal: AbortSignal): Promise<Response> {
     const forwarded: Record<string, unknown> = Object.assign({}, body);
     for (const f of CONTROL_FIELDS) delete forwarded[f];
-    const headers: Record<string, string> = { 'content-type': 'application/json', accept: body.stream ? 'text/event-stream' : 'application/json' };
-    if (this.deployment.apiKey) headers.authorization = `Bearer ${this.deployment.apiKey}`;
+    // Azure takes the deployment from the URL; its `model` field is ignored there, and harmless.
+    const headers: Record<string, string> = Object.assign({ 'content-type': 'application/json', accept: body.stream ? 'text/event-stream' : 'application/json' }, this.target.headers);
     return fetch(this.url, { method: 'POST', headers, body: JSON.stringify(forwarded), signal });
+  }
+
+  /** The provider's rate-limit headers, from a success or a failure, told to the call (upstream-limits.ts). */
+  private noteLimits(response: Response, call: UpstreamCall): void {
+    if (!this.readLimits || call.reportUpstreamBlock === undefined) return;
+    const block = upstreamBlock(parseOpenAIRateLimitHeaders(response.headers));
+    if (block !== undefined) call.reportUpstreamBlock(block);
   }
 
   async complete(call: UpstreamCall): Promise<ChatCompletion> {
@@ -119,20 +137,27 @@ export class OpenAIUpstream implements Upstream {
       if (call.signal.aborted) throw call.signal.reason;
       throw networkError(e);
     }
+    this.noteLimits(response, call);
     if (!response.ok) throw await failureFrom(response);
+    let parsed: unknown;
     try {
-      return (await response.json()) as ChatCompletion;
+      parsed = await response.json();
     } catch (e) {
       if (call.signal.aborted) throw call.signal.reason;
-      throw new UpstreamError('network', `upstream sent an unreadable body: ${(e as Error).message}`);
+      throw new UpstreamError('network', `deployment ${this.deployment.id} sent an unreadable body: ${(e as Error).message}`);
     }
+    if (parsed === null || typeof parsed !== 'object' || !Array.isArray((parsed as { choices?: unknown }).choices)) {
+      throw new UpstreamError('network', `deployment ${this.deployment.id} sent a body that is not a chat completion (no choices list)`);
+    }
+    return parsed as ChatCompletion;
   }
 
   async *stream(call: UpstreamCall): AsyncIterable<ChatCompletionChunk> {
     const options = (call.body.stream_options ?? {}) as { include_usage?: boolean };
     const callerWantsUsage = options.include_usage === true;
-    // Ask for usage even when the caller did not: tpm reservations are reconciled with it.
-    const body = Object.assign({}, call.body, { stream: true, stream_options: Object.assign({}, options, { include_usage: true }) });
+    // Ask for usage even when the caller did not: tpm reservations are reconciled with it (unless the
+    // API version predates stream_options and would refuse it).
+    const body = this.streamUsage ? Object.assign({}, call.body, { stream: true, stream_options: Object.assign({}, options, { include_usage: true }) }) : Object.assign({}, call.body, { stream: true });
     let response: Response;
     try {
       response = await this.request(body, call.signal);
@@ -140,8 +165,9 @@ export class OpenAIUpstream implements Upstream {
       if (call.signal.aborted) throw call.signal.reason;
       throw networkError(e);
     }
+    this.noteLimits(response, call);
     if (!response.ok) throw await failureFrom(response);
-    if (response.body === null) throw new UpstreamError('network', 'upstream sent no stream body');
+    if (response.body === null) throw new UpstreamError('network', `deployment ${this.deployment.id} sent no stream body`);
     let sawDone = false;
     try {
       for await (const data of sseData(response.body)) {
@@ -156,7 +182,7 @@ export class OpenAIUpstream implements Upstream {
           parsed = undefined;
         }
         if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-          throw new UpstreamError('network', 'upstream sent an unreadable stream event');
+          throw new UpstreamError('network', `deployment ${this.deployment.id} sent an unreadable stream event`);
         }
         const event = parsed as { error?: unknown; choices?: unknown };
         if (event.error != null && !Array.isArray(event.choices)) throw streamErrorFrom(event as { error: unknown });
@@ -176,7 +202,7 @@ export class OpenAIUpstream implements Upstream {
       // of leaving its connection open until garbage collection. After [DONE] the body ends by itself.
       if (!sawDone) response.body.cancel().catch(() => {});
     }
-    if (!sawDone) throw new UpstreamError('network', 'upstream stream ended before [DONE]');
+    if (!sawDone) throw new UpstreamError('network', `deployment ${this.deployment.id}'s stream ended before [DONE]`);
   }
 }
 

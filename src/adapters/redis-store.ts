@@ -653,6 +653,8 @@ export class RedisStore implements SchedulerStore {
     const result: ReleaseResult = {};
     const until = String(r[4]);
     if (until !== '') result.cooldown = { deploymentId: grant.deploymentId, until: now + (Number(until) - serverNow), reason: String(r[5]) };
+    const blocked = String(r[13] ?? '');
+    if (blocked !== '') result.upstreamLimited = { deploymentId: grant.deploymentId, until: now + (Number(blocked) - serverNow), reason: String(r[14]) };
     if (pumped) result.pumped = this.pumpedResult(this.pumpFields(r, 7, now, serverNow), now);
     return result;
   }
@@ -666,7 +668,8 @@ export class RedisStore implements SchedulerStore {
       const cap = Math.max(MAX_COOLDOWN_MS, this.options.cooldown.cooldownTimeMs);
       retryAfter = String(Math.round(Math.min(outcome.retryAfterMs, cap)));
     }
-    return [gid, outcome.kind, used, failure, retryAfter, pumpCap];
+    const block = outcome.kind === 'cancelled' ? undefined : outcome.upstreamBlock;
+    return [gid, outcome.kind, used, failure, retryAfter, pumpCap, block === undefined ? '' : String(Math.round(block.forMs)), block?.reason ?? ''];
   }
 
   async position(id: string): Promise<number | null> {
@@ -687,6 +690,7 @@ export class RedisStore implements SchedulerStore {
     for (const [p, n] of depth.sort((a, b) => a[0] - b[0])) depthByPriority[String(p)] = n;
     const oldest = String(r[5]);
     const usage = strings(r[6]);
+    const blocked = r[8] === undefined ? [] : strings(r[8]);
     const deployments = this.options.deployments.map((d, i): DeploymentUsage => {
       const inFlight = Number(usage[i * 4]);
       const rpmUsed = Number(usage[i * 4 + 1]);
@@ -701,6 +705,7 @@ export class RedisStore implements SchedulerStore {
         tpmUsed,
         tpm: d.limits.tpm ?? null,
         coolingDownUntil: cool === '' ? null : now + (Number(cool) - serverNow),
+        upstreamBlockedUntil: (blocked[i] ?? '') === '' ? null : now + (Number(blocked[i]) - serverNow),
         headroom: null,
       };
       state.headroom = deploymentHeadroom(state);

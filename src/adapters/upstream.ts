@@ -5,10 +5,17 @@
 import type { Clock } from '../machines/clock.js';
 import type { DeploymentConfig } from './config-types.js';
 import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk } from './openai-types.js';
+import type { UpstreamBlock } from './upstream-limits.js';
 
 export interface UpstreamCall {
   body: ChatCompletionBody;
   signal: AbortSignal;
+  /**
+   * Told when the provider's rate-limit headers (of a success or a failure) say a limit is used up:
+   * the deployment then grants nothing more until it resets. Not called when the deployment has
+   * `respect_upstream_rate_limit_headers: false`.
+   */
+  reportUpstreamBlock?(block: UpstreamBlock): void;
 }
 
 export interface Upstream {

@@ -27,7 +27,7 @@ export interface Reservation {
  * tokens. Shared by the in-memory and the Redis store's snapshots.
  */
 export function deploymentHeadroom(u: DeploymentUsage): number | null {
-  if (u.coolingDownUntil !== null) return 0;
+  if (u.coolingDownUntil !== null || u.upstreamBlockedUntil !== null) return 0;
   if (u.tpm !== null && u.tpmUsed >= u.tpm) return 0;
   let headroom: number | null = null;
   if (u.maxParallelRequests !== null) headroom = Math.max(0, u.maxParallelRequests - u.inFlight);
@@ -38,6 +38,8 @@ export function deploymentHeadroom(u: DeploymentUsage): number | null {
 export class DeploymentState {
   inFlight = 0;
   coolingDownUntil: number | null = null;
+  /** Until when the provider said a limit is used up (its rate-limit headers); nothing is granted before. */
+  upstreamBlockedUntil: number | null = null;
   private readonly rpm?: RateWindow;
   private readonly tpm?: RateWindow;
   private failures: number[] = [];
@@ -63,8 +65,26 @@ export class DeploymentState {
     return false;
   }
 
+  upstreamBlocked(now: number): boolean {
+    return this.upstreamBlockedUntil !== null && now < this.upstreamBlockedUntil;
+  }
+
+  /**
+   * Applies a release's upstream block (the provider's headers said 0 remaining until a reset); returns
+   * the new end when it moved later, undefined when the outcome had none or an existing block lasts longer.
+   */
+  blockUpstream(outcome: ReleaseOutcome, now: number): number | undefined {
+    const block = outcome.kind === 'cancelled' ? undefined : outcome.upstreamBlock;
+    if (block === undefined || block.forMs <= 0) return undefined;
+    const until = now + block.forMs;
+    if (this.upstreamBlocked(now) && this.upstreamBlockedUntil! >= until) return undefined;
+    this.upstreamBlockedUntil = until;
+    return until;
+  }
+
   canTake(tokens: number, now: number): boolean {
     if (this.coolingDown(now)) return false;
+    if (this.upstreamBlocked(now)) return false;
     const max = this.limits.maxParallelRequests;
     if (max !== undefined && this.inFlight >= max) return false;
     if (this.rpm && !this.rpm.fits(1, now)) return false;
@@ -89,6 +109,7 @@ export class DeploymentState {
   nextCapacityAt(tokens: number, now: number): number {
     let at = now;
     if (this.coolingDown(now)) at = Math.max(at, this.coolingDownUntil!);
+    if (this.upstreamBlocked(now)) at = Math.max(at, this.upstreamBlockedUntil!);
     const max = this.limits.maxParallelRequests;
     if (max !== undefined && this.inFlight >= max) return Infinity;
     if (this.rpm) at = Math.max(at, this.rpm.nextCapacityAt(1, now));
@@ -133,6 +154,7 @@ export class DeploymentState {
       tpmUsed: this.tpm ? this.tpm.used(now) : 0,
       tpm: this.limits.tpm ?? null,
       coolingDownUntil: this.coolingDown(now) ? this.coolingDownUntil : null,
+      upstreamBlockedUntil: this.upstreamBlocked(now) ? this.upstreamBlockedUntil : null,
       headroom: null,
     };
     usage.headroom = deploymentHeadroom(usage);

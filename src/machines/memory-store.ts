@@ -246,7 +246,12 @@ export class MemoryStore implements SchedulerStore {
     this.reservations.delete(grant.grantId);
     const deployment = this.deployments.find((d) => d.id === reservation.deploymentId)!;
     const cooldown = deployment.release(reservation, outcome, now, this.options.cooldown);
-    return cooldown ? { cooldown: { deploymentId: deployment.id, ...cooldown } } : {};
+    const result: ReleaseResult = cooldown ? { cooldown: { deploymentId: deployment.id, ...cooldown } } : {};
+    const blockedUntil = deployment.blockUpstream(outcome, now);
+    if (blockedUntil !== undefined && outcome.kind !== 'cancelled') {
+      result.upstreamLimited = { deploymentId: deployment.id, until: blockedUntil, reason: outcome.upstreamBlock!.reason };
+    }
+    return result;
   }
 
   async position(id: string): Promise<number | null> {

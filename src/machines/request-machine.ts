@@ -87,9 +87,12 @@ function asUpstreamError(e: unknown): UpstreamError {
   return new UpstreamError('network', String((e as Error)?.message ?? e));
 }
 
-function failureOutcome(e: unknown): ReleaseOutcome {
+function failureOutcome(e: unknown, call: UpstreamAttempt | undefined): ReleaseOutcome {
   const u = asUpstreamError(e);
-  return u.retryAfterMs === undefined ? { kind: 'failed', failure: u.kind } : { kind: 'failed', failure: u.kind, retryAfterMs: u.retryAfterMs };
+  const outcome: ReleaseOutcome = u.retryAfterMs === undefined ? { kind: 'failed', failure: u.kind } : { kind: 'failed', failure: u.kind, retryAfterMs: u.retryAfterMs };
+  // The provider's rate-limit headers of the failed answer (a 429's, typically) travel with the release.
+  if (call?.upstreamBlock !== undefined) outcome.upstreamBlock = call.upstreamBlock;
+  return outcome;
 }
 
 /** Maps a final upstream failure to the caller's error: 4xx pass through (but a refused deployment key is 502), timeouts 504, the rest 502. */
@@ -146,6 +149,8 @@ export const requestMachine = setup({
       ({ context, event }) => {
         const usage = (event as unknown as { output?: { usage?: Usage } }).output?.usage;
         const outcome: ReleaseOutcome = usage ? { kind: 'ok', tokensUsed: usage.total_tokens } : { kind: 'ok' };
+        const block = context.call?.upstreamBlock;
+        if (block !== undefined) outcome.upstreamBlock = block;
         return { type: 'release' as const, grant: context.grant!, outcome };
       },
     ),
@@ -155,7 +160,7 @@ export const requestMachine = setup({
       ({ context, event }, params: { retrying: boolean }) => ({
         type: 'release' as const,
         grant: context.grant!,
-        outcome: failureOutcome((event as { error?: unknown }).error),
+        outcome: failureOutcome((event as { error?: unknown }).error, context.call),
         retrying: params.retrying,
       }),
     ),

@@ -54,6 +54,8 @@ export type SchedulerEvent =
 export type SchedulerEmitted =
   | { type: 'deployment.cooldown_start'; model: string; deployment: string; until: number; reason: string }
   | { type: 'deployment.cooldown_end'; model: string; deployment: string }
+  /** The provider's rate-limit headers said `reason` (requests, tokens, ...) is used up until `until`: nothing is granted there before. */
+  | { type: 'deployment.upstream_limited'; model: string; deployment: string; until: number; reason: string }
   | { type: 'store.error'; model: string; operation: string; message: string };
 
 export interface SchedulerInput {
@@ -291,11 +293,11 @@ const RELEASE: StoreOp<ReleaseEvent, ReleaseResult> = {
   now: (context, self, { grant, retrying }, result) => {
     if (retrying === true) queueMicrotask(() => self.send({ type: 'store.changed' }));
     // A cooldown is reported before anything is granted around it (events in causal order).
-    if (result.cooldown) self.send({ type: 'store.released', grant, result, pump: retrying !== true });
+    if (result.cooldown || result.upstreamLimited) self.send({ type: 'store.released', grant, result, pump: retrying !== true });
     else if (retrying !== true) startPump(context, self);
   },
   later: (_context, self, { grant }, result) => {
-    if (result.cooldown) self.send({ type: 'store.released', grant, result, pump: false });
+    if (result.cooldown || result.upstreamLimited) self.send({ type: 'store.released', grant, result, pump: false });
     if (result.pumped) self.send({ type: 'store.pumped', result: result.pumped, loop: false });
     else self.send({ type: 'store.changed' });
   },
@@ -346,8 +348,11 @@ export const schedulerMachine = setup({
       if (event.arrival !== undefined) context.pump.arrival = undefined;
     },
     emitCooldown: enqueueActions(({ context, event, enqueue, self }) => {
-      if (event.type !== 'store.released' || !event.result.cooldown) return;
+      if (event.type !== 'store.released') return;
+      const limited = event.result.upstreamLimited;
+      if (limited) enqueue.emit({ type: 'deployment.upstream_limited', model: context.model, deployment: limited.deploymentId, until: limited.until, reason: limited.reason });
       const c = event.result.cooldown;
+      if (!c) return;
       enqueue.emit({ type: 'deployment.cooldown_start', model: context.model, deployment: c.deploymentId, until: c.until, reason: c.reason });
       // The cooldown's end is a wake-up moment: re-arm even if nobody waits, so its end is reported.
       const wakeAt = context.pump.wakeAt;

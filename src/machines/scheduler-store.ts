@@ -4,6 +4,7 @@
  * them apart. Every method is one atomic state change.
  */
 import type { UpstreamFailureKind } from '../adapters/upstream.js';
+import type { UpstreamBlock } from '../adapters/upstream-limits.js';
 
 export interface WaiterEntry {
   /** Request id, unique across instances. */
@@ -57,14 +58,20 @@ export interface PumpResult {
   nextWakeAt: number | null;
 }
 
+/**
+ * `upstreamBlock`: the provider's rate-limit headers said a limit is used up for this long (from the
+ * answer): the deployment grants nothing until then (upstream-limits.ts).
+ */
 export type ReleaseOutcome =
-  | { kind: 'ok'; tokensUsed?: number }
+  | { kind: 'ok'; tokensUsed?: number; upstreamBlock?: UpstreamBlock }
   | { kind: 'cancelled' }
-  | { kind: 'failed'; failure: UpstreamFailureKind; retryAfterMs?: number };
+  | { kind: 'failed'; failure: UpstreamFailureKind; retryAfterMs?: number; upstreamBlock?: UpstreamBlock };
 
 export interface ReleaseResult {
   /** Set when this release put the deployment into cooldown. */
   cooldown?: { deploymentId: string; until: number; reason: string };
+  /** Set when this release blocked the deployment until the provider's limit resets (`reason`: the limit). */
+  upstreamLimited?: { deploymentId: string; until: number; reason: string };
   /** Set when the store pumped in the same atomic step as the release (asked with `{ pump: true }`). */
   pumped?: PumpResult;
 }
@@ -78,6 +85,8 @@ export interface DeploymentUsage {
   tpmUsed: number;
   tpm: number | null;
   coolingDownUntil: number | null;
+  /** While the provider's rate-limit headers said a limit is used up: when it resets (grants wait until then). */
+  upstreamBlockedUntil: number | null;
   /** Requests this deployment could take right now (null = unlimited); a full tpm window makes it 0 (deploymentHeadroom). */
   headroom: number | null;
 }

@@ -13,6 +13,7 @@
 import type { AnyActorRef } from 'xstate';
 import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, Usage } from '../adapters/openai-types.js';
 import { UpstreamError, type Upstream, type UpstreamCall } from '../adapters/upstream.js';
+import type { UpstreamBlock } from '../adapters/upstream-limits.js';
 import type { Clock, TimerHandle } from './clock.js';
 import type { Grant } from './scheduler-store.js';
 
@@ -60,6 +61,8 @@ export class UpstreamAttempt implements UpstreamCall {
    * context copy and a snapshot per request.
    */
   output: UpstreamOutput | undefined = undefined;
+  /** What the provider's rate-limit headers said (reportUpstreamBlock), carried to the store with the release. */
+  upstreamBlock: UpstreamBlock | undefined = undefined;
   private ended = false;
   private aborted = false;
   private abortReason: unknown = undefined;
@@ -79,6 +82,10 @@ export class UpstreamAttempt implements UpstreamCall {
       if (this.aborted) this.controller.abort(this.abortReason);
     }
     return this.controller.signal;
+  }
+
+  reportUpstreamBlock(block: UpstreamBlock): void {
+    this.upstreamBlock = block;
   }
 
   /** Starts the call; whatever goes wrong, even before it reaches the upstream, comes back as upstream.failed. */

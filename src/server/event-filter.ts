@@ -18,6 +18,7 @@ export const EVENT_TYPES: readonly QueueEventType[] = [
   'request.rejected',
   'deployment.cooldown_start',
   'deployment.cooldown_end',
+  'deployment.upstream_limited',
   'store.error',
 ];
 

@@ -44,6 +44,11 @@ export function createMetrics(router: Router, options: { defaultMetrics?: boolea
     buckets: LATENCY_BUCKETS,
   });
   const retries = new CounterFamily(registry, { name: 'triage_upstream_retries_total', help: 'Upstream calls retried after a 429, a refused deployment key (401/403), a 5xx, a network error or a timeout.', labelNames: ['model', 'deployment'] });
+  const upstreamLimited = new CounterFamily(registry, {
+    name: 'triage_deployment_upstream_limited_total',
+    help: "Times the provider's rate-limit headers blocked a deployment until their reset.",
+    labelNames: ['model', 'deployment', 'reason'],
+  });
   const cooldowns = new CounterFamily(registry, { name: 'triage_deployment_cooldowns_total', help: 'Times a deployment entered cooldown.', labelNames: ['model', 'deployment', 'reason'] });
   const promotions = new CounterFamily(registry, {
     name: 'triage_starvation_promotion_total',
@@ -127,6 +132,9 @@ export function createMetrics(router: Router, options: { defaultMetrics?: boolea
         m.finished('rejected').value += 1;
         break;
       }
+      case 'deployment.upstream_limited':
+        upstreamLimited.cell({ model: e.model, deployment: e.deployment, reason: e.reason }).value += 1;
+        break;
       case 'deployment.cooldown_start':
         cooldowns.cell({ model: e.model, deployment: e.deployment, reason: e.reason }).value += 1;
         break;
@@ -180,6 +188,11 @@ export function createMetrics(router: Router, options: { defaultMetrics?: boolea
   });
   gauge('triage_deployment_cooling_down', '1 while the deployment is in cooldown.', ['model', 'deployment'], (g, groups) => {
     for (const s of groups) for (const d of s.deployments) g.set({ model: s.model, deployment: d.id }, d.coolingDownUntil === null ? 0 : 1);
+  });
+
+  gauge('triage_deployment_upstream_blocked_seconds', "Seconds until the provider's reported rate limit resets (0 when not blocked).", ['model', 'deployment'], (g, groups) => {
+    const now = router.clock.now();
+    for (const s of groups) for (const d of s.deployments) g.set({ model: s.model, deployment: d.id }, d.upstreamBlockedUntil === null ? 0 : Math.max(0, (d.upstreamBlockedUntil - now) / 1000));
   });
 
   return { registry, close: unsubscribe };

@@ -21,7 +21,8 @@ KEYS (the same layout for every script; all keys of a model group share the hash
                              t \0 priority \0 tenant -> last round given to that tenant
   KEYS[12] rate       HASH   unix second -> grants in that second (last minute; Retry-After)
   then for deployment i = 0 .. n-1 in config order:
-  KEYS[13+4i] dep     HASH   inflight, tpm (tokens in the window), cool (cooldown end, server ms)
+  KEYS[13+4i] dep     HASH   inflight, tpm (tokens in the window), cool (cooldown end, server ms),
+                             ublock (end of a block from the provider's rate-limit headers, server ms)
   KEYS[14+4i] rpm     ZSET   score = grant time (server ms), member = grant id
   KEYS[15+4i] tpm     ZSET   score = grant time (server ms), member = grant id \t tokens
   KEYS[16+4i] fail    ZSET   score = failure time (server ms), member = grant id
@@ -87,11 +88,12 @@ end
 local function load(d)
   if d.loaded then return d end
   d.loaded = true
-  local v = redis.call('HMGET', d.key, 'inflight', 'tpm', 'cool')
+  local v = redis.call('HMGET', d.key, 'inflight', 'tpm', 'cool', 'ublock')
   d.inflight = tonumber(v[1]) or 0
   d.tpmUsed = tonumber(v[2]) or 0
   d.cool = tonumber(v[3])
-  d.saved = { d.inflight, d.tpmUsed, d.cool }
+  d.ublock = tonumber(v[4])
+  d.saved = { d.inflight, d.tpmUsed, d.cool, d.ublock }
   local cutoff = NOW - WINDOW
   d.rpmUsed = 0
   if d.rpm then
@@ -130,13 +132,30 @@ local function coolingDown(d)
   return d.cool ~= nil and NOW < d.cool
 end
 
+--- True while the provider's rate-limit headers said a limit is used up (until its reset).
+local function upstreamBlocked(d)
+  return d.ublock ~= nil and NOW < d.ublock
+end
+
+--- Blocks deployment `id` for `ms` from now (a release's upstream block); returns the new end, or nil
+--- when an existing block lasts longer (or the deployment is unknown).
+local function blockUpstream(id, ms)
+  local d = DEP_BY_ID[id]
+  if d == nil or ms == nil or ms <= 0 then return nil end
+  load(d)
+  local untilAt = NOW + ms
+  if upstreamBlocked(d) and d.ublock >= untilAt then return nil end
+  d.ublock = untilAt
+  return untilAt
+end
+
 --- A window fits `amount` more when under its limit, or when empty (one oversized request may pass).
 local function fits(used, amount, limit)
   return used + amount <= limit or used == 0
 end
 
 local function canTake(d, tokens)
-  if coolingDown(d) then return false end
+  if coolingDown(d) or upstreamBlocked(d) then return false end
   if d.par and d.inflight >= d.par then return false end
   if d.rpm and not fits(d.rpmUsed, 1, d.rpm) then return false end
   if d.tpm and not fits(d.tpmUsed, tokens, d.tpm) then return false end
@@ -171,7 +190,7 @@ local function headroom()
   local total = 0
   for _, d in ipairs(DEPS) do
     load(d)
-    if not coolingDown(d) then
+    if not coolingDown(d) and not upstreamBlocked(d) then
       local h = math.huge
       if d.par then h = d.par - d.inflight end
       -- (An empty window takes one request whatever its limit, as fits() says.)
@@ -187,6 +206,7 @@ local function nextCapacityAt(d, tokens)
   load(d)
   local at = NOW
   if coolingDown(d) then at = math.max(at, d.cool) end
+  if upstreamBlocked(d) then at = math.max(at, d.ublock) end
   if d.par and d.inflight >= d.par then return nil end
   if d.rpm and not fits(d.rpmUsed, 1, d.rpm) then
     local k = math.max(0, math.min(d.rpmUsed - d.rpm, d.rpmUsed - 1))
@@ -416,6 +436,7 @@ local function finish()
       if d.cool ~= d.saved[3] then
         if d.cool then redis.call('HSET', d.key, 'cool', int(d.cool)) else redis.call('HDEL', d.key, 'cool') end
       end
+      if d.ublock ~= d.saved[4] and d.ublock then redis.call('HSET', d.key, 'ublock', int(d.ublock)) end
     end
   end
   for prio, delta in pairs(DEPTH) do

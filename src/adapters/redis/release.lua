@@ -9,8 +9,11 @@ ARGV: the common prefix of lib.lua, then
   ARGV[A]   grant id     ARGV[A+1] outcome: ok | cancelled | failed     ARGV[A+2] tokens used or ''
   ARGV[A+3] failure kind or ''     ARGV[A+4] retry-after ms or ''
   ARGV[A+5] batch cap of the grant step, or '' for no grant step
+  ARGV[A+6] upstream block ms (the provider's rate-limit headers said a limit is used up) or ''
+  ARGV[A+7] upstream block reason (the limit) or ''
 Returns {LOST, NOW, REAPED, released 1 | 0, cooldown until (server ms) or '', cooldown reason or '',
-         pumped 1 | 0, then the 6 fields of pump.lua's reply after its head ('' each when not pumped)}.
+         pumped 1 | 0, then the 6 fields of pump.lua's reply after its head ('' each when not pumped),
+         then upstream-blocked until (server ms) or '', its reason or ''}.
 ]]
 local gid = ARGV[A]
 local cap = tonumber(ARGV[A + 5])
@@ -20,6 +23,9 @@ if rec then
   released = 1
   untilAt, reason = releaseGrant(gid, rec, ARGV[A + 1], tonumber(ARGV[A + 2]), ARGV[A + 3], tonumber(ARGV[A + 4]))
 end
+-- Before the grant step, so nothing is granted on a deployment the provider just said is used up.
+local blockedUntil = nil
+if rec and ARGV[A + 1] ~= 'cancelled' then blockedUntil = blockUpstream(parseGrant(rec).dep, tonumber(ARGV[A + 6])) end
 local p = nil
 if cap then
   touchLease()
@@ -32,4 +38,12 @@ if untilAt then
   reply[6] = reason
 end
 if p then reply[7] = 1 end
-return withPump(reply, p)
+reply = withPump(reply, p)
+if blockedUntil then
+  reply[#reply + 1] = int(blockedUntil)
+  reply[#reply + 1] = ARGV[A + 7]
+else
+  reply[#reply + 1] = ''
+  reply[#reply + 1] = ''
+end
+return reply

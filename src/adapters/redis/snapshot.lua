@@ -5,7 +5,8 @@ KEYS: the group layout of lib.lua.
 ARGV: the common prefix of lib.lua, then ARGV[A] max waiters listed.
 Returns {LOST, NOW, REAPED, waiting, depth (priority, count pairs), oldest enqueuedAt (server ms) or '',
          deployments (4 strings each: inflight, rpm used, tpm used, cooling-down-until or ''),
-         waiters (6 strings each: id, priority, tenant, enqueuedAt, round, seq)}.
+         waiters (6 strings each: id, priority, tenant, enqueuedAt, round, seq),
+         upstream-blocked until (server ms) or '', one per deployment}.
 ]]
 local max = tonumber(ARGV[A])
 local waiting = redis.call('HLEN', K.waiters)
@@ -13,7 +14,7 @@ local depth = redis.call('HGETALL', K.depth)
 local oldest = ''
 local first = redis.call('ZRANGE', K.enqueued, 0, 0, 'WITHSCORES')
 if first[2] then oldest = first[2] end
-local deps = {}
+local deps, blocked = {}, {}
 for _, d in ipairs(DEPS) do
   load(d)
   local cool = ''
@@ -22,6 +23,7 @@ for _, d in ipairs(DEPS) do
   deps[#deps + 1] = int(d.rpmUsed)
   deps[#deps + 1] = int(d.tpmUsed)
   deps[#deps + 1] = cool
+  blocked[#blocked + 1] = upstreamBlocked(d) and int(d.ublock) or ''
 end
 local list = {}
 local from = 0
@@ -45,4 +47,4 @@ while from < max do
   from = from + #heads
 end
 finish()
-return { LOST, int(NOW), REAPED, waiting, depth, oldest, deps, list }
+return { LOST, int(NOW), REAPED, waiting, depth, oldest, deps, list, blocked }

@@ -339,11 +339,13 @@
     var deps = clear($('deployments'));
     ((q && q.deployments) || []).forEach(function (d) {
       var cooling = d.coolingDownUntil ? h('span', { class: 'dep-cool', text: 'cooldown ' + duration(d.coolingDownUntil - (q.at || Date.now())) }) : null;
+      // The provider's own rate-limit headers said a limit is used up until this reset.
+      var limited = d.upstreamBlockedUntil ? h('span', { class: 'dep-cool', text: 'provider limit ' + duration(d.upstreamBlockedUntil - (q.at || Date.now())) }) : null;
       deps.appendChild(
         h(
           'div',
           { class: 'dep', 'data-deployment': d.id },
-          h('div', { class: 'dep-head' }, h('span', { class: 'dep-name', text: d.id }), cooling),
+          h('div', { class: 'dep-head' }, h('span', { class: 'dep-name', text: d.id }), cooling, limited),
           meter('in flight', d.inFlight, d.maxParallelRequests),
           meter('rpm', d.rpmUsed, d.rpm),
           meter('tpm', d.tpmUsed, d.tpm),
