@@ -3,6 +3,7 @@
  * and thrown at once as a ConfigError; ignored settings and unknown keys come back as warnings. Secrets
  * (master_key, keys[].key, api_key, redis_password) never appear in an issue message.
  */
+import { checkGroupModes, checkMockResponse, ENDPOINT_PARAMS_KEYS, readEndpointSettings } from './config-endpoints.js';
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument, type YAMLError } from 'yaml';
 import {
@@ -86,6 +87,7 @@ const LITELLM_PARAMS_KEYS = [
   'tpm',
   'max_parallel_requests',
   'timeout',
+  ...ENDPOINT_PARAMS_KEYS,
 ];
 const ROUTER_KEYS = [
   'routing_strategy',
@@ -288,6 +290,7 @@ function normalizeModelList(value: unknown, ctx: Context): { groups: ModelGroupC
   });
 
   const groups = [...byGroup].map(([name, deployments]) => ({ name, deployments }));
+  ctx.issues.push(...checkGroupModes(groups));
   return { groups, groupNames: new Set(groupCounts.keys()) };
 }
 
@@ -329,6 +332,7 @@ function normalizeDeployment(
     modelName,
     ...rest,
     limits,
+    ...(params ? readEndpointSettings(params, info, path, ctx.issues, ctx.warnings) : {}),
   });
   return { deployment, idPath: explicitId !== undefined ? childPath(infoPath, 'id') : path };
 }
@@ -348,7 +352,7 @@ function normalizeLitellmParams(params: RawMap, path: string, ctx: Context): Nor
   warnUnknownKeys(params, path, LITELLM_PARAMS_KEYS, ctx.warnings);
   const modelPath = childPath(path, 'model');
   const model = requiredField(params, 'model', path, checkNonEmptyString, issues);
-  const mockResponse = optionalField(params, 'mock_response', path, checkString, issues);
+  const mockResponse = optionalField(params, 'mock_response', path, checkMockResponse, issues);
   const mockDelay = optionalField(params, 'mock_delay', path, checkNonNegativeSeconds, issues);
   rememberSecret(ctx, params.api_key);
   const apiKey = optionalField(params, 'api_key', path, checkNonEmptyString, issues, { secret: true });

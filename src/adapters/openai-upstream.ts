@@ -4,8 +4,9 @@
  * cooldown (429 with its Retry-After, 5xx, network). 4xx answers pass through to the caller.
  */
 import type { DeploymentConfig } from './config-types.js';
-import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk } from './openai-types.js';
-import { UpstreamError, type Upstream, type UpstreamCall, type UpstreamFactory } from './upstream.js';
+import { UPSTREAM_PATH, type Endpoint } from './endpoints.js';
+import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, EndpointBody, JsonObject } from './openai-types.js';
+import { UpstreamError, type EndpointCall, type Upstream, type UpstreamCall, type UpstreamFactory } from './upstream.js';
 
 /** LiteLLM control fields that must never be steered by a caller through the upstream. */
 const CONTROL_FIELDS = ['mock_response', 'mock_delay', 'api_base', 'api_key', 'base_url', 'api_version', 'litellm_params', 'user_config'];
@@ -96,19 +97,105 @@ export async function* sseData(body: ReadableStream<Uint8Array>): AsyncIterable<
   }
 }
 
+/** One parsed SSE event that must be a JSON object; anything else is an unreadable stream. */
+function parseEvent(data: string): JsonObject {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data);
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new UpstreamError('network', 'upstream sent an unreadable stream event');
+  }
+  return parsed as JsonObject;
+}
+
 export class OpenAIUpstream implements Upstream {
+  /** The Responses API, embeddings and legacy completions, all at their OpenAI paths under api_base. */
+  readonly endpoints: ReadonlySet<Exclude<Endpoint, 'chat'>> = new Set(['responses', 'embeddings', 'completions'] as const);
   private readonly url: string;
+  private readonly urls = new Map<Endpoint, string>();
 
   constructor(private readonly deployment: DeploymentConfig) {
-    this.url = `${(deployment.apiBase ?? 'https://api.openai.com/v1').replace(/\/+$/, '')}/chat/completions`;
+    this.url = this.urlFor('chat');
   }
 
-  private request(body: ChatCompletionBody, signal: AbortSignal): Promise<Response> {
+  /** The one place an endpoint's URL is built: api_base plus the endpoint's OpenAI path. */
+  protected urlFor(endpoint: Endpoint): string {
+    let url = this.urls.get(endpoint);
+    if (url === undefined) {
+      url = `${(this.deployment.apiBase ?? 'https://api.openai.com/v1').replace(/\/+$/, '')}${UPSTREAM_PATH[endpoint]}`;
+      this.urls.set(endpoint, url);
+    }
+    return url;
+  }
+
+  private request(body: ChatCompletionBody | EndpointBody, signal: AbortSignal, url = this.url): Promise<Response> {
     const forwarded: Record<string, unknown> = Object.assign({}, body);
     for (const f of CONTROL_FIELDS) delete forwarded[f];
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: body.stream ? 'text/event-stream' : 'application/json' };
     if (this.deployment.apiKey) headers.authorization = `Bearer ${this.deployment.apiKey}`;
-    return fetch(this.url, { method: 'POST', headers, body: JSON.stringify(forwarded), signal });
+    return fetch(url, { method: 'POST', headers, body: JSON.stringify(forwarded), signal });
+  }
+
+  private async post(call: EndpointCall, body: EndpointBody): Promise<Response> {
+    let response: Response;
+    try {
+      response = await this.request(body, call.signal, this.urlFor(call.endpoint));
+    } catch (e) {
+      if (call.signal.aborted) throw call.signal.reason;
+      throw networkError(e);
+    }
+    if (!response.ok) throw await failureFrom(response);
+    return response;
+  }
+
+  async send(call: EndpointCall): Promise<JsonObject> {
+    const response = await this.post(call, call.body.stream === true ? Object.assign({}, call.body, { stream: false }) : call.body);
+    try {
+      const answer: unknown = await response.json();
+      if (answer === null || typeof answer !== 'object' || Array.isArray(answer)) throw new Error('not a JSON object');
+      return answer as JsonObject;
+    } catch (e) {
+      if (call.signal.aborted) throw call.signal.reason;
+      throw new UpstreamError('network', `upstream sent an unreadable body: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * The endpoint's events as they arrive. A Responses stream ends when the upstream closes it after
+   * `response.completed` (or `.failed` / `.incomplete`); a completions stream ends with `[DONE]`.
+   */
+  async *sendStream(call: EndpointCall): AsyncIterable<JsonObject> {
+    const body: EndpointBody = Object.assign({}, call.body, { stream: true });
+    // Legacy completions report usage only when asked, as chat does; tpm is reconciled with it.
+    if (call.endpoint === 'completions') body.stream_options = Object.assign({}, call.body.stream_options as object | undefined, { include_usage: true });
+    const response = await this.post(call, body);
+    if (response.body === null) throw new UpstreamError('network', 'upstream sent no stream body');
+    let finished = false;
+    let sawEnd = false;
+    try {
+      for await (const data of sseData(response.body)) {
+        if (data === '[DONE]') {
+          finished = true;
+          sawEnd = true;
+          break;
+        }
+        const event = parseEvent(data);
+        if (call.endpoint === 'completions' && event.error != null && !Array.isArray(event.choices)) throw streamErrorFrom(event as { error: unknown });
+        const type = event.type;
+        if (type === 'response.completed' || type === 'response.failed' || type === 'response.incomplete' || type === 'error') sawEnd = true;
+        yield event;
+      }
+      finished = true;
+    } catch (e) {
+      if (call.signal.aborted) throw call.signal.reason;
+      throw networkError(e);
+    } finally {
+      if (!finished) response.body.cancel().catch(() => {});
+    }
+    if (!sawEnd) throw new UpstreamError('network', `upstream ${call.endpoint} stream ended before its last event`);
   }
 
   async complete(call: UpstreamCall): Promise<ChatCompletion> {

@@ -31,6 +31,8 @@ export interface EventFilter {
 
 export interface FilterInput {
   models?: unknown;
+  /** One model (or a comma-separated list): the same as `models`. */
+  model?: unknown;
   types?: unknown;
   request?: unknown;
   mine?: unknown;
@@ -45,10 +47,15 @@ function list(value: unknown, param: string): string[] | undefined {
   return (items as string[]).map((s) => s.trim()).filter((s) => s !== '');
 }
 
+/** Query parameters `/queue/events` takes: the filter's, and `token` (browsers cannot send headers to a WebSocket). */
+export const FILTER_QUERY_PARAMS: ReadonlySet<string> = new Set(['models', 'model', 'types', 'request', 'mine', 'token']);
+
 /** Parses a filter from query parameters or a subscribe message; unknown names are a 400-style error. */
 export function parseFilter(input: FilterInput, knownModels: readonly string[]): EventFilter {
   const filter: EventFilter = { mine: input.mine === true || input.mine === 'true' || input.mine === '1' };
-  const models = list(input.models, 'models');
+  const one = list(input.model, 'model');
+  const many = list(input.models, 'models');
+  const models = one && many ? [...many, ...one] : (many ?? one);
   if (models) {
     const unknown = models.find((m) => !knownModels.includes(m));
     if (unknown !== undefined) throw new TriageError('model_not_found', `The model '${unknown.slice(0, 200)}' does not exist.`, { param: 'models' });
