@@ -12,10 +12,11 @@ export const TIMEOUT_HEADER = 'x-triage-timeout';
 /** The key inside `metadata` that Triage reads and removes. */
 const METADATA_PRIORITY = 'priority';
 
-/** `metadata.priority`, or undefined. */
+/** `metadata.priority`, or undefined. OpenAI's metadata values are strings, so "3" reads as 3. */
 export function metadataPriority(metadata: unknown): unknown {
   if (metadata === null || typeof metadata !== 'object') return undefined;
-  return (metadata as Record<string, unknown>)[METADATA_PRIORITY];
+  const value = (metadata as Record<string, unknown>)[METADATA_PRIORITY];
+  return typeof value === 'string' ? headerNumber(value) : value;
 }
 
 /**

@@ -169,7 +169,9 @@ export class OpenAIUpstream implements Upstream {
    */
   async *sendStream(call: EndpointCall): AsyncIterable<JsonObject> {
     const body: EndpointBody = Object.assign({}, call.body, { stream: true });
-    // Legacy completions report usage only when asked, as chat does; tpm is reconciled with it.
+    // Legacy completions report usage only when asked, as chat does; tpm is reconciled with it, and the
+    // caller sees the usage chunk only if it asked.
+    const hideUsage = call.endpoint === 'completions' && (call.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage !== true;
     if (call.endpoint === 'completions') body.stream_options = Object.assign({}, call.body.stream_options as object | undefined, { include_usage: true });
     const response = await this.post(call, body);
     if (response.body === null) throw new UpstreamError('network', 'upstream sent no stream body');
@@ -186,6 +188,7 @@ export class OpenAIUpstream implements Upstream {
         if (call.endpoint === 'completions' && event.error != null && !Array.isArray(event.choices)) throw streamErrorFrom(event as { error: unknown });
         const type = event.type;
         if (type === 'response.completed' || type === 'response.failed' || type === 'response.incomplete' || type === 'error') sawEnd = true;
+        if (hideUsage && event.usage != null && Array.isArray(event.choices) && event.choices.length === 0) event.__triageHidden = true;
         yield event;
       }
       finished = true;
