@@ -27,6 +27,7 @@ beforeEach(async () => {
     { name: 'emb', deployments: [openAIDeployment(fake.url, 'emb', 'e', { mode: 'embedding' })] },
     { name: 'instruct', deployments: [openAIDeployment(fake.url, 'instruct', 'i', { mode: 'completion' })] },
     { name: 'vllm', deployments: [openAIDeployment(fake.url, 'vllm', 'v', { forwardPriority: true })] },
+    { name: 'compat', deployments: [openAIDeployment(fake.url, 'compat', 'c', { provider: 'hosted_vllm', model: 'hosted_vllm/up-c' })] },
   ];
   g = await startGateway(config);
   done = [];
@@ -124,6 +125,37 @@ describe('the openai SDK through the gateway to an OpenAI upstream', () => {
     // The strict fake (OpenAI) would refuse `priority`: the plain deployment never sends it.
     const plain = await g.client().chat.completions.create({ model: 'gpt', messages: [{ role: 'user', content: 'hi' }], priority: 7, timeout: 30 } as never);
     expect(plain.choices[0].message.content).toBe('Hello from the fake upstream.');
+  });
+});
+
+describe('the Responses API to an OpenAI-compatible family that only speaks chat', () => {
+  it('is translated to chat completions (whole and streamed), and stateful fields are refused', async () => {
+    const client = g.client();
+    const r = await client.responses.create({ model: 'compat', input: 'hi', instructions: 'Be brief.', max_output_tokens: 20, metadata: { priority: '1' } as never });
+    expect(r.output_text).toBe('Hello from the fake upstream.');
+    expect(r.usage).toMatchObject({ input_tokens: 5, output_tokens: 3, total_tokens: 8 });
+    expect(fake.requests.at(-1)!.path).toBe('/v1/chat/completions');
+    expect(fake.requests.at(-1)!.body).toEqual({
+      model: 'up-c',
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'hi' },
+      ],
+      max_tokens: 20,
+      stream: false,
+    });
+    let text = '';
+    const types: string[] = [];
+    for await (const e of await client.responses.create({ model: 'compat', input: 'hi', stream: true })) {
+      types.push(e.type);
+      if (e.type === 'response.output_text.delta') text += e.delta;
+      if (e.type === 'response.completed') expect(e.response.usage?.total_tokens).toBe(8);
+    }
+    expect(text).toBe('Hello from the fake upstream.');
+    expect(types.at(-1)).toBe('response.completed');
+    expect(fake.requests.at(-1)!.body).toMatchObject({ stream: true, stream_options: { include_usage: true } });
+    await expect(client.responses.create({ model: 'compat', input: 'hi', previous_response_id: 'resp_1' })).rejects.toMatchObject({ status: 400, code: 'unsupported_parameter', param: 'previous_response_id' });
+    expect(fake.requests).toHaveLength(2);
   });
 });
 

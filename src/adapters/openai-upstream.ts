@@ -11,6 +11,9 @@ import { UpstreamError, type EndpointCall, type Upstream, type UpstreamCall, typ
 /** LiteLLM control fields that must never be steered by a caller through the upstream. */
 const CONTROL_FIELDS = ['mock_response', 'mock_delay', 'api_base', 'api_key', 'base_url', 'api_version', 'litellm_params', 'user_config'];
 
+/** Providers whose API serves the Responses API itself (and keeps its conversation state). */
+export const RESPONSES_PROVIDERS: readonly string[] = ['openai', 'azure'];
+
 /** A non-negative decimal number, as Retry-After's delay-seconds (and OpenAI's retry-after-ms) are written. */
 const DELAY = /^\d+(\.\d+)?$/;
 
@@ -112,13 +115,18 @@ function parseEvent(data: string): JsonObject {
 }
 
 export class OpenAIUpstream implements Upstream {
-  /** The Responses API, embeddings and legacy completions, all at their OpenAI paths under api_base. */
-  readonly endpoints: ReadonlySet<Exclude<Endpoint, 'chat'>> = new Set(['responses', 'embeddings', 'completions'] as const);
+  /**
+   * Embeddings and legacy completions, at their OpenAI paths under api_base; the Responses API too for
+   * OpenAI and Azure, which keep its state. The other OpenAI-compatible families (vLLM and the like)
+   * get the Responses API translated to chat (responses-translation.ts).
+   */
+  readonly endpoints: ReadonlySet<Exclude<Endpoint, 'chat'>>;
   private readonly url: string;
   private readonly urls = new Map<Endpoint, string>();
 
   constructor(private readonly deployment: DeploymentConfig) {
     this.url = this.urlFor('chat');
+    this.endpoints = new Set(RESPONSES_PROVIDERS.includes(deployment.provider) ? (['responses', 'embeddings', 'completions'] as const) : (['embeddings', 'completions'] as const));
   }
 
   /** The one place an endpoint's URL is built: api_base plus the endpoint's OpenAI path. */
