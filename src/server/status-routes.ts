@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { endpointsOfMode } from '../adapters/endpoints.js';
 import type { Router } from '../router.js';
 import type { Caller } from './auth.js';
+import { sendError } from './http-errors.js';
 import { checkQueryParams } from './query-params.js';
 
 /** `/queue/status` takes how many waiters to list, and `token` as every GET does. */
@@ -28,8 +29,13 @@ export function registerStatusRoutes(app: FastifyInstance, router: Router, readi
   app.get('/v1/models', models);
   app.get('/models', models);
 
-  app.get('/queue/status', async (request) => {
-    checkQueryParams(request.query, STATUS_PARAMS);
+  app.get('/queue/status', async (request, reply) => {
+    // Answered here, not thrown: the app's error handler logs a thrown error as a failure.
+    try {
+      checkQueryParams(request.query, STATUS_PARAMS);
+    } catch (e) {
+      return sendError(reply, e);
+    }
     const q = request.query as { waiters?: string };
     const limit = q.waiters !== undefined && /^\d{1,4}$/.test(q.waiters) ? Number(q.waiters) : 50;
     const models = await router.queueStatus(limit);
