@@ -99,7 +99,10 @@ export class MockUpstream implements Upstream {
       const toolCalls = tools.map((c) => ({ id: c.id, type: c.type, function: { name: c.function.name, arguments: c.function.arguments } }));
       return { content: null, toolCalls, finish: 'tool_calls', completionTokens: tokensOf(JSON.stringify(toolCalls)) };
     }
-    const { text, truncated } = truncateToTokens(this.deployment.mockResponse ?? '', body.max_completion_tokens ?? body.max_tokens);
+    const content = this.deployment.mockResponse ?? '';
+    const maxTokens = body.max_completion_tokens ?? body.max_tokens;
+    if (maxTokens === undefined) return { content, finish: 'stop', completionTokens: Math.max(1, tokensOf(content)) };
+    const { text, truncated } = truncateToTokens(content, maxTokens);
     return { content: text, finish: truncated ? 'length' : 'stop', completionTokens: Math.max(1, tokensOf(text)) };
   }
 
