@@ -6,7 +6,7 @@
  * closure and Set counts (docs/performance.md).
  */
 import type { Actor } from 'xstate';
-import type { ChatCompletion, ChatCompletionChunk } from './adapters/openai-types.js';
+import type { ChatCompletion, ChatCompletionChunk, JsonObject } from './adapters/openai-types.js';
 import { TriageError } from './errors.js';
 import type { ChunkQueue } from './machines/chunk-queue.js';
 import type { requestMachine } from './machines/request-machine.js';
@@ -25,8 +25,10 @@ export interface QueueMeta {
 }
 
 export type ScheduledResult =
-  | { kind: 'completion'; meta: QueueMeta; completion: ChatCompletion }
-  | { kind: 'stream'; meta: QueueMeta; stream: AsyncIterable<ChatCompletionChunk> };
+  /** A chat completion, or another endpoint's JSON answer (a Response, embeddings, a text completion). */
+  | { kind: 'completion'; meta: QueueMeta; completion: ChatCompletion | JsonObject }
+  /** Chat chunks, or another endpoint's stream events. */
+  | { kind: 'stream'; meta: QueueMeta; stream: AsyncIterable<ChatCompletionChunk | JsonObject> };
 
 export class LiveRequest {
   private settled = false;
@@ -36,7 +38,7 @@ export class LiveRequest {
   constructor(
     private readonly resolve: (result: ScheduledResult) => void,
     private readonly reject: (error: unknown) => void,
-    private readonly chunks: ChunkQueue<ChatCompletionChunk> | undefined,
+    private readonly chunks: ChunkQueue<ChatCompletionChunk | JsonObject> | undefined,
     private readonly signal: CancelSignal | undefined,
   ) {}
 

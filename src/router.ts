@@ -10,14 +10,19 @@
  * actors share one actor system (see `requestHost`) and are found through the registry below.
  */
 import { createActor, fromCallback, type Actor, type AnyActorRef, type AnyEventObject, type InspectionEvent } from 'xstate';
+import { groupMode } from './adapters/config-endpoints.js';
 import type { DeploymentConfig, TriageConfig } from './adapters/config-types.js';
+import { checkResponsesInput, inputTokens, MAX_COMPLETION_PROMPTS, MAX_EMBEDDING_INPUTS, responsesInputTokens } from './adapters/endpoint-inputs.js';
+import { endpointName, wrongEndpoint, type Endpoint } from './adapters/endpoints.js';
 import { MockUpstream } from './adapters/mock-upstream.js';
-import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, ChatMessage } from './adapters/openai-types.js';
+import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, ChatMessage, JsonObject } from './adapters/openai-types.js';
+import { chatToResponse, chunksToResponseEvents, responsesToChat, type ResponseEcho } from './adapters/responses-translation.js';
 import type { Upstream, UpstreamFactory } from './adapters/upstream.js';
 import { providerUpstreamFactory } from './adapters/provider-upstreams.js';
 import { InvalidPriorityError, InvalidRequestError, ModelNotFoundError, RequestCancelledError, ShuttingDownError, TriageError } from './errors.js';
 import { redactSecrets, secretList } from './core/secrets.js';
 import { DEFAULT_MAX_WILDCARD_MODELS, ModelResolver } from './model-resolver.js';
+import { forwardedMetadata, metadataPriority } from './queue-options.js';
 import { EventBus } from './events.js';
 import { ChunkQueue } from './machines/chunk-queue.js';
 import { ChurnMap } from './machines/churn-map.js';
@@ -46,6 +51,20 @@ export interface CompletionParams {
   tenant?: string;
   max_tokens?: number;
   /** Any other OpenAI chat completion field is forwarded upstream as is. */
+  [field: string]: unknown;
+}
+
+/**
+ * A request to any endpoint (`schedule(params, endpoint)`): the endpoint's own body (`input` for the
+ * Responses API and embeddings, `prompt` for legacy completions) with Triage's options beside it.
+ */
+export interface EndpointParams {
+  model: string;
+  priority?: number;
+  timeout?: number;
+  stream?: boolean;
+  signal?: CancelSignal;
+  tenant?: string;
   [field: string]: unknown;
 }
 
@@ -88,6 +107,10 @@ interface Group {
   name: string;
   scheduler: SchedulerActor;
   store: SchedulerStore;
+  /** model_info.mode of its deployments (chat when none says). */
+  mode: string;
+  /** Endpoints besides chat that every deployment of the group speaks natively. */
+  native: Set<Endpoint>;
 }
 
 const DONE_PREFIX = 'xstate.done.actor.';
@@ -182,9 +205,15 @@ export class Router {
   /** A model group's deployments, store and scheduler: at start for configured groups, on first use for a wildcard's. */
   private startGroup(name: string, deployments: DeploymentConfig[]): Group {
     const config = this.config;
+    // The endpoints every deployment of the group speaks natively (chat translations serve the rest).
+    let native: Set<Endpoint> | undefined;
     for (const d of deployments) {
       const upstream = d.mockResponse !== undefined ? new MockUpstream(d, this.clock) : this.upstreamFactory(d, this.clock);
-      this.deployments.set(d.id, { upstream, requestTimeoutMs: d.requestTimeoutMs ?? config.router.requestTimeoutMs, upstreamModel: d.upstreamModel });
+      const route: DeploymentRoute = { upstream, requestTimeoutMs: d.requestTimeoutMs ?? config.router.requestTimeoutMs, upstreamModel: d.upstreamModel };
+      if (d.forwardPriority === true) route.forwardPriority = true;
+      this.deployments.set(d.id, route);
+      const speaks = new Set<Endpoint>(upstream.send && upstream.sendStream ? (upstream.endpoints ?? []) : []);
+      native = native === undefined ? speaks : new Set([...native].filter((e) => speaks.has(e)));
     }
     const store = this.storeFactory(name, deployments, config);
     const scheduler = createActor(schedulerMachine, {
@@ -197,7 +226,7 @@ export class Router {
       remote: ({ grants, expired }) => scheduler.send({ type: 'store.remote', grants, expired }),
     });
     scheduler.start();
-    const group = { name, scheduler, store };
+    const group: Group = { name, scheduler, store, mode: groupMode({ name, deployments }), native: native ?? new Set() };
     this.groups.set(name, group);
     if (this.inspector !== null) this.inspection.push(scheduler.system.inspect((e: InspectionEvent) => this.inspector?.(e)));
     return group;
@@ -269,6 +298,17 @@ export class Router {
     return [...this.groups.keys()];
   }
 
+  /** A group's mode (model_info.mode; chat by default), or undefined for an unknown group. */
+  modeOf(model: string): string | undefined {
+    const known = this.groups.get(model);
+    if (known !== undefined) return known.mode;
+    // An alias answers as its group; a wildcard's model not used yet, as its deployments say.
+    const found = this.resolver.resolve(model);
+    if (found.kind === 'group') return this.groups.get(found.group)?.mode;
+    if (found.kind === 'wildcard') return groupMode({ name: found.group, deployments: found.deployments() });
+    return undefined;
+  }
+
   /** Request actors alive now (waiting or dispatched). */
   get liveRequests(): number {
     return this.requests.size;
@@ -326,21 +366,24 @@ export class Router {
     return priority;
   }
 
-  private validate(params: CompletionParams): { group: Group; priority: number; queueTimeoutMs: number } {
+  private validate(params: CompletionParams | EndpointParams, endpoint: Endpoint): { group: Group; priority: number; queueTimeoutMs: number } {
     if (typeof params.model !== 'string' || params.model === '') {
       throw new InvalidRequestError('model is required and must be a string.', { param: 'model' });
     }
     const group = this.groupFor(params.model);
-    if (!Array.isArray(params.messages) || params.messages.length === 0) {
-      throw new InvalidRequestError('messages must be a non-empty array.', { param: 'messages' });
-    }
-    for (let i = 0; i < params.messages.length; i++) {
-      const m = params.messages[i] as unknown;
-      if (m === null || typeof m !== 'object' || Array.isArray(m) || typeof (m as ChatMessage).role !== 'string') {
-        throw new InvalidRequestError(`messages[${i}] must be an object with a string role.`, { param: `messages[${i}]` });
+    if (group.mode !== 'chat' || endpoint !== 'chat') this.checkEndpoint(group, endpoint);
+    if (endpoint === 'chat') {
+      if (!Array.isArray(params.messages) || params.messages.length === 0) {
+        throw new InvalidRequestError('messages must be a non-empty array.', { param: 'messages' });
+      }
+      for (let i = 0; i < params.messages.length; i++) {
+        const m = params.messages[i] as unknown;
+        if (m === null || typeof m !== 'object' || Array.isArray(m) || typeof (m as ChatMessage).role !== 'string') {
+          throw new InvalidRequestError(`messages[${i}] must be an object with a string role.`, { param: `messages[${i}]` });
+        }
       }
     }
-    const priority = this.resolvePriority(params.priority);
+    const priority = this.resolvePriority(params.priority ?? metadataPriority(params.metadata));
     let queueTimeoutMs = this.config.router.queueTimeoutMs;
     if (params.timeout !== undefined) {
       if (typeof params.timeout !== 'number' || !(params.timeout > 0) || !Number.isFinite(params.timeout)) {
@@ -362,28 +405,84 @@ export class Router {
     return { group, priority, queueTimeoutMs };
   }
 
+  /** The group serves this endpoint (its mode), and its deployments can make the call. */
+  private checkEndpoint(group: Group, endpoint: Endpoint): void {
+    const wrong = wrongEndpoint(group.name, group.mode, endpoint);
+    if (wrong !== undefined) throw new TriageError('wrong_endpoint', wrong, { param: 'model' });
+    // The Responses API is translated to chat for deployments that do not speak it.
+    if (endpoint !== 'chat' && endpoint !== 'responses' && !group.native.has(endpoint)) {
+      throw new TriageError('endpoint_unsupported', `The deployments of '${group.name.slice(0, 200)}' cannot serve ${endpointName(endpoint)} (their provider does not offer it).`, { param: 'model' });
+    }
+  }
+
+  /**
+   * The body forwarded upstream for an endpoint other than chat, its tpm reservation, and for a
+   * Responses request to chat-only deployments its chat translation (and what the Response echoes).
+   */
+  private endpointRequest(params: EndpointParams, endpoint: Endpoint, group: Group): { body: ChatCompletionBody; tokens: number; upstreamEndpoint: Endpoint; echo?: ResponseEcho } {
+    const body = { model: params.model } as ChatCompletionBody;
+    for (const k of Object.keys(params)) {
+      if (TRIAGE_FIELDS.has(k) || k === 'model') continue;
+      if (k === 'metadata') {
+        const metadata = forwardedMetadata(params.metadata);
+        if (metadata !== undefined) body.metadata = metadata;
+      } else body[k] = params[k];
+    }
+    const maxTokens = (value: unknown, param: string): number => {
+      if (value === undefined || value === null) return this.config.router.defaultMaxTokens;
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw new InvalidRequestError(`${param} must be a positive integer.`, { param });
+      return value;
+    };
+    if (endpoint === 'embeddings') {
+      return { body, tokens: inputTokens(params.input, 'input', MAX_EMBEDDING_INPUTS), upstreamEndpoint: endpoint };
+    }
+    if (endpoint === 'completions') {
+      return { body, tokens: inputTokens(params.prompt, 'prompt', MAX_COMPLETION_PROMPTS) + maxTokens(params.max_tokens, 'max_tokens'), upstreamEndpoint: endpoint };
+    }
+    checkResponsesInput(params.input);
+    const tokens = responsesInputTokens(params.input, params.instructions) + maxTokens(params.max_output_tokens, 'max_output_tokens');
+    if (group.native.has('responses')) return { body, tokens, upstreamEndpoint: 'responses' };
+    const { chat, echo } = responsesToChat(body);
+    return { body: chat, tokens, upstreamEndpoint: 'chat', echo };
+  }
+
   /**
    * Queues a completion and resolves when it is served: with the completion, or for `stream: true`
    * with the chunk stream once its first chunk arrives (so errors before that keep their status).
    */
-  schedule(params: CompletionParams): Promise<ScheduledResult> {
+  schedule(params: CompletionParams | EndpointParams, endpoint: Endpoint = 'chat'): Promise<ScheduledResult> {
     if (this.closing) return Promise.reject(new ShuttingDownError());
     let checked: ReturnType<Router['validate']>;
+    let body: ChatCompletionBody;
+    let tokens: number;
+    let upstreamEndpoint: Endpoint = endpoint;
+    let echo: ResponseEcho | undefined;
     try {
-      checked = this.validate(params);
+      checked = this.validate(params, endpoint);
+      if (endpoint === 'chat') {
+        const chat = params as CompletionParams;
+        body = { model: chat.model, messages: chat.messages };
+        for (const k of Object.keys(chat)) if (!TRIAGE_FIELDS.has(k) && k !== 'model' && k !== 'messages') body[k] = chat[k];
+        if (chat.metadata !== undefined) {
+          const metadata = forwardedMetadata(chat.metadata);
+          if (metadata === undefined) delete body.metadata;
+          else body.metadata = metadata;
+        }
+        const maxTokens = typeof chat.max_completion_tokens === 'number' ? chat.max_completion_tokens : chat.max_tokens;
+        tokens = estimateRequestTokens(chat.messages, maxTokens, this.config.router.defaultMaxTokens);
+      } else {
+        ({ body, tokens, upstreamEndpoint, echo } = this.endpointRequest(params, endpoint, checked.group));
+      }
     } catch (e) {
       return Promise.reject(e);
     }
     const { group, priority, queueTimeoutMs } = checked;
     const id = newRequestId();
     const stream = params.stream === true;
-    const body: ChatCompletionBody = { model: params.model, messages: params.messages };
-    for (const k of Object.keys(params)) if (!TRIAGE_FIELDS.has(k) && k !== 'model' && k !== 'messages') body[k] = params[k];
-    const maxTokens = typeof params.max_completion_tokens === 'number' ? params.max_completion_tokens : params.max_tokens;
 
-    return new Promise<ScheduledResult>((resolve, reject) => {
+    const scheduled = new Promise<ScheduledResult>((resolve, reject) => {
       const chunks = stream
-        ? new ChunkQueue<ChatCompletionChunk>(
+        ? new ChunkQueue<ChatCompletionChunk | JsonObject>(
             () => live.handleEvent(),
             () => live.streamStarted(),
           )
@@ -395,9 +494,10 @@ export class Router {
         model: group.name,
         priority,
         tenant: params.tenant ?? '',
+        endpoint: upstreamEndpoint,
         body,
         stream,
-        tokens: estimateRequestTokens(params.messages, maxTokens, this.config.router.defaultMaxTokens),
+        tokens,
         queueTimeoutMs,
         maxRetries: this.config.router.numRetries,
         scheduler: group.scheduler,
@@ -417,13 +517,29 @@ export class Router {
       params.signal?.addEventListener('abort', live, { once: true });
       actor.start();
     });
+    if (echo === undefined) return scheduled;
+    // A Responses request served by chat: the answer translated back.
+    const requestEcho = echo;
+    return scheduled.then((result) =>
+      result.kind === 'completion'
+        ? { kind: 'completion', meta: result.meta, completion: chatToResponse(result.completion as ChatCompletion, requestEcho) }
+        : { kind: 'stream', meta: result.meta, stream: chunksToResponseEvents(result.stream, requestEcho, this.clock.now()) },
+    );
   }
 
   /** LiteLLM's schedule_acompletion: the completion, or an async iterable of chunks when streaming. */
   scheduleCompletion(params: CompletionParams & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
   scheduleCompletion(params: CompletionParams): Promise<ChatCompletion>;
   scheduleCompletion(params: CompletionParams): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
-    return this.schedule(params).then((result) => (result.kind === 'completion' ? result.completion : result.stream));
+    return this.schedule(params).then((result) => (result.kind === 'completion' ? (result.completion as ChatCompletion) : (result.stream as AsyncIterable<ChatCompletionChunk>)));
+  }
+
+  /**
+   * Any endpoint through the same queue: `'responses'` (a Response, or its events when streaming),
+   * `'embeddings'`, `'completions'` (legacy text completions), or `'chat'`.
+   */
+  scheduleEndpoint(endpoint: Endpoint, params: EndpointParams): Promise<JsonObject | AsyncIterable<JsonObject>> {
+    return this.schedule(params, endpoint).then((result) => (result.kind === 'completion' ? (result.completion as JsonObject) : (result.stream as AsyncIterable<JsonObject>)));
   }
 
   /** A snapshot of every model group: depth by priority, oldest wait, in-flight, deployments' usage. */

@@ -52,7 +52,7 @@ describe('ArrivalBatch', () => {
     expect(router.calls).toEqual(['high-1', 'high-2', 'mid', 'low-1', 'low-2']);
     expect(batch.size).toBe(0);
     // Each caller gets its own answer.
-    const contents = (await Promise.all(answers)).map((r) => (r.kind === 'completion' ? r.completion.choices[0]!.message.content : null));
+    const contents = (await Promise.all(answers)).map((r) => (r.kind === 'completion' ? (r.completion as ChatCompletion).choices[0]!.message.content : null));
     expect(contents).toEqual(['low-1', 'high-1', 'low-2', 'mid', 'high-2']);
   });
 

@@ -116,7 +116,12 @@ function validBody(r: Rng): { obj: Array<[string, Json]> } {
   if (r.chance(0.2)) entries.push(['stream', r.chance(0.5)]);
   if (r.chance(0.2)) entries.push(['max_tokens', { num: String(r.int(1, 4000)) }]);
   if (r.chance(0.2)) entries.push(['temperature', { num: r.pick(['0', '0.7', '2']) }]);
-  if (r.chance(0.2)) entries.push([r.pick(['user', 'n', 'seed', 'x_custom', 'metadata']), randomJson(r, 2)]);
+  // Fields passed through as they are. Not `n` (mocks answer it as the API does, refusing a bad one) and
+  // not `metadata.priority` (a queue option, validated): metadata holds other keys here.
+  if (r.chance(0.2)) {
+    const field = r.pick(['user', 'seed', 'x_custom', 'logit_bias', 'metadata']);
+    entries.push([field, field === 'metadata' ? { obj: [['trace', randomJson(r, 2)]] } : randomJson(r, 2)]);
+  }
   return { obj: entries };
 }
 

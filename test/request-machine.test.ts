@@ -107,6 +107,7 @@ function startRequest(overrides: Partial<RequestInput> = {}): Harness {
     model: 'm',
     priority: 3,
     tenant: 'team-a',
+    endpoint: 'chat',
     body: { model: 'm', messages: [{ role: 'user', content: 'hello' }] },
     stream: false,
     tokens: 10,
@@ -158,7 +159,7 @@ describe('request machine transitions', () => {
     await settle();
     expect(state(h)).toBe('done');
     expect(h.actor.getSnapshot().status).toBe('done');
-    expect(h.actor.getSnapshot().context.call?.output?.completion?.choices[0].message.content).toBe('hi there');
+    expect((h.actor.getSnapshot().context.call?.output?.completion as { choices: Array<{ message: { content: string } }> } | undefined)?.choices[0].message.content).toBe('hi there');
     expect(h.received.map((e) => e.type)).toEqual(['enqueue', 'release']);
     expect(h.received[1]).toMatchObject({ type: 'release', grant: { grantId: 'g-r1-1000250' }, outcome: { kind: 'ok', tokensUsed: 7 } });
     expect(h.emitted.map((e) => e.type)).toEqual(['request.queued', 'request.dispatched', 'request.done']);
@@ -400,6 +401,7 @@ function graphInput(): RequestInput {
     model: 'm',
     priority: 5,
     tenant: '',
+    endpoint: 'chat',
     body: { model: 'm', messages: [{ role: 'user', content: 'R' }] },
     stream: false,
     tokens: 10,

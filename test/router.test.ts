@@ -101,10 +101,10 @@ router_settings:
     expect(completion.usage!.prompt_tokens).toBeGreaterThan(0);
   });
 
-  it('stream: true yields chat.completion.chunk objects; the content reassembles and usage comes last', async () => {
+  it('stream: true yields chat.completion.chunk objects; the content reassembles and usage comes last, in a chunk with no choices, when asked for', async () => {
     const { config } = parseConfig(yaml, { env: {} });
     const { router } = make(config);
-    const stream = await router.scheduleCompletion({ model: 'gpt-mock', messages: msg(), stream: true });
+    const stream = await router.scheduleCompletion({ model: 'gpt-mock', messages: msg(), stream: true, stream_options: { include_usage: true } });
     const chunks: ChatCompletionChunk[] = [];
     for await (const chunk of stream) chunks.push(chunk);
     expect(chunks.length).toBeGreaterThan(3);
@@ -116,9 +116,15 @@ router_settings:
     expect(chunks[0].choices[0].delta.role).toBe('assistant');
     expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('Hello from the mock, streamed word by word.');
     const last = chunks.at(-1)!;
-    expect(last.choices[0].finish_reason).toBe('stop');
+    expect(chunks.at(-2)!.choices[0].finish_reason).toBe('stop');
+    expect(last.choices).toEqual([]);
     expect(last.usage).toMatchObject({ prompt_tokens: expect.any(Number), completion_tokens: expect.any(Number), total_tokens: expect.any(Number) });
     expect(chunks.slice(0, -1).every((c) => c.usage === undefined)).toBe(true);
+    // Not asked for: no usage chunk at all (the gateway still reconciles tpm with it).
+    const plain: ChatCompletionChunk[] = [];
+    for await (const chunk of await router.scheduleCompletion({ model: 'gpt-mock', messages: msg(), stream: true })) plain.push(chunk);
+    expect(plain.at(-1)!.choices[0].finish_reason).toBe('stop');
+    expect(plain.every((c) => c.usage === undefined)).toBe(true);
   });
 
   it('schedule() reports what the queue did (deployment, priority, wait, attempts)', async () => {

@@ -3,6 +3,7 @@
  * and thrown at once as a ConfigError; ignored settings and unknown keys come back as warnings. Secrets
  * (master_key, keys[].key, api_key, redis_password) never appear in an issue message.
  */
+import { checkGroupModes, checkMockResponse, ENDPOINT_PARAMS_KEYS, readEndpointSettings } from './config-endpoints.js';
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
@@ -103,6 +104,7 @@ const LITELLM_PARAMS_KEYS = [
   'max_parallel_requests',
   'timeout',
   ...PROVIDER_PARAMS_KEYS,
+  ...ENDPOINT_PARAMS_KEYS,
 ];
 const ROUTER_KEYS = [
   'routing_strategy',
@@ -338,6 +340,7 @@ function normalizeModelList(value: unknown, ctx: Context): { groups: ModelGroupC
   const groups = [...byGroup].map(([name, deployments]) => ({ name, deployments }));
   // A group with a callable deployment left serves with it; only the rest answer 503 with the reasons.
   for (const name of byGroup.keys()) ctx.skipped.delete(name);
+  ctx.issues.push(...checkGroupModes(groups));
   return { groups, groupNames: new Set(groupCounts.keys()) };
 }
 
@@ -389,6 +392,7 @@ function normalizeDeployment(
     modelName,
     ...rest,
     limits,
+    ...(params ? readEndpointSettings(params, info, path, ctx.issues, ctx.warnings) : {}),
   });
   return { deployment, idPath: explicitId !== undefined ? childPath(infoPath, 'id') : path };
 }
@@ -407,7 +411,7 @@ function normalizeLitellmParams(params: RawMap, path: string, ctx: Context): Nor
   const { issues } = ctx;
   warnUnknownKeys(params, path, LITELLM_PARAMS_KEYS, ctx.warnings);
   const model = requiredField(params, 'model', path, checkNonEmptyString, issues);
-  const mockResponse = optionalField(params, 'mock_response', path, checkString, issues);
+  const mockResponse = optionalField(params, 'mock_response', path, checkMockResponse, issues);
   const mockDelay = optionalField(params, 'mock_delay', path, checkNonNegativeSeconds, issues);
   rememberSecret(ctx, params.api_key);
   // `api_key: ""` is no key, as in LiteLLM (real configs write it for local servers).

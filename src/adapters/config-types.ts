@@ -40,6 +40,23 @@ export interface DeploymentConfig {
   azureAdToken?: string;
   /** false: the provider's rate-limit headers do not block the deployment (`respect_upstream_rate_limit_headers`). */
   respectUpstreamRateLimitHeaders?: false;
+  /** `model_info.mode` (LiteLLM): chat, embedding, responses, completion; undefined = chat (src/adapters/endpoints.ts). */
+  mode?: string;
+  /** `mock_response` was written as an object: mockResponse holds its JSON text (structured outputs). */
+  mockResponseIsJson?: boolean;
+  /** `litellm_params.mock_tool_calls`: the tool calls a mock answers with when the request offers tools. */
+  mockToolCalls?: MockToolCall[];
+  /** `litellm_params.forward_priority`: send the request's priority upstream as `priority` (vLLM's field). */
+  forwardPriority?: boolean;
+  /** `model_info.output_vector_size` (LiteLLM): a mock embedding's dimensions when the request names none. */
+  embeddingDimensions?: number;
+}
+
+/** One tool call as chat completions return it (arguments as JSON text). */
+export interface MockToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
 }
 
 export interface ModelGroupConfig {

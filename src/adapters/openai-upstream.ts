@@ -5,13 +5,17 @@
  * cooldown (429 with its Retry-After, 5xx, network). 4xx answers pass through to the caller.
  */
 import type { DeploymentConfig } from './config-types.js';
-import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk } from './openai-types.js';
-import { UpstreamError, type Upstream, type UpstreamCall, type UpstreamFactory } from './upstream.js';
-import { parseOpenAIRateLimitHeaders, upstreamBlock } from './upstream-limits.js';
+import { UPSTREAM_PATH, type Endpoint } from './endpoints.js';
+import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, EndpointBody, JsonObject } from './openai-types.js';
+import { UpstreamError, type EndpointCall, type Upstream, type UpstreamCall, type UpstreamFactory } from './upstream.js';
+import { parseOpenAIRateLimitHeaders, upstreamBlock, type UpstreamBlock } from './upstream-limits.js';
 import { acceptsStreamOptions, upstreamTarget, type UpstreamTarget } from './upstream-target.js';
 
 /** LiteLLM control fields that must never be steered by a caller through the upstream. */
 const CONTROL_FIELDS = ['mock_response', 'mock_delay', 'api_base', 'api_key', 'base_url', 'api_version', 'azure_ad_token', 'litellm_params', 'user_config'];
+
+/** Providers whose API serves the Responses API itself (and keeps its conversation state). */
+export const RESPONSES_PROVIDERS: readonly string[] = ['openai', 'azure'];
 
 /** A non-negative decimal number, as Retry-After's delay-seconds (and OpenAI's retry-after-ms) are written. */
 const DELAY = /^\d+(\.\d+)?$/;
@@ -100,30 +104,125 @@ export async function* sseData(body: ReadableStream<Uint8Array>): AsyncIterable<
   }
 }
 
+/** One parsed SSE event that must be a JSON object; anything else is an unreadable stream. */
+function parseEvent(data: string): JsonObject {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data);
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new UpstreamError('network', 'upstream sent an unreadable stream event');
+  }
+  return parsed as JsonObject;
+}
+
 export class OpenAIUpstream implements Upstream {
+  /**
+   * Embeddings and legacy completions, at their OpenAI paths under api_base; the Responses API too for
+   * OpenAI and Azure, which keep its state. The other OpenAI-compatible families (vLLM and the like)
+   * get the Responses API translated to chat (responses-translation.ts).
+   */
+  readonly endpoints: ReadonlySet<Exclude<Endpoint, 'chat'>>;
   private readonly url: string;
   private readonly target: UpstreamTarget;
   private readonly readLimits: boolean;
   private readonly streamUsage: boolean;
+  private readonly urls = new Map<Endpoint, string>();
 
   constructor(private readonly deployment: DeploymentConfig) {
     // The one place this upstream's URL and auth come from (Azure's layout and api-key included).
     this.target = upstreamTarget(deployment);
-    this.url = this.target.url('/chat/completions');
+    this.url = this.urlFor('chat');
     this.readLimits = deployment.respectUpstreamRateLimitHeaders !== false;
     this.streamUsage = acceptsStreamOptions(deployment);
+    this.endpoints = new Set(RESPONSES_PROVIDERS.includes(deployment.provider) ? (['responses', 'embeddings', 'completions'] as const) : (['embeddings', 'completions'] as const));
   }
 
-  private request(body: ChatCompletionBody, signal: AbortSignal): Promise<Response> {
+  /** The one place an endpoint's URL is built: the provider's target (upstream-target.ts) for the endpoint's OpenAI path. */
+  protected urlFor(endpoint: Endpoint): string {
+    let url = this.urls.get(endpoint);
+    if (url === undefined) {
+      url = this.target.url(UPSTREAM_PATH[endpoint]);
+      this.urls.set(endpoint, url);
+    }
+    return url;
+  }
+
+  private request(body: ChatCompletionBody | EndpointBody, signal: AbortSignal, url = this.url): Promise<Response> {
     const forwarded: Record<string, unknown> = Object.assign({}, body);
     for (const f of CONTROL_FIELDS) delete forwarded[f];
     // Azure takes the deployment from the URL; its `model` field is ignored there, and harmless.
     const headers: Record<string, string> = Object.assign({ 'content-type': 'application/json', accept: body.stream ? 'text/event-stream' : 'application/json' }, this.target.headers);
-    return fetch(this.url, { method: 'POST', headers, body: JSON.stringify(forwarded), signal });
+    return fetch(url, { method: 'POST', headers, body: JSON.stringify(forwarded), signal });
+  }
+
+  private async post(call: EndpointCall, body: EndpointBody): Promise<Response> {
+    let response: Response;
+    try {
+      response = await this.request(body, call.signal, this.urlFor(call.endpoint));
+    } catch (e) {
+      if (call.signal.aborted) throw call.signal.reason;
+      throw networkError(e);
+    }
+    this.noteLimits(response, call);
+    if (!response.ok) throw await failureFrom(response);
+    return response;
+  }
+
+  async send(call: EndpointCall): Promise<JsonObject> {
+    const response = await this.post(call, call.body.stream === true ? Object.assign({}, call.body, { stream: false }) : call.body);
+    try {
+      const answer: unknown = await response.json();
+      if (answer === null || typeof answer !== 'object' || Array.isArray(answer)) throw new Error('not a JSON object');
+      return answer as JsonObject;
+    } catch (e) {
+      if (call.signal.aborted) throw call.signal.reason;
+      throw new UpstreamError('network', `upstream sent an unreadable body: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * The endpoint's events as they arrive. A Responses stream ends when the upstream closes it after
+   * `response.completed` (or `.failed` / `.incomplete`); a completions stream ends with `[DONE]`.
+   */
+  async *sendStream(call: EndpointCall): AsyncIterable<JsonObject> {
+    const body: EndpointBody = Object.assign({}, call.body, { stream: true });
+    // Legacy completions report usage only when asked, as chat does; tpm is reconciled with it, and the
+    // caller sees the usage chunk only if it asked.
+    const hideUsage = call.endpoint === 'completions' && (call.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage !== true;
+    if (call.endpoint === 'completions') body.stream_options = Object.assign({}, call.body.stream_options as object | undefined, { include_usage: true });
+    const response = await this.post(call, body);
+    if (response.body === null) throw new UpstreamError('network', 'upstream sent no stream body');
+    let finished = false;
+    let sawEnd = false;
+    try {
+      for await (const data of sseData(response.body)) {
+        if (data === '[DONE]') {
+          finished = true;
+          sawEnd = true;
+          break;
+        }
+        const event = parseEvent(data);
+        if (call.endpoint === 'completions' && event.error != null && !Array.isArray(event.choices)) throw streamErrorFrom(event as { error: unknown });
+        const type = event.type;
+        if (type === 'response.completed' || type === 'response.failed' || type === 'response.incomplete' || type === 'error') sawEnd = true;
+        if (hideUsage && event.usage != null && Array.isArray(event.choices) && event.choices.length === 0) event.__triageHidden = true;
+        yield event;
+      }
+      finished = true;
+    } catch (e) {
+      if (call.signal.aborted) throw call.signal.reason;
+      throw networkError(e);
+    } finally {
+      if (!finished) response.body.cancel().catch(() => {});
+    }
+    if (!sawEnd) throw new UpstreamError('network', `upstream ${call.endpoint} stream ended before its last event`);
   }
 
   /** The provider's rate-limit headers, from a success or a failure, told to the call (upstream-limits.ts). */
-  private noteLimits(response: Response, call: UpstreamCall): void {
+  private noteLimits(response: Response, call: { reportUpstreamBlock?(block: UpstreamBlock): void }): void {
     if (!this.readLimits || call.reportUpstreamBlock === undefined) return;
     const block = upstreamBlock(parseOpenAIRateLimitHeaders(response.headers));
     if (block !== undefined) call.reportUpstreamBlock(block);

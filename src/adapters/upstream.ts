@@ -1,11 +1,15 @@
 /**
  * What a deployment is to the scheduler: something that answers a chat completion, given an
- * AbortSignal. Mocks (`mock_response`) and real HTTP upstreams implement the same interface.
+ * AbortSignal, and optionally the other OpenAI endpoints (Responses, embeddings, legacy completions)
+ * through one generic JSON / server-sent-events call. Mocks (`mock_response`) and real HTTP upstreams
+ * implement the same interface; a provider that only speaks chat implements complete/stream alone,
+ * and the router translates the Responses API to chat for it.
  */
 import type { Clock } from '../machines/clock.js';
 import type { DeploymentConfig } from './config-types.js';
-import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk } from './openai-types.js';
 import type { UpstreamBlock } from './upstream-limits.js';
+import type { Endpoint } from './endpoints.js';
+import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, EndpointBody, JsonObject } from './openai-types.js';
 
 export interface UpstreamCall {
   body: ChatCompletionBody;
@@ -18,10 +22,28 @@ export interface UpstreamCall {
   reportUpstreamBlock?(block: UpstreamBlock): void;
 }
 
+/** A call to an endpoint other than chat completions: the body as that endpoint takes it. */
+export interface EndpointCall {
+  endpoint: Exclude<Endpoint, 'chat'>;
+  body: EndpointBody;
+  signal: AbortSignal;
+  /** As UpstreamCall's: the provider's rate-limit headers say a limit is used up. */
+  reportUpstreamBlock?(block: UpstreamBlock): void;
+}
+
 export interface Upstream {
   complete(call: UpstreamCall): Promise<ChatCompletion>;
   /** Chunks as they arrive; the last chunk carries `usage` when the upstream reports it. */
   stream(call: UpstreamCall): AsyncIterable<ChatCompletionChunk>;
+  /** The endpoints besides chat this upstream speaks natively (absent: chat only). */
+  readonly endpoints?: ReadonlySet<Exclude<Endpoint, 'chat'>>;
+  /** The endpoint's JSON answer (needed for each endpoint in `endpoints`). */
+  send?(call: EndpointCall): Promise<JsonObject>;
+  /**
+   * The endpoint's stream, one parsed SSE `data` object per event as it arrives (the Responses API
+   * names each event by its `type` field). A chat-style stream's `[DONE]` is not yielded.
+   */
+  sendStream?(call: EndpointCall): AsyncIterable<JsonObject>;
 }
 
 /**

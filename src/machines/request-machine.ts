@@ -17,6 +17,7 @@
  */
 import { assign, emit, sendTo, setup, type AnyActorRef } from 'xstate';
 import { QueueTimeoutError, RequestCancelledError, ShuttingDownError, TriageError } from '../errors.js';
+import type { Endpoint } from '../adapters/endpoints.js';
 import type { ChatCompletionBody, Usage } from '../adapters/openai-types.js';
 import { UpstreamError } from '../adapters/upstream.js';
 import type { Clock } from './clock.js';
@@ -30,6 +31,9 @@ export interface RequestInput {
   model: string;
   priority: number;
   tenant: string;
+  /** The upstream endpoint the request calls. */
+  endpoint: Endpoint;
+  /** The body as forwarded (for endpoints other than chat, that endpoint's body). */
   body: ChatCompletionBody;
   stream: boolean;
   tokens: number;
@@ -172,7 +176,15 @@ export const requestMachine = setup({
     takeGrant: assign(({ context, event, self }) => {
       if (event.type !== 'grant') return {};
       const { req } = context;
-      const attempt: UpstreamAttemptInput = { grant: event.grant, body: req.body, stream: req.stream, clock: req.clock, upstreamFor: req.upstreamFor };
+      const attempt: UpstreamAttemptInput = {
+        grant: event.grant,
+        endpoint: req.endpoint,
+        body: req.body,
+        stream: req.stream,
+        priority: req.priority,
+        clock: req.clock,
+        upstreamFor: req.upstreamFor,
+      };
       if (req.sink) attempt.sink = req.sink;
       const update: Partial<RequestContext> = { grant: event.grant, dispatchedAt: req.clock.now(), call: new UpstreamAttempt(attempt, self) };
       if (event.accepted) Object.assign(update, event.accepted);

@@ -11,15 +11,17 @@
  * request in `dispatched` past its timeout.
  */
 import type { AnyActorRef } from 'xstate';
-import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, Usage } from '../adapters/openai-types.js';
-import { UpstreamError, type Upstream, type UpstreamCall } from '../adapters/upstream.js';
 import type { UpstreamBlock } from '../adapters/upstream-limits.js';
+import type { Endpoint } from '../adapters/endpoints.js';
+import { normalizeUsage, type ChatCompletion, type ChatCompletionBody, type ChatCompletionChunk, type JsonObject, type Usage } from '../adapters/openai-types.js';
+import { UpstreamError, type EndpointCall, type Upstream, type UpstreamCall } from '../adapters/upstream.js';
 import type { Clock, TimerHandle } from './clock.js';
 import type { Grant } from './scheduler-store.js';
 
 /** Where a streaming request's chunks go while it is dispatched. */
 export interface ChunkSink {
-  push(chunk: ChatCompletionChunk): void;
+  /** A chat chunk, or another endpoint's stream event. */
+  push(chunk: ChatCompletionChunk | JsonObject): void;
   /** True once a chunk went out: the request can then no longer be retried. */
   readonly started: boolean;
 }
@@ -29,12 +31,18 @@ export interface DeploymentRoute {
   upstream: Upstream;
   requestTimeoutMs: number;
   upstreamModel: string;
+  /** `forward_priority: true`: the request's priority is sent upstream as `priority` (vLLM's field). */
+  forwardPriority?: boolean;
 }
 
 export interface UpstreamAttemptInput {
   grant: Grant;
+  /** The upstream endpoint called (a Responses request translated to chat calls `chat`). */
+  endpoint: Endpoint;
   body: ChatCompletionBody;
   stream: boolean;
+  /** The request's priority, forwarded only to deployments with `forward_priority`. */
+  priority: number;
   sink?: ChunkSink;
   clock: Clock;
   /** undefined: a deployment this instance does not know (a grant from an instance with another config). */
@@ -42,7 +50,8 @@ export interface UpstreamAttemptInput {
 }
 
 export interface UpstreamOutput {
-  completion?: ChatCompletion;
+  /** The chat completion, or another endpoint's JSON answer. */
+  completion?: ChatCompletion | JsonObject;
   usage?: Usage;
 }
 
@@ -53,6 +62,8 @@ export type UpstreamAttemptEvent = { type: 'upstream.done'; output: UpstreamOutp
 const LEFT_DISPATCHED = Object.freeze({ reason: 'the request left dispatched (cancelled)' });
 
 export class UpstreamAttempt implements UpstreamCall {
+  /** Read by upstreams as an EndpointCall's endpoint when it is not chat. */
+  readonly endpoint: Endpoint;
   /** The body as the deployment gets it (set by start): the group name the caller used becomes the deployment's model. */
   body!: ChatCompletionBody;
   /**
@@ -73,7 +84,9 @@ export class UpstreamAttempt implements UpstreamCall {
   constructor(
     private readonly input: UpstreamAttemptInput,
     private readonly actor: AnyActorRef,
-  ) {}
+  ) {
+    this.endpoint = input.endpoint;
+  }
 
   /** Made on first read (see the file comment); already aborted if the attempt was. */
   get signal(): AbortSignal {
@@ -116,6 +129,7 @@ export class UpstreamAttempt implements UpstreamCall {
     // Copied by Object.assign, not `{ ...body, model }` (docs/performance.md, "Object spread on the hot path").
     this.body = Object.assign({}, this.input.body);
     this.body.model = route.upstreamModel;
+    if (route.forwardPriority === true) this.body.priority = this.input.priority;
     this.timer = clock.setTimeout(() => {
       this.timer = undefined;
       const error = new UpstreamError('timeout', `upstream did not answer within ${route.requestTimeoutMs} ms`, 504);
@@ -123,6 +137,7 @@ export class UpstreamAttempt implements UpstreamCall {
       this.end({ type: 'upstream.failed', error });
     }, route.requestTimeoutMs);
     const upstream = route.upstream;
+    if (this.endpoint !== 'chat') return this.runEndpoint(upstream);
     if (!this.input.stream) {
       const completion = await upstream.complete(this);
       return { completion, usage: completion.usage };
@@ -135,6 +150,28 @@ export class UpstreamAttempt implements UpstreamCall {
       if (chunk.usage) usage = chunk.usage;
       // A usage report the caller did not ask for is kept for tpm accounting only.
       if (chunk.__triageHidden !== true) sink?.push(chunk);
+    }
+    return { usage };
+  }
+
+  /** The Responses API (passed through), embeddings or legacy completions: one JSON answer or an event stream. */
+  private async runEndpoint(upstream: Upstream): Promise<UpstreamOutput> {
+    const call = this as unknown as EndpointCall;
+    if (upstream.send === undefined || upstream.sendStream === undefined) {
+      throw new UpstreamError('client_error', `this deployment does not serve ${this.endpoint}`, 400);
+    }
+    if (!this.input.stream) {
+      const answer = await upstream.send(call);
+      return { completion: answer, usage: normalizeUsage(answer.usage) };
+    }
+    let usage: Usage | undefined;
+    const sink = this.input.sink;
+    for await (const event of upstream.sendStream(call)) {
+      if (this.ended) break;
+      // Completions chunks carry usage; the Responses API reports it in its last event's response.
+      const reported = event.usage ?? (event.response as { usage?: unknown } | undefined)?.usage;
+      if (reported != null) usage = normalizeUsage(reported) ?? usage;
+      if (event.__triageHidden !== true) sink?.push(event);
     }
     return { usage };
   }

@@ -12,10 +12,14 @@
  * The priority order matters when a turn brings more requests than free slots: the free slots go to
  * the best priorities of the turn, not to whichever socket was read first.
  */
-import type { CompletionParams, Router, ScheduledResult } from '../router.js';
+import type { Endpoint } from '../adapters/endpoints.js';
+import type { CompletionParams, EndpointParams, Router, ScheduledResult } from '../router.js';
+
+type Params = (CompletionParams | EndpointParams) & { priority: number };
 
 interface Arrival {
-  params: CompletionParams & { priority: number };
+  params: Params;
+  endpoint: Endpoint;
   resolve: (result: ScheduledResult) => void;
   reject: (error: unknown) => void;
 }
@@ -29,10 +33,10 @@ export class ArrivalBatch {
   constructor(private readonly router: Pick<Router, 'schedule'>) {}
 
   /** Schedules `params` (its priority already resolved) with the rest of this turn's arrivals. */
-  schedule(params: CompletionParams & { priority: number }): Promise<ScheduledResult> {
+  schedule(params: Params, endpoint: Endpoint = 'chat'): Promise<ScheduledResult> {
     return new Promise<ScheduledResult>((resolve, reject) => {
       if (this.pending.length === 0) setImmediate(this.flush);
-      this.pending.push({ params, resolve, reject });
+      this.pending.push({ params, endpoint, resolve, reject });
     });
   }
 
@@ -49,7 +53,7 @@ export class ArrivalBatch {
       // schedule() reports its failures through its promise; a throw must still reach its caller and
       // not the rest of the batch.
       try {
-        this.router.schedule(a.params).then(a.resolve, a.reject);
+        this.router.schedule(a.params, a.endpoint).then(a.resolve, a.reject);
       } catch (e) {
         a.reject(e);
       }

@@ -1,18 +1,26 @@
 /**
- * The chat completion endpoints. `/queue/chat/completions` is LiteLLM's name and is kept for
- * compatibility; `/chat/completions` and the `/v1/...` aliases go through the same scheduler, so the
- * limits hold whichever path a client uses.
+ * The queued endpoints: chat completions, the Responses API, embeddings and legacy completions.
+ * `/queue/chat/completions` is LiteLLM's name and is kept for compatibility; the bare paths and the
+ * `/v1/...` aliases go through the same scheduler, so the limits hold whichever path a client uses.
+ * One handler for all of them; only the stream's wire format differs (the Responses API names each
+ * event and has no `[DONE]`).
  */
 import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { ChatCompletionChunk } from '../adapters/openai-types.js';
+import { ENDPOINT_PATHS, type Endpoint } from '../adapters/endpoints.js';
+import type { ChatCompletionChunk, JsonObject } from '../adapters/openai-types.js';
 import { TriageError } from '../errors.js';
+import { headerNumber, PRIORITY_HEADER, requestedPriority, TIMEOUT_HEADER } from '../queue-options.js';
 import type { CancelListener, CancelSignal, CompletionParams, QueueMeta, Router } from '../router.js';
 import { ArrivalBatch } from './arrival-batch.js';
 import { checkModelAllowed, clampPriority, type Caller, type KeyRateCheck } from './auth.js';
 import { errorBody, sendError, toHttpError } from './http-errors.js';
+import { unknownQueryParam, checkQueryParams } from './query-params.js';
 
-export const CHAT_PATHS = ['/queue/chat/completions', '/chat/completions', '/v1/queue/chat/completions', '/v1/chat/completions'];
+export const CHAT_PATHS = ENDPOINT_PATHS.chat as string[];
+
+/** `?model=` overrides the body's model; `api-version` is what Azure OpenAI clients add (ignored). */
+const QUERY_PARAMS: ReadonlySet<string> = new Set(['model', 'api-version']);
 
 /** Response headers that say what the queue did; one prefix for all. */
 export const HEADER = {
@@ -94,18 +102,28 @@ function write(reply: FastifyReply, text: string, stallMs: number): Promise<void
   });
 }
 
-async function streamSse(reply: FastifyReply, stream: AsyncIterable<ChatCompletionChunk>, headers: Record<string, string>, stallMs: number): Promise<void> {
+/** One Responses API event as OpenAI writes it: named by its type. */
+function namedEvent(event: JsonObject): string {
+  return `event: ${String(event.type)}\ndata: ${JSON.stringify(event)}\n\n`;
+}
+
+async function streamSse(reply: FastifyReply, stream: AsyncIterable<ChatCompletionChunk | JsonObject>, headers: Record<string, string>, stallMs: number, endpoint: Endpoint): Promise<void> {
   reply.hijack();
   reply.raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', ...headers });
+  const named = endpoint === 'responses';
   try {
     for await (const chunk of stream) {
       if (reply.raw.destroyed) break;
-      await write(reply, `data: ${JSON.stringify(chunk)}\n\n`, stallMs);
+      await write(reply, named ? namedEvent(chunk) : `data: ${JSON.stringify(chunk)}\n\n`, stallMs);
     }
-    if (!reply.raw.destroyed) await write(reply, 'data: [DONE]\n\n', stallMs);
+    // The Responses API ends with its response.completed event; chat and completions with [DONE].
+    if (!reply.raw.destroyed && !named) await write(reply, 'data: [DONE]\n\n', stallMs);
   } catch (e) {
     // Headers are sent: the failure travels as an error event, as OpenAI's own streams do.
-    if (!reply.raw.destroyed) await write(reply, `data: ${JSON.stringify(errorBody(toHttpError(e), reply.server.redactSecrets))}\n\n`, stallMs);
+    if (!reply.raw.destroyed) {
+      const body = errorBody(toHttpError(e), reply.server.redactSecrets);
+      await write(reply, named ? namedEvent({ type: 'error', code: body.error.code, message: body.error.message, param: body.error.param }) : `data: ${JSON.stringify(body)}\n\n`, stallMs);
+    }
   } finally {
     reply.raw.end();
   }
@@ -113,7 +131,7 @@ async function streamSse(reply: FastifyReply, stream: AsyncIterable<ChatCompleti
 
 export function registerChatRoutes(app: FastifyInstance, router: Router, keyRate: KeyRateCheck, options: { streamStallMs: number }): void {
   const arrivals = new ArrivalBatch(router);
-  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+  const handlerFor = (endpoint: Endpoint) => async (request: FastifyRequest, reply: FastifyReply) => {
     const caller = (request as FastifyRequest & { caller: Caller }).caller;
     const body = request.body;
     if (body === null || typeof body !== 'object' || Array.isArray(body)) {
@@ -121,17 +139,25 @@ export function registerChatRoutes(app: FastifyInstance, router: Router, keyRate
     }
     // Object.assign, not a spread: fields are added below (docs/performance.md, "Object spread on the hot path").
     const params = Object.assign({}, body) as Record<string, unknown>;
-    const queryModel = (request.query as Record<string, unknown> | undefined)?.model;
+    const query = request.query as Record<string, unknown> | undefined;
+    const queryModel = query?.model;
     if (typeof queryModel === 'string' && queryModel !== '') params.model = queryModel;
     try {
+      if (unknownQueryParam(query, QUERY_PARAMS) !== undefined) checkQueryParams(query, QUERY_PARAMS);
       if (typeof params.model !== 'string' || params.model === '') {
         throw new TriageError('invalid_request', 'model is required and must be a string.', { param: 'model' });
       }
       checkModelAllowed(caller, params.model);
       // A key bound to a worse priority also gets that as its default.
-      const requested = params.priority === undefined || params.priority === null
+      // The body's priority, else metadata.priority, else the x-triage-priority header (queue-options.ts).
+      const asked = requestedPriority(params, request.headers[PRIORITY_HEADER]);
+      const requested = asked === undefined || asked === null
         ? Math.max(router.config.router.defaultPriority, caller.maxPriority ?? -Infinity)
-        : router.resolvePriority(params.priority);
+        : router.resolvePriority(asked);
+      if (params.timeout === undefined) {
+        const timeout = headerNumber(request.headers[TIMEOUT_HEADER]);
+        if (timeout !== undefined) params.timeout = timeout;
+      }
       const { priority, clamped } = clampPriority(caller, requested);
       // Counted last, so a refusal above does not use up the key's rpm; a promise only with Redis.
       const counted = keyRate(caller, router.clock.now());
@@ -139,14 +165,17 @@ export function registerChatRoutes(app: FastifyInstance, router: Router, keyRate
       params.priority = priority;
       params.tenant = caller.name;
       params.signal = new CallerGone(reply.raw);
-      const result = await arrivals.schedule(params as CompletionParams & { priority: number });
+      const result = await arrivals.schedule(params as CompletionParams & { priority: number }, endpoint);
       request.queueMeta = result.meta;
       const headers = queueHeaders(result.meta, clamped);
-      if (result.kind === 'stream') return streamSse(reply, result.stream, headers, options.streamStallMs);
+      if (result.kind === 'stream') return streamSse(reply, result.stream, headers, options.streamStallMs, endpoint);
       return reply.headers(headers).send(result.completion);
     } catch (e) {
       return sendError(reply, e);
     }
   };
-  for (const path of CHAT_PATHS) app.post(path, handler);
+  for (const endpoint of Object.keys(ENDPOINT_PATHS) as Endpoint[]) {
+    const handler = handlerFor(endpoint);
+    for (const path of ENDPOINT_PATHS[endpoint]) app.post(path, handler);
+  }
 }

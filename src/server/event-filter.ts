@@ -32,6 +32,8 @@ export interface EventFilter {
 
 export interface FilterInput {
   models?: unknown;
+  /** One model (or a comma-separated list): the same as `models`. */
+  model?: unknown;
   types?: unknown;
   request?: unknown;
   mine?: unknown;
@@ -46,6 +48,9 @@ function list(value: unknown, param: string): string[] | undefined {
   return (items as string[]).map((s) => s.trim()).filter((s) => s !== '');
 }
 
+/** Query parameters `/queue/events` takes: the filter's, and `token` (browsers cannot send headers to a WebSocket). */
+export const FILTER_QUERY_PARAMS: ReadonlySet<string> = new Set(['models', 'model', 'types', 'request', 'mine', 'token']);
+
 /**
  * Parses a filter from query parameters or a subscribe message; unknown names are a 400-style error.
  * `knownModels` is the list of group names, or a function giving the group a name's events carry (an
@@ -53,7 +58,9 @@ function list(value: unknown, param: string): string[] | undefined {
  */
 export function parseFilter(input: FilterInput, knownModels: readonly string[] | ((name: string) => string | undefined)): EventFilter {
   const filter: EventFilter = { mine: input.mine === true || input.mine === 'true' || input.mine === '1' };
-  const models = list(input.models, 'models');
+  const one = list(input.model, 'model');
+  const many = list(input.models, 'models');
+  const models = one && many ? [...many, ...one] : (many ?? one);
   if (models) {
     const groupOf = typeof knownModels === 'function' ? knownModels : (m: string) => (knownModels.includes(m) ? m : undefined);
     const groups = models.map(groupOf);

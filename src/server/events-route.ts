@@ -13,7 +13,8 @@ import { toTriageError } from '../errors.js';
 import type { QueueEvent } from '../events.js';
 import type { Router } from '../router.js';
 import type { Caller } from './auth.js';
-import { accepts, parseFilter, type EventFilter, type FilterInput } from './event-filter.js';
+import { accepts, FILTER_QUERY_PARAMS, parseFilter, type EventFilter, type FilterInput } from './event-filter.js';
+import { unknownQueryParam } from './query-params.js';
 import { errorBody } from './http-errors.js';
 
 export interface EventStreamOptions {
@@ -33,6 +34,14 @@ export function registerEventsRoute(app: FastifyInstance, router: Router, option
   app.get('/queue/events', { websocket: true }, (socket: WebSocket, request) => {
     const caller = (request as unknown as { caller: Caller }).caller;
     let filter: EventFilter;
+    // An unknown query parameter closes the socket with a reason naming it (a close reason holds 123 bytes).
+    const unknown = unknownQueryParam(request.query, FILTER_QUERY_PARAMS);
+    if (unknown !== undefined) {
+      const message = `Unknown query parameter '${unknown.slice(0, 40)}'. Accepted: ${[...FILTER_QUERY_PARAMS].join(', ')}.`;
+      send(socket, { type: 'error', error: { message, type: 'invalid_request_error', param: unknown.slice(0, 100), code: 'invalid_request' } });
+      socket.close(1008, Buffer.byteLength(message) <= 123 ? message : `unknown query parameter '${unknown.slice(0, 20)}'`);
+      return;
+    }
     try {
       filter = parseFilter(request.query as Record<string, unknown>, (m) => router.groupNameFor(m));
     } catch (e) {

@@ -1,7 +1,13 @@
 /** Read-only endpoints: the model list, the queue's state, and health probes. */
 import type { FastifyInstance } from 'fastify';
+import { endpointsOfMode } from '../adapters/endpoints.js';
 import type { Router } from '../router.js';
 import type { Caller } from './auth.js';
+import { sendError } from './http-errors.js';
+import { checkQueryParams } from './query-params.js';
+
+/** `/queue/status` takes how many waiters to list, and `token` as every GET does. */
+const STATUS_PARAMS: ReadonlySet<string> = new Set(['waiters', 'token']);
 
 export interface Readiness {
   ready: boolean;
@@ -14,12 +20,22 @@ export function registerStatusRoutes(app: FastifyInstance, router: Router, readi
   const started = Math.floor(Date.now() / 1000);
   const models = async () => ({
     object: 'list',
-    data: router.listedModels.map((id) => ({ id, object: 'model', created: started, owned_by: 'triage' })),
+    // `mode` as LiteLLM names it, and the endpoints (their /v1 paths' names) the group answers on.
+    data: router.listedModels.map((id) => {
+      const mode = router.modeOf(id) ?? 'chat';
+      return { id, object: 'model', created: started, owned_by: 'triage', mode, endpoints: endpointsOfMode(mode) };
+    }),
   });
   app.get('/v1/models', models);
   app.get('/models', models);
 
-  app.get('/queue/status', async (request) => {
+  app.get('/queue/status', async (request, reply) => {
+    // Answered here, not thrown: the app's error handler logs a thrown error as a failure.
+    try {
+      checkQueryParams(request.query, STATUS_PARAMS);
+    } catch (e) {
+      return sendError(reply, e);
+    }
     const q = request.query as { waiters?: string };
     const limit = q.waiters !== undefined && /^\d{1,4}$/.test(q.waiters) ? Number(q.waiters) : 50;
     const models = await router.queueStatus(limit);

@@ -400,3 +400,123 @@ export async function closedPort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
+
+/** The fields each OpenAI endpoint accepts (the real API refuses any other with a 400). */
+const OPENAI_FIELDS: Record<string, { required: string[]; known: string[] }> = {
+  '/v1/chat/completions': {
+    required: ['model', 'messages'],
+    known: ['model', 'messages', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'n', 'tools', 'tool_choice', 'response_format', 'user', 'metadata', 'store', 'seed', 'stop', 'presence_penalty', 'frequency_penalty', 'logprobs', 'top_logprobs', 'logit_bias', 'parallel_tool_calls', 'reasoning_effort', 'service_tier', 'modalities', 'audio', 'prediction', 'verbosity', 'safety_identifier', 'prompt_cache_key'],
+  },
+  '/v1/responses': {
+    required: ['model', 'input'],
+    known: ['model', 'input', 'instructions', 'tools', 'tool_choice', 'text', 'max_output_tokens', 'temperature', 'top_p', 'stream', 'stream_options', 'metadata', 'store', 'previous_response_id', 'include', 'parallel_tool_calls', 'reasoning', 'truncation', 'user', 'service_tier', 'background', 'conversation', 'prompt', 'max_tool_calls', 'safety_identifier', 'prompt_cache_key', 'top_logprobs'],
+  },
+  '/v1/embeddings': { required: ['model', 'input'], known: ['model', 'input', 'dimensions', 'encoding_format', 'user'] },
+  '/v1/completions': {
+    required: ['model', 'prompt'],
+    known: ['model', 'prompt', 'max_tokens', 'temperature', 'top_p', 'n', 'stream', 'stream_options', 'logprobs', 'echo', 'stop', 'presence_penalty', 'frequency_penalty', 'best_of', 'logit_bias', 'seed', 'suffix', 'user'],
+  },
+};
+
+/**
+ * What the real OpenAI API would refuse in this request, as [status, body], or undefined when it
+ * would accept it: a wrong method or path (404), no bearer key (401), a body that is not JSON, a
+ * missing required field or an unrecognized one (400).
+ */
+export function openAIRefusal(r: RecordedRequest): [number, unknown] | undefined {
+  const path = r.path.split('?')[0]!;
+  const spec = OPENAI_FIELDS[path];
+  if (r.method !== 'POST' || spec === undefined) return [404, openAIError(`Invalid URL (${r.method} ${path})`, 'invalid_request_error')];
+  if (!/^Bearer \S+/.test(String(r.headers.authorization ?? ''))) return [401, openAIError('You didn\'t provide an API key.', 'invalid_request_error')];
+  if (!String(r.headers['content-type'] ?? '').startsWith('application/json') || r.body === undefined) return [400, openAIError('We could not parse the JSON body of your request.')];
+  for (const field of spec.required) if (r.body[field] === undefined) return [400, openAIError(`Missing required parameter: '${field}'.`, 'invalid_request_error', field, 'missing_required_parameter')];
+  for (const field of Object.keys(r.body)) {
+    if (!spec.known.includes(field)) return [400, openAIError(`Unrecognized request argument supplied: ${field}`, 'invalid_request_error', field, 'unknown_parameter')];
+  }
+  return undefined;
+}
+
+/** The usage the strict fake reports, per endpoint (tpm is reconciled with it). */
+export const FAKE_USAGE = {
+  responses: { input_tokens: 7, input_tokens_details: { cached_tokens: 0 }, output_tokens: 4, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 11 },
+  embeddings: { prompt_tokens: 5, total_tokens: 5 },
+  completions: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 },
+};
+
+/** A Response as OpenAI returns it, with one message item of `text`. */
+export function responseBody(model: string, text: string, status = 'completed') {
+  return {
+    id: `resp_fake${nextId++}`,
+    object: 'response',
+    created_at: Math.floor(Date.now() / 1000),
+    status,
+    error: null,
+    incomplete_details: null,
+    model,
+    output: status === 'completed' ? [{ id: 'msg_fake', type: 'message', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text, annotations: [] }] }] : [],
+    parallel_tool_calls: true,
+    tool_choice: 'auto',
+    tools: [],
+    usage: status === 'completed' ? FAKE_USAGE.responses : null,
+  };
+}
+
+/** The Responses API's stream for `pieces`, as OpenAI sends it (named events; no [DONE]). */
+export function responseEvents(model: string, pieces: string[]) {
+  let seq = 0;
+  const ev = (type: string, fields: Record<string, unknown>) => ({ type, sequence_number: seq++, ...fields });
+  const text = pieces.join('');
+  const done = responseBody(model, text);
+  const item = { id: 'msg_fake', type: 'message', status: 'in_progress', role: 'assistant', content: [] };
+  return [
+    ev('response.created', { response: responseBody(model, '', 'in_progress') }),
+    ev('response.in_progress', { response: responseBody(model, '', 'in_progress') }),
+    ev('response.output_item.added', { output_index: 0, item }),
+    ev('response.content_part.added', { item_id: 'msg_fake', output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [] } }),
+    ...pieces.map((delta) => ev('response.output_text.delta', { item_id: 'msg_fake', output_index: 0, content_index: 0, delta, logprobs: [] })),
+    ev('response.output_text.done', { item_id: 'msg_fake', output_index: 0, content_index: 0, text, logprobs: [] }),
+    ev('response.content_part.done', { item_id: 'msg_fake', output_index: 0, content_index: 0, part: { type: 'output_text', text, annotations: [] } }),
+    ev('response.output_item.done', { output_index: 0, item: done.output[0] }),
+    ev('response.completed', { response: done }),
+  ];
+}
+
+/**
+ * A strict fake of OpenAI's four endpoints: it refuses what the real API refuses (openAIRefusal), and
+ * answers chat completions, Responses (named SSE events, ending after response.completed), embeddings
+ * (`dimensions`, default 3; base64 when asked) and legacy completions, whole or streamed.
+ */
+export function strictOpenAI(text = 'Hello from the fake upstream.'): Handler {
+  const pieces = text.match(/\S+\s*/g) ?? [text];
+  return async (x) => {
+    const refusal = openAIRefusal(x.request);
+    if (refusal) return x.json(refusal[0], refusal[1]);
+    const body = x.request.body!;
+    const model = String(body.model);
+    const path = x.request.path.split('?')[0];
+    if (path === '/v1/chat/completions') return (body.stream ? respond.stream(pieces) : respond.completion(text))(x);
+    if (path === '/v1/responses') {
+      if (!body.stream) return x.json(200, responseBody(model, text));
+      x.startSse();
+      for (const e of responseEvents(model, pieces)) await x.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+      return x.finish();
+    }
+    if (path === '/v1/embeddings') {
+      const items = typeof body.input === 'string' || typeof body.input?.[0] === 'number' ? [body.input] : body.input;
+      const dims = typeof body.dimensions === 'number' ? body.dimensions : 3;
+      const data = (items as unknown[]).map((_, index) => {
+        const vector = Array.from({ length: dims }, (_v, i) => (index + 1) / (i + 2));
+        const embedding = body.encoding_format === 'base64' ? Buffer.from(new Float32Array(vector).buffer).toString('base64') : vector;
+        return { object: 'embedding', index, embedding };
+      });
+      return x.json(200, { object: 'list', data, model, usage: FAKE_USAGE.embeddings });
+    }
+    const completion = (t: string, finish: string | null) => ({ id: `cmpl-fake${nextId++}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model, choices: [{ text: t, index: 0, logprobs: null, finish_reason: finish }] });
+    if (!body.stream) return x.json(200, { ...completion(text, 'stop'), usage: FAKE_USAGE.completions });
+    x.startSse();
+    for (const p of pieces) await x.event(completion(p, null));
+    await x.event(completion('', 'stop'));
+    if (body.stream_options?.include_usage === true) await x.event({ ...completion('', null), choices: [], usage: FAKE_USAGE.completions });
+    await x.done();
+  };
+}
