@@ -4,6 +4,7 @@
  * (master_key, keys[].key, api_key, redis_password) never appear in an issue message.
  */
 import { readFileSync } from 'node:fs';
+import { readRedisExtras, REDIS_EXTRA_KEYS } from './config-redis.js';
 import { LineCounter, parseDocument, type YAMLError } from 'yaml';
 import {
   absentOrValid,
@@ -107,6 +108,7 @@ const ROUTER_KEYS = [
   'redis_password',
   'redis_prefix',
   'redis_lease_seconds',
+  ...REDIS_EXTRA_KEYS,
 ];
 /** general_settings keys for the server's client timeouts, and the ServerTimeouts field each sets. */
 const CLIENT_TIMEOUT_KEYS = {
@@ -124,6 +126,8 @@ interface Context {
   warnings: ConfigIssue[];
   /** Secret values seen anywhere, scrubbed from every message as a last line of defence. */
   secrets: Set<string>;
+  /** The environment (REDIS_CLUSTER_NODES). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -207,7 +211,7 @@ export function loadConfigFile(path: string, env?: NodeJS.ProcessEnv): LoadedCon
 /** Validates and normalizes an already-parsed config (e.g. from YAML or JSON). Throws ConfigError with every issue. */
 export function normalizeConfig(raw: unknown, options: NormalizeOptions = {}): LoadedConfig {
   const env = options.env ?? process.env;
-  const ctx: Context = { issues: [], warnings: [], secrets: new Set() };
+  const ctx: Context = { issues: [], warnings: [], secrets: new Set(), env };
   const resolved = resolveEnvReferences(raw, env, '', ctx.issues);
 
   if (isAbsent(resolved)) {
@@ -479,9 +483,10 @@ function normalizeRedis(map: RawMap, path: string, ctx: Context): RedisSettings 
   const password = optionalField(map, 'redis_password', path, checkString, issues, { secret: true });
   const prefix = optionalField(map, 'redis_prefix', path, checkNonEmptyString, issues);
   const leaseSeconds = optionalField(map, 'redis_lease_seconds', path, checkPositiveSeconds, issues);
+  const { extras, enabled } = readRedisExtras(map, path, ctx.env ?? process.env, issues);
 
-  if (isAbsent(map.redis_url) && isAbsent(map.redis_host)) {
-    for (const key of ['redis_port', 'redis_password', 'redis_prefix', 'redis_lease_seconds']) {
+  if (isAbsent(map.redis_url) && isAbsent(map.redis_host) && !enabled) {
+    for (const key of ['redis_port', 'redis_password', 'redis_prefix', 'redis_lease_seconds', 'redis_username', 'redis_db', 'redis_ssl', 'redis_ssl_ca_certs']) {
       if (!isAbsent(map[key])) {
         ctx.warnings.push({ path: childPath(path, key), message: 'ignored: neither redis_url nor redis_host is set' });
       }
@@ -495,8 +500,9 @@ function normalizeRedis(map: RawMap, path: string, ctx: Context): RedisSettings 
     port: port ?? (host !== undefined ? 6379 : undefined),
     password,
     prefix: prefix ?? 'triage',
-    // Absent: the store's default (10 s) applies.
+    // Absent: the store's default applies.
     leaseMs: leaseSeconds === undefined ? undefined : secondsToMs(leaseSeconds),
+    ...extras,
   });
 }
 
