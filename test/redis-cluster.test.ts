@@ -333,9 +333,14 @@ describe('gateways on a 3-master Redis Cluster', () => {
     } finally {
       paused.proc.child.kill('SIGCONT');
     }
-    // Resumed: the paused instance must not dispatch the reclaimed grant while the slot is taken.
-    await statusUntil(other.url, model, (s) => s.waiting === 1 && s.inFlight === 1, 'the paused waiter to be back in the queue');
-    expect(up.fake.requests).toHaveLength(2);
+    // Resumed: the paused instance must not dispatch the reclaimed grant while the slot is taken: its
+    // waiter goes back to the queue (without the fence it would reach the upstream now).
+    await waitFor(
+      async () => (up.fake.requests.length > 2 || (await status(other.url, model)).waiting === 1 ? true : undefined),
+      'the paused waiter to be back in the queue, or dispatched',
+    );
+    expect(up.fake.requests.map(promptOf)).toEqual(['holder', 'other waiter']);
+    expect(await status(other.url, model)).toMatchObject({ waiting: 1, inFlight: 1 });
     up.release(1);
     expect((await otherWaiter).status).toBe(200);
     await up.fake.until((f) => f.requests.length === 3, 'the paused waiter to be served');

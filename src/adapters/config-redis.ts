@@ -98,7 +98,10 @@ function readNodes(value: unknown, path: string, issues: ConfigIssue[]): RedisNo
     }
     const host = item.host;
     const port = typeof item.port === 'string' && PORT_TEXT.test(item.port) ? Number(item.port) : item.port;
-    if (typeof host !== 'string' || host === '') {
+    if (isAbsent(host)) {
+      issues.push({ path: childPath(at, 'host'), message: 'is required (a non-empty string)' });
+      ok = false;
+    } else if (typeof host !== 'string' || host === '') {
       issues.push({ path: childPath(at, 'host'), message: `expected a non-empty string, got ${describeValue(host)}` });
       ok = false;
     }
