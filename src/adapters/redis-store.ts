@@ -275,6 +275,8 @@ export class RedisStore implements SchedulerStore {
    * not dispatched until a reconciliation (sync) confirms it still exists.
    */
   private leaseSafeUntil = -Infinity;
+  /** Fires at the earliest other instance's lease end (from the heartbeat), to reap it right then. */
+  private reapTimer: ReturnType<typeof setTimeout> | undefined;
   /** A fresh process first reconciles with whatever a previous holder of its id left behind. */
   private needsSync = true;
   private syncing = false;
@@ -792,12 +794,14 @@ export class RedisStore implements SchedulerStore {
       // Redis is unreachable: the lease lapses and the other instances reclaim everything.
     }
     this.closed = true;
+    if (this.reapTimer !== undefined) clearTimeout(this.reapTimer);
     this.options.onClose?.(this);
   }
 
   /** Stops without giving anything back, as a killed process would (crash tests): the lease lapses. */
   abandon(): void {
     this.closed = true;
+    if (this.reapTimer !== undefined) clearTimeout(this.reapTimer);
     this.options.onClose?.(this);
   }
 
@@ -871,12 +875,31 @@ export class RedisStore implements SchedulerStore {
           this.failed(e);
           throw e;
         }
-        this.head(r, undefined, true);
+        const serverNow = this.head(r, undefined, true);
         this.deliverRemote(this.accept(this.parseGrants(r[3]), strings(r[4])));
+        this.scheduleReap(r[5], serverNow);
       } while (this.claimAgain && !this.closed);
     } finally {
       this.claiming = false;
     }
+  }
+
+  /**
+   * Claims again just after the earliest other lease ends (`end`, server ms, '' = none): if that
+   * instance is dead, its waiters and slots come back at its lease's end rather than up to a heartbeat
+   * later. Live instances renew first, so each heartbeat moves the timer on; one timer per group.
+   */
+  private scheduleReap(end: unknown, serverNow: number): void {
+    if (this.reapTimer !== undefined) clearTimeout(this.reapTimer);
+    this.reapTimer = undefined;
+    if (end === '' || end === undefined || end === null || this.closed) return;
+    // A few ms past the end: the script's clock must read past it (a lease ending at NOW is reaped).
+    const delay = Math.max(0, Number(end) - serverNow) + 5;
+    this.reapTimer = setTimeout(() => {
+      this.reapTimer = undefined;
+      if (!this.closed) this.claim().catch(noop);
+    }, delay);
+    this.reapTimer.unref();
   }
 
   private async syncIfNeeded(): Promise<void> {

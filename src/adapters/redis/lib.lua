@@ -346,6 +346,16 @@ local function reapDead()
   if any then REAPED = REAPED + reapOwners(owners) end
 end
 
+--- The earliest lease expiry of another instance (server ms) as a string, '' when there is none: the
+--- caller reaps right then, so a dead instance's slots come back at its lease's end, not a heartbeat later.
+local function nextLeaseEnd()
+  local first = redis.call('ZRANGE', K.leases, 0, 1, 'WITHSCORES')
+  for i = 1, #first, 2 do
+    if first[i] ~= ME then return first[i + 1] end
+  end
+  return ''
+end
+
 -- Mail ---------------------------------------------------------------------------------------------------
 
 --- Puts a grant decided for another instance's waiter in that instance's mailbox, and in the message
