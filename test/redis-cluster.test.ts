@@ -357,12 +357,13 @@ describe('gateways on a 3-master Redis Cluster', () => {
     const model = modelOn({ nodeIndex: victimIndex });
     const safe = modelOn({ nodeIndex: 0 });
     const up = await startFake({ hold: true });
+    const prefix = freshPrefix('cl-shard');
     const file = writeConfig(
       [
         { model, params: 'max_parallel_requests: 1', apiBase: up.fake.url },
         { model: safe, params: '' },
       ],
-      freshPrefix('cl-shard'),
+      prefix,
     );
     const instances = await startInstances(file, 2);
     const inFlight = chat(instances[0].url, model, 0, 'in flight');
@@ -386,7 +387,13 @@ describe('gateways on a 3-master Redis Cluster', () => {
     } finally {
       await cluster.restartNode(victimIndex);
     }
-    // Back (empty): the waiter that waited through the outage is re-queued by its instance and served.
+    // Back (empty): both instances listen on the restarted shard again (sharded channels resubscribed),
+    const port = cluster.nodes[victimIndex].port;
+    await waitFor(async () => {
+      const channels = (await cluster.cli(port, 'pubsub', 'shardchannels', `${prefix}:*`)).split('\n').filter((l) => l !== '');
+      return channels.length === 2 ? true : undefined;
+    }, 'the sharded channels on the restarted shard', 15_000);
+    // and the waiter that waited through the outage is re-queued by its instance and served.
     await up.fake.until((f) => f.requests.length >= 2, 'the waiter to be served after the restart', 15_000);
     up.release(1);
     const w = await waiter;
@@ -438,6 +445,11 @@ describe('gateways on a 3-master Redis Cluster', () => {
 
     expect((await keysOn(after.port, prefix)).length).toBeGreaterThan(0);
     expect(await keysOn(before.port, prefix)).toEqual([]);
+    // The wake-up channels followed the slot: both instances listen on the new owner.
+    await waitFor(async () => {
+      const channels = (await cluster.cli(after.port, 'pubsub', 'shardchannels', `${prefix}:*`)).split('\n').filter((l) => l !== '');
+      return channels.length === 2 ? true : undefined;
+    }, 'the sharded channels on the new owner of the slot', 15_000);
     for (const r of replies) {
       if (r.status !== 200) expect({ status: r.status, code: r.body.error?.code }).toEqual({ status: 503, code: 'store_unavailable' });
     }

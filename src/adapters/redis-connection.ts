@@ -61,7 +61,7 @@ export interface RedisStoreFactory {
   abandon(): void;
 }
 
-/** The default lease: a killed instance's waiters and slots come back within about 1.25 × this. */
+/** The default lease: a killed instance's waiters and slots come back when it ends (3-4 s after a kill). */
 export const DEFAULT_LEASE_MS = 4000;
 /** Heartbeats per lease: a stalled event loop is not taken for a dead instance until it misses 3 of them. */
 const HEARTBEATS_PER_LEASE = 4;
