@@ -27,6 +27,12 @@ describe('Redis Cluster and managed Redis settings', () => {
     expect(config.router.redis).toEqual({ prefix: 'p', clusterNodes: [{ host: 'r1', port: 7000 }, { host: 'r2', port: 7001 }] });
   });
 
+  it('with redis_startup_nodes, redis_url / redis_host are ignored with a warning', () => {
+    const { config, warnings } = parseConfig(`${model}router_settings:\n  redis_url: redis://one:6379\n  redis_startup_nodes: "r1:7000"`, { env: {} });
+    expect(config.router.redis?.clusterNodes).toEqual([{ host: 'r1', port: 7000 }]);
+    expect(warnings).toEqual([{ path: 'router_settings.redis_url', message: 'ignored: the store runs on the Redis Cluster of redis_startup_nodes' }]);
+  });
+
   it('REDIS_CLUSTER_NODES (host:port,host:port) does the same when redis_startup_nodes is absent', () => {
     const { config } = parseConfig(model, { env: { REDIS_CLUSTER_NODES: 'r1:7000, [::1]:7001' } });
     expect(config.router.redis).toEqual({ prefix: 'triage', clusterNodes: [{ host: 'r1', port: 7000 }, { host: '::1', port: 7001 }] });

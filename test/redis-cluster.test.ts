@@ -311,7 +311,7 @@ describe('gateways on a 3-master Redis Cluster', () => {
   it('a paused instance (SIGSTOP past its lease, then SIGCONT) does not dispatch the grant reclaimed meanwhile; its waiter is served after, once', async () => {
     const model = modelOn({ nodeIndex: 2 });
     const up = await startFake({ hold: true });
-    const file = writeConfig([{ model, params: 'max_parallel_requests: 1', apiBase: up.fake.url }], freshPrefix('cl-pause'), 'redis_lease_seconds: 2');
+    const file = writeConfig([{ model, params: 'max_parallel_requests: 1', apiBase: up.fake.url }], freshPrefix('cl-pause'), 'redis_lease_seconds: 3');
     const [paused, other] = await startInstances(file, 2);
 
     const holder = chat(other.url, model, 0, 'holder');

@@ -483,7 +483,7 @@ function normalizeRedis(map: RawMap, path: string, ctx: Context): RedisSettings 
   const password = optionalField(map, 'redis_password', path, checkString, issues, { secret: true });
   const prefix = optionalField(map, 'redis_prefix', path, checkNonEmptyString, issues);
   const leaseSeconds = optionalField(map, 'redis_lease_seconds', path, checkPositiveSeconds, issues);
-  const { extras, enabled } = readRedisExtras(map, path, ctx.env ?? process.env, issues);
+  const { extras, enabled } = readRedisExtras(map, path, ctx.env ?? process.env, issues, ctx.warnings);
 
   if (isAbsent(map.redis_url) && isAbsent(map.redis_host) && !enabled) {
     for (const key of ['redis_port', 'redis_password', 'redis_prefix', 'redis_lease_seconds', 'redis_username', 'redis_db', 'redis_ssl', 'redis_ssl_ca_certs']) {

@@ -119,7 +119,13 @@ function readNodes(value: unknown, path: string, issues: ConfigIssue[]): RedisNo
  * redis_startup_nodes is absent. `enabled`: whether these settings turn the Redis store on by
  * themselves (start-up nodes do; the others only refine a redis_url / redis_host).
  */
-export function readRedisExtras(map: RawMap, path: string, env: NodeJS.ProcessEnv, issues: ConfigIssue[]): { extras: RedisExtras; enabled: boolean } {
+export function readRedisExtras(
+  map: RawMap,
+  path: string,
+  env: NodeJS.ProcessEnv,
+  issues: ConfigIssue[],
+  warnings: ConfigIssue[],
+): { extras: RedisExtras; enabled: boolean } {
   let clusterNodes: RedisNode[] | undefined;
   if (!isAbsent(map.redis_startup_nodes)) {
     clusterNodes = readNodes(map.redis_startup_nodes, childPath(path, 'redis_startup_nodes'), issues);
@@ -136,6 +142,11 @@ export function readRedisExtras(map: RawMap, path: string, env: NodeJS.ProcessEn
   if (clusterNodes !== undefined && db !== undefined && db !== 0) {
     // A cluster has database 0 only (SELECT is refused).
     issues.push({ path: childPath(path, 'redis_db'), message: `must be 0 (or absent) with redis_startup_nodes: a Redis Cluster has database 0 only, got ${db}` });
+  }
+  if (clusterNodes !== undefined) {
+    for (const key of ['redis_url', 'redis_host', 'redis_port']) {
+      if (!isAbsent(map[key])) warnings.push({ path: childPath(path, key), message: 'ignored: the store runs on the Redis Cluster of redis_startup_nodes' });
+    }
   }
   const extras: RedisExtras = {};
   if (clusterNodes !== undefined) extras.clusterNodes = clusterNodes;
