@@ -223,8 +223,10 @@ describe('gateways on a 3-master Redis Cluster', () => {
     expect(onA.length).toBeGreaterThan(0);
     expect(onA.every((k) => k.startsWith(`${prefix}:{${a}}:`))).toBe(true);
     // Wake-ups: each instance listens on a sharded channel of each group, on that group's shard.
-    const channels = (await cluster.cli(nodeA.port, 'pubsub', 'shardchannels', `${prefix}:*`)).split('\n').filter((l) => l !== '');
-    expect(channels).toHaveLength(2);
+    const channels = await waitFor(async () => {
+      const list = (await cluster.cli(nodeA.port, 'pubsub', 'shardchannels', `${prefix}:*`)).split('\n').filter((l) => l !== '');
+      return list.length === 2 ? list : undefined;
+    }, "both instances' sharded channels of the group on its shard");
     for (const c of channels) expect(c.startsWith(`${prefix}:{${a}}:instance:`)).toBe(true);
 
     // Release the calls one at a time: grant order is priority, then arrival (ties 1, 1: w1 then w3).
