@@ -8,10 +8,12 @@ export const REDIS_BINARY = process.env.REDIS_SERVER_BINARY ?? '/usr/bin/redis-s
 export interface BenchRedis {
   url: string;
   port: number;
+  /** redis-server's pid (its CPU time per grant is read from /proc). */
+  pid: number;
   stop(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.on('error', reject);
@@ -36,6 +38,16 @@ function answersPing(port: number): Promise<boolean> {
     socket.on('data', (d) => done(d.toString('latin1').startsWith('+PONG')));
     socket.on('error', () => done(false));
   });
+}
+
+/** Polls PING until the server on `port` answers (true) or `timeoutMs` passes (false). */
+export async function waitForPing(port: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await answersPing(port)) return true;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return false;
 }
 
 /** Null when there is no redis-server binary (the Redis scenarios then report "not available"). */
@@ -70,6 +82,7 @@ export async function startRedis(timeoutMs = 10_000): Promise<BenchRedis | null>
     return {
       url: `redis://127.0.0.1:${port}`,
       port,
+      pid: child.pid ?? -1,
       async stop() {
         process.off('exit', kill);
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');

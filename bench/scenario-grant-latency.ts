@@ -193,7 +193,7 @@ export async function grantLatencyRedis(settings: GrantLatencySettings, redisUrl
     const s = summarize(samples);
     // Split by where the next waiter lived: the releasing instance, or the other one (mailbox + pub/sub).
     details.grantLatencyRedis = { settings, latencyMs: s, baselineMs: base, timeouts, sameInstanceMs: summarize(sameInstance), otherInstanceMs: summarize(otherInstance) };
-    return latencyRows('Redis, 2 instances', s, base, 'one Redis PING round trip', 5, timeouts);
+    return latencyRows('Redis, 2 instances', s, base, 'one Redis PING round trip', 2, timeouts);
   } finally {
     await stopInstances(instances);
   }

@@ -6,6 +6,7 @@
 import { checkGroupModes, checkMockResponse, ENDPOINT_PARAMS_KEYS, readEndpointSettings } from './config-endpoints.js';
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { readRedisExtras, REDIS_EXTRA_KEYS } from './config-redis.js';
 import {
   absentOrValid,
   checkBoolean,
@@ -129,6 +130,7 @@ const ROUTER_KEYS = [
   'max_wildcard_models',
   ALIAS_KEY,
   DEFAULT_MAX_PARALLEL_KEY,
+  ...REDIS_EXTRA_KEYS,
 ];
 /** general_settings keys for the server's client timeouts, and the ServerTimeouts field each sets. */
 const CLIENT_TIMEOUT_KEYS = {
@@ -148,6 +150,7 @@ interface Context {
   secrets: Set<string>;
   /** Groups whose every deployment was skipped so far, with the reasons (config-callable.ts). */
   skipped: Map<string, string[]>;
+  /** The environment (REDIS_CLUSTER_NODES, providers' key variables). */
   env?: NodeJS.ProcessEnv;
 }
 
@@ -520,9 +523,10 @@ function normalizeRedis(map: RawMap, path: string, ctx: Context): RedisSettings 
   const password = optionalField(map, 'redis_password', path, checkString, issues, { secret: true });
   const prefix = optionalField(map, 'redis_prefix', path, checkNonEmptyString, issues);
   const leaseSeconds = optionalField(map, 'redis_lease_seconds', path, checkPositiveSeconds, issues);
+  const { extras, enabled } = readRedisExtras(map, path, ctx.env ?? process.env, issues, ctx.warnings);
 
-  if (isAbsent(map.redis_url) && isAbsent(map.redis_host)) {
-    for (const key of ['redis_port', 'redis_password', 'redis_prefix', 'redis_lease_seconds']) {
+  if (isAbsent(map.redis_url) && isAbsent(map.redis_host) && !enabled) {
+    for (const key of ['redis_port', 'redis_password', 'redis_prefix', 'redis_lease_seconds', 'redis_username', 'redis_db', 'redis_ssl', 'redis_ssl_ca_certs']) {
       if (!isAbsent(map[key])) {
         ctx.warnings.push({ path: childPath(path, key), message: 'ignored: neither redis_url nor redis_host is set' });
       }
@@ -536,8 +540,9 @@ function normalizeRedis(map: RawMap, path: string, ctx: Context): RedisSettings 
     port: port ?? (host !== undefined ? 6379 : undefined),
     password,
     prefix: prefix ?? 'triage',
-    // Absent: the store's default (10 s) applies.
+    // Absent: the store's default applies.
     leaseMs: leaseSeconds === undefined ? undefined : secondsToMs(leaseSeconds),
+    ...extras,
   });
 }
 

@@ -3,6 +3,7 @@
  * format (snake_case, seconds); everything here is already checked, defaulted and in milliseconds, so
  * the rest of the code never re-validates or converts units.
  */
+import type { RedisExtras } from './config-redis.js';
 
 export interface DeploymentLimits {
   /** Dispatches allowed in any sliding 60 s window; undefined = unlimited. */
@@ -77,14 +78,14 @@ export interface VirtualKeyConfig {
   rpm?: number;
 }
 
-export interface RedisSettings {
+export interface RedisSettings extends RedisExtras {
   url?: string;
   host?: string;
   port?: number;
   password?: string;
   /** Key prefix for everything Triage stores (default `triage`). */
   prefix: string;
-  /** Instance lease, ms (`redis_lease_seconds`); undefined = the store's default, 10 s. */
+  /** Instance lease, ms (`redis_lease_seconds`); undefined = the store's default, 4 s. */
   leaseMs?: number;
 }
 

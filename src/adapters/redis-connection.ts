@@ -17,18 +17,19 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { RedisSettings } from './config-types.js';
 import type { Clock } from '../machines/clock.js';
 import type { StoreFactory } from '../router.js';
 import type { KeyRateCheck } from '../server/auth.js';
 import { redisKeyRate } from './redis-key-rate.js';
-import { checkIdentifier, instanceChannel, RedisStore } from './redis-store.js';
+import { clientKind, connectClient, type RedisClient } from './redis-client.js';
+import { checkIdentifier, groupChannel, instanceChannel, RedisStore } from './redis-store.js';
 
 export interface RedisStoreFactoryOptions {
   /** This process's id among the instances (default: host, pid and a random suffix). */
   instanceId?: string;
-  /** Lease length, ms (default 10 000). A killed instance's waiters and grants are reclaimed after it. */
+  /** Lease length, ms (default DEFAULT_LEASE_MS, 4000). A killed instance's waiters and grants are reclaimed after it. */
   leaseMs?: number;
   /** A command without an answer this long fails (default 2000 ms). */
   commandTimeoutMs?: number;
@@ -63,48 +64,47 @@ export interface RedisStoreFactory {
   abandon(): void;
 }
 
-function connectionOptions(settings: RedisSettings, extra: RedisOptions): [string | undefined, RedisOptions] {
-  const options: RedisOptions = { ...extra };
-  if (settings.url !== undefined) {
-    if (settings.password !== undefined && !/^rediss?:\/\/[^@/]*:[^@/]*@/.test(settings.url)) options.password = settings.password;
-    return [settings.url, options];
-  }
-  options.host = settings.host ?? '127.0.0.1';
-  options.port = settings.port ?? 6379;
-  if (settings.password !== undefined) options.password = settings.password;
-  return [undefined, options];
-}
-
-function connect(settings: RedisSettings, extra: RedisOptions): Redis {
-  const [url, options] = connectionOptions(settings, extra);
-  return url === undefined ? new Redis(options) : new Redis(url, options);
-}
+/** The default lease: a killed instance's waiters and slots come back when it ends (3-4 s after a kill). */
+export const DEFAULT_LEASE_MS = 4000;
+/** Heartbeats per lease: a stalled event loop is not taken for a dead instance until it misses 3 of them. */
+const HEARTBEATS_PER_LEASE = 4;
 
 export function createRedisStoreFactory(settings: RedisSettings, options: RedisStoreFactoryOptions = {}): RedisStoreFactory {
   const instanceId = options.instanceId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   checkIdentifier('instance id', instanceId);
-  const leaseMs = Math.max(50, options.leaseMs ?? 10_000);
+  const leaseMs = Math.max(50, options.leaseMs ?? DEFAULT_LEASE_MS);
   const prefix = settings.prefix;
+  const cluster = clientKind(settings) === 'cluster';
+  // One node: one channel per instance (the message names the group). A cluster: one per group and
+  // instance, in the group's slot (its hash tag), so the group's scripts SPUBLISH to it on its shard.
   const channel = instanceChannel(prefix, instanceId);
-  const maxDelay = options.maxReconnectDelayMs ?? 1000;
-  const retryStrategy = (times: number) => Math.min(50 * times, maxDelay);
+  const channelOf = (model: string) => (cluster ? groupChannel(prefix, model, instanceId) : channel);
+  const maxReconnectDelayMs = options.maxReconnectDelayMs ?? 1000;
+  const retryStrategy = (times: number) => Math.min(50 * times, maxReconnectDelayMs);
   const commandTimeoutMs = options.commandTimeoutMs ?? 2000;
 
-  const redis = connect(settings, {
-    // Fail fast, never hang: no offline queue, no resend of unanswered commands, a command timeout.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    autoResendUnfulfilledCommands: false,
-    commandTimeout: commandTimeoutMs,
-    connectTimeout: options.connectTimeoutMs ?? 2000,
-    retryStrategy,
+  const redis = connectClient(settings, {
+    maxReconnectDelayMs,
+    node: {
+      // Fail fast, never hang: no offline queue, no resend of unanswered commands, a command timeout.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      commandTimeout: commandTimeoutMs,
+      connectTimeout: options.connectTimeoutMs ?? 2000,
+      retryStrategy,
+    },
   });
-  const sub = connect(settings, {
-    // The subscriber only carries wake-ups; it resubscribes itself on every (re)connect.
-    autoResubscribe: false,
-    maxRetriesPerRequest: null,
-    connectTimeout: options.connectTimeoutMs ?? 2000,
-    retryStrategy,
+  const sub = connectClient(settings, {
+    maxReconnectDelayMs,
+    subscriber: true,
+    node: {
+      // The subscriber only carries wake-ups; it resubscribes itself on every (re)connect.
+      autoResubscribe: cluster,
+      maxRetriesPerRequest: null,
+      connectTimeout: options.connectTimeoutMs ?? 2000,
+      retryStrategy,
+    },
   });
 
   const stores = new Map<string, RedisStore>();
@@ -122,33 +122,40 @@ export function createRedisStoreFactory(settings: RedisSettings, options: RedisS
     // (Re)connected: reconcile each group (failed releases, lost replies, a Redis that restarted empty).
     for (const store of stores.values()) void store.recover();
   });
-  sub.on('ready', () => {
-    sub.subscribe(channel).then(
+  const subscribe = (models: readonly string[]) => {
+    if (cluster && models.length === 0) return;
+    const done = cluster
+      ? // Sharded channels of different slots go in separate SSUBSCRIBEs (each to its own shard).
+        Promise.all(models.map((m) => (sub as Cluster).ssubscribe(channelOf(m))))
+      : (sub as Redis).subscribe(channel);
+    done.then(
       // Notifications sent while we were not subscribed are lost; the mail they announced is not.
       () => {
-        for (const store of stores.values()) void store.onMail();
+        for (const m of models) void stores.get(m)?.onMail();
       },
       () => {},
     );
-  });
-  sub.on('message', (ch: string, message: string) => {
-    if (ch !== channel || message.length === 0) return;
+  };
+  sub.on('ready', () => subscribe([...stores.keys()]));
+  const onMessage = (ch: string, message: string) => {
+    if (message.length === 0) return;
     if (message[0] === 'g') {
       // Grants for our waiters, carried by the message: 'g' + model + NUL + records.
       const cut = message.indexOf('\0');
       const store = cut < 0 ? undefined : stores.get(message.slice(1, cut));
-      store?.onGrants(message.slice(cut + 1));
+      if (store !== undefined && ch === channelOf(store.model)) store.onGrants(message.slice(cut + 1));
       return;
     }
     const store = stores.get(message.slice(1));
-    if (store === undefined) return;
+    if (store === undefined || ch !== channelOf(store.model)) return;
     if (message[0] === 'm') void store.onMail();
     else store.onChanged();
-  });
+  };
+  sub.on(cluster ? 'smessage' : 'message', onMessage);
 
   const timer = setInterval(() => {
     for (const store of stores.values()) void store.heartbeat();
-  }, Math.max(10, Math.floor(leaseMs / 3)));
+  }, Math.max(10, Math.floor(leaseMs / HEARTBEATS_PER_LEASE)));
   timer.unref();
 
   const storeFactory: StoreFactory = (model, deployments, config) => {
@@ -158,6 +165,7 @@ export function createRedisStoreFactory(settings: RedisSettings, options: RedisS
     const store = new RedisStore({
       redis,
       prefix,
+      sharded: cluster,
       model,
       deployments,
       maxQueueSize: r.maxQueueSize,
@@ -175,12 +183,13 @@ export function createRedisStoreFactory(settings: RedisSettings, options: RedisS
       },
     });
     stores.set(model, store);
+    if (cluster && sub.status === 'ready') subscribe([model]);
     // Take the lease (and reconcile with anything a previous holder of this id left) right away.
     if (redis.status === 'ready') void store.heartbeat();
     return store;
   };
 
-  const disconnect = async (conn: Redis) => {
+  const disconnect = async (conn: RedisClient) => {
     try {
       if (conn.status === 'ready') await conn.quit();
     } catch {

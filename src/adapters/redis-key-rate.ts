@@ -6,8 +6,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
 import { StoreUnavailableError } from '../errors.js';
+import type { RedisClient as Redis } from './redis-client.js';
 import { WINDOW_MS } from '../machines/rate-window.js';
 import { newRequestId } from '../machines/request-id.js';
 import { keyRateLimited, type KeyRateCheck } from '../server/auth.js';
@@ -17,9 +17,12 @@ const COMMAND = 'triage_key_rate';
 
 type KeyRateScript = (key: string, limit: number, windowMs: number, member: string) => Promise<[number, number]>;
 
-/** The Redis key of a virtual key's window (its configured name, never the key itself). */
+/**
+ * The Redis key of a virtual key's window (its configured name, never the key itself). The name is its
+ * own hash tag: on a cluster each key's window lands in a slot of its own, apart from the groups.
+ */
 export function keyRateKey(prefix: string, name: string): string {
-  return `${prefix}:keyrpm:${name}`;
+  return `${prefix}:keyrpm:{${name}}`;
 }
 
 export function redisKeyRate(redis: Redis, prefix: string): KeyRateCheck {

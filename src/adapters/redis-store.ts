@@ -28,8 +28,8 @@ import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import type { Redis } from 'ioredis';
 import type { DeploymentConfig } from './config-types.js';
+import type { RedisClient as Redis } from './redis-client.js';
 import { ChurnMap } from '../machines/churn-map.js';
 import type { Clock } from '../machines/clock.js';
 import { MAX_COOLDOWN_MS, deploymentHeadroom, type CooldownPolicy } from '../machines/deployment-state.js';
@@ -64,8 +64,13 @@ const RANK_OFFSET_SLACK_MS = 10_000;
 const REDIS_LAG_WINDOW_MS = 30_000;
 
 export interface RedisStoreOptions {
-  /** The command connection (shared by all stores of one instance). */
+  /** The command connection (shared by all stores of one instance): one node or a cluster. */
   redis: Redis;
+  /**
+   * Wake-ups by sharded pub/sub (SPUBLISH on the group's own channel, see groupChannel), as a Redis
+   * Cluster needs; false: PUBLISH on the instance's channel.
+   */
+  sharded?: boolean;
   /** Key prefix (router_settings.redis_prefix, default `triage`). */
   prefix: string;
   model: string;
@@ -120,6 +125,23 @@ export function instanceChannel(prefix: string, instanceId: string): string {
   return `${prefix}:instance:${instanceId}`;
 }
 
+/**
+ * The sharded channel of an instance for one group (Redis Cluster): it carries the group's hash tag, so
+ * it lives in the group's slot and the group's scripts can SPUBLISH to it. Same messages as
+ * instanceChannel.
+ */
+export function groupChannel(prefix: string, model: string, instanceId: string): string {
+  return `${groupPrefix(prefix, model)}:instance:${instanceId}`;
+}
+
+/**
+ * The scripts' channel argument (lib.lua ARGV[3]): the channel prefix the owner id is appended to;
+ * NUL + 's' in front selects SPUBLISH.
+ */
+export function channelArgument(prefix: string, model: string, sharded: boolean): string {
+  return sharded ? `\0s${groupChannel(prefix, model, '')}` : instanceChannel(prefix, '');
+}
+
 /** Ids travel inside tab-separated records and NUL-separated index members. */
 export function checkIdentifier(kind: string, value: string): void {
   if (typeof value !== 'string' || value === '' || value.includes('\t') || value.includes('\0')) {
@@ -161,7 +183,11 @@ export function defineScripts(redis: Redis): void {
 }
 
 type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
-type Reply = unknown[];
+/** A script's reply; `sentAt`: when the call was sent (performance.now()), for the lease fence. */
+type Reply = unknown[] & { sentAt?: number };
+
+/** The share of the lease the fence trusts (the rest covers clock-rate differences with Redis's TIME). */
+const LEASE_TRUST = 0.9;
 
 interface LocalWaiter {
   entry: WaiterEntry;
@@ -247,6 +273,16 @@ export class RedisStore implements SchedulerStore {
 
   private ops = 0;
   private leaseHeld = false;
+  /**
+   * The lease fence (performance.now() ms): until then this instance's lease is certainly held, since
+   * a call that renewed it was sent at most leaseMs × LEASE_TRUST earlier, so no other instance can
+   * have reaped its grants. A grant reaching this process later (the process was paused: SIGSTOP, a
+   * stalled event loop, a swap storm) may have been reclaimed and granted again to someone else; it is
+   * not dispatched until a reconciliation (sync) confirms it still exists.
+   */
+  private leaseSafeUntil = -Infinity;
+  /** Fires at the earliest other instance's lease end (from the heartbeat), to reap it right then. */
+  private reapTimer: ReturnType<typeof setTimeout> | undefined;
   /** A fresh process first reconciles with whatever a previous holder of its id left behind. */
   private needsSync = true;
   private syncing = false;
@@ -286,7 +322,7 @@ export class RedisStore implements SchedulerStore {
     const common = [
       options.instanceId,
       String(Math.max(1, Math.round(options.leaseMs))),
-      `${instanceChannel(options.prefix, '')}`,
+      channelArgument(options.prefix, options.model, options.sharded === true),
       options.model,
       opt(options.priorityAgingMs),
       String(options.maxQueueSize),
@@ -313,9 +349,13 @@ export class RedisStore implements SchedulerStore {
     if (this.closed) return Promise.reject(new Error(`the Redis store for ${this.model} is closed`));
     const fn = (this.redis as unknown as Record<string, ScriptFn>)[commandName(name)];
     coalesceWrites(this.redis);
+    const sentAt = performance.now();
     const args = this.head0.concat(extra);
     if (this.options.scriptClock !== undefined) args.push(`clock:${Math.round(this.options.scriptClock.now())}`);
-    return fn.apply(this.redis, args) as Promise<Reply>;
+    return (fn.apply(this.redis, args) as Promise<Reply>).then((r) => {
+      if (Array.isArray(r)) r.sentAt = sentAt;
+      return r;
+    });
   }
 
   private clientNow(): number {
@@ -342,6 +382,7 @@ export class RedisStore implements SchedulerStore {
       if (this.stableOffset === null || Math.abs(this.offset - this.stableOffset) > RANK_OFFSET_SLACK_MS) this.stableOffset = this.offset;
     }
     if (leased) {
+      if (r.sentAt !== undefined) this.leaseSafeUntil = Math.max(this.leaseSafeUntil, r.sentAt + this.options.leaseMs * LEASE_TRUST);
       if (Number(r[0]) === 1 && this.leaseHeld) {
         // Our lease was gone (reaped while we were silent, or Redis lost its data): reconcile.
         this.needsSync = true;
@@ -435,6 +476,13 @@ export class RedisStore implements SchedulerStore {
    * waiting here. A grant nobody here waits for any more is given back at once.
    */
   private accept(grants: Grant[], expired: string[]): { grants: Grant[]; expired: string[] } {
+    if (grants.length > 0 && performance.now() > this.leaseSafeUntil) {
+      // Fenced: the lease may have lapsed since these were made (see leaseSafeUntil). The waiters stay;
+      // sync delivers the grants Redis still holds for them and re-queues those whose grant was reaped.
+      this.needsSync = true;
+      if (!this.syncing) setImmediate(() => void this.syncIfNeeded());
+      grants = [];
+    }
     const kept: Grant[] = [];
     for (const g of grants) {
       if (this.delivered.has(g.grantId) || this.releasing.has(g.grantId) || this.pendingReleases.has(g.grantId)) continue;
@@ -762,12 +810,14 @@ export class RedisStore implements SchedulerStore {
       // Redis is unreachable: the lease lapses and the other instances reclaim everything.
     }
     this.closed = true;
+    if (this.reapTimer !== undefined) clearTimeout(this.reapTimer);
     this.options.onClose?.(this);
   }
 
   /** Stops without giving anything back, as a killed process would (crash tests): the lease lapses. */
   abandon(): void {
     this.closed = true;
+    if (this.reapTimer !== undefined) clearTimeout(this.reapTimer);
     this.options.onClose?.(this);
   }
 
@@ -841,12 +891,31 @@ export class RedisStore implements SchedulerStore {
           this.failed(e);
           throw e;
         }
-        this.head(r, undefined, true);
+        const serverNow = this.head(r, undefined, true);
         this.deliverRemote(this.accept(this.parseGrants(r[3]), strings(r[4])));
+        this.scheduleReap(r[5], serverNow);
       } while (this.claimAgain && !this.closed);
     } finally {
       this.claiming = false;
     }
+  }
+
+  /**
+   * Claims again just after the earliest other lease ends (`end`, server ms, '' = none): if that
+   * instance is dead, its waiters and slots come back at its lease's end rather than up to a heartbeat
+   * later. Live instances renew first, so each heartbeat moves the timer on; one timer per group.
+   */
+  private scheduleReap(end: unknown, serverNow: number): void {
+    if (this.reapTimer !== undefined) clearTimeout(this.reapTimer);
+    this.reapTimer = undefined;
+    if (end === '' || end === undefined || end === null || this.closed) return;
+    // A few ms past the end: the script's clock must read past it (a lease ending at NOW is reaped).
+    const delay = Math.max(0, Number(end) - serverNow) + 5;
+    this.reapTimer = setTimeout(() => {
+      this.reapTimer = undefined;
+      if (!this.closed) this.claim().catch(noop);
+    }, delay);
+    this.reapTimer.unref();
   }
 
   private async syncIfNeeded(): Promise<void> {

@@ -10,7 +10,7 @@ redis.call('ZREM', K.leases, ME)
 finish()
 if n > 0 then
   for _, o in ipairs(redis.call('ZRANGEBYSCORE', K.leases, NOW, '+inf')) do
-    redis.call('PUBLISH', S.chan .. o, 'c' .. S.model)
+    redis.call(S.pub, S.chan .. o, 'c' .. S.model)
   end
 end
 return { LOST, int(NOW), REAPED, n }

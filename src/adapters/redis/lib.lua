@@ -28,7 +28,8 @@ KEYS (the same layout for every script; all keys of a model group share the hash
   KEYS[16+4i] fail    ZSET   score = failure time (server ms), member = grant id
 
 ARGV (the same prefix for every script):
-  ARGV[1] caller instance id        ARGV[2] lease ms           ARGV[3] channel prefix (owner id appended)
+  ARGV[1] caller instance id        ARGV[2] lease ms           ARGV[3] channel prefix (owner id appended;
+                                                                 NUL 's' before it: SPUBLISH, Redis Cluster)
   ARGV[4] model group name          ARGV[5] aging ms or ''     ARGV[6] max queue size
   ARGV[7] cooldown ms               ARGV[8] allowed fails      ARGV[9] n = number of deployments
   then per deployment: id, rpm, tpm, max_parallel_requests ('' = unlimited)
@@ -50,12 +51,15 @@ local ME = ARGV[1]
 local S = {
   lease = tonumber(ARGV[2]),
   chan = ARGV[3],
+  pub = 'PUBLISH',
   model = ARGV[4],
   aging = tonumber(ARGV[5]),
   maxq = tonumber(ARGV[6]),
   coolms = tonumber(ARGV[7]),
   allowed = tonumber(ARGV[8]),
 }
+-- On a cluster the channel carries the group's hash tag: SPUBLISH stays on the group's shard.
+if string.sub(S.chan, 1, 2) == '\0s' then S.chan, S.pub = string.sub(S.chan, 3), 'SPUBLISH' end
 local K = {
   queue = KEYS[1], deadlines = KEYS[2], enqueued = KEYS[3], waiters = KEYS[4], depth = KEYS[5],
   grants = KEYS[6], mail = KEYS[7], leases = KEYS[8], seq = KEYS[9], gseq = KEYS[10],
@@ -365,6 +369,16 @@ local function reapDead()
   if any then REAPED = REAPED + reapOwners(owners) end
 end
 
+--- The earliest lease expiry of another instance (server ms) as a string, '' when there is none: the
+--- caller reaps right then, so a dead instance's slots come back at its lease's end, not a heartbeat later.
+local function nextLeaseEnd()
+  local first = redis.call('ZRANGE', K.leases, 0, 1, 'WITHSCORES')
+  for i = 1, #first, 2 do
+    if first[i] ~= ME then return first[i + 1] end
+  end
+  return ''
+end
+
 -- Mail ---------------------------------------------------------------------------------------------------
 
 --- Puts a grant decided for another instance's waiter in that instance's mailbox, and in the message
@@ -398,9 +412,9 @@ local function notifyAll()
   local plain = string.find(S.model, '\0', 1, true) ~= nil
   for o, n in pairs(NOTIFY) do
     if n.claim or plain or #n.recs == 0 then
-      redis.call('PUBLISH', S.chan .. o, 'm' .. S.model)
+      redis.call(S.pub, S.chan .. o, 'm' .. S.model)
     else
-      redis.call('PUBLISH', S.chan .. o, 'g' .. S.model .. '\0' .. table.concat(n.recs, '\0'))
+      redis.call(S.pub, S.chan .. o, 'g' .. S.model .. '\0' .. table.concat(n.recs, '\0'))
     end
   end
 end
