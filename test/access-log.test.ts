@@ -93,3 +93,37 @@ describe('the access log', () => {
     expect(lines.indexOf(incoming[0]!)).toBeLessThan(lines.findIndex((l) => l.msg === 'request completed'));
   });
 });
+
+describe('the error log', () => {
+  it("logs the gateway's own faults at error level with secrets redacted from the URL, and a caller's bad request not at all", async () => {
+    const { buildApp } = await import('../src/server/app.js');
+    const { createRouter } = await import('../src/router.js');
+    const { TriageError } = await import('../src/errors.js');
+    const lines: LogLine[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        for (const text of String(chunk).split('\n')) if (text.trim() !== '') lines.push(JSON.parse(text) as LogLine);
+        done();
+      },
+    });
+    const router = createRouter(testConfig({ m: [{}] }, {}, { keys: [{ key: KEY, name: 'team-a' }] }));
+    const { app } = buildApp({ router, logger: { level: 'info', stream: sink } });
+    app.get('/caller-fault', () => {
+      throw new TriageError('invalid_request', 'bad input');
+    });
+    app.get('/own-fault', () => {
+      throw new Error('a bug');
+    });
+    await app.ready();
+    const headers = { authorization: `Bearer ${KEY}` };
+    expect((await app.inject({ url: '/caller-fault', headers })).statusCode).toBe(400);
+    expect((await app.inject({ url: `/own-fault?x=${KEY}`, headers })).statusCode).toBe(500);
+    await app.close();
+    await router.close(0);
+    const errors = lines.filter((l) => l.msg === 'request failed');
+    expect(errors).toHaveLength(1);
+    expect(errors[0].level).toBe(50);
+    expect(JSON.stringify(errors[0])).toContain('/own-fault');
+    expect(JSON.stringify(lines)).not.toContain(KEY);
+  });
+});

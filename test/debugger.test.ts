@@ -14,6 +14,7 @@ import { TriageError } from '../src/errors.js';
 import { FakeClock } from '../src/machines/clock.js';
 import { requestMachine } from '../src/machines/request-machine.js';
 import { schedulerMachine } from '../src/machines/scheduler-machine.js';
+import { parseConfig } from '../src/adapters/config-loader.js';
 import { createRouter, type Router } from '../src/router.js';
 import { DebugRecorder, sanitizePayload } from '../src/server/debug/inspector.js';
 import { machineToGraph } from '../src/server/debug/statechart-graph.js';
@@ -180,6 +181,20 @@ describe('DebugRecorder', () => {
     await router.scheduleCompletion({ model: 'm', messages: [{ role: 'user', content: 'x' }] });
     expect(recorder.attached).toBe(false);
     expect(recorder.recentRequests()).toEqual([]);
+    recorder.close();
+  });
+
+  it("shows a wildcard's model, started after the page opened, with its scheduler's events", async () => {
+    const { config } = parseConfig('model_list:\n  - { model_name: "*", litellm_params: { model: "mock/*", mock_response: hi } }\n', { env: {} });
+    const router = createRouter(config);
+    routers.push(router);
+    const recorder = new DebugRecorder(router);
+    const disconnect = recorder.connect({});
+    expect(recorder.groups()).toEqual([]);
+    await router.scheduleCompletion({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] });
+    expect(recorder.groups().map((g) => g.model)).toEqual(['gpt-4o']);
+    expect(recorder.schedulerLog('gpt-4o').map((e) => e.type)).toContain('enqueue');
+    disconnect();
     recorder.close();
   });
 

@@ -14,7 +14,7 @@ import { registerChatRoutes } from './chat-routes.js';
 import { DebugRecorder, type DebugRecorderOptions } from './debug/inspector.js';
 import { DEBUG_PUBLIC_PATHS, registerDebugRoutes } from './debug/routes.js';
 import { DEFAULT_EVENT_STREAM_OPTIONS, registerEventsRoute, type EventStreamOptions } from './events-route.js';
-import { sendError } from './http-errors.js';
+import { sendError, toHttpError } from './http-errors.js';
 import { createMetrics, registerMetricsRoute } from './metrics.js';
 import { registerStatusRoutes, type Readiness } from './status-routes.js';
 
@@ -209,9 +209,9 @@ export function buildApp(options: AppOptions): TriageApp {
   });
 
   app.setErrorHandler((error, request, reply) => {
-    if ((error as { statusCode?: number }).statusCode === undefined || (error as { statusCode?: number }).statusCode! >= 500) {
-      request.log.error({ err: error, url: redactUrl(request.url) }, 'request failed');
-    }
+    // Only the gateway's own faults are logged as errors: a caller's bad request is an answer, not a fault.
+    const status = toHttpError(error).status;
+    if (status >= 500) request.log.error({ err: error, url: redact(redactUrl(request.url)) }, 'request failed');
     return sendError(reply, error);
   });
   app.setNotFoundHandler((request, reply) =>

@@ -386,11 +386,7 @@ export class DebugRecorder {
     options: Partial<DebugRecorderOptions> = {},
   ) {
     this.options = { ...DEFAULT_DEBUG_RECORDER_OPTIONS, ...options };
-    for (const model of router.models) {
-      const scheduler = router.schedulerOf(model);
-      if (scheduler) this.schedulers.set(scheduler, model);
-      this.groupLogs.set(model, []);
-    }
+    this.learnGroups();
     if (this.options.recordEventsWhenClosed) this.unsubscribeEvents = router.events.subscribe((e) => this.onQueueEvent(e));
   }
 
@@ -530,9 +526,27 @@ export class DebugRecorder {
     return id;
   }
 
+  /** Picks up the groups the router has: all at start, and a wildcard's models as they are first used. */
+  private learnGroups(): void {
+    for (const model of this.router.models) {
+      if (this.groupLogs.has(model)) continue;
+      const scheduler = this.router.schedulerOf(model);
+      if (scheduler) this.schedulers.set(scheduler, model);
+      this.groupLogs.set(model, []);
+    }
+  }
+
+  /** The model group whose scheduler `actor` is, if it is one. */
+  private schedulerModel(actor: object): string | undefined {
+    const model = this.schedulers.get(actor);
+    if (model !== undefined || this.router.models.length === this.groupLogs.size) return model;
+    this.learnGroups();
+    return this.schedulers.get(actor);
+  }
+
   private describeActor(actor: unknown): string | undefined {
     if (actor === null || typeof actor !== 'object') return undefined;
-    const model = this.schedulers.get(actor);
+    const model = this.schedulerModel(actor);
     if (model !== undefined) return `scheduler ${model}`;
     const id = this.requestIdOf(actor);
     if (id !== null) return `request ${id}`;
@@ -547,7 +561,7 @@ export class DebugRecorder {
     const e = adaptInspectionEvent(raw);
     if (e === null) return;
     if (e.kind === 'event') {
-      const targetModel = typeof e.target === 'object' && e.target !== null ? this.schedulers.get(e.target) : undefined;
+      const targetModel = typeof e.target === 'object' && e.target !== null ? this.schedulerModel(e.target) : undefined;
       if (targetModel !== undefined) {
         // A request telling its scheduler something (enqueue, withdraw, release): on its timeline.
         const from = this.requestIdOf(e.source);
@@ -571,7 +585,7 @@ export class DebugRecorder {
       return;
     }
 
-    const model = typeof e.actor === 'object' && e.actor !== null ? this.schedulers.get(e.actor) : undefined;
+    const model = typeof e.actor === 'object' && e.actor !== null ? this.schedulerModel(e.actor) : undefined;
     if (model !== undefined) {
       this.onSchedulerSnapshot(model, e.event, asStateValue(e.value));
       return;
