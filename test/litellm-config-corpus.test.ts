@@ -100,7 +100,7 @@ const CORPUS: Record<string, Expectation> = {
   },
   '08-anthropic.yaml': {
     deployments: ['claude-3-5-sonnet | claude-3-5-sonnet#0 anthropic:claude-3-5-sonnet-20240620 https://api.anthropic.com rpm=50 tpm=40000'],
-    warnings: [['model_list[0].litellm_params.max_tokens', IGNORED]],
+    warnings: [['model_list[0].litellm_params.max_tokens', /LiteLLM adds it to every call of this deployment; Triage sends the caller's body as it is, so it is not applied/]],
   },
   '09-ollama.yaml': {
     deployments: ['llama3 | llama3#0 ollama_chat:llama3 http://localhost:11434'],
@@ -253,7 +253,7 @@ const CORPUS: Record<string, Expectation> = {
       'embedding | embedding#0 openai:text-embedding-3-small https://api.openai.com/v1',
     ],
     warnings: [
-      ['model_list[0].litellm_params.stream_timeout', IGNORED],
+      ['model_list[0].litellm_params.stream_timeout', /a LiteLLM deployment setting Triage does not use; ignored/],
       ['router_settings.fallbacks', IGNORED],
       ['router_settings.context_window_fallbacks', IGNORED],
       ['router_settings.routing_strategy', /"least-busy" is accepted/],

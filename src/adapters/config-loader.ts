@@ -59,6 +59,7 @@ import { applyCredentials } from './config-credentials.js';
 import { applyEnvironmentVariables, settleMissingVariables, type MissingVariable } from './config-env.js';
 import { applyIncludes } from './config-include.js';
 import { applyLitellmSettings } from './config-litellm-settings.js';
+import { warnLitellmParams } from './config-params-ignored.js';
 import { applyDefaultMaxParallel, DEFAULT_MAX_PARALLEL_KEY } from './config-router-defaults.js';
 import { AUTH_SETTING_KEYS, checkUnenforcedAuth } from './config-security.js';
 import { parseYaml11 } from './config-yaml.js';
@@ -412,7 +413,7 @@ type NormalizedParams = Omit<DeploymentConfig, 'id' | 'modelName'>;
 
 function normalizeLitellmParams(params: RawMap, path: string, ctx: Context): NormalizedParams | undefined {
   const { issues } = ctx;
-  warnUnknownKeys(params, path, LITELLM_PARAMS_KEYS, ctx.warnings);
+  warnLitellmParams(params, path, LITELLM_PARAMS_KEYS, ctx.warnings);
   const model = requiredField(params, 'model', path, checkNonEmptyString, issues);
   const mockResponse = optionalField(params, 'mock_response', path, checkMockResponse, issues);
   const mockDelay = optionalField(params, 'mock_delay', path, checkNonNegativeSeconds, issues);
