@@ -5,7 +5,7 @@
  */
 import OpenAI, { APIError } from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../src/adapters/config-loader.js';
+import { normalizeConfig, parseConfig } from '../src/adapters/config-loader.js';
 import { PROVIDERS } from '../src/adapters/providers.js';
 import { upstreamTarget } from '../src/adapters/upstream-target.js';
 import type { DeploymentConfig } from '../src/adapters/config-types.js';
@@ -168,6 +168,14 @@ model_list:
     expect(claude).toMatchObject({ apiBase: 'https://api.anthropic.com', apiKey: 'sk-ant-secret' });
     expect(local).toMatchObject({ apiBase: 'http://vllm:8000/v1' });
     expect(parseConfig('model_list: [{ model_name: a, litellm_params: { model: azure/x, api_base: "https://r" } }]', { env: {} }).config.modelGroups[0].deployments[0].apiVersion).toBe('2024-10-21');
+  });
+
+  it('an api_version a YAML 1.1 reader takes for a date (unquoted 2024-06-01) is the date it was written as', () => {
+    const raw = { model_list: [{ model_name: 'a', litellm_params: { model: 'azure/x', api_base: 'https://r', api_version: new Date('2024-06-01T00:00:00Z') } }] };
+    expect(normalizeConfig(raw, { env: {} }).config.modelGroups[0].deployments[0].apiVersion).toBe('2024-06-01');
+    expect(() => normalizeConfig({ model_list: [{ model_name: 'a', litellm_params: { model: 'azure/x', api_base: 'https://r', api_version: 5 } }] }, { env: {} })).toThrow(
+      /model_list\[0\]\.litellm_params\.api_version: expected an api-version string/,
+    );
   });
 
   it('respect_upstream_rate_limit_headers: false is read per deployment; anything but a boolean is refused', () => {
