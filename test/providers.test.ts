@@ -5,7 +5,7 @@
  */
 import OpenAI, { APIError } from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../src/adapters/config-loader.js';
+import { normalizeConfig, parseConfig } from '../src/adapters/config-loader.js';
 import { PROVIDERS } from '../src/adapters/providers.js';
 import { upstreamTarget } from '../src/adapters/upstream-target.js';
 import type { DeploymentConfig } from '../src/adapters/config-types.js';
@@ -168,6 +168,14 @@ model_list:
     expect(claude).toMatchObject({ apiBase: 'https://api.anthropic.com', apiKey: 'sk-ant-secret' });
     expect(local).toMatchObject({ apiBase: 'http://vllm:8000/v1' });
     expect(parseConfig('model_list: [{ model_name: a, litellm_params: { model: azure/x, api_base: "https://r" } }]', { env: {} }).config.modelGroups[0].deployments[0].apiVersion).toBe('2024-10-21');
+  });
+
+  it('an api_version a YAML 1.1 reader takes for a date (unquoted 2024-06-01) is the date it was written as', () => {
+    const raw = { model_list: [{ model_name: 'a', litellm_params: { model: 'azure/x', api_base: 'https://r', api_version: new Date('2024-06-01T00:00:00Z') } }] };
+    expect(normalizeConfig(raw, { env: {} }).config.modelGroups[0].deployments[0].apiVersion).toBe('2024-06-01');
+    expect(() => normalizeConfig({ model_list: [{ model_name: 'a', litellm_params: { model: 'azure/x', api_base: 'https://r', api_version: 5 } }] }, { env: {} })).toThrow(
+      /model_list\[0\]\.litellm_params\.api_version: expected an api-version string/,
+    );
   });
 
   it('respect_upstream_rate_limit_headers: false is read per deployment; anything but a boolean is refused', () => {
@@ -539,7 +547,7 @@ describe('upstream rate-limit headers through the gateway', () => {
     let blockedAnswerAt = 0;
     fake.next((x) => {
       blockedAnswerAt = Date.now();
-      x.json(200, azureCompletion(x, 'first'), { 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '400ms', 'x-ratelimit-remaining-tokens': '9000', 'x-ratelimit-reset-tokens': '1s' });
+      x.json(200, azureCompletion(x, 'first'), { 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '1500ms', 'x-ratelimit-remaining-tokens': '9000', 'x-ratelimit-reset-tokens': '1s' });
     });
     const g = await gatewayFor(`
 model_list:
@@ -560,13 +568,15 @@ model_list:
     expect(status.deployments[0]).toMatchObject({ upstreamBlockedUntil: until, headroom: 0 });
     const metrics = await (await fetch(`${g.url}/metrics`)).text();
     expect(metrics).toMatch(/triage_deployment_upstream_limited_total\{model="m",deployment="m#0",reason="requests"\} 1/);
-    expect(metrics).toMatch(/triage_deployment_upstream_blocked_seconds\{model="m",deployment="m#0"\} 0\.\d+/);
+    const blockedSeconds = Number(/triage_deployment_upstream_blocked_seconds\{model="m",deployment="m#0"\} ([\d.e-]+)/.exec(metrics)?.[1]);
+    expect(blockedSeconds).toBeGreaterThan(0);
+    expect(blockedSeconds).toBeLessThanOrEqual(1.5);
 
     expect((await second).choices[0].message.content).toBe('Hello from the fake upstream.');
     expect(fake.requests).toHaveLength(2);
     // Not sent into a certain 429: it left after the provider's reset.
     expect(Date.now()).toBeGreaterThanOrEqual(until);
-    expect(until - blockedAnswerAt).toBeGreaterThanOrEqual(350);
+    expect(until - blockedAnswerAt).toBeGreaterThanOrEqual(1_400);
   });
 
   it("Anthropic's headers on a 429 block the deployment until their reset, beyond its retry-after", async () => {
@@ -596,7 +606,7 @@ router_settings: { num_retries: 0 }
     const arrivals: number[] = [];
     fake.always((x) => {
       arrivals.push(Date.now());
-      const headers: Record<string, string> = arrivals.length === 1 ? { 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '500ms' } : {};
+      const headers: Record<string, string> = arrivals.length === 1 ? { 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '1500ms' } : {};
       x.json(200, azureCompletion(x, `answer ${arrivals.length}`), headers);
     });
     const { config } = parseConfig(`

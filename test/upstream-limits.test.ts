@@ -219,7 +219,7 @@ describe('RedisStore under an upstream block (shared by every instance)', () => 
     const now = Date.now();
     await a.enqueue(entry('r1', now), now);
     const [g1] = (await a.pump(now)).grants as Grant[];
-    await a.release(g1, { kind: 'failed', failure: 'client_error', upstreamBlock: { forMs: 150, reason: 'requests' } }, Date.now());
+    await a.release(g1, { kind: 'failed', failure: 'client_error', upstreamBlock: { forMs: 1_000, reason: 'requests' } }, Date.now());
     await a.enqueue(entry('r2', Date.now()), Date.now());
     const held = await a.pump(Date.now());
     expect(held.grants).toEqual([]);

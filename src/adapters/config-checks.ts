@@ -35,7 +35,8 @@ export interface Check<T> {
 }
 
 export function isMap(value: unknown): value is RawMap {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array) && !(value instanceof Unresolved);
+  // A Date is a YAML 1.1 timestamp (`api_version: 2024-10-21` unquoted), a scalar, not a map.
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array) && !(value instanceof Unresolved) && !(value instanceof Date);
 }
 
 /** Absent keys and explicit YAML nulls (`rpm:` with nothing after it) both mean "not set". */

@@ -185,7 +185,7 @@ export function resolveEnvReferences(
     }
     return resolved;
   }
-  if (typeof value !== 'object' || value === null || value instanceof Uint8Array) return value;
+  if (typeof value !== 'object' || value === null || value instanceof Uint8Array || value instanceof Date) return value;
   if (ancestors.has(value)) {
     issues.push({ path: path || ROOT_PATH, message: 'a YAML alias refers to a map or list that contains it (a cycle); write the value out' });
     return new Unresolved('');

@@ -4,12 +4,21 @@
  * and respect_upstream_rate_limit_headers. Kept apart from config-loader.ts so the registry
  * (providers.ts) is the one place that knows providers.
  */
-import { checkBoolean, checkHttpUrl, checkNonEmptyString, childPath, describeValue, isAbsent, optionalField, type RawMap } from './config-checks.js';
+import { checkBoolean, checkHttpUrl, checkNonEmptyString, childPath, describeValue, isAbsent, makeCheck, optionalField, type RawMap } from './config-checks.js';
 import type { ConfigIssue, DeploymentConfig } from './config-types.js';
 import { AZURE_DEFAULT_API_VERSION, CALLABLE_PROVIDERS, firstEnv, providerSpec } from './providers.js';
 
 /** litellm_params keys read here (appended to the loader's known keys). */
 export const PROVIDER_PARAMS_KEYS = ['api_version', 'azure_ad_token', 'respect_upstream_rate_limit_headers'];
+
+/**
+ * An api-version string. An unquoted `api_version: 2024-10-21` is a date to a YAML 1.1 reader (as
+ * PyYAML reads LiteLLM's files): it is taken back as the date it was written as.
+ */
+const checkApiVersion = makeCheck('an api-version string such as "2024-10-21"', (v) => {
+  if (v instanceof Date && !Number.isNaN(v.getTime())) return v.toISOString().slice(0, 10);
+  return typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined;
+});
 
 export type ProviderParams = Pick<DeploymentConfig, 'apiBase' | 'apiKey' | 'apiVersion' | 'azureAdToken' | 'respectUpstreamRateLimitHeaders'>;
 
@@ -36,7 +45,7 @@ export function readProviderParams(
   ctx: ProviderParamsContext,
 ): ProviderParams {
   const { issues } = ctx;
-  const apiVersion = optionalField(params, 'api_version', path, checkNonEmptyString, issues);
+  const apiVersion = optionalField(params, 'api_version', path, checkApiVersion, issues);
   if (typeof params.azure_ad_token === 'string') ctx.secret(params.azure_ad_token);
   const azureAdToken = optionalField(params, 'azure_ad_token', path, checkNonEmptyString, issues, { secret: true });
   const respect = optionalField(params, 'respect_upstream_rate_limit_headers', path, checkBoolean, issues);
