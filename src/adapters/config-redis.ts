@@ -6,7 +6,7 @@
  * the system CAs).
  */
 import { existsSync } from 'node:fs';
-import type { ConfigIssue } from './config-types.js';
+import type { ConfigIssue, RedisExtras, RedisNode } from './config-types.js';
 import {
   checkBoolean,
   checkNonEmptyString,
@@ -24,22 +24,6 @@ export const REDIS_EXTRA_KEYS = ['redis_startup_nodes', 'redis_username', 'redis
 
 /** The environment variable LiteLLM reads for cluster start-up nodes. */
 export const CLUSTER_NODES_ENV = 'REDIS_CLUSTER_NODES';
-
-export interface RedisNode {
-  host: string;
-  port: number;
-}
-
-export interface RedisExtras {
-  /** Cluster start-up nodes: the store runs on a Redis Cluster. */
-  clusterNodes?: RedisNode[];
-  username?: string;
-  db?: number;
-  /** TLS on (also implied by a rediss:// URL). */
-  ssl?: boolean;
-  /** A PEM file of CA certificates to trust instead of the system CAs. */
-  sslCaCerts?: string;
-}
 
 const PORT_TEXT = /^\d{1,5}$/;
 

@@ -3,7 +3,6 @@
  * format (snake_case, seconds); everything here is already checked, defaulted and in milliseconds, so
  * the rest of the code never re-validates or converts units.
  */
-import type { RedisExtras } from './config-redis.js';
 
 export interface DeploymentLimits {
   /** Dispatches allowed in any sliding 60 s window; undefined = unlimited. */
@@ -76,6 +75,22 @@ export interface VirtualKeyConfig {
   maxPriority?: number;
   /** Requests per minute allowed to this key across all models; undefined = unlimited. */
   rpm?: number;
+}
+
+export interface RedisNode {
+  host: string;
+  port: number;
+}
+
+export interface RedisExtras {
+  /** Cluster start-up nodes: the store runs on a Redis Cluster. */
+  clusterNodes?: RedisNode[];
+  username?: string;
+  db?: number;
+  /** TLS on (also implied by a rediss:// URL). */
+  ssl?: boolean;
+  /** A PEM file of CA certificates to trust instead of the system CAs. */
+  sslCaCerts?: string;
 }
 
 export interface RedisSettings extends RedisExtras {
