@@ -3,7 +3,7 @@
  * real loader, so every scenario runs on a config the gateway would accept from a file.
  */
 import { parseConfig } from '../src/adapters/config-loader.js';
-import type { TriageConfig } from '../src/adapters/config-types.js';
+import type { TriageConfig } from '../src/core/config-types.js';
 
 export interface BenchDeployment {
   id?: string;

@@ -3,7 +3,7 @@
  * scheduled arrival, and every promise job is drained before time moves again, so each decision
  * happens at its exact (fake) time.
  */
-import type { FakeClock } from '../src/machines/clock.js';
+import type { FakeClock } from '../src/core/clock.js';
 
 export const drain = () => new Promise<void>((resolve) => setImmediate(resolve));
 

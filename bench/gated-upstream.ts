@@ -3,8 +3,8 @@
  * ends it (`finishOne`) or answers at once when the gate is open. It measures the path from a slot
  * freeing to the next dispatch without any network or mock timer in between.
  */
-import type { ChatCompletion } from '../src/adapters/openai-types.js';
-import type { Upstream, UpstreamCall, UpstreamFactory } from '../src/adapters/upstream.js';
+import type { ChatCompletion } from '../src/core/openai-types.js';
+import type { Upstream, UpstreamCall, UpstreamFactory } from '../src/core/upstream.js';
 import { hrNow } from './hr-clock.js';
 
 interface HeldCall {

@@ -6,7 +6,7 @@
  * In memory the router runs on a FakeClock (three full windows in milliseconds, exact times); on Redis
  * three instances share the limits in real time (one window in a quick run, two in a full run).
  */
-import { FakeClock } from '../src/machines/clock.js';
+import { FakeClock } from '../src/core/clock.js';
 import { hrNow } from './hr-clock.js';
 import { createRouter, type CompletionParams } from '../src/router.js';
 import { benchConfig, benchYaml, type BenchConfigOptions } from './bench-config.js';

@@ -10,7 +10,7 @@
  * moment it is known to have begun, and arrivals count only 5 ms after Redis confirmed them, so only
  * proven inversions are counted (see orderEventsFromTimed); the figure is reported.
  */
-import { FakeClock } from '../src/machines/clock.js';
+import { FakeClock } from '../src/core/clock.js';
 import { createRouter } from '../src/router.js';
 import { benchConfig, benchYaml, type BenchConfigOptions } from './bench-config.js';
 import { simulate, type TimedAction } from './fake-time.js';

@@ -10,7 +10,7 @@
  * started with `timeRequests`, times each request inside the process (bench/in-process-timer.ts).
  */
 import Fastify from 'fastify';
-import type { ChatCompletion } from '../src/adapters/openai-types.js';
+import type { ChatCompletion } from '../src/core/openai-types.js';
 import { createGateway, type Gateway, type GatewayOptions } from '../src/gateway.js';
 import { createLogDestination } from '../src/log-destination.js';
 import { createRouter, type QueueMeta, type Router } from '../src/router.js';

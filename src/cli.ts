@@ -4,7 +4,7 @@
  * Started by bin/triage.js (src/launcher.ts), which gives node the V8 flags of src/runtime-flags.ts.
  */
 import { parseArgs } from 'node:util';
-import { ConfigError, type LoadedConfig } from './adapters/config-types.js';
+import { ConfigError, type LoadedConfig } from './core/config-types.js';
 import { loadConfigFile } from './adapters/config-loader.js';
 import { loadDefaultConfig } from './adapters/default-config.js';
 import { createGateway, type GatewayOptions } from './gateway.js';

@@ -3,14 +3,14 @@
  * and its plugins, and an orderly shutdown. The CLI and the integration tests both start it this way.
  */
 import type { FastifyServerOptions } from 'fastify';
-import type { TriageConfig } from './adapters/config-types.js';
+import type { TriageConfig } from './core/config-types.js';
 import { providerUpstreamFactory } from './adapters/provider-upstreams.js';
-import type { UpstreamFactory } from './adapters/upstream.js';
+import type { UpstreamFactory } from './core/upstream.js';
 import type { LogDestination } from './log-destination.js';
-import type { Clock } from './machines/clock.js';
+import type { Clock } from './core/clock.js';
 import { createRouter, type Router, type StoreFactory } from './router.js';
 import { buildApp, type AppOptions, type TriageApp } from './server/app.js';
-import type { KeyRateCheck } from './server/auth.js';
+import type { KeyRateCheck } from './core/key-rate.js';
 import type { Readiness } from './server/status-routes.js';
 
 export interface GatewayOptions {

@@ -6,11 +6,11 @@
  * closure and Set counts (docs/performance.md).
  */
 import type { Actor } from 'xstate';
-import type { ChatCompletion, ChatCompletionChunk, JsonObject } from './adapters/openai-types.js';
+import type { ChatCompletion, ChatCompletionChunk, JsonObject } from './core/openai-types.js';
 import { TriageError } from './errors.js';
 import type { ChunkQueue } from './machines/chunk-queue.js';
 import type { requestMachine } from './machines/request-machine.js';
-import type { CancelSignal } from './router.js';
+import type { CancelSignal } from './core/cancel-signal.js';
 
 export type RequestActor = Actor<typeof requestMachine>;
 

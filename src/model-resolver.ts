@@ -5,7 +5,7 @@
  * model), built on first use from the wildcard's deployments with `*` in their model replaced by what
  * the pattern matched, so `gpt-4o` through `model: openai/*` reaches the upstream as `gpt-4o`.
  */
-import type { DeploymentConfig, ModelGroupConfig, TriageConfig } from './adapters/config-types.js';
+import type { DeploymentConfig, ModelGroupConfig, TriageConfig } from './core/config-types.js';
 
 export type Resolution =
   /** A configured group (exact name, or an alias of one). */

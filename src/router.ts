@@ -11,13 +11,13 @@
  */
 import { createActor, fromCallback, type Actor, type AnyActorRef, type AnyEventObject, type InspectionEvent } from 'xstate';
 import { groupMode } from './adapters/config-endpoints.js';
-import type { DeploymentConfig, TriageConfig } from './adapters/config-types.js';
+import type { DeploymentConfig, TriageConfig } from './core/config-types.js';
 import { checkResponsesInput, inputTokens, MAX_COMPLETION_PROMPTS, MAX_EMBEDDING_INPUTS, responsesInputTokens } from './adapters/endpoint-inputs.js';
-import { endpointName, wrongEndpoint, type Endpoint } from './adapters/endpoints.js';
+import { endpointName, wrongEndpoint, type Endpoint } from './core/endpoints.js';
 import { MockUpstream } from './adapters/mock-upstream.js';
-import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, ChatMessage, JsonObject } from './adapters/openai-types.js';
+import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, ChatMessage, JsonObject } from './core/openai-types.js';
 import { chatToResponse, chunksToResponseEvents, responsesToChat, type ResponseEcho } from './adapters/responses-translation.js';
-import type { Upstream, UpstreamFactory } from './adapters/upstream.js';
+import type { Upstream, UpstreamFactory } from './core/upstream.js';
 import { providerUpstreamFactory } from './adapters/provider-upstreams.js';
 import { InvalidPriorityError, InvalidRequestError, ModelNotFoundError, RequestCancelledError, ShuttingDownError, TriageError } from './errors.js';
 import { redactSecrets, secretList } from './core/secrets.js';
@@ -28,13 +28,13 @@ import { ChunkQueue } from './machines/chunk-queue.js';
 import { ChurnMap } from './machines/churn-map.js';
 import { applyV8Flags } from './runtime-flags.js';
 import { LiveRequest, type RequestActor, type ScheduledResult } from './live-request.js';
-import { systemClock, type Clock } from './machines/clock.js';
+import { systemClock, type Clock } from './core/clock.js';
 import { MemoryStore } from './machines/memory-store.js';
 import { newRequestId } from './machines/request-id.js';
 import { requestMachine, type RequestInput } from './machines/request-machine.js';
 import type { DeploymentRoute } from './machines/upstream-attempt.js';
 import { schedulerMachine } from './machines/scheduler-machine.js';
-import type { GroupSnapshot, SchedulerStore } from './machines/scheduler-store.js';
+import type { GroupSnapshot, SchedulerStore, StoreFactory } from './machines/scheduler-store.js';
 import { estimateRequestTokens } from './machines/token-estimate.js';
 
 export interface CompletionParams {
@@ -68,24 +68,13 @@ export interface EndpointParams {
   [field: string]: unknown;
 }
 
-/**
- * The part of an AbortSignal the router uses. The HTTP layer passes a lighter object of its own
- * (an AbortController per request was a seventh of the HTTP layer's time on Node 20).
- */
-export interface CancelSignal {
-  readonly aborted: boolean;
-  addEventListener(type: 'abort', listener: CancelListener, options?: { once?: boolean }): void;
-  removeEventListener(type: 'abort', listener: CancelListener): void;
-}
-
-export interface CancelListener {
-  handleEvent(event?: unknown): void;
-}
+import type { CancelSignal } from './core/cancel-signal.js';
+export type { CancelListener, CancelSignal } from './core/cancel-signal.js';
 
 /** What the queue did for a request; the HTTP layer turns it into response headers. */
 export type { QueueMeta, ScheduledResult } from './live-request.js';
 
-export type StoreFactory = (model: string, deployments: DeploymentConfig[], config: TriageConfig) => SchedulerStore;
+export type { StoreFactory } from './machines/scheduler-store.js';
 
 export interface RouterOptions {
   clock?: Clock;

@@ -9,7 +9,7 @@ import {
   toOpenAIUsage,
   TranslationError,
 } from '../src/adapters/anthropic-translate.js';
-import type { ChatCompletionBody, ChatCompletionChunk } from '../src/adapters/openai-types.js';
+import type { ChatCompletionBody, ChatCompletionChunk } from '../src/core/openai-types.js';
 
 const body = (over: Partial<ChatCompletionBody>): ChatCompletionBody => ({ model: 'claude-x', messages: [{ role: 'user', content: 'hi' }], ...over });
 

@@ -3,7 +3,7 @@
  * priority first. Alone against a recording router, then in front of a real Router with one slot.
  */
 import { describe, it, expect, afterEach } from 'vitest';
-import type { ChatCompletion } from '../src/adapters/openai-types.js';
+import type { ChatCompletion } from '../src/core/openai-types.js';
 import type { QueueEvent } from '../src/events.js';
 import { createRouter, type CompletionParams, type Router, type ScheduledResult } from '../src/router.js';
 import { ArrivalBatch } from '../src/server/arrival-batch.js';

@@ -10,7 +10,7 @@ import { ChatOpenAI, OpenAIEmbeddings } from '@langchain/openai';
 import { embed, embedMany, generateText, jsonSchema, streamText, tool } from 'ai';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/adapters/config-loader.js';
-import { FakeClock } from '../src/machines/clock.js';
+import { FakeClock } from '../src/core/clock.js';
 import type { QueueEvent } from '../src/events.js';
 import { startGateway, waitFor, type RunningGateway } from './support/gateway.js';
 

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { applyCredentials } from '../src/adapters/config-credentials.js';
 import { applyEnvironmentVariables } from '../src/adapters/config-env.js';
 import { loadConfigFile, parseConfig } from '../src/adapters/config-loader.js';
-import { ConfigError, type ConfigIssue } from '../src/adapters/config-types.js';
+import { ConfigError, type ConfigIssue } from '../src/core/config-types.js';
 import { parseYaml11 } from '../src/adapters/config-yaml.js';
 import { checkModelAllowed, type Caller } from '../src/server/auth.js';
 

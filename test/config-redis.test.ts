@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/adapters/config-loader.js';
 import { parseClusterNodes } from '../src/adapters/config-redis.js';
-import { ConfigError, type ConfigIssue } from '../src/adapters/config-types.js';
+import { ConfigError, type ConfigIssue } from '../src/core/config-types.js';
 
 const model = `model_list:
   - model_name: m

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, expect } from 'vitest';
 import { loadConfigFile, normalizeConfig, parseConfig, resolveEnvReferences } from '../src/adapters/config-loader.js';
-import { ConfigError, type ConfigIssue } from '../src/adapters/config-types.js';
+import { ConfigError, type ConfigIssue } from '../src/core/config-types.js';
 import { DEFAULT_CONFIG_YAML, loadDefaultConfig } from '../src/adapters/default-config.js';
 
 /** The issues of the ConfigError that `load` throws (fails the test if it does not throw one). */

@@ -16,7 +16,7 @@
  */
 import { APIError, APIUserAbortError } from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { DeploymentConfig, TriageConfig } from '../src/adapters/config-types.js';
+import type { DeploymentConfig, TriageConfig } from '../src/core/config-types.js';
 import { TriageError } from '../src/errors.js';
 import type { QueueEvent } from '../src/events.js';
 import { FakeOpenAI, openAIError, respond, type Exchange } from './support/fake-openai.js';

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createActor, setup } from 'xstate';
 import { TriageError } from '../src/errors.js';
-import { FakeClock } from '../src/machines/clock.js';
+import { FakeClock } from '../src/core/clock.js';
 import { requestMachine } from '../src/machines/request-machine.js';
 import { schedulerMachine } from '../src/machines/scheduler-machine.js';
 import { parseConfig } from '../src/adapters/config-loader.js';

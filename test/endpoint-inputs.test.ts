@@ -1,12 +1,12 @@
 /** The pure pieces of the endpoints work: input sizes, queue options, modes, mock vectors and answers, config keys. */
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/adapters/config-loader.js';
-import { ConfigError } from '../src/adapters/config-types.js';
+import { ConfigError } from '../src/core/config-types.js';
 import { inputTokens, responsesInputTokens } from '../src/adapters/endpoint-inputs.js';
-import { endpointsOfMode, wrongEndpoint } from '../src/adapters/endpoints.js';
+import { endpointsOfMode, wrongEndpoint } from '../src/core/endpoints.js';
 import { base64Embedding, mockEmbedding } from '../src/adapters/mock-embeddings.js';
 import { truncateToTokens } from '../src/adapters/mock-upstream.js';
-import { normalizeUsage } from '../src/adapters/openai-types.js';
+import { normalizeUsage } from '../src/core/openai-types.js';
 import { forwardedMetadata, headerNumber, requestedPriority } from '../src/queue-options.js';
 
 describe('inputTokens', () => {

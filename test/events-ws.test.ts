@@ -1,7 +1,7 @@
 /** `GET /queue/events` with a real `ws` client over a real socket. */
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { FakeClock } from '../src/machines/clock.js';
+import { FakeClock } from '../src/core/clock.js';
 import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';
 import { testConfig } from './support/test-config.js';
 

@@ -23,7 +23,7 @@ import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { parseConfig } from '../src/adapters/config-loader.js';
-import { ConfigError } from '../src/adapters/config-types.js';
+import { ConfigError } from '../src/core/config-types.js';
 import { ERROR_TABLE, type ErrorCode } from '../src/errors.js';
 import { MAX_BODY_DEPTH } from '../src/router.js';
 import { EVENT_TYPES } from '../src/server/event-filter.js';

@@ -3,9 +3,9 @@
  * LiteLLM answers most of these as 400 "Authentication Error"; each here has its own status.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { TriageConfig } from '../src/adapters/config-types.js';
+import type { TriageConfig } from '../src/core/config-types.js';
 import { ERROR_TABLE, type ErrorCode } from '../src/errors.js';
-import { FakeClock } from '../src/machines/clock.js';
+import { FakeClock } from '../src/core/clock.js';
 import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';
 import { testConfig } from './support/test-config.js';
 

@@ -4,7 +4,7 @@
  * cancellation when the caller goes away.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../src/machines/clock.js';
+import { FakeClock } from '../src/core/clock.js';
 import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';
 import { testConfig } from './support/test-config.js';
 

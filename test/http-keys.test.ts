@@ -1,7 +1,7 @@
 /** Virtual keys: round-robin between keys at equal priority, and keys never leaking into any output. */
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../src/machines/clock.js';
+import { FakeClock } from '../src/core/clock.js';
 import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';
 import { testConfig } from './support/test-config.js';
 

@@ -7,7 +7,7 @@
  */
 import OpenAI, { APIError, BadRequestError } from 'openai';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { DeploymentConfig, RouterSettings, TriageConfig } from '../src/adapters/config-types.js';
+import type { DeploymentConfig, RouterSettings, TriageConfig } from '../src/core/config-types.js';
 import { FakeOpenAI, openAIError, PacedStream, respond } from './support/fake-openai.js';
 import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';
 import { openAIDeployment, singleGroupConfig } from './support/test-config.js';

@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../src/adapters/config-loader.js';
-import { ConfigError, type DeploymentConfig, type LoadedConfig } from '../src/adapters/config-types.js';
+import { ConfigError, type DeploymentConfig, type LoadedConfig } from '../src/core/config-types.js';
 
 const DIR = fileURLToPath(new URL('./fixtures/litellm-configs/', import.meta.url));
 

@@ -1,6 +1,6 @@
 /** `GET /metrics`: names, labels and values after a known sequence of requests. */
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../src/machines/clock.js';
+import { FakeClock } from '../src/core/clock.js';
 import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';
 import { parsePrometheus } from './support/prometheus.js';
 import { testConfig } from './support/test-config.js';

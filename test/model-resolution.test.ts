@@ -9,7 +9,7 @@ import OpenAI, { APIError } from 'openai';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { parseConfig } from '../src/adapters/config-loader.js';
-import type { DeploymentConfig } from '../src/adapters/config-types.js';
+import type { DeploymentConfig } from '../src/core/config-types.js';
 import { concreteDeployment, matchWildcard, ModelResolver, specificity } from '../src/model-resolver.js';
 import { completionBody, FakeOpenAI, openAIError, type Exchange } from './support/fake-openai.js';
 import { chat, startGateway, waitFor, type RunningGateway } from './support/gateway.js';

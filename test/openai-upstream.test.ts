@@ -4,10 +4,10 @@
  * classified for retries and cooldown.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { DeploymentConfig } from '../src/adapters/config-types.js';
-import type { ChatCompletionBody, ChatCompletionChunk } from '../src/adapters/openai-types.js';
+import type { DeploymentConfig } from '../src/core/config-types.js';
+import type { ChatCompletionBody, ChatCompletionChunk } from '../src/core/openai-types.js';
 import { OpenAIUpstream, parseRetryAfter, sseData } from '../src/adapters/openai-upstream.js';
-import { UpstreamError, type UpstreamFailureKind } from '../src/adapters/upstream.js';
+import { UpstreamError, type UpstreamFailureKind } from '../src/core/upstream.js';
 import { closedPort, FakeOpenAI, openAIError, PacedStream, respond, type Handler } from './support/fake-openai.js';
 import { chat, startGateway, type RunningGateway } from './support/gateway.js';
 import { testConfig } from './support/test-config.js';

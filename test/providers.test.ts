@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { normalizeConfig, parseConfig } from '../src/adapters/config-loader.js';
 import { PROVIDERS } from '../src/adapters/providers.js';
 import { upstreamTarget } from '../src/adapters/upstream-target.js';
-import type { DeploymentConfig } from '../src/adapters/config-types.js';
+import type { DeploymentConfig } from '../src/core/config-types.js';
 import type { QueueEvent } from '../src/events.js';
 import { FakeAnthropic, anthropicError, anthropicMessage, reply, sse, anthropicStreamEvents } from './support/fake-anthropic.js';
 import { FakeAzure, azureCompletion } from './support/fake-azure.js';

@@ -59,7 +59,7 @@ describe('a key rpm counted in Redis', () => {
     // Another key has its own window; a caller without rpm is not sent to Redis at all.
     await onB(keyed('team-b', 1), 0);
     expect(await a.exists(keyRateKey(prefix, 'master'))).toBe(0);
-    await onA({ kind: 'master', name: 'master' }, 0);
+    await onA({ name: 'master' }, 0);
     expect(await a.exists(keyRateKey(prefix, 'master'))).toBe(0);
   });
 

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Redis } from 'ioredis';
 import { createRedisStoreFactory, type RedisStoreFactory, type RedisStoreFactoryOptions } from '../src/adapters/redis-connection.js';
 import { grantCounter, groupKeyNames, groupPrefix, instanceChannel, type RedisStore } from '../src/adapters/redis-store.js';
-import type { TriageConfig } from '../src/adapters/config-types.js';
+import type { TriageConfig } from '../src/core/config-types.js';
 import { compareOrder } from '../src/machines/queue-order.js';
 import type { EnqueueResult, Grant, PumpResult, ReleaseOutcome, SchedulerStore, WaiterEntry } from '../src/machines/scheduler-store.js';
 import { createRouter, memoryStoreFactory, type Router } from '../src/router.js';

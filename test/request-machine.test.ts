@@ -6,10 +6,10 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { createActor, createEmptyActor, fromCallback, type Actor, type AnyActorRef } from 'xstate';
 import { getShortestPaths, getSimplePaths, type StatePath } from 'xstate/graph';
-import type { ChatCompletion, ChatCompletionChunk } from '../src/adapters/openai-types.js';
-import { UpstreamError, type Upstream, type UpstreamCall } from '../src/adapters/upstream.js';
+import type { ChatCompletion, ChatCompletionChunk } from '../src/core/openai-types.js';
+import { UpstreamError, type Upstream, type UpstreamCall } from '../src/core/upstream.js';
 import { TriageError } from '../src/errors.js';
-import { FakeClock } from '../src/machines/clock.js';
+import { FakeClock } from '../src/core/clock.js';
 import { requestMachine, type RequestEmitted, type RequestInput } from '../src/machines/request-machine.js';
 import type { SchedulerEvent } from '../src/machines/scheduler-machine.js';
 import type { Grant } from '../src/machines/scheduler-store.js';

@@ -1,6 +1,6 @@
 /** The Responses API ↔ chat completions translation, alone: requests, answers and stream events. */
 import { describe, expect, it } from 'vitest';
-import type { ChatCompletion, ChatCompletionChunk } from '../src/adapters/openai-types.js';
+import type { ChatCompletion, ChatCompletionChunk } from '../src/core/openai-types.js';
 import { chatToResponse, ResponsesStreamTranslator, responsesToChat } from '../src/adapters/responses-translation.js';
 import { TriageError } from '../src/errors.js';
 

@@ -5,7 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openAIUpstreamFactory } from '../src/adapters/openai-upstream.js';
-import type { JsonObject } from '../src/adapters/openai-types.js';
+import type { JsonObject } from '../src/core/openai-types.js';
 import { createRouter, type Router } from '../src/router.js';
 import { FAKE_USAGE, FakeOpenAI, PacedStream, strictOpenAI } from './support/fake-openai.js';
 import { waitFor } from './support/gateway.js';

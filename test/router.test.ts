@@ -3,11 +3,11 @@
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import { parseConfig } from '../src/adapters/config-loader.js';
-import type { RouterSettings, TriageConfig } from '../src/adapters/config-types.js';
-import type { ChatCompletion, ChatCompletionChunk } from '../src/adapters/openai-types.js';
+import type { RouterSettings, TriageConfig } from '../src/core/config-types.js';
+import type { ChatCompletion, ChatCompletionChunk } from '../src/core/openai-types.js';
 import { TriageError } from '../src/errors.js';
 import type { QueueEvent } from '../src/events.js';
-import { FakeClock } from '../src/machines/clock.js';
+import { FakeClock } from '../src/core/clock.js';
 import { createRouter, type CompletionParams, type Router, type RouterOptions } from '../src/router.js';
 import { testConfig, type TestDeployment } from './support/test-config.js';
 import { settle, step } from './support/fake-time.js';

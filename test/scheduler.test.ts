@@ -3,13 +3,13 @@
  * limits under contention, one timer per group, event-driven grants, cooldown, retries, scale.
  */
 import { describe, it, expect, afterEach } from 'vitest';
-import type { DeploymentConfig, DeploymentLimits, RouterSettings, TriageConfig } from '../src/adapters/config-types.js';
+import type { DeploymentConfig, DeploymentLimits, RouterSettings, TriageConfig } from '../src/core/config-types.js';
 import { MockUpstream, sleep } from '../src/adapters/mock-upstream.js';
-import type { ChatCompletion, ChatCompletionChunk } from '../src/adapters/openai-types.js';
-import { UpstreamError, type Upstream, type UpstreamCall, type UpstreamFactory } from '../src/adapters/upstream.js';
+import type { ChatCompletion, ChatCompletionChunk } from '../src/core/openai-types.js';
+import { UpstreamError, type Upstream, type UpstreamCall, type UpstreamFactory } from '../src/core/upstream.js';
 import { TriageError } from '../src/errors.js';
 import type { QueueEvent } from '../src/events.js';
-import { FakeClock } from '../src/machines/clock.js';
+import { FakeClock } from '../src/core/clock.js';
 import { MemoryStore } from '../src/machines/memory-store.js';
 import { WINDOW_MS } from '../src/machines/rate-window.js';
 import type {

@@ -11,7 +11,7 @@ import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import type { DeploymentConfig, TriageConfig } from '../src/adapters/config-types.js';
+import type { DeploymentConfig, TriageConfig } from '../src/core/config-types.js';
 import { ERROR_TABLE, type ErrorCode } from '../src/errors.js';
 import type { QueueEvent } from '../src/events.js';
 import { FakeOpenAI, openAIError, respond } from './support/fake-openai.js';

@@ -9,7 +9,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { TriageConfig } from '../src/adapters/config-types.js';
+import type { TriageConfig } from '../src/core/config-types.js';
 import type { QueueEvent } from '../src/events.js';
 import type { ServerTimeouts } from '../src/server/app.js';
 import { parseConfig } from '../src/adapters/config-loader.js';

@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedisStoreFactory } from '../src/adapters/redis-connection.js';
 import type { RedisStore } from '../src/adapters/redis-store.js';
-import { FakeClock } from '../src/machines/clock.js';
+import { FakeClock } from '../src/core/clock.js';
 import type { Grant, GroupSnapshot, PumpResult, ReleaseOutcome, SchedulerStore, WaiterEntry } from '../src/machines/scheduler-store.js';
 import { memoryStoreFactory } from '../src/router.js';
 import { prng } from './support/prng.js';

@@ -12,7 +12,7 @@ import {
   parseOpenAIRateLimitHeaders,
   parseResetDuration,
   upstreamBlock,
-} from '../src/adapters/upstream-limits.js';
+} from '../src/core/upstream-limits.js';
 import { DeploymentState } from '../src/machines/deployment-state.js';
 import { MemoryStore } from '../src/machines/memory-store.js';
 import type { Grant, WaiterEntry } from '../src/machines/scheduler-store.js';

@@ -5,7 +5,7 @@
  * chat.completion.chunk objects; the HTTP layer writes the final `[DONE]`). Wire format as documented
  * by Anthropic (API version 2023-06-01).
  */
-import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, ChatMessage, Usage } from './openai-types.js';
+import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, ChatMessage, Usage } from '../core/openai-types.js';
 
 /** A request that cannot be expressed in Anthropic's format: the caller's fault (400), naming the field. */
 export class TranslationError extends Error {

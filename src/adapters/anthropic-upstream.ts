@@ -4,12 +4,12 @@
  * its stream translated back (anthropic-translate.ts). 429 and 529 (overloaded) cool the deployment
  * down at once, honouring `retry-after`; Anthropic's rate-limit headers block it until their reset.
  */
-import type { DeploymentConfig } from './config-types.js';
-import type { ChatCompletion, ChatCompletionChunk } from './openai-types.js';
+import type { DeploymentConfig } from '../core/config-types.js';
+import type { ChatCompletion, ChatCompletionChunk } from '../core/openai-types.js';
 import { AnthropicStreamTranslator, anthropicErrorOf, fromAnthropicMessage, MalformedAnswerError, toAnthropicRequest, TranslationError } from './anthropic-translate.js';
 import { classify, networkError, parseRetryAfter, sseData } from './openai-upstream.js';
-import { UpstreamError, type Upstream, type UpstreamCall } from './upstream.js';
-import { parseAnthropicRateLimitHeaders, upstreamBlock } from './upstream-limits.js';
+import { UpstreamError, type Upstream, type UpstreamCall } from '../core/upstream.js';
+import { parseAnthropicRateLimitHeaders, upstreamBlock } from '../core/upstream-limits.js';
 import { upstreamTarget, type UpstreamTarget } from './upstream-target.js';
 
 /** Anthropic's overloaded status: like a 429, the deployment backs off at once. */

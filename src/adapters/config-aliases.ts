@@ -4,7 +4,7 @@
  * /v1/models). An alias naming no group (and matching no wildcard) is a config error.
  */
 import { checkBoolean, checkMap, checkNonEmptyString, childPath, describeValue, isAbsent, isMap, optionalField, requiredField, warnUnknownKeys } from './config-checks.js';
-import type { ConfigIssue, ModelAlias } from './config-types.js';
+import type { ConfigIssue, ModelAlias } from '../core/config-types.js';
 import { matchWildcard } from '../model-resolver.js';
 
 export const ALIAS_KEY = 'model_group_alias';

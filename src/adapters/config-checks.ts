@@ -4,7 +4,7 @@
  * every check and report all problems at once instead of stopping at the first.
  */
 import { REDACTED } from '../core/secrets.js';
-import type { ConfigIssue } from './config-types.js';
+import type { ConfigIssue } from '../core/config-types.js';
 
 export type RawMap = Record<string, unknown>;
 

@@ -5,7 +5,7 @@
  * setting). An unknown credential name is a config error naming both paths.
  */
 import { checkList, checkMap, checkNonEmptyString, childPath, describeValue, isAbsent, isMap, optionalField, requiredField, type RawMap } from './config-checks.js';
-import type { ConfigIssue } from './config-types.js';
+import type { ConfigIssue } from '../core/config-types.js';
 
 export const CREDENTIAL_NAME_KEY = 'litellm_credential_name';
 

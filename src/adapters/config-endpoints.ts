@@ -5,8 +5,8 @@
  * a map (a structured-output mock, answered as JSON text).
  */
 import { checkBoolean, checkList, checkPositiveInteger, childPath, describeValue, isAbsent, isMap, makeCheck, optionalField, type RawMap } from './config-checks.js';
-import type { ConfigIssue, DeploymentConfig, MockToolCall, ModelGroupConfig } from './config-types.js';
-import { MODEL_MODES, UNSERVED_MODES } from './endpoints.js';
+import type { ConfigIssue, DeploymentConfig, MockToolCall, ModelGroupConfig } from '../core/config-types.js';
+import { MODEL_MODES, UNSERVED_MODES } from '../core/endpoints.js';
 
 /** litellm_params keys read here (appended to the loader's known keys). */
 export const ENDPOINT_PARAMS_KEYS = ['mock_tool_calls', 'forward_priority'];

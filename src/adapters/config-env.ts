@@ -4,7 +4,7 @@
  * the start only where Triage reads the value.
  */
 import { childPath, describeValue, isAbsent, isMap } from './config-checks.js';
-import type { ConfigIssue } from './config-types.js';
+import type { ConfigIssue } from '../core/config-types.js';
 
 const ENV_PREFIX = 'os.environ/';
 

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { childPath, describeValue, isAbsent, isMap, type RawMap } from './config-checks.js';
-import { ConfigError, type ConfigIssue } from './config-types.js';
+import { ConfigError, type ConfigIssue } from '../core/config-types.js';
 import { parseYaml11 } from './config-yaml.js';
 
 export interface IncludeResult {

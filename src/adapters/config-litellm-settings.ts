@@ -4,7 +4,7 @@
  * overrides (as LiteLLM's Router does). Every other key is named in a warning: ignored.
  */
 import { checkNonNegativeInteger, checkPositiveSeconds, childPath, isAbsent, optionalField, secondsToMs, type RawMap } from './config-checks.js';
-import type { ConfigIssue, RouterSettings } from './config-types.js';
+import type { ConfigIssue, RouterSettings } from '../core/config-types.js';
 
 export const LITELLM_SETTINGS_READ = ['request_timeout', 'num_retries'];
 

@@ -52,7 +52,7 @@ import {
   type RouterSettings,
   type TriageConfig,
   type VirtualKeyConfig,
-} from './config-types.js';
+} from '../core/config-types.js';
 import { ALIAS_KEY, readAliases } from './config-aliases.js';
 import { skipReason, splitModel } from './config-callable.js';
 import { applyCredentials } from './config-credentials.js';

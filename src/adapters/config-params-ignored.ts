@@ -4,7 +4,7 @@
  * fix). Any other key still gets warnUnknownKeys' message and suggestion.
  */
 import { childPath, warnUnknownKeys, type RawMap } from './config-checks.js';
-import type { ConfigIssue } from './config-types.js';
+import type { ConfigIssue } from '../core/config-types.js';
 
 /** Defaults LiteLLM adds to every call of the deployment. */
 const CALL_DEFAULTS = [

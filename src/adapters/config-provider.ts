@@ -5,7 +5,7 @@
  * (providers.ts) is the one place that knows providers.
  */
 import { checkBoolean, checkHttpUrl, checkNonEmptyString, childPath, describeValue, isAbsent, makeCheck, optionalField, type RawMap } from './config-checks.js';
-import type { ConfigIssue, DeploymentConfig } from './config-types.js';
+import type { ConfigIssue, DeploymentConfig } from '../core/config-types.js';
 import { AZURE_DEFAULT_API_VERSION, CALLABLE_PROVIDERS, firstEnv, providerSpec } from './providers.js';
 
 /** litellm_params keys read here (appended to the loader's known keys). */

@@ -6,7 +6,7 @@
  * the system CAs).
  */
 import { existsSync } from 'node:fs';
-import type { ConfigIssue, RedisExtras, RedisNode } from './config-types.js';
+import type { ConfigIssue, RedisExtras, RedisNode } from '../core/config-types.js';
 import {
   checkBoolean,
   checkNonEmptyString,

@@ -5,7 +5,7 @@
  * tpm when max_parallel_requests is absent; Triage enforces rpm and tpm as windows instead.)
  */
 import { checkPositiveInteger, optionalField, type RawMap } from './config-checks.js';
-import type { ConfigIssue, ModelGroupConfig } from './config-types.js';
+import type { ConfigIssue, ModelGroupConfig } from '../core/config-types.js';
 
 export const DEFAULT_MAX_PARALLEL_KEY = 'default_max_parallel_requests';
 

@@ -6,7 +6,7 @@
  * than Triage (public_routes) only warn: Triage stays closed.
  */
 import { childPath, isAbsent, isMap, type RawMap } from './config-checks.js';
-import type { ConfigIssue } from './config-types.js';
+import type { ConfigIssue } from '../core/config-types.js';
 
 /** Each auth setting Triage does not enforce, and what it asks LiteLLM to do. */
 export const UNENFORCED_AUTH_SETTINGS: Readonly<Record<string, string>> = {

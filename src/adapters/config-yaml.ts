@@ -5,7 +5,7 @@
  */
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type ScalarTag, type Tags, type YAMLError } from 'yaml';
 import { childPath, ROOT_PATH } from './config-checks.js';
-import { ConfigError, type ConfigIssue } from './config-types.js';
+import { ConfigError, type ConfigIssue } from '../core/config-types.js';
 
 /**
  * PyYAML's booleans: the `yaml` package's YAML 1.1 schema also reads `y`/`n` as booleans, which PyYAML

@@ -3,7 +3,7 @@
  * its rate limits can be tried without any upstream or API key. The YAML doubles as a starter file.
  */
 import { parseConfig } from './config-loader.js';
-import type { LoadedConfig } from './config-types.js';
+import type { LoadedConfig } from '../core/config-types.js';
 
 export const DEFAULT_CONFIG_YAML = `# Triage configuration (LiteLLM proxy format).
 #

@@ -11,14 +11,14 @@
  * (deterministic unit vectors, mock-embeddings.ts) and legacy text completions; the Responses API
  * reaches them translated to chat.
  */
-import type { Clock } from '../machines/clock.js';
+import type { Clock } from '../core/clock.js';
 import { newCompletionId } from '../machines/request-id.js';
 import { estimatePromptTokens } from '../machines/token-estimate.js';
-import type { DeploymentConfig } from './config-types.js';
-import type { Endpoint } from './endpoints.js';
+import type { DeploymentConfig } from '../core/config-types.js';
+import type { Endpoint } from '../core/endpoints.js';
 import { base64Embedding, embeddingItems, mockEmbedding } from './mock-embeddings.js';
-import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, JsonObject, Usage } from './openai-types.js';
-import { UpstreamError, type EndpointCall, type Upstream, type UpstreamCall } from './upstream.js';
+import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, JsonObject, Usage } from '../core/openai-types.js';
+import { UpstreamError, type EndpointCall, type Upstream, type UpstreamCall } from '../core/upstream.js';
 
 /** Resolves after ms on the given clock; rejects at once when the signal aborts. */
 export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {

@@ -4,11 +4,11 @@
  * body, streams SSE through chunk by chunk as it arrives, and classifies failures for retries and
  * cooldown (429 with its Retry-After, 5xx, network). 4xx answers pass through to the caller.
  */
-import type { DeploymentConfig } from './config-types.js';
-import { UPSTREAM_PATH, type Endpoint } from './endpoints.js';
-import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, EndpointBody, JsonObject } from './openai-types.js';
-import { UpstreamError, type EndpointCall, type Upstream, type UpstreamCall, type UpstreamFactory } from './upstream.js';
-import { parseOpenAIRateLimitHeaders, upstreamBlock, type UpstreamBlock } from './upstream-limits.js';
+import type { DeploymentConfig } from '../core/config-types.js';
+import { UPSTREAM_PATH, type Endpoint } from '../core/endpoints.js';
+import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, EndpointBody, JsonObject } from '../core/openai-types.js';
+import { UpstreamError, type EndpointCall, type Upstream, type UpstreamCall, type UpstreamFactory } from '../core/upstream.js';
+import { parseOpenAIRateLimitHeaders, upstreamBlock, type UpstreamBlock } from '../core/upstream-limits.js';
 import { acceptsStreamOptions, upstreamTarget, type UpstreamTarget } from './upstream-target.js';
 
 /** LiteLLM control fields that must never be steered by a caller through the upstream. */

@@ -6,7 +6,7 @@
 import { AnthropicUpstream } from './anthropic-upstream.js';
 import { OpenAIUpstream } from './openai-upstream.js';
 import { providerSpec } from './providers.js';
-import type { UpstreamFactory } from './upstream.js';
+import type { UpstreamFactory } from '../core/upstream.js';
 
 /** `defaultMaxTokens`: router_settings.default_max_tokens, Anthropic's required max_tokens when a request sets none. */
 export function providerUpstreamFactory(defaultMaxTokens: number): UpstreamFactory {

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
-import type { RedisSettings } from './config-types.js';
+import type { RedisSettings } from '../core/config-types.js';
 
 export type RedisClient = Redis | Cluster;
 

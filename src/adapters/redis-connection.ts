@@ -18,10 +18,10 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Cluster, Redis } from 'ioredis';
-import type { RedisSettings } from './config-types.js';
-import type { Clock } from '../machines/clock.js';
-import type { StoreFactory } from '../router.js';
-import type { KeyRateCheck } from '../server/auth.js';
+import type { RedisSettings } from '../core/config-types.js';
+import type { Clock } from '../core/clock.js';
+import type { StoreFactory } from '../machines/scheduler-store.js';
+import type { KeyRateCheck } from '../core/key-rate.js';
 import { redisKeyRate } from './redis-key-rate.js';
 import { clientKind, connectClient, type RedisClient } from './redis-client.js';
 import { checkIdentifier, groupChannel, instanceChannel, RedisStore } from './redis-store.js';

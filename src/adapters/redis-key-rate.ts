@@ -10,7 +10,7 @@ import { StoreUnavailableError } from '../errors.js';
 import type { RedisClient as Redis } from './redis-client.js';
 import { WINDOW_MS } from '../machines/rate-window.js';
 import { newRequestId } from '../machines/request-id.js';
-import { keyRateLimited, type KeyRateCheck } from '../server/auth.js';
+import { keyRateLimited, type KeyRateCheck } from '../core/key-rate.js';
 import { scriptDirectory } from './redis-store.js';
 
 const COMMAND = 'triage_key_rate';

@@ -28,10 +28,10 @@ import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import type { DeploymentConfig } from './config-types.js';
+import type { DeploymentConfig } from '../core/config-types.js';
 import type { RedisClient as Redis } from './redis-client.js';
 import { ChurnMap } from '../machines/churn-map.js';
-import type { Clock } from '../machines/clock.js';
+import type { Clock } from '../core/clock.js';
 import { MAX_COOLDOWN_MS, deploymentHeadroom, type CooldownPolicy } from '../machines/deployment-state.js';
 import { effectivePriority, orderRank } from '../machines/queue-order.js';
 import type {

@@ -15,7 +15,7 @@
  */
 import { TriageError } from '../errors.js';
 import { newCompletionId } from '../machines/request-id.js';
-import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, ChatMessage, JsonObject, Usage } from './openai-types.js';
+import type { ChatCompletion, ChatCompletionBody, ChatCompletionChunk, ChatMessage, JsonObject, Usage } from '../core/openai-types.js';
 
 /** What the Response echoes of its request (OpenAI returns these fields on every Response). */
 export interface ResponseEcho {

@@ -4,7 +4,7 @@
  * upstream builds its URLs here, so Azure's per-deployment layout and `api-key` header hold for any
  * endpoint.
  */
-import type { DeploymentConfig } from './config-types.js';
+import type { DeploymentConfig } from '../core/config-types.js';
 import { ANTHROPIC_VERSION, AZURE_DEFAULT_API_VERSION, providerSpec, type ProviderSpec } from './providers.js';
 
 export interface UpstreamTarget {

@@ -2,7 +2,7 @@
  * One deployment's live usage against its limits (rpm, tpm, max_parallel_requests) and its cooldown.
  * Plain data and functions: the in-memory store calls them; the Redis store does the same in Lua.
  */
-import type { DeploymentLimits } from '../adapters/config-types.js';
+import type { DeploymentLimits } from '../core/config-types.js';
 import { RateWindow, WINDOW_MS, type WindowRecord } from './rate-window.js';
 import type { DeploymentUsage, ReleaseOutcome } from './scheduler-store.js';
 

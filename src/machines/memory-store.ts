@@ -5,7 +5,7 @@
  * grant, cancel and expiry are O(log n) and nothing copies the queue. One `pump` grants as many
  * waiters as capacity allows, strictly in order, and reports the single next moment worth waking for.
  */
-import type { DeploymentConfig } from '../adapters/config-types.js';
+import type { DeploymentConfig } from '../core/config-types.js';
 import { ChurnMap } from './churn-map.js';
 import { DeploymentState, type CooldownPolicy, type Reservation } from './deployment-state.js';
 import { effectivePriority, FairRounds, orderRank, writeOrderKey, type OrderKey } from './queue-order.js';

@@ -17,10 +17,10 @@
  */
 import { assign, emit, sendTo, setup, type AnyActorRef } from 'xstate';
 import { QueueTimeoutError, RequestCancelledError, ShuttingDownError, TriageError } from '../errors.js';
-import type { Endpoint } from '../adapters/endpoints.js';
-import type { ChatCompletionBody, Usage } from '../adapters/openai-types.js';
-import { UpstreamError } from '../adapters/upstream.js';
-import type { Clock } from './clock.js';
+import type { Endpoint } from '../core/endpoints.js';
+import type { ChatCompletionBody, Usage } from '../core/openai-types.js';
+import { UpstreamError } from '../core/upstream.js';
+import type { Clock } from '../core/clock.js';
 import type { SchedulerReply } from './scheduler-machine.js';
 import type { Grant, ReleaseOutcome, WaiterEntry } from './scheduler-store.js';
 import { UpstreamAttempt, type ChunkSink, type DeploymentRoute, type UpstreamAttemptEvent, type UpstreamAttemptInput } from './upstream-attempt.js';

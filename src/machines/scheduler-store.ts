@@ -3,8 +3,9 @@
  * it: in memory (one process) and Redis (many instances, one queue); the scheduler machine cannot tell
  * them apart. Every method is one atomic state change.
  */
-import type { UpstreamFailureKind } from '../adapters/upstream.js';
-import type { UpstreamBlock } from '../adapters/upstream-limits.js';
+import type { DeploymentConfig, TriageConfig } from '../core/config-types.js';
+import type { UpstreamFailureKind } from '../core/upstream.js';
+import type { UpstreamBlock } from '../core/upstream-limits.js';
 
 export interface WaiterEntry {
   /** Request id, unique across instances. */
@@ -159,3 +160,6 @@ export interface SchedulerStore {
   setListener(listener: StoreListener): void;
   close(): Promise<void>;
 }
+
+/** Builds a model group's store (in memory, or shared through Redis) from the group's deployments and the config. */
+export type StoreFactory = (model: string, deployments: DeploymentConfig[], config: TriageConfig) => SchedulerStore;

@@ -11,11 +11,11 @@
  * request in `dispatched` past its timeout.
  */
 import type { AnyActorRef } from 'xstate';
-import type { UpstreamBlock } from '../adapters/upstream-limits.js';
-import type { Endpoint } from '../adapters/endpoints.js';
-import { normalizeUsage, type ChatCompletion, type ChatCompletionBody, type ChatCompletionChunk, type JsonObject, type Usage } from '../adapters/openai-types.js';
-import { UpstreamError, type EndpointCall, type Upstream, type UpstreamCall } from '../adapters/upstream.js';
-import type { Clock, TimerHandle } from './clock.js';
+import type { UpstreamBlock } from '../core/upstream-limits.js';
+import type { Endpoint } from '../core/endpoints.js';
+import { normalizeUsage, type ChatCompletion, type ChatCompletionBody, type ChatCompletionChunk, type JsonObject, type Usage } from '../core/openai-types.js';
+import { UpstreamError, type EndpointCall, type Upstream, type UpstreamCall } from '../core/upstream.js';
+import type { Clock, TimerHandle } from '../core/clock.js';
 import type { Grant } from './scheduler-store.js';
 
 /** Where a streaming request's chunks go while it is dispatched. */

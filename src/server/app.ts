@@ -9,7 +9,8 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, 
 import { TriageError } from '../errors.js';
 import type { Router } from '../router.js';
 import { AccessLog } from './access-log.js';
-import { KeyRing, presentedKey, takeKeyRate, type Caller, type KeyRateCheck } from './auth.js';
+import type { KeyRateCheck } from '../core/key-rate.js';
+import { KeyRing, presentedKey, takeKeyRate, type Caller } from './auth.js';
 import { registerChatRoutes } from './chat-routes.js';
 import { DebugRecorder, type DebugRecorderOptions } from './debug/inspector.js';
 import { DEBUG_PUBLIC_PATHS, registerDebugRoutes } from './debug/routes.js';

@@ -12,7 +12,7 @@
  * The priority order matters when a turn brings more requests than free slots: the free slots go to
  * the best priorities of the turn, not to whichever socket was read first.
  */
-import type { Endpoint } from '../adapters/endpoints.js';
+import type { Endpoint } from '../core/endpoints.js';
 import type { CompletionParams, EndpointParams, Router, ScheduledResult } from '../router.js';
 
 type Params = (CompletionParams | EndpointParams) & { priority: number };

@@ -4,7 +4,8 @@
  * the caller's name.
  */
 import { hash, timingSafeEqual } from 'node:crypto';
-import type { GeneralSettings, VirtualKeyConfig } from '../adapters/config-types.js';
+import type { GeneralSettings, VirtualKeyConfig } from '../core/config-types.js';
+import { keyRateLimited, type KeyRateCheck } from '../core/key-rate.js';
 import { TriageError } from '../errors.js';
 import { RateWindow } from '../machines/rate-window.js';
 import { matchWildcard } from '../model-resolver.js';
@@ -87,20 +88,8 @@ export function clampPriority(caller: Caller, priority: number): { priority: num
   return { priority, clamped: false };
 }
 
-/**
- * Counts one request against the caller's rpm, or throws 429 key_rate_limited with the real wait.
- * In one process it is `takeKeyRate`; instances sharing Redis count in Redis (adapters/redis-key-rate.ts).
- */
-export type KeyRateCheck = (caller: Caller, now: number) => void | Promise<void>;
-
-/** The 429 for a key whose rpm is spent, `waitMs` before the window has room again. */
-export function keyRateLimited(limit: number, waitMs: number): TriageError {
-  const seconds = Math.max(1, Math.ceil(waitMs / 1000));
-  return new TriageError('key_rate_limited', `This key allows ${limit} requests per minute; retry in ${seconds}s.`, { retryAfterSeconds: seconds });
-}
-
 /** The key's rpm counted in this process (the caller's own RateWindow). */
-export const takeKeyRate: KeyRateCheck = (caller, now) => {
+export const takeKeyRate: KeyRateCheck<Caller> = (caller, now) => {
   const window = caller.rpm;
   if (window === undefined) return;
   if (window.used(now) + 1 > window.limit) throw keyRateLimited(window.limit, window.nextCapacityAt(1, now) - now);

@@ -7,13 +7,14 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ENDPOINT_PATHS, type Endpoint } from '../adapters/endpoints.js';
-import type { ChatCompletionChunk, JsonObject } from '../adapters/openai-types.js';
+import { ENDPOINT_PATHS, type Endpoint } from '../core/endpoints.js';
+import type { ChatCompletionChunk, JsonObject } from '../core/openai-types.js';
 import { TriageError } from '../errors.js';
 import { headerNumber, PRIORITY_HEADER, requestedPriority, TIMEOUT_HEADER } from '../queue-options.js';
 import type { CancelListener, CancelSignal, CompletionParams, QueueMeta, Router } from '../router.js';
 import { ArrivalBatch } from './arrival-batch.js';
-import { checkModelAllowed, clampPriority, type Caller, type KeyRateCheck } from './auth.js';
+import type { KeyRateCheck } from '../core/key-rate.js';
+import { checkModelAllowed, clampPriority, type Caller } from './auth.js';
 import { errorBody, sendError, toHttpError } from './http-errors.js';
 import { unknownQueryParam, checkQueryParams } from './query-params.js';
 
@@ -129,7 +130,7 @@ async function streamSse(reply: FastifyReply, stream: AsyncIterable<ChatCompleti
   }
 }
 
-export function registerChatRoutes(app: FastifyInstance, router: Router, keyRate: KeyRateCheck, options: { streamStallMs: number }): void {
+export function registerChatRoutes(app: FastifyInstance, router: Router, keyRate: KeyRateCheck<Caller>, options: { streamStallMs: number }): void {
   const arrivals = new ArrivalBatch(router);
   const handlerFor = (endpoint: Endpoint) => async (request: FastifyRequest, reply: FastifyReply) => {
     const caller = (request as FastifyRequest & { caller: Caller }).caller;

@@ -1,6 +1,6 @@
 /** Read-only endpoints: the model list, the queue's state, and health probes. */
 import type { FastifyInstance } from 'fastify';
-import { endpointsOfMode } from '../adapters/endpoints.js';
+import { endpointsOfMode } from '../core/endpoints.js';
 import type { Router } from '../router.js';
 import type { Caller } from './auth.js';
 import { sendError } from './http-errors.js';

@@ -1,6 +1,6 @@
 /** An in-process upstream the test drives: each call ends when the test releases it. */
-import type { ChatCompletion, ChatCompletionChunk } from '../../src/adapters/openai-types.js';
-import type { Upstream, UpstreamCall } from '../../src/adapters/upstream.js';
+import type { ChatCompletion, ChatCompletionChunk } from '../../src/core/openai-types.js';
+import type { Upstream, UpstreamCall } from '../../src/core/upstream.js';
 
 /** An upstream whose calls (and streams) end only when the test says so. */
 export class ControlledUpstream implements Upstream {

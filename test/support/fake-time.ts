@@ -1,5 +1,5 @@
 /** Helpers for tests on fake time: store operations and actor replies run as promise callbacks. */
-import type { FakeClock } from '../../src/machines/clock.js';
+import type { FakeClock } from '../../src/core/clock.js';
 
 /** Lets every pending promise callback run (a few event-loop turns). */
 export async function settle(rounds = 3): Promise<void> {

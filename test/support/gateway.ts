@@ -1,6 +1,6 @@
 /** Starts a real gateway on a free 127.0.0.1 port for a test, with an official OpenAI client aimed at it. */
 import OpenAI from 'openai';
-import type { TriageConfig } from '../../src/adapters/config-types.js';
+import type { TriageConfig } from '../../src/core/config-types.js';
 import { createGateway, type Gateway, type GatewayOptions } from '../../src/gateway.js';
 
 export interface RunningGateway {

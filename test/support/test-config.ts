@@ -1,5 +1,5 @@
 /** Builds validated configs in tests without YAML: defaults as the loader applies them. */
-import type { DeploymentConfig, DeploymentLimits, TriageConfig, RouterSettings, GeneralSettings } from '../../src/adapters/config-types.js';
+import type { DeploymentConfig, DeploymentLimits, TriageConfig, RouterSettings, GeneralSettings } from '../../src/core/config-types.js';
 
 export interface TestDeployment extends DeploymentLimits {
   id?: string;

@@ -40,7 +40,7 @@ export interface DeploymentConfig {
   azureAdToken?: string;
   /** false: the provider's rate-limit headers do not block the deployment (`respect_upstream_rate_limit_headers`). */
   respectUpstreamRateLimitHeaders?: false;
-  /** `model_info.mode` (LiteLLM): chat, embedding, responses, completion; undefined = chat (src/adapters/endpoints.ts). */
+  /** `model_info.mode` (LiteLLM): chat, embedding, responses, completion; undefined = chat (src/core/endpoints.ts). */
   mode?: string;
   /** `mock_response` was written as an object: mockResponse holds its JSON text (structured outputs). */
   mockResponseIsJson?: boolean;

@@ -5,7 +5,7 @@
  * implement the same interface; a provider that only speaks chat implements complete/stream alone,
  * and the router translates the Responses API to chat for it.
  */
-import type { Clock } from '../machines/clock.js';
+import type { Clock } from './clock.js';
 import type { DeploymentConfig } from './config-types.js';
 import type { UpstreamBlock } from './upstream-limits.js';
 import type { Endpoint } from './endpoints.js';
