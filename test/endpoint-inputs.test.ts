@@ -132,11 +132,12 @@ describe('config keys', () => {
     expect(error?.message).toContain('disagree on model_info.mode');
   });
 
-  it('a LiteLLM mode Triage does not serve loads with a warning', () => {
+  it('a LiteLLM mode Triage does not serve is skipped with a warning, its group answering 503 with the reason', () => {
     const { warnings, config } = load(`  - model_name: img
     litellm_params: { model: mock/img, mock_response: x }
     model_info: { mode: image_generation }`);
-    expect(config.modelGroups[0].deployments[0].mode).toBe('image_generation');
-    expect(warnings.map((w) => w.path)).toContain('model_list[0].model_info.mode');
+    expect(config.modelGroups).toEqual([]);
+    expect(config.unavailableGroups).toEqual([{ name: 'img', reason: expect.stringContaining('model_info.mode "image_generation" is not served by Triage') }]);
+    expect(warnings.map((w) => w.path)).toContain('model_list[0]');
   });
 });

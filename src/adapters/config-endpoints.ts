@@ -6,7 +6,7 @@
  */
 import { checkBoolean, checkList, checkPositiveInteger, childPath, describeValue, isAbsent, isMap, makeCheck, optionalField, type RawMap } from './config-checks.js';
 import type { ConfigIssue, DeploymentConfig, MockToolCall, ModelGroupConfig } from '../core/config-types.js';
-import { MODEL_MODES, UNSERVED_MODES } from '../core/endpoints.js';
+import { MODEL_MODES } from '../core/endpoints.js';
 
 /** litellm_params keys read here (appended to the loader's known keys). */
 export const ENDPOINT_PARAMS_KEYS = ['mock_tool_calls', 'forward_priority'];
@@ -56,10 +56,8 @@ export function readEndpointSettings(params: RawMap, info: RawMap | undefined, p
     const mode = optionalField(info, 'mode', infoPath, checkMode, issues);
     if (mode !== undefined) {
       if ((MODEL_MODES as readonly string[]).includes(mode)) out.mode = mode;
-      else if (UNSERVED_MODES.includes(mode)) {
-        out.mode = mode;
-        warnings.push({ path: childPath(infoPath, 'mode'), message: `mode ${JSON.stringify(mode)} is not served by Triage: the group is listed, and every call to it is refused with 400` });
-      } else {
+      // (LiteLLM's modes Triage does not serve never get here: config-callable.ts skips their deployments.)
+      else {
         issues.push({ path: childPath(infoPath, 'mode'), message: `expected one of ${MODEL_MODES.join(', ')}, got ${describeValue(mode)}` });
       }
     }

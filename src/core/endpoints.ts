@@ -12,7 +12,7 @@ export type ModelMode = 'chat' | 'embedding' | 'responses' | 'completion';
 
 export const MODEL_MODES: readonly ModelMode[] = ['chat', 'embedding', 'responses', 'completion'];
 
-/** LiteLLM modes Triage loads but does not serve (their groups are listed; every call is a 400). */
+/** LiteLLM modes Triage does not serve: such deployments are skipped with a warning (config-callable.ts). */
 export const UNSERVED_MODES: readonly string[] = ['image_generation', 'audio_transcription', 'audio_speech', 'moderation', 'rerank', 'batch', 'realtime', 'ocr', 'search', 'video_generation'];
 
 export const MODE_ENDPOINTS: Readonly<Record<ModelMode, readonly Endpoint[]>> = {
