@@ -124,9 +124,12 @@ export class QueueFullError extends TriageError {
   }
 }
 
+/** Seconds a caller refused by a draining instance waits: a retry goes to another instance (or this one, restarted). */
+export const SHUTDOWN_RETRY_AFTER_SECONDS = 1;
+
 export class ShuttingDownError extends TriageError {
   constructor(message?: string) {
-    super('shutting_down', message);
+    super('shutting_down', message, { retryAfterSeconds: SHUTDOWN_RETRY_AFTER_SECONDS });
     this.name = 'ShuttingDownError';
   }
 }

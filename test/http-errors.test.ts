@@ -138,7 +138,10 @@ describe('404, 408, 429, 502, 503', () => {
     const pending = post(g, chat('m', 'x'));
     await waitFor(() => (g.gateway.router.liveRequests === 1 ? true : undefined), 'a waiter');
     clock.advance(5_000);
-    expectError(await pending, 'queue_timeout');
+    const timedOut = await pending;
+    expectError(timedOut, 'queue_timeout');
+    // Final for this request: a client's automatic retry would only queue again at the back.
+    expect(timedOut.response.headers.get('x-should-retry')).toBe('false');
   });
 
   it('429 queue_full with Retry-After computed from the queue and the rpm limit', async () => {
@@ -165,7 +168,11 @@ describe('404, 408, 429, 502, 503', () => {
   it('503 while draining, for new requests', async () => {
     const g = await start(testConfig({ m: [{}] }));
     g.gateway.startDraining();
-    expectError(await post(g, chat('m', 'x')), 'shutting_down');
+    const refused = await post(g, chat('m', 'x'));
+    expectError(refused, 'shutting_down');
+    // A retry should reach another instance: soon, and on a new connection.
+    expect(refused.response.headers.get('retry-after')).toBe('1');
+    expect(refused.response.headers.get('connection')).toBe('close');
     expect((await fetch(`${g.url}/health/readiness`)).status).toBe(503);
   });
 });

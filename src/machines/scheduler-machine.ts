@@ -126,6 +126,8 @@ function runStoreOp<E, T>(op: StoreOp<E, T>, context: SchedulerContext, self: An
   op.now(context, self, event, value);
 }
 
+const STORE_UNAVAILABLE_MESSAGE = 'The shared queue store did not answer, so the request was not queued; retry after the Retry-After interval.';
+
 const messageOf = (e: unknown): string => String((e as Error)?.message ?? e);
 
 const PUMP: StoreOp<undefined, PumpResult> = {
@@ -267,7 +269,8 @@ const ENQUEUE: StoreOp<EnqueueEvent, EnqueueResult> = {
     else startPump(context, self);
   },
   failed: (_context, self, { ref }, e) => {
-    ref.send({ type: 'queue.rejected', error: new StoreUnavailableError(`The queue store failed: ${messageOf(e)}`) });
+    // The caller is told what happened, not the Redis client's wording (the event and the log keep that).
+    ref.send({ type: 'queue.rejected', error: new StoreUnavailableError(STORE_UNAVAILABLE_MESSAGE) });
     self.send({ type: 'store.failed', operation: 'enqueue', message: messageOf(e) });
   },
 };

@@ -48,8 +48,20 @@ export function errorBody(error: TriageError, redact?: (text: string) => string)
   return body;
 }
 
+/**
+ * What a client's automatic retry should do with an answer, in the headers clients read: a queue
+ * timeout is final for that request (`x-should-retry: false`, obeyed by the OpenAI SDKs: a retry would
+ * only queue again at the back); a draining instance closes the connection so a retry reaches another.
+ */
+export function overloadHeaders(error: TriageError): Array<[string, string]> {
+  if (error.code === 'queue_timeout') return [['x-should-retry', 'false']];
+  if (error.code === 'shutting_down') return [['connection', 'close']];
+  return [];
+}
+
 export function sendError(reply: FastifyReply, e: unknown): FastifyReply {
   const error = toHttpError(e);
   if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
+  for (const [name, value] of overloadHeaders(error)) reply.header(name, value);
   return reply.code(error.status).type('application/json; charset=utf-8').send(errorBody(error, reply.server.redactSecrets));
 }
