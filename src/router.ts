@@ -190,7 +190,7 @@ export class Router {
       scheduler.on('*', (e) => this.events.publish(e));
       store.setListener({
         changed: () => scheduler.send({ type: 'store.changed' }),
-        remote: ({ grants, expired }) => scheduler.send({ type: 'store.remote', grants, expired }),
+        remote: ({ grants, expired, displaced }) => scheduler.send(displaced === undefined ? { type: 'store.remote', grants, expired } : { type: 'store.remote', grants, expired, displaced }),
       });
       scheduler.start();
       this.groups.set(group.name, { name: group.name, scheduler, store });

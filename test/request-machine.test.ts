@@ -361,7 +361,7 @@ describe('request machine transitions', () => {
     expect(state(h)).toBe('rejected');
     expect(h.actor.getSnapshot().context.error).toMatchObject({ code: 'shutting_down', status: 503 });
     expect(h.received.map((e) => e.type)).toEqual(['enqueue', 'withdraw']);
-    expect(h.emitted.at(-1)).toMatchObject({ type: 'request.rejected', code: 'shutting_down', retryAfterSeconds: null });
+    expect(h.emitted.at(-1)).toMatchObject({ type: 'request.rejected', code: 'shutting_down', retryAfterSeconds: 1 });
   });
 
   it('shutdown while dispatched lets the call finish', async () => {

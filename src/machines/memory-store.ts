@@ -12,6 +12,7 @@ import { effectivePriority, FairRounds, orderRank, writeOrderKey, type OrderKey 
 import { RankedQueue, type RankKey } from './ranked-queue.js';
 import { EventRate } from './rate-window.js';
 import type {
+  Displaced,
   EnqueueResult,
   GroupSnapshot,
   ImmediateStoreOps,
@@ -72,6 +73,8 @@ export class MemoryStore implements SchedulerStore {
   private readonly grantRate = new EventRate();
   /** Grants made outside a pump (while judging a full queue), handed out by the next pump. */
   private undelivered: Grant[] = [];
+  /** Waiters displaced by enqueues since the last pump, answered by the next pump (every accepted enqueue pumps). */
+  private displaced: Displaced[] = [];
   private nextSeq = 1;
   private nextGrant = 1;
 
@@ -130,16 +133,23 @@ export class MemoryStore implements SchedulerStore {
     // A burst can fill the queue before the next pump runs: grant what capacity allows now (delivered
     // by that pump) so only requests that really have to wait count against max_queue_size.
     if (!retry && this.waiters.size >= this.options.maxQueueSize) this.grantAvailable(now, this.undelivered);
+    const rank = orderRank(entry.priority, entry.enqueuedAt, this.options.priorityAgingMs);
     // A retry was admitted before: it re-enters even when the queue is full, at its old place.
     if (!retry && this.waiters.size >= this.options.maxQueueSize) {
-      return { accepted: false, reason: 'queue_full', retryAfterMs: this.retryAfterSecondsNow(now) * 1000 };
+      // Priority decides who is shed: a better arrival takes the place of the waiter served last.
+      const worst = this.queue.peekLast();
+      if (worst === undefined || !(rank < worst.rank)) {
+        return { accepted: false, reason: 'queue_full', retryAfterMs: this.retryAfterSecondsNow(now) * 1000 };
+      }
+      this.take(worst);
+      this.displaced.push({ id: worst.entry.id, retryAfterSeconds: this.retryAfterSecondsNow(now) });
     }
     const seq = entry.seq ?? this.nextSeq++;
     const round = entry.round ?? this.rounds.next(entry.priority, entry.tenant);
     // Written out, not `{ ...entry, seq, round }`: on Node 20 that gives every waiter a hidden class
     // of its own (docs/performance.md, "Object spread on the hot path").
     const stored: WaiterEntry = { id: entry.id, priority: entry.priority, tenant: entry.tenant, enqueuedAt: entry.enqueuedAt, deadline: entry.deadline, tokens: entry.tokens, seq, round };
-    const waiter: Waiter = { entry: stored, seq, round, rank: orderRank(entry.priority, entry.enqueuedAt, this.options.priorityAgingMs) };
+    const waiter: Waiter = { entry: stored, seq, round, rank };
     this.insert(waiter);
     return { accepted: true, seq, position: this.queue.rank(waiter), priority: entry.priority, round };
   }
@@ -172,7 +182,12 @@ export class MemoryStore implements SchedulerStore {
     const grants = this.undelivered;
     this.undelivered = [];
     this.grantAvailable(now, grants);
-    return { grants, expired, cooldownsEnded, waiting: this.waiters.size, nextWakeAt: this.nextWakeAt(now) };
+    const result: PumpResult = { grants, expired, cooldownsEnded, waiting: this.waiters.size, nextWakeAt: this.nextWakeAt(now) };
+    if (this.displaced.length > 0) {
+      result.displaced = this.displaced;
+      this.displaced = [];
+    }
+    return result;
   }
 
   /** Grants waiters in order while a deployment has headroom for the head. */

@@ -16,7 +16,7 @@
  * (upstream-attempt.ts).
  */
 import { assign, emit, sendTo, setup, type AnyActorRef } from 'xstate';
-import { QueueTimeoutError, RequestCancelledError, ShuttingDownError, TriageError } from '../errors.js';
+import { QueueFullError, QueueTimeoutError, RequestCancelledError, ShuttingDownError, TriageError } from '../errors.js';
 import type { ChatCompletionBody, Usage } from '../adapters/openai-types.js';
 import { UpstreamError } from '../adapters/upstream.js';
 import type { Clock } from './clock.js';
@@ -80,6 +80,7 @@ export type RequestEmitted =
   | { type: 'request.timeout'; id: string; model: string; tenant: string; waitedMs: number; attempt: number }
   | { type: 'request.cancelled'; id: string; model: string; tenant: string; stage: 'queued' | 'dispatched'; attempt: number }
   | { type: 'request.failed'; id: string; model: string; tenant: string; reason: string; status: number }
+  | { type: 'request.displaced'; id: string; model: string; priority: number; tenant: string; retryAfterSeconds: number; attempt: number }
   | { type: 'request.rejected'; id: string; model: string; tenant: string; code: string; retryAfterSeconds: number | null; attempt: number };
 
 function asUpstreamError(e: unknown): UpstreamError {
@@ -176,6 +177,22 @@ export const requestMachine = setup({
     /** Starts the upstream call; its end comes back as an event unless the state was left (cancelled). */
     startCall: ({ context }) => context.call!.start(),
     cancelCall: ({ context }) => context.call?.cancel(),
+    /** Displaced from a full queue by a better arrival: answered 429 queue_full now, not at its deadline. */
+    takeDisplaced: assign({
+      error: ({ context, event }) => {
+        const seconds = event.type === 'queue.displaced' ? event.retryAfterSeconds : 1;
+        return new QueueFullError(`The queue for ${context.req.model} is full and a request of better priority took this request's place; retry in ${seconds}s.`, seconds);
+      },
+    }),
+    emitDisplaced: emit(({ context, event }) => ({
+        type: 'request.displaced' as const,
+        id: context.req.id,
+        model: context.req.model,
+        priority: context.req.priority,
+        tenant: context.req.tenant,
+        retryAfterSeconds: event.type === 'queue.displaced' ? event.retryAfterSeconds : 1,
+        attempt: context.attempt,
+      })),
     emitQueued: emit(({ context }) => ({
       type: 'request.queued' as const,
       id: context.req.id,
@@ -213,6 +230,7 @@ export const requestMachine = setup({
           { target: 'dispatched', actions: 'takeGrant' },
         ],
         'queue.timeout': 'timeout',
+        'queue.displaced': { target: 'rejected', actions: ['takeDisplaced', 'emitDisplaced'] },
         cancel: { target: 'cancelled', actions: 'withdraw' },
         shutdown: { target: 'rejected', actions: ['withdraw', assign({ error: () => new ShuttingDownError() })] },
       },
@@ -222,6 +240,7 @@ export const requestMachine = setup({
       on: {
         grant: { target: 'dispatched', actions: 'takeGrant' },
         'queue.timeout': 'timeout',
+        'queue.displaced': { target: 'rejected', actions: ['takeDisplaced', 'emitDisplaced'] },
         cancel: { target: 'cancelled', actions: 'withdraw' },
         shutdown: { target: 'rejected', actions: ['withdraw', assign({ error: () => new ShuttingDownError() })] },
       },

@@ -10,7 +10,7 @@
 import { enqueueActions, setup, type AnyActorRef } from 'xstate';
 import { QueueFullError, ShuttingDownError, StoreUnavailableError, type TriageError } from '../errors.js';
 import type { Clock, TimerHandle } from './clock.js';
-import type { EnqueueResult, Grant, ImmediateStoreOps, PumpResult, ReleaseOutcome, ReleaseResult, SchedulerStore, WaiterEntry } from './scheduler-store.js';
+import type { Displaced, EnqueueResult, Grant, ImmediateStoreOps, PumpResult, ReleaseOutcome, ReleaseResult, SchedulerStore, WaiterEntry } from './scheduler-store.js';
 
 /** How the scheduler finds a request actor by id (grants and expiries carry ids, not references). */
 export interface RequestRegistry {
@@ -30,7 +30,9 @@ export type SchedulerReply =
   | { type: 'queue.rejected'; error: TriageError }
   /** `accepted`: the grant came in the same step as the enqueue; no separate `queue.accepted` is sent. */
   | { type: 'grant'; grant: Grant; accepted?: Acceptance }
-  | { type: 'queue.timeout' };
+  | { type: 'queue.timeout' }
+  /** A better arrival took this waiter's place in the full queue; it is no longer queued. */
+  | { type: 'queue.displaced'; retryAfterSeconds: number };
 
 export type SchedulerEvent =
   | { type: 'enqueue'; entry: WaiterEntry; ref: AnyActorRef }
@@ -48,7 +50,7 @@ export type SchedulerEvent =
   /** A release that started a cooldown (reported by the machine); `pump`: pump once it is reported. */
   | { type: 'store.released'; grant: Grant; result: ReleaseResult; pump: boolean }
   | { type: 'store.failed'; operation: string; message: string }
-  | { type: 'store.remote'; grants: Grant[]; expired: string[] }
+  | { type: 'store.remote'; grants: Grant[]; expired: string[]; displaced?: Displaced[] }
   | { type: 'close' };
 
 export type SchedulerEmitted =
@@ -166,7 +168,7 @@ function applyPump(context: SchedulerContext, self: AnyActorRef, result: PumpRes
  */
 function applyResult(context: SchedulerContext, self: AnyActorRef, result: PumpResult): void {
   const pump = context.pump;
-  deliver(context, self, result.grants, result.expired);
+  deliver(context, self, result.grants, result.expired, result.displaced);
   if (result.cooldownsEnded.length > 0) self.send({ type: 'store.cooldowns_ended', deployments: result.cooldownsEnded });
   pump.waiting = result.waiting;
   pump.inFlight += result.grants.length;
@@ -209,7 +211,7 @@ function replyToEnqueue(result: EnqueueResult): SchedulerReply {
   };
 }
 
-function deliver(context: SchedulerContext, self: AnyActorRef, grants: Grant[], expired: string[]): void {
+function deliver(context: SchedulerContext, self: AnyActorRef, grants: Grant[], expired: string[], displaced?: Displaced[]): void {
   const arrival = context.pump.arrival;
   for (const grant of grants) {
     const ref = context.registry.get(grant.requestId);
@@ -233,6 +235,9 @@ function deliver(context: SchedulerContext, self: AnyActorRef, grants: Grant[], 
       ref.send(acceptedReply(arrival.accepted));
     }
     ref.send({ type: 'queue.timeout' } satisfies SchedulerReply);
+  }
+  if (displaced !== undefined) {
+    for (const d of displaced) context.registry.get(d.id)?.send({ type: 'queue.displaced', retryAfterSeconds: d.retryAfterSeconds } satisfies SchedulerReply);
   }
 }
 
@@ -369,7 +374,7 @@ export const schedulerMachine = setup({
     /** Grants and expiries decided by another instance for waiters of this one. */
     applyRemote: ({ context, event, self }) => {
       if (event.type !== 'store.remote') return;
-      deliver(context, self, event.grants, event.expired);
+      deliver(context, self, event.grants, event.expired, event.displaced);
       context.pump.inFlight += event.grants.length;
     },
     clearWake: ({ context }) => {

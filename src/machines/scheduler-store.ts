@@ -45,10 +45,19 @@ export type EnqueueResult =
     }
   | { accepted: false; reason: 'queue_full'; retryAfterMs: number };
 
+/** A waiter a better arrival took the place of in a full queue; already removed from the queue. */
+export interface Displaced {
+  id: string;
+  /** Seconds until a newcomer of its priority could be granted (its 429's Retry-After). */
+  retryAfterSeconds: number;
+}
+
 export interface PumpResult {
   grants: Grant[];
   /** Waiters whose deadline passed; already removed from the queue. */
   expired: string[];
+  /** Waiters displaced from a full queue by better arrivals (absent when none). */
+  displaced?: Displaced[];
   /** Deployments whose cooldown ended since the last pump. */
   cooldownsEnded: string[];
   /** Waiting count after the pump. */
@@ -113,7 +122,7 @@ export interface StoreListener {
    * Another instance's pump granted or expired waiters that this instance owns (global order means
    * any instance may grant the head of the queue). Delivered like the results of a local pump.
    */
-  remote(result: { grants: Grant[]; expired: string[] }): void;
+  remote(result: { grants: Grant[]; expired: string[]; displaced?: Displaced[] }): void;
 }
 
 /** The same operations answered at once, for stores that need no I/O (in memory). */

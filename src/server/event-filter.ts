@@ -16,6 +16,7 @@ export const EVENT_TYPES: readonly QueueEventType[] = [
   'request.cancelled',
   'request.failed',
   'request.rejected',
+  'request.displaced',
   'deployment.cooldown_start',
   'deployment.cooldown_end',
   'store.error',

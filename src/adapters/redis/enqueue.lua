@@ -2,7 +2,8 @@
 enqueue.lua: adds a waiter to the group's global queue (or refuses it: queue full), atomically. With a
 batch cap, the grant step (lib.lua pumpGroup, as pump.lua) follows in the same script, so an arrival
 with headroom is granted in the same round trip; a full queue is then judged after a grant step (as
-MemoryStore: a burst can fill the queue before a pump runs).
+MemoryStore: a burst can fill the queue before a pump runs), and an arrival of better rank than the
+waiter served last takes that waiter's place (lib.lua displaceWorst).
 KEYS: the group layout of lib.lua (KEYS[1..12] group keys, then 4 per deployment).
 ARGV: the common prefix of lib.lua (ARGV[1 .. A-1]), then
   ARGV[A]   request id                 ARGV[A+1] priority          ARGV[A+2] tenant
@@ -14,6 +15,8 @@ ARGV: the common prefix of lib.lua (ARGV[1 .. A-1]), then
   ARGV[A+10] batch cap of the grant step, or '' for no grant step
   ARGV[A+11] not after (server ms), or '': run later than this (Redis stalled past the caller's command
             timeout, so the caller has given up and answered its request), the script changes nothing
+  ARGV[A+12] '1' when a full queue may make room by displacing its worst waiter (lib.lua displaceWorst),
+            '' when not (the caller pumps first and asks again, as MemoryStore grants before judging)
 Returns {LOST, NOW, REAPED, 1, seq, position, round, grant counter at the enqueue, pumped 1 | 0, pump}
 or {LOST, NOW, REAPED, 0, retryAfterSeconds, '', '', '', pumped 1 | 0, pump} (queue full)
 or {LOST, NOW, REAPED, 0, 'late', '', '', '', 0} (past not-after; nothing done), where pump
@@ -26,6 +29,7 @@ local tokens, seqArg, roundArg, callerNow = ARGV[A + 5], ARGV[A + 6], ARGV[A + 7
 local rankArg = ARGV[A + 9]
 local cap = tonumber(ARGV[A + 10])
 local notAfter = tonumber(ARGV[A + 11])
+local mayDisplace = ARGV[A + 12] == '1'
 
 -- Before anything changes: a leftover of a timed-out call must not queue (or be granted, which would
 -- count in the deployment's rpm/tpm window for a minute) a request whose caller was already answered.
@@ -40,6 +44,15 @@ end
 -- The owner of a waiter must hold a lease, or nobody could reclaim the waiter if the owner died.
 touchLease()
 local retry = seqArg ~= ''
+-- Caller times become server times by their distance from the caller's now (clock skew cancels out).
+local enq = NOW - math.max(0, callerNow - enqueuedAt)
+local dl = NOW + (deadline - callerNow)
+local rank = tonumber(rankArg)
+if rank == nil then
+  -- queue-order.ts orderRank: priority, or with aging priority * agingMs + enqueuedAt.
+  rank = tonumber(prio)
+  if S.aging then rank = rank * S.aging + enq end
+end
 local p = nil
 -- A retry was admitted before: it re-enters even when the queue is full, at its old place.
 if not retry and n >= S.maxq then
@@ -47,7 +60,12 @@ if not retry and n >= S.maxq then
     p = pumpGroup(cap)
     n = p[1]
   end
-  if p == nil or n >= S.maxq then
+  local full = p == nil or n >= S.maxq
+  if full and mayDisplace and displaceWorst(rank) then
+    n = n - 1
+    full = false
+  end
+  if full then
     local seconds = retryAfterSeconds()
     finish()
     local reply = { LOST, int(NOW), REAPED, 0, int(seconds), '', '', '', 0 }
@@ -74,9 +92,6 @@ else
   roundFields[2] = int(round)
 end
 
--- Caller times become server times by their distance from the caller's now (clock skew cancels out).
-local enq = NOW - math.max(0, callerNow - enqueuedAt)
-local dl = NOW + (deadline - callerNow)
 local gseq = redis.call('GET', K.gseq) or '0'
 
 -- Fast path: the grant step of an arrival at an empty queue, when a deployment can take it now, is that
@@ -111,7 +126,8 @@ if cap and n == 0 and dl > NOW then
       countGrants(1)
       local grants = {}
       pushGrant(grants, gid, g)
-      p = endStep(grants, {}, 0, false, nil)
+      -- (Merged: a full queue's grant step above may have granted others already.)
+      p = mergePumps(p, endStep(grants, {}, 0, false, nil))
       finish()
       return withPump({ LOST, int(NOW), REAPED, 1, int(seq), 0, int(round), gseq, 1 }, p)
     end
@@ -119,12 +135,6 @@ if cap and n == 0 and dl > NOW then
 end
 
 if #roundFields > 0 then redis.call('HSET', K.rounds, unpack(roundFields)) end
-local rank = tonumber(rankArg)
-if rank == nil then
-  -- queue-order.ts orderRank: priority, or with aging priority * agingMs + enqueuedAt.
-  rank = tonumber(prio)
-  if S.aging then rank = rank * S.aging + enq end
-end
 
 local m = member(round, seq, id)
 redis.call('ZADD', K.queue, string.format('%.17g', rank), m)

@@ -367,6 +367,20 @@ local function mailExpired(owner, id)
   n.claim = true
 end
 
+--- Puts a displacement of a waiter (a better arrival took its place in the full queue) in its owner's
+--- mailbox, with the Retry-After its 429 carries; claimed like an expiry (claimMail). The caller's own
+--- waiters need no message: the grant step that follows every accepted enqueue claims the mail.
+local function mailDisplaced(owner, id, seconds)
+  redis.call('ZADD', K.mail, 0, owner .. '\0d\0' .. id .. '\t' .. int(seconds))
+  if owner == ME then return end
+  local n = NOTIFY[owner]
+  if n == nil then
+    n = { claim = true, recs = {} }
+    NOTIFY[owner] = n
+  end
+  n.claim = true
+end
+
 --- Tells each instance that got mail in this script. Message 'g' .. model .. NUL .. grants (records of
 --- the 8 fields of pushGrant, tab-separated, NUL between records) when its mail is only grants: it
 --- delivers them from the message (its mailbox keeps them until it next claims, so a lost message
@@ -382,7 +396,7 @@ local function notifyAll()
   end
 end
 
---- Takes the caller's undelivered grants and expiries out of the mailbox.
+--- Takes the caller's undelivered grants, expiries and displacements out of the mailbox.
 local function claimMail(grants, expired)
   local lo, hi = ownerRange(ME)
   local items = redis.call('ZRANGEBYLEX', K.mail, lo, hi)
@@ -394,6 +408,9 @@ local function claimMail(grants, expired)
     if kind == 'g' then
       local rec = redis.call('HGET', K.grants, key)
       if rec then pushGrant(grants, key, parseGrant(rec)) end
+    elseif kind == 'd' then
+      -- A displaced waiter travels with the expiries, marked: NUL, id, tab, Retry-After seconds.
+      expired[#expired + 1] = '\0' .. key
     else
       expired[#expired + 1] = key
     end
@@ -661,6 +678,27 @@ local function retryAfterSeconds()
   end
   if allCooling then seconds = math.max(seconds, (back - NOW) / 1000) end
   return math.min(3600, math.max(1, math.ceil(seconds)))
+end
+
+-- Displacement ----------------------------------------------------------------------------------------
+
+--- Priority decides who is shed: when an arrival of queue rank `rank` finds the queue full, the waiter
+--- served last (the ZSET's tail: worst rank, then the latest round and arrival) leaves for it if the
+--- arrival's rank is strictly better. The displaced waiter is answered through its owner's mail.
+--- Returns true when a place was freed.
+local function displaceWorst(rank)
+  local worst = redis.call('ZRANGE', K.queue, -1, -1, 'WITHSCORES')
+  if worst[1] == nil or not (rank < tonumber(worst[2])) then return false end
+  local id = string.sub(worst[1], 31)
+  local rec = redis.call('HGET', K.waiters, id)
+  if not rec then
+    redis.call('ZREM', K.queue, worst[1])
+    return false
+  end
+  local w = parseWaiter(rec)
+  removeWaiter(id, w)
+  mailDisplaced(w.owner, id, retryAfterSeconds())
+  return true
 end
 
 -- (script body follows)

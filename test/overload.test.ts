@@ -1,0 +1,158 @@
+/**
+ * Overload, told truthfully (#19), through the Router API on both stores: the same tests in memory and
+ * on a real Redis (a fresh key prefix per test, two instances sharing it where it matters).
+ *
+ * Each group here is held at rpm: 1 with one grant made, so every later request waits for a window that
+ * reopens a minute later: the queue's contents are decided by the test, never by a race with time.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { TriageConfig } from '../src/adapters/config-types.js';
+import { createRedisStoreFactory } from '../src/adapters/redis-connection.js';
+import { TriageError } from '../src/errors.js';
+import type { QueueEvent } from '../src/events.js';
+import { createRouter, type CompletionParams, type Router, type StoreFactory } from '../src/router.js';
+import { testConfig, type TestDeployment } from './support/test-config.js';
+import { freshPrefix, sharedRedisUrl } from './support/redis.js';
+
+const MODEL = 'm';
+const WAIT = { timeout: 10_000 };
+const cleanups: (() => Promise<void> | void)[] = [];
+
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()!();
+});
+
+type StoreKind = 'memory' | 'redis';
+
+interface Harness {
+  /** A store factory for one instance; on Redis every instance of one test shares a prefix. */
+  storeFactory(name: string): Promise<StoreFactory | undefined>;
+}
+
+function harness(kind: StoreKind): Harness {
+  const prefix = freshPrefix('overload');
+  return {
+    async storeFactory(name) {
+      if (kind === 'memory') return undefined;
+      const factory = createRedisStoreFactory({ url: sharedRedisUrl(), prefix }, { instanceId: name });
+      cleanups.push(() => factory.close());
+      await factory.whenReady();
+      return factory.storeFactory;
+    },
+  };
+}
+
+interface Running {
+  router: Router;
+  events: QueueEvent[];
+  /** Starts a request and records how it ends (never an unhandled rejection). */
+  send(priority: number, extra?: Partial<CompletionParams>): Outcome;
+}
+
+interface Outcome {
+  id?: string;
+  settled: Promise<{ ok: true } | { ok: false; error: TriageError }>;
+}
+
+async function start(h: Harness, deployments: TestDeployment[], router: Partial<TriageConfig['router']>, name = 'a'): Promise<Running> {
+  const storeFactory = await h.storeFactory(name);
+  const r = createRouter(testConfig({ [MODEL]: deployments }, router), storeFactory ? { storeFactory } : {});
+  cleanups.push(() => r.close(1_000));
+  const events: QueueEvent[] = [];
+  r.events.subscribe((e) => events.push(e));
+  return {
+    router: r,
+    events,
+    send(priority, extra = {}) {
+      const settled = r.scheduleCompletion({ model: MODEL, messages: [{ role: 'user', content: `p${priority}` }], priority, ...extra }).then(
+        () => ({ ok: true as const }),
+        (error: TriageError) => ({ ok: false as const, error }),
+      );
+      return { settled };
+    },
+  };
+}
+
+const waiting = async (r: Router) => (await r.queueStatus())[0].waiting;
+
+/** Waits until the group holds `n` waiters. */
+async function untilWaiting(r: Router, n: number): Promise<void> {
+  await vi.waitFor(async () => expect(await waiting(r)).toBe(n), WAIT);
+}
+
+async function rejection(o: Outcome): Promise<TriageError> {
+  const result = await o.settled;
+  if (result.ok) throw new Error('expected a rejection, got a completion');
+  return result.error;
+}
+
+describe.each<StoreKind>(['memory', 'redis'])('priority decides who is shed (%s store)', (kind) => {
+  it('a better arrival displaces the worst waiter (newest among equals), answered 429 queue_full at once with a request.displaced event; an arrival no better is refused', async () => {
+    const g = await start(harness(kind), [{ rpm: 1 }], { maxQueueSize: 2 });
+    // The one grant of the window.
+    expect((await g.send(5).settled).ok).toBe(true);
+    const first = g.send(5);
+    await untilWaiting(g.router, 1);
+    const second = g.send(5);
+    await untilWaiting(g.router, 2);
+
+    // No better than the worst waiter (priority 5): refused as before.
+    const equal = await rejection(g.send(5));
+    expect(equal.code).toBe('queue_full');
+    const worse = await rejection(g.send(9));
+    expect(worse.code).toBe('queue_full');
+
+    // Better: it takes the place of the newest of the two priority-5 waiters.
+    const better = g.send(1);
+    const displaced = await rejection(second);
+    expect(displaced.code).toBe('queue_full');
+    expect(displaced.status).toBe(429);
+    expect(displaced.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    expect(displaced.message).toMatch(/better priority/);
+    await untilWaiting(g.router, 2);
+    const event = g.events.find((e) => e.type === 'request.displaced');
+    expect(event).toMatchObject({ type: 'request.displaced', model: MODEL, priority: 5, retryAfterSeconds: displaced.retryAfterSeconds });
+    expect(g.events.filter((e) => e.type === 'request.rejected' && e.code === 'queue_full')).toHaveLength(3);
+
+    // The queue now holds priorities 1 and 5; a priority-0 arrival displaces the 5, not the 1.
+    const best = g.send(0);
+    expect((await rejection(first)).code).toBe('queue_full');
+    await untilWaiting(g.router, 2);
+    const snapshot = (await g.router.queueStatus())[0];
+    expect(snapshot.waiters.map((w) => w.priority)).toEqual([0, 1]);
+    expect(g.events.filter((e) => e.type === 'request.displaced')).toHaveLength(2);
+
+    await g.router.close(0);
+    for (const o of [better, best]) expect((await rejection(o)).code).toBe('shutting_down');
+  });
+
+  it('with aging, rank decides: a waiter that has aged past an arrival keeps its place', async () => {
+    // Aging every 1 ms: a priority-5 waiter that has waited ~50 ms ranks like a priority ~-45 arrival.
+    const g = await start(harness(kind), [{ rpm: 1 }], { maxQueueSize: 1, priorityAgingMs: 1 });
+    expect((await g.send(5).settled).ok).toBe(true);
+    const old = g.send(5);
+    await untilWaiting(g.router, 1);
+    await vi.waitFor(async () => expect((await g.router.queueStatus())[0].waiters[0].effectivePriority).toBeLessThan(-40), WAIT);
+    expect((await rejection(g.send(0))).code).toBe('queue_full');
+    await g.router.close(0);
+    expect((await rejection(old)).code).toBe('shutting_down');
+  });
+});
+
+describe('priority decides who is shed across instances (redis store)', () => {
+  it("an arrival at one instance displaces another instance's waiter, which that instance answers 429 at once", async () => {
+    const h = harness('redis');
+    const a = await start(h, [{ rpm: 1 }], { maxQueueSize: 1 }, 'a');
+    const b = await start(h, [{ rpm: 1 }], { maxQueueSize: 1 }, 'b');
+    expect((await a.send(5).settled).ok).toBe(true);
+    const atA = a.send(5);
+    await untilWaiting(a.router, 1);
+    const atB = b.send(1);
+    const displaced = await rejection(atA);
+    expect(displaced.code).toBe('queue_full');
+    expect(a.events.some((e) => e.type === 'request.displaced')).toBe(true);
+    await untilWaiting(b.router, 1);
+    await b.router.close(0);
+    expect((await rejection(atB)).code).toBe('shutting_down');
+  });
+});
