@@ -16,6 +16,7 @@ export const ERROR_TABLE = {
   body_too_large: { status: 413, type: 'invalid_request_error', message: 'The request body is too large.' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error', message: 'The request body must be application/json.' },
   queue_full: { status: 429, type: 'rate_limit_error', message: 'The queue for this model is full.' },
+  queue_timeout_certain: { status: 429, type: 'rate_limit_error', message: "The request's queue deadline cannot be met." },
   key_rate_limited: { status: 429, type: 'rate_limit_error', message: 'This key has used its requests per minute.' },
   client_closed: { status: 499, type: 'cancelled', message: 'The caller cancelled the request.' },
   internal_error: { status: 500, type: 'server_error', message: 'Internal error.' },

@@ -143,7 +143,7 @@ describe('request machine transitions', () => {
     h.actor.send({ type: 'queue.accepted', seq: 17, round: 2, position: 4 });
     expect(state(h)).toBe('polling');
     expect(h.emitted).toEqual([
-      { type: 'request.queued', id: 'r1', model: 'm', priority: 3, tenant: 'team-a', position: 4, arrivalSeq: 17, round: 2, attempt: 0 },
+      { type: 'request.queued', id: 'r1', model: 'm', priority: 3, tenant: 'team-a', position: 4, arrivalSeq: 17, round: 2, etaMs: null, attempt: 0 },
     ]);
 
     h.clock.advance(250);

@@ -3,6 +3,7 @@
  * Plain data and functions: the in-memory store calls them; the Redis store does the same in Lua.
  */
 import type { DeploymentLimits } from '../adapters/config-types.js';
+import type { CapacityView } from './grant-estimate.js';
 import { RateWindow, WINDOW_MS, type WindowRecord } from './rate-window.js';
 import type { DeploymentUsage, ReleaseOutcome } from './scheduler-store.js';
 
@@ -84,16 +85,25 @@ export class DeploymentState {
 
   /**
    * When this deployment could next take `tokens`, ignoring in-flight calls (their end is an event,
-   * not a time). Infinity when only a release can free it.
+   * not a time). Infinity when only a release can free it, unless `ignoreInFlight` (the grant
+   * estimate's certain bound, which a call ending at any moment cannot move).
    */
-  nextCapacityAt(tokens: number, now: number): number {
+  nextCapacityAt(tokens: number, now: number, ignoreInFlight = false): number {
     let at = now;
     if (this.coolingDown(now)) at = Math.max(at, this.coolingDownUntil!);
     const max = this.limits.maxParallelRequests;
-    if (max !== undefined && this.inFlight >= max) return Infinity;
+    if (!ignoreInFlight && max !== undefined && this.inFlight >= max) return Infinity;
     if (this.rpm) at = Math.max(at, this.rpm.nextCapacityAt(1, now));
     if (this.tpm) at = Math.max(at, this.tpm.nextCapacityAt(tokens, now));
     return at;
+  }
+
+  /** This deployment for the grant estimate (grant-estimate.ts): when it is ready, and its rpm lanes. */
+  capacityView(now: number): CapacityView {
+    const readyAt = this.nextCapacityAt(1, now, true);
+    const rpm = this.rpm;
+    if (rpm === undefined) return { readyAt, rpm: null };
+    return { readyAt, rpm: { limit: rpm.limit, free: Math.max(0, rpm.limit - rpm.used(now)), reopenedBy: (t) => rpm.leavingBy(t, now) } };
   }
 
   reserve(tokens: number, now: number): Reservation {

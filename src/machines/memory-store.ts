@@ -7,10 +7,11 @@
  */
 import type { DeploymentConfig } from '../adapters/config-types.js';
 import { ChurnMap } from './churn-map.js';
-import { DeploymentState, type CooldownPolicy, type Reservation } from './deployment-state.js';
+import { DeploymentState, MAX_COOLDOWN_MS, type CooldownPolicy, type Reservation } from './deployment-state.js';
+import { boundIsEstimate, earliestGrantAt, retryAfterSecondsUntil } from './grant-estimate.js';
 import { effectivePriority, FairRounds, orderRank, writeOrderKey, type OrderKey } from './queue-order.js';
 import { RankedQueue, type RankKey } from './ranked-queue.js';
-import { EventRate } from './rate-window.js';
+import { EventRate, WINDOW_MS } from './rate-window.js';
 import type {
   Displaced,
   EnqueueResult,
@@ -75,11 +76,19 @@ export class MemoryStore implements SchedulerStore {
   private undelivered: Grant[] = [];
   /** Waiters displaced by enqueues since the last pump, answered by the next pump (every accepted enqueue pumps). */
   private displaced: Displaced[] = [];
+  /** A cooldown started since the last pump: waiters' deadlines may have become unreachable. */
+  private recheckDeadlines = false;
   private nextSeq = 1;
   private nextGrant = 1;
+  /** Search keys for the two treaps' rank queries (no object per query). */
+  private readonly deadlineProbe = { entry: { deadline: 0 }, seq: Infinity } as unknown as Waiter;
+  private readonly orderProbe: OrderKey = { rank: 0, round: -Infinity, seq: -Infinity };
+  /** Whether the grant estimate is also a fair ETA (no deployment bounded by max_parallel_requests alone). */
+  private readonly etaKnown: boolean;
 
   constructor(private readonly options: MemoryStoreOptions) {
     this.deployments = options.deployments.map((d) => new DeploymentState(d.id, d.limits));
+    this.etaKnown = boundIsEstimate(options.deployments.map((d) => d.limits));
   }
 
   get waiting(): number {
@@ -135,14 +144,28 @@ export class MemoryStore implements SchedulerStore {
     if (!retry && this.waiters.size >= this.options.maxQueueSize) this.grantAvailable(now, this.undelivered);
     const rank = orderRank(entry.priority, entry.enqueuedAt, this.options.priorityAgingMs);
     // A retry was admitted before: it re-enters even when the queue is full, at its old place.
+    let worst: Waiter | undefined;
     if (!retry && this.waiters.size >= this.options.maxQueueSize) {
       // Priority decides who is shed: a better arrival takes the place of the waiter served last.
-      const worst = this.queue.peekLast();
+      worst = this.queue.peekLast();
       if (worst === undefined || !(rank < worst.rank)) {
-        return { accepted: false, reason: 'queue_full', retryAfterMs: this.retryAfterSecondsNow(now) * 1000 };
+        return { accepted: false, reason: 'queue_full', retryAfterMs: this.retryAfterSecondsNow(now, entry.tokens) * 1000 };
       }
+    }
+    // A deadline that certainly cannot be met is answered now, not when it passes (and displaces nobody).
+    let eta: number | null = now;
+    if (this.waiters.size > 0 || this.pickDeployment(entry.tokens, now) === undefined) {
+      const ahead = this.aheadOf(rank);
+      const at = this.earliestGrant(ahead, entry.tokens, now, entry.deadline);
+      if (at > entry.deadline) {
+        const bound = at === Infinity ? this.earliestGrant(ahead, entry.tokens, now, this.horizon(now)) : at;
+        return { accepted: false, reason: 'deadline_unreachable', retryAfterMs: (bound === Infinity ? 3600 : retryAfterSecondsUntil(bound, now)) * 1000 };
+      }
+      eta = this.etaKnown ? at : null;
+    }
+    if (worst !== undefined) {
       this.take(worst);
-      this.displaced.push({ id: worst.entry.id, retryAfterSeconds: this.retryAfterSecondsNow(now) });
+      this.displaced.push({ id: worst.entry.id, retryAfterSeconds: this.retryAfterSecondsNow(now, worst.entry.tokens) });
     }
     const seq = entry.seq ?? this.nextSeq++;
     const round = entry.round ?? this.rounds.next(entry.priority, entry.tenant);
@@ -151,7 +174,7 @@ export class MemoryStore implements SchedulerStore {
     const stored: WaiterEntry = { id: entry.id, priority: entry.priority, tenant: entry.tenant, enqueuedAt: entry.enqueuedAt, deadline: entry.deadline, tokens: entry.tokens, seq, round };
     const waiter: Waiter = { entry: stored, seq, round, rank };
     this.insert(waiter);
-    return { accepted: true, seq, position: this.queue.rank(waiter), priority: entry.priority, round };
+    return { accepted: true, seq, position: this.queue.rank(waiter), priority: entry.priority, round, etaAt: eta };
   }
 
   async remove(id: string): Promise<boolean> {
@@ -186,6 +209,15 @@ export class MemoryStore implements SchedulerStore {
     if (this.displaced.length > 0) {
       result.displaced = this.displaced;
       this.displaced = [];
+    }
+    if (this.recheckDeadlines) {
+      this.recheckDeadlines = false;
+      const unreachable = this.takeUnreachable(now);
+      if (unreachable.length > 0) {
+        result.unreachable = unreachable;
+        result.waiting = this.waiters.size;
+        result.nextWakeAt = this.nextWakeAt(now);
+      }
     }
     return result;
   }
@@ -261,6 +293,7 @@ export class MemoryStore implements SchedulerStore {
     this.reservations.delete(grant.grantId);
     const deployment = this.deployments.find((d) => d.id === reservation.deploymentId)!;
     const cooldown = deployment.release(reservation, outcome, now, this.options.cooldown);
+    if (cooldown) this.recheckDeadlines = true;
     return cooldown ? { cooldown: { deploymentId: deployment.id, ...cooldown } } : {};
   }
 
@@ -304,26 +337,85 @@ export class MemoryStore implements SchedulerStore {
     return this.retryAfterSecondsNow(now);
   }
 
+  /** Waiters certainly ahead of an arrival of queue rank `rank`: those of strictly better rank. */
+  private aheadOf(rank: number): number {
+    this.orderProbe.rank = rank;
+    return this.queue.rank(this.orderProbe as Waiter);
+  }
+
+  /** Waiters whose deadline is at or before t. */
+  private leavingBy = (t: number): number => {
+    (this.deadlineProbe.entry as { deadline: number }).deadline = t;
+    return this.deadlines.rank(this.deadlineProbe);
+  };
+
+  /** Far enough that every waiter has left and capacity has returned: past it, nobody waits for anything. */
+  private horizon(now: number): number {
+    const latest = this.deadlines.peekLast()?.entry.deadline ?? now;
+    let ready = now;
+    for (const d of this.deployments) ready = Math.max(ready, d.nextCapacityAt(1, now, true));
+    return Math.max(latest, ready, now) + MAX_COOLDOWN_MS + 2 * WINDOW_MS;
+  }
+
   /**
-   * Time for the queue ahead to drain: waiting / sustainable grant rate (rpm limits, else the rate
-   * observed over the last minute), never below the time until a cooled-down group is back.
+   * The certain lower bound on when a waiter with `ahead` waiters before it and `tokens` to reserve is
+   * granted (grant-estimate.ts); Infinity when not by `horizon`.
    */
-  private retryAfterSecondsNow(now: number): number {
-    let rate = 0;
-    let bounded = true;
-    for (const d of this.deployments) {
-      const r = d.sustainedRate();
-      if (r === Infinity) bounded = false;
-      else rate += r;
+  private earliestGrant(ahead: number, tokens: number, now: number, horizon: number): number {
+    const views = this.deployments.map((d) => d.capacityView(now));
+    const at = earliestGrantAt({ now, deployments: views, ahead, leavingBy: this.leavingBy, horizon });
+    // Its own reservation must fit somewhere too.
+    let own = Infinity;
+    for (const d of this.deployments) own = Math.min(own, d.nextCapacityAt(tokens, now, true));
+    return Math.max(at, own);
+  }
+
+  /**
+   * Takes out the waiters whose deadline is now certainly unreachable, in queue order (each counts only
+   * the waiters still ahead of it). It walks the queue: it runs only after a cooldown started.
+   */
+  private takeUnreachable(now: number): Displaced[] {
+    const gone: Waiter[] = [];
+    const out: Displaced[] = [];
+    let position = 0;
+    this.queue.forEach((w) => {
+      const at = this.earliestGrant(position - gone.length, w.entry.tokens, now, w.entry.deadline);
+      if (at > w.entry.deadline) {
+        gone.push(w);
+        const bound = at === Infinity ? this.earliestGrant(position - gone.length + 1, w.entry.tokens, now, this.horizon(now)) : at;
+        out.push({ id: w.entry.id, retryAfterSeconds: bound === Infinity ? 3600 : retryAfterSecondsUntil(bound, now) });
+      }
+      position += 1;
+    });
+    for (const w of gone) this.take(w);
+    return out;
+  }
+
+  /** A waiter's estimated grant time (clock ms), or null when only calls ending could tell. */
+  etaOf(id: string, now: number): number | null {
+    const waiter = this.waiters.get(id);
+    if (waiter === undefined || !this.etaKnown) return null;
+    const at = this.earliestGrant(this.queue.rank(waiter), waiter.entry.tokens, now, this.horizon(now));
+    return at === Infinity ? null : at;
+  }
+
+  /**
+   * When a newcomer behind every waiter could be granted (the grant estimate's certain bound), in
+   * seconds: it counts down as time passes, and waiters that will have timed out by then do not count.
+   * Where only max_parallel_requests bounds a deployment, that bound says little: the time for the queue
+   * to drain at the grant rate observed over the last minute is used if longer, but never past the
+   * longest wait still ahead.
+   */
+  private retryAfterSecondsNow(now: number, tokens = 1): number {
+    const at = this.earliestGrant(this.waiters.size, tokens, now, this.horizon(now));
+    let seconds = at === Infinity ? 3600 : retryAfterSecondsUntil(at, now);
+    if (!this.etaKnown) {
+      const rate = this.grantRate.count(now) / 60;
+      const drain = rate > 0 ? Math.ceil((this.waiters.size + 1) / rate) : 1;
+      const latest = this.deadlines.peekLast()?.entry.deadline ?? now;
+      seconds = Math.max(seconds, Math.min(drain, retryAfterSecondsUntil(latest, now)));
     }
-    if (!bounded) rate = this.grantRate.count(now) / 60;
-    let seconds = rate > 0 ? (this.waiters.size + 1) / rate : 1;
-    const allCooling = this.deployments.every((d) => d.coolingDown(now));
-    if (allCooling) {
-      const back = Math.min(...this.deployments.map((d) => d.coolingDownUntil ?? now));
-      seconds = Math.max(seconds, (back - now) / 1000);
-    }
-    return Math.min(3600, Math.max(1, Math.ceil(seconds)));
+    return Math.min(3600, seconds);
   }
 
   setListener(_listener: StoreListener): void {

@@ -55,6 +55,8 @@ export interface RequestContext {
   seq?: number;
   round?: number;
   position?: number;
+  /** Estimated grant time when it was queued (clock ms), null when unknown. */
+  etaAt?: number | null;
   grant?: Grant;
   dispatchedAt?: number;
   error?: TriageError;
@@ -73,7 +75,7 @@ export type RequestEvent =
   | UpstreamAttemptEvent;
 
 export type RequestEmitted =
-  | { type: 'request.queued'; id: string; model: string; priority: number; tenant: string; position: number; arrivalSeq: number; round: number; attempt: number }
+  | { type: 'request.queued'; id: string; model: string; priority: number; tenant: string; position: number; arrivalSeq: number; round: number; etaMs: number | null; attempt: number }
   | { type: 'request.dispatched'; id: string; model: string; priority: number; tenant: string; deployment: string; waitedMs: number; attempt: number }
   | { type: 'request.done'; id: string; model: string; tenant: string; deployment: string; durationMs: number; totalMs: number; tokens: Usage | null }
   | { type: 'request.retry'; id: string; model: string; tenant: string; deployment: string; reason: string; attempt: number }
@@ -171,7 +173,11 @@ export const requestMachine = setup({
       const attempt: UpstreamAttemptInput = { grant: event.grant, body: req.body, stream: req.stream, clock: req.clock, upstreamFor: req.upstreamFor };
       if (req.sink) attempt.sink = req.sink;
       const update: Partial<RequestContext> = { grant: event.grant, dispatchedAt: req.clock.now(), call: new UpstreamAttempt(attempt, self) };
-      if (event.accepted) Object.assign(update, event.accepted);
+      if (event.accepted) {
+        update.seq = event.accepted.seq;
+        update.round = event.accepted.round;
+        update.position = event.accepted.position;
+      }
       return update;
     }),
     /** Starts the upstream call; its end comes back as an event unless the state was left (cancelled). */
@@ -182,6 +188,17 @@ export const requestMachine = setup({
       error: ({ context, event }) => {
         const seconds = event.type === 'queue.displaced' ? event.retryAfterSeconds : 1;
         return new QueueFullError(`The queue for ${context.req.model} is full and a request of better priority took this request's place; retry in ${seconds}s.`, seconds);
+      },
+    }),
+    /** Its deadline became certainly unreachable while it waited: answered now, as on arrival. */
+    takeUnreachable: assign({
+      error: ({ context, event }) => {
+        const seconds = event.type === 'queue.unreachable' ? event.retryAfterSeconds : 1;
+        return new TriageError(
+          'queue_timeout_certain',
+          `The request can no longer be granted before its queue deadline for ${context.req.model}: the earliest it could be is in ${seconds}s (a deployment is cooling down). Retry then, or with a longer timeout.`,
+          { retryAfterSeconds: seconds },
+        );
       },
     }),
     emitDisplaced: emit(({ context, event }) => ({
@@ -203,6 +220,8 @@ export const requestMachine = setup({
       // Not `seq`: the event bus stamps every event with its own global `seq`, which would overwrite it.
       arrivalSeq: context.seq ?? 0,
       round: context.round ?? 0,
+      // Granted in the same step: no wait. Otherwise the store's estimate, as ms from now (null: unknown).
+      etaMs: context.grant !== undefined ? 0 : context.etaAt == null ? null : Math.max(0, context.etaAt - context.req.clock.now()),
       attempt: context.attempt,
     })),
   },
@@ -220,7 +239,10 @@ export const requestMachine = setup({
       on: {
         'queue.accepted': {
           target: 'polling',
-          actions: [assign({ seq: ({ event }) => event.seq, round: ({ event }) => event.round, position: ({ event }) => event.position }), 'emitQueued'],
+          actions: [
+            assign({ seq: ({ event }) => event.seq, round: ({ event }) => event.round, position: ({ event }) => event.position, etaAt: ({ event }) => event.etaAt ?? null }),
+            'emitQueued',
+          ],
         },
         'queue.rejected': { target: 'rejected', actions: assign({ error: ({ event }) => event.error }) },
         grant: [
@@ -231,6 +253,7 @@ export const requestMachine = setup({
         ],
         'queue.timeout': 'timeout',
         'queue.displaced': { target: 'rejected', actions: ['takeDisplaced', 'emitDisplaced'] },
+        'queue.unreachable': { target: 'rejected', actions: 'takeUnreachable' },
         cancel: { target: 'cancelled', actions: 'withdraw' },
         shutdown: { target: 'rejected', actions: ['withdraw', assign({ error: () => new ShuttingDownError() })] },
       },
@@ -241,6 +264,7 @@ export const requestMachine = setup({
         grant: { target: 'dispatched', actions: 'takeGrant' },
         'queue.timeout': 'timeout',
         'queue.displaced': { target: 'rejected', actions: ['takeDisplaced', 'emitDisplaced'] },
+        'queue.unreachable': { target: 'rejected', actions: 'takeUnreachable' },
         cancel: { target: 'cancelled', actions: 'withdraw' },
         shutdown: { target: 'rejected', actions: ['withdraw', assign({ error: () => new ShuttingDownError() })] },
       },

@@ -8,7 +8,7 @@
  * request registry.
  */
 import { enqueueActions, setup, type AnyActorRef } from 'xstate';
-import { QueueFullError, ShuttingDownError, StoreUnavailableError, type TriageError } from '../errors.js';
+import { QueueFullError, ShuttingDownError, StoreUnavailableError, TriageError } from '../errors.js';
 import type { Clock, TimerHandle } from './clock.js';
 import type { Displaced, EnqueueResult, Grant, ImmediateStoreOps, PumpResult, ReleaseOutcome, ReleaseResult, SchedulerStore, WaiterEntry } from './scheduler-store.js';
 
@@ -22,17 +22,21 @@ export interface Acceptance {
   seq: number;
   round: number;
   position: number;
+  /** Estimated grant time (clock ms), null when unknown; absent when the store does not estimate. */
+  etaAt?: number | null;
 }
 
 /** Replies the scheduler sends to a request actor. */
 export type SchedulerReply =
-  | { type: 'queue.accepted'; seq: number; round: number; position: number }
+  | { type: 'queue.accepted'; seq: number; round: number; position: number; etaAt?: number | null }
   | { type: 'queue.rejected'; error: TriageError }
   /** `accepted`: the grant came in the same step as the enqueue; no separate `queue.accepted` is sent. */
   | { type: 'grant'; grant: Grant; accepted?: Acceptance }
   | { type: 'queue.timeout' }
   /** A better arrival took this waiter's place in the full queue; it is no longer queued. */
-  | { type: 'queue.displaced'; retryAfterSeconds: number };
+  | { type: 'queue.displaced'; retryAfterSeconds: number }
+  /** Its deadline became certainly unreachable (a cooldown started); it is no longer queued. */
+  | { type: 'queue.unreachable'; retryAfterSeconds: number };
 
 export type SchedulerEvent =
   | { type: 'enqueue'; entry: WaiterEntry; ref: AnyActorRef }
@@ -169,6 +173,9 @@ function applyPump(context: SchedulerContext, self: AnyActorRef, result: PumpRes
 function applyResult(context: SchedulerContext, self: AnyActorRef, result: PumpResult): void {
   const pump = context.pump;
   deliver(context, self, result.grants, result.expired, result.displaced);
+  if (result.unreachable !== undefined) {
+    for (const u of result.unreachable) context.registry.get(u.id)?.send({ type: 'queue.unreachable', retryAfterSeconds: u.retryAfterSeconds } satisfies SchedulerReply);
+  }
   if (result.cooldownsEnded.length > 0) self.send({ type: 'store.cooldowns_ended', deployments: result.cooldownsEnded });
   pump.waiting = result.waiting;
   pump.inFlight += result.grants.length;
@@ -199,12 +206,24 @@ function armWake(context: SchedulerContext, self: AnyActorRef, wakeAt: number | 
 
 /** Written out, not `{ type, ...accepted }` (docs/performance.md, "Object spread on the hot path"). */
 function acceptedReply(a: Acceptance): SchedulerReply {
-  return { type: 'queue.accepted', seq: a.seq, round: a.round, position: a.position };
+  return a.etaAt === undefined
+    ? { type: 'queue.accepted', seq: a.seq, round: a.round, position: a.position }
+    : { type: 'queue.accepted', seq: a.seq, round: a.round, position: a.position, etaAt: a.etaAt };
 }
 
 function replyToEnqueue(result: EnqueueResult): SchedulerReply {
-  if (result.accepted) return { type: 'queue.accepted', seq: result.seq, round: result.round, position: result.position };
-  const seconds = Math.ceil(result.retryAfterMs / 1000);
+  if (result.accepted) return acceptedReply(result);
+  const seconds = Math.max(1, Math.ceil(result.retryAfterMs / 1000));
+  if (result.reason === 'deadline_unreachable') {
+    return {
+      type: 'queue.rejected',
+      error: new TriageError(
+        'queue_timeout_certain',
+        `The request cannot be granted before its queue deadline: the earliest it could be is in ${seconds}s (rate windows, cooldowns and the waiters ahead). Retry then, or with a longer timeout.`,
+        { retryAfterSeconds: seconds },
+      ),
+    };
+  }
   return {
     type: 'queue.rejected',
     error: new QueueFullError(`The queue for this model is full; retry in ${seconds}s.`, seconds),
@@ -252,7 +271,9 @@ const ENQUEUE: StoreOp<EnqueueEvent, EnqueueResult> = {
     if (!result.accepted) return void ref.send(replyToEnqueue(result));
     // Pump in the same step: an arrival with headroom gets its acceptance and its grant as one event.
     const pump = context.pump;
-    pump.arrival = { id: entry.id, accepted: { seq: result.seq, round: result.round, position: result.position } };
+    const accepted: Acceptance = { seq: result.seq, round: result.round, position: result.position };
+    if (result.etaAt !== undefined) accepted.etaAt = result.etaAt;
+    pump.arrival = { id: entry.id, accepted };
     startPump(context, self);
     const waiting = pump.arrival;
     pump.arrival = undefined;

@@ -40,10 +40,13 @@ export type EnqueueResult =
       position: number;
       priority: number;
       round: number;
+      /** Estimated grant time (clock ms; grant-estimate.ts), null when unknown; absent when the store does not estimate. */
+      etaAt?: number | null;
       /** Set when the store pumped in the same atomic step as the enqueue (saves a round trip). */
       pumped?: PumpResult;
     }
-  | { accepted: false; reason: 'queue_full'; retryAfterMs: number };
+  /** `deadline_unreachable`: the request's deadline certainly passes before it could be granted (grant-estimate.ts). */
+  | { accepted: false; reason: 'queue_full' | 'deadline_unreachable'; retryAfterMs: number };
 
 /** A waiter a better arrival took the place of in a full queue; already removed from the queue. */
 export interface Displaced {
@@ -58,6 +61,11 @@ export interface PumpResult {
   expired: string[];
   /** Waiters displaced from a full queue by better arrivals (absent when none). */
   displaced?: Displaced[];
+  /**
+   * Waiters whose deadline became certainly unreachable (a deployment started a cooldown); already
+   * removed from the queue, answered 429 queue_timeout_certain (absent when none).
+   */
+  unreachable?: Displaced[];
   /** Deployments whose cooldown ended since the last pump. */
   cooldownsEnded: string[];
   /** Waiting count after the pump. */
