@@ -510,7 +510,7 @@ async function simulate(seed: number, requests: number) {
   const checkPump = (r: PumpResult, now: number) => {
     pumps++;
     // Answered early: a cooldown made their deadline certainly unreachable (grant-estimate.ts).
-    for (const u of r.unreachable ?? []) {
+    for (const u of r.displaced ?? []) {
       const w = waiting.get(u.id);
       expect(w, `unreachable ${u.id} was not waiting`).toBeDefined();
       expect(w!.deadline).toBeGreaterThan(now);

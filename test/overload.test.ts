@@ -156,3 +156,70 @@ describe('priority decides who is shed across instances (redis store)', () => {
     expect((await rejection(atB)).code).toBe('shutting_down');
   });
 });
+
+describe.each<StoreKind>(['memory', 'redis'])('answers early when a deadline cannot be met (%s store)', (kind) => {
+  it('an arrival whose deadline passes before the rpm window reopens: 429 queue_timeout_certain at once, Retry-After = when it reopens', async () => {
+    const g = await start(harness(kind), [{ rpm: 1 }], {});
+    expect((await g.send(0).settled).ok).toBe(true);
+    const refused = await rejection(g.send(0, { timeout: 2 }));
+    expect(refused).toMatchObject({ code: 'queue_timeout_certain', status: 429, type: 'rate_limit_error' });
+    // The window reopens 60 s after the grant (a little of it has passed).
+    expect(refused.retryAfterSeconds).toBeGreaterThanOrEqual(55);
+    expect(refused.retryAfterSeconds).toBeLessThanOrEqual(60);
+    expect(await waiting(g.router)).toBe(0);
+    // With a deadline past the reopening it waits, with an ETA of the same moment.
+    const patient = g.send(0, { timeout: 120 });
+    await untilWaiting(g.router, 1);
+    const queued = g.events.filter((e) => e.type === 'request.queued').at(-1);
+    expect(queued?.type === 'request.queued' ? queued.etaMs : undefined).toBeGreaterThanOrEqual(55_000);
+    await g.router.close(0);
+    expect((await rejection(patient)).code).toBe('shutting_down');
+  });
+
+  it('max_parallel_requests alone never answers early, and its waiters have no ETA', async () => {
+    const g = await start(harness(kind), [{ maxParallelRequests: 1, mockDelayMs: 60_000 }], {});
+    const running = g.send(0);
+    await vi.waitFor(async () => expect((await g.router.queueStatus())[0].inFlight).toBe(1), WAIT);
+    const short = g.send(0, { timeout: 1 });
+    await untilWaiting(g.router, 1);
+    const queued = g.events.filter((e) => e.type === 'request.queued');
+    expect(queued.at(-1)).toMatchObject({ etaMs: null });
+    // It waits for its deadline: a call may end at any moment.
+    expect((await rejection(short)).code).toBe('queue_timeout');
+    await g.router.close(0);
+    expect((await rejection(running)).code).toBe('shutting_down');
+  });
+
+  it('an rpm-bound queue: each waiter is told when it will be granted, exact within a second', async () => {
+    const g = await start(harness(kind), [{ rpm: 2 }], {});
+    const t0 = Date.now();
+    expect((await g.send(0).settled).ok).toBe(true);
+    expect((await g.send(0).settled).ok).toBe(true);
+    const waiters = [g.send(0), g.send(0), g.send(0)];
+    await untilWaiting(g.router, 3);
+    const etas = g.events.filter((e) => e.type === 'request.queued').slice(-3).map((e) => (e.type === 'request.queued' ? e.at + (e.etaMs ?? NaN) : NaN));
+    // Two lanes reopen 60 s after the two grants; the third waiter goes a minute after that.
+    const expected = [t0 + 60_000, t0 + 60_000, t0 + 120_000];
+    etas.forEach((eta, i) => expect(Math.abs(eta - expected[i])).toBeLessThanOrEqual(1_000));
+    const status = (await g.router.queueStatus())[0];
+    status.waiters.forEach((w, i) => expect(Math.abs(Date.now() + (w.etaMs ?? NaN) - expected[i])).toBeLessThanOrEqual(1_000));
+    await g.router.close(0);
+    for (const w of waiters) expect((await rejection(w)).code).toBe('shutting_down');
+  });
+
+  it('a waiter whose deadline a new cooldown makes unreachable is answered then, 429 queue_timeout_certain', async () => {
+    const g = await start(harness(kind), [{ maxParallelRequests: 1, mockResponse: 'litellm.RateLimitError', mockDelayMs: 300 }], { numRetries: 0, cooldownTimeMs: 60_000 });
+    const failing = g.send(0);
+    await vi.waitFor(async () => expect((await g.router.queueStatus())[0].inFlight).toBe(1), WAIT);
+    const sentAt = Date.now();
+    const waiter = g.send(0, { timeout: 30 });
+    await untilWaiting(g.router, 1);
+    // The call's 429 starts a 60 s cooldown: the waiter's 30 s deadline is out of reach from then on.
+    expect((await rejection(failing)).code).toBe('upstream_error');
+    const answered = await rejection(waiter);
+    expect(answered.code).toBe('queue_timeout_certain');
+    expect(Date.now() - sentAt).toBeLessThan(30_000);
+    expect(answered.retryAfterSeconds).toBeGreaterThanOrEqual(55);
+    expect(answered.retryAfterSeconds).toBeLessThanOrEqual(60);
+  });
+});

@@ -233,7 +233,7 @@ function checkStoreLog(log: StoreLog[], deployments: Limits[]): { grants: number
         waiting.delete(id);
       }
       // Answered early: a cooldown made their deadline certainly unreachable (grant-estimate.ts).
-      for (const u of result.unreachable ?? []) {
+      for (const u of result.displaced ?? []) {
         expect(waiting.get(u.id)!.deadline).toBeLessThan(now + u.retryAfterSeconds * 1000);
         waiting.delete(u.id);
       }

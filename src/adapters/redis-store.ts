@@ -214,8 +214,9 @@ function coalesceWrites(redis: Redis): void {
 }
 
 /**
- * The expiry list of a reply, split: plain ids are expiries; entries marked NUL + id + tab + seconds are
- * waiters displaced by a better arrival (lib.lua claimMail).
+ * The expiry list of a reply, split: plain ids are expiries; entries marked NUL + kind + id + tab +
+ * seconds are waiters displaced by a better arrival (kind d) or whose deadline became certainly
+ * unreachable (kind u) (lib.lua claimMail).
  */
 export function splitExpired(entries: readonly string[]): { expired: string[]; displaced: Displaced[] } {
   const expired: string[] = [];
@@ -226,7 +227,9 @@ export function splitExpired(entries: readonly string[]): { expired: string[]; d
       continue;
     }
     const tab = e.indexOf('\t');
-    displaced.push({ id: e.slice(1, tab < 0 ? undefined : tab), retryAfterSeconds: tab < 0 ? 1 : Math.max(1, Number(e.slice(tab + 1)) || 1) });
+    const d: Displaced = { id: e.slice(2, tab < 0 ? undefined : tab), retryAfterSeconds: tab < 0 ? 1 : Math.max(1, Number(e.slice(tab + 1)) || 1) };
+    if (e[1] === 'u') d.unreachable = true;
+    displaced.push(d);
   }
   return { expired, displaced };
 }
@@ -554,9 +557,11 @@ export class RedisStore implements SchedulerStore {
         this.heldOver.cooldownsEnded.push(...pumped.cooldownsEnded);
         if (pumped.grants.length > 0 || pumped.expired.length > 0 || (pumped.displaced?.length ?? 0) > 0 || pumped.cooldownsEnded.length > 0) this.queueChanged();
       }
-      return { accepted: false, reason: 'queue_full', retryAfterMs: Number(r[4]) * 1000 };
+      return { accepted: false, reason: r[5] === 'certain' ? 'deadline_unreachable' : 'queue_full', retryAfterMs: Number(r[4]) * 1000 };
     }
-    const result: EnqueueResult = { accepted: true, seq: Number(r[4]), position: Number(r[5]), priority: entry.priority, round: Number(r[6]) };
+    // The estimated grant time follows the pump fields (enqueue.lua); on the caller's clock.
+    const eta = r[15] === undefined || r[15] === '' ? null : now + (Number(r[15]) - serverNow);
+    const result: EnqueueResult = { accepted: true, seq: Number(r[4]), position: Number(r[5]), priority: entry.priority, round: Number(r[6]), etaAt: eta };
     if (pumped !== undefined) result.pumped = this.pumpedResult(pumped, now);
     return result;
   }
@@ -744,7 +749,7 @@ export class RedisStore implements SchedulerStore {
     });
     const list = strings(r[7]);
     const waiters: WaiterView[] = [];
-    for (let i = 0; i + 5 < list.length; i += 6) {
+    for (let i = 0; i + 6 < list.length; i += 7) {
       const priority = Number(list[i + 1]);
       const enqueuedAt = Number(list[i + 3]);
       waiters.push({
@@ -756,6 +761,7 @@ export class RedisStore implements SchedulerStore {
         effectivePriority: effectivePriority(priority, enqueuedAt, serverNow, aging),
         tenant: list[i + 2],
         waitedMs: Math.max(0, serverNow - enqueuedAt),
+        etaMs: list[i + 6] === '' ? null : Math.max(0, Number(list[i + 6]) - serverNow),
       });
     }
     return {
@@ -912,7 +918,7 @@ export class RedisStore implements SchedulerStore {
       const inRedis = new Set(strings(r[3]));
       const grants = this.parseGrants(r[4]);
       const ended = strings(r[5]);
-      const endedIds = (e: string) => (e.charCodeAt(0) === 0 ? e.slice(1).split('\t')[0] : e);
+      const endedIds = (e: string) => (e.charCodeAt(0) === 0 ? e.slice(2).split('\t')[0] : e);
       const settled = new Set<string>([...grants.map((g) => g.requestId), ...ended.map(endedIds)]);
       const delivered = this.accept(grants, ended.filter((e) => !inRedis.has(endedIds(e))));
       const lost: LocalWaiter[] = [];

@@ -71,7 +71,8 @@ function totalGrantsBy(ds: readonly CapacityView[], t: number, now: number): num
   return n;
 }
 
-function reachable(input: GrantEstimateInput, t: number): boolean {
+/** Whether the waiter could be granted by `t` at all: one step of the bisection (the cheap check of a deadline). */
+export function reachable(input: GrantEstimateInput, t: number): boolean {
   const stillAhead = Math.max(0, input.ahead - input.leavingBy(t));
   return totalGrantsBy(input.deployments, t, input.now) >= stillAhead + 1;
 }

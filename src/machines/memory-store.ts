@@ -8,7 +8,7 @@
 import type { DeploymentConfig } from '../adapters/config-types.js';
 import { ChurnMap } from './churn-map.js';
 import { DeploymentState, MAX_COOLDOWN_MS, type CooldownPolicy, type Reservation } from './deployment-state.js';
-import { boundIsEstimate, earliestGrantAt, retryAfterSecondsUntil } from './grant-estimate.js';
+import { boundIsEstimate, earliestGrantAt, reachable, retryAfterSecondsUntil } from './grant-estimate.js';
 import { effectivePriority, FairRounds, orderRank, writeOrderKey, type OrderKey } from './queue-order.js';
 import { RankedQueue, type RankKey } from './ranked-queue.js';
 import { EventRate, WINDOW_MS } from './rate-window.js';
@@ -38,6 +38,9 @@ export interface MemoryStoreOptions {
   priorityAgingMs?: number;
   cooldown: CooldownPolicy;
 }
+
+/** Waiters of a snapshot that get an ETA (each is a bisection). */
+const ETA_LISTED = 100;
 
 /** Priorities whose count is kept at 0 (see addDepth). */
 const MAX_IDLE_DEPTH_KEYS = 64;
@@ -153,15 +156,11 @@ export class MemoryStore implements SchedulerStore {
       }
     }
     // A deadline that certainly cannot be met is answered now, not when it passes (and displaces nobody).
-    let eta: number | null = now;
-    if (this.waiters.size > 0 || this.pickDeployment(entry.tokens, now) === undefined) {
-      const ahead = this.aheadOf(rank);
-      const at = this.earliestGrant(ahead, entry.tokens, now, entry.deadline);
-      if (at > entry.deadline) {
-        const bound = at === Infinity ? this.earliestGrant(ahead, entry.tokens, now, this.horizon(now)) : at;
-        return { accepted: false, reason: 'deadline_unreachable', retryAfterMs: (bound === Infinity ? 3600 : retryAfterSecondsUntil(bound, now)) * 1000 };
-      }
-      eta = this.etaKnown ? at : null;
+    // Only waiters of strictly better rank are sure to be ahead before its round is drawn.
+    const waits = this.waiters.size > 0 || this.pickDeployment(entry.tokens, now) === undefined;
+    if (waits && !this.grantableBy(this.aheadOf(rank), entry.tokens, now, entry.deadline)) {
+      const bound = this.earliestGrant(this.aheadOf(rank), entry.tokens, now, this.horizon(now));
+      return { accepted: false, reason: 'deadline_unreachable', retryAfterMs: (bound === Infinity ? 3600 : retryAfterSecondsUntil(bound, now)) * 1000 };
     }
     if (worst !== undefined) {
       this.take(worst);
@@ -174,7 +173,13 @@ export class MemoryStore implements SchedulerStore {
     const stored: WaiterEntry = { id: entry.id, priority: entry.priority, tenant: entry.tenant, enqueuedAt: entry.enqueuedAt, deadline: entry.deadline, tokens: entry.tokens, seq, round };
     const waiter: Waiter = { entry: stored, seq, round, rank };
     this.insert(waiter);
-    return { accepted: true, seq, position: this.queue.rank(waiter), priority: entry.priority, round, etaAt: eta };
+    const position = this.queue.rank(waiter);
+    let eta: number | null = now;
+    if (waits) {
+      const at = this.etaKnown ? this.earliestGrant(position, entry.tokens, now, this.horizon(now)) : Infinity;
+      eta = at === Infinity ? null : at;
+    }
+    return { accepted: true, seq, position, priority: entry.priority, round, etaAt: eta };
   }
 
   async remove(id: string): Promise<boolean> {
@@ -214,7 +219,7 @@ export class MemoryStore implements SchedulerStore {
       this.recheckDeadlines = false;
       const unreachable = this.takeUnreachable(now);
       if (unreachable.length > 0) {
-        result.unreachable = unreachable;
+        result.displaced = result.displaced === undefined ? unreachable : result.displaced.concat(unreachable);
         result.waiting = this.waiters.size;
         result.nextWakeAt = this.nextWakeAt(now);
       }
@@ -304,8 +309,11 @@ export class MemoryStore implements SchedulerStore {
 
   async snapshot(now: number, maxWaiters = 50): Promise<GroupSnapshot> {
     const waiters: WaiterView[] = [];
+    const horizon = this.horizon(now);
     this.queue.forEach((w) => {
       if (waiters.length >= maxWaiters) return false;
+      // Each estimate costs a bisection: only the first ETA_LISTED waiters get one.
+      const at = this.etaKnown && waiters.length < ETA_LISTED ? this.earliestGrant(waiters.length, w.entry.tokens, now, horizon) : Infinity;
       waiters.push({
         id: w.entry.id,
         position: waiters.length,
@@ -315,6 +323,7 @@ export class MemoryStore implements SchedulerStore {
         effectivePriority: effectivePriority(w.entry.priority, w.entry.enqueuedAt, now, this.options.priorityAgingMs),
         tenant: w.entry.tenant,
         waitedMs: now - w.entry.enqueuedAt,
+        etaMs: at === Infinity ? null : at - now,
       });
       return true;
     });
@@ -371,24 +380,29 @@ export class MemoryStore implements SchedulerStore {
   }
 
   /**
-   * Takes out the waiters whose deadline is now certainly unreachable, in queue order (each counts only
-   * the waiters still ahead of it). It walks the queue: it runs only after a cooldown started.
+   * After a cooldown started: the waiters whose deadline passes before anyone at all could be granted
+   * leave now (answered 429 queue_timeout_certain), in deadline order, O(log n) each. Waiters further
+   * back whose deadline the queue ahead makes unreachable are not looked for (that would walk the
+   * queue); they are answered at their deadline as before.
    */
   private takeUnreachable(now: number): Displaced[] {
-    const gone: Waiter[] = [];
     const out: Displaced[] = [];
-    let position = 0;
-    this.queue.forEach((w) => {
-      const at = this.earliestGrant(position - gone.length, w.entry.tokens, now, w.entry.deadline);
-      if (at > w.entry.deadline) {
-        gone.push(w);
-        const bound = at === Infinity ? this.earliestGrant(position - gone.length + 1, w.entry.tokens, now, this.horizon(now)) : at;
-        out.push({ id: w.entry.id, retryAfterSeconds: bound === Infinity ? 3600 : retryAfterSecondsUntil(bound, now) });
-      }
-      position += 1;
-    });
-    for (const w of gone) this.take(w);
+    const first = this.earliestGrant(0, 1, now, this.horizon(now));
+    if (first === Infinity || first <= now) return out;
+    const seconds = retryAfterSecondsUntil(first, now);
+    for (let w = this.deadlines.peek(); w !== undefined && w.entry.deadline < first; w = this.deadlines.peek()) {
+      this.take(w);
+      out.push({ id: w.entry.id, retryAfterSeconds: seconds, unreachable: true });
+    }
     return out;
+  }
+
+  /** Whether a waiter with `ahead` waiters before it could be granted by `t` (one step of the estimate). */
+  private grantableBy(ahead: number, tokens: number, now: number, t: number): boolean {
+    const views = this.deployments.map((d) => d.capacityView(now));
+    if (!reachable({ now, deployments: views, ahead, leavingBy: this.leavingBy, horizon: t }, t)) return false;
+    for (const d of this.deployments) if (d.nextCapacityAt(tokens, now, true) <= t) return true;
+    return false;
   }
 
   /** A waiter's estimated grant time (clock ms), or null when only calls ending could tell. */

@@ -173,9 +173,6 @@ function applyPump(context: SchedulerContext, self: AnyActorRef, result: PumpRes
 function applyResult(context: SchedulerContext, self: AnyActorRef, result: PumpResult): void {
   const pump = context.pump;
   deliver(context, self, result.grants, result.expired, result.displaced);
-  if (result.unreachable !== undefined) {
-    for (const u of result.unreachable) context.registry.get(u.id)?.send({ type: 'queue.unreachable', retryAfterSeconds: u.retryAfterSeconds } satisfies SchedulerReply);
-  }
   if (result.cooldownsEnded.length > 0) self.send({ type: 'store.cooldowns_ended', deployments: result.cooldownsEnded });
   pump.waiting = result.waiting;
   pump.inFlight += result.grants.length;
@@ -256,7 +253,10 @@ function deliver(context: SchedulerContext, self: AnyActorRef, grants: Grant[], 
     ref.send({ type: 'queue.timeout' } satisfies SchedulerReply);
   }
   if (displaced !== undefined) {
-    for (const d of displaced) context.registry.get(d.id)?.send({ type: 'queue.displaced', retryAfterSeconds: d.retryAfterSeconds } satisfies SchedulerReply);
+    for (const d of displaced) {
+      const reply: SchedulerReply = { type: d.unreachable === true ? 'queue.unreachable' : 'queue.displaced', retryAfterSeconds: d.retryAfterSeconds };
+      context.registry.get(d.id)?.send(reply);
+    }
   }
 }
 

@@ -53,19 +53,20 @@ export interface Displaced {
   id: string;
   /** Seconds until a newcomer of its priority could be granted (its 429's Retry-After). */
   retryAfterSeconds: number;
+  /** Not displaced: its deadline became certainly unreachable (429 queue_timeout_certain). */
+  unreachable?: boolean;
 }
 
 export interface PumpResult {
   grants: Grant[];
   /** Waiters whose deadline passed; already removed from the queue. */
   expired: string[];
-  /** Waiters displaced from a full queue by better arrivals (absent when none). */
-  displaced?: Displaced[];
   /**
-   * Waiters whose deadline became certainly unreachable (a deployment started a cooldown); already
-   * removed from the queue, answered 429 queue_timeout_certain (absent when none).
+   * Waiters displaced from a full queue by better arrivals, or (`unreachable`) whose deadline a new
+   * cooldown made certainly unreachable; already removed from the queue (absent when none).
    */
-  unreachable?: Displaced[];
+  displaced?: Displaced[];
+
   /** Deployments whose cooldown ended since the last pump. */
   cooldownsEnded: string[];
   /** Waiting count after the pump. */
@@ -109,6 +110,8 @@ export interface WaiterView {
   effectivePriority: number;
   tenant: string;
   waitedMs: number;
+  /** Estimated ms until it is granted (grant-estimate.ts), null when unknown (or past the first 100 listed). */
+  etaMs: number | null;
 }
 
 export interface GroupSnapshot {

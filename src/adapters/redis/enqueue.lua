@@ -17,8 +17,11 @@ ARGV: the common prefix of lib.lua (ARGV[1 .. A-1]), then
             timeout, so the caller has given up and answered its request), the script changes nothing
   ARGV[A+12] '1' when a full queue may make room by displacing its worst waiter (lib.lua displaceWorst),
             '' when not (the caller pumps first and asks again, as MemoryStore grants before judging)
-Returns {LOST, NOW, REAPED, 1, seq, position, round, grant counter at the enqueue, pumped 1 | 0, pump}
+Returns {LOST, NOW, REAPED, 1, seq, position, round, grant counter at the enqueue, pumped 1 | 0, pump,
+         estimated grant time (server ms; lib.lua earliestGrant) or '' when unknown}
 or {LOST, NOW, REAPED, 0, retryAfterSeconds, '', '', '', pumped 1 | 0, pump} (queue full)
+or {LOST, NOW, REAPED, 0, retryAfterSeconds, 'certain', '', '', pumped 1 | 0, pump} (its deadline certainly
+   passes before it could be granted: retryAfterSeconds is that bound)
 or {LOST, NOW, REAPED, 0, 'late', '', '', '', 0} (past not-after; nothing done), where pump
 is the 6 fields of pump.lua's reply after its head ('' each when not pumped); an error reply when the id
 is already waiting. Any grant of this waiter has a larger grant counter than the one returned.
@@ -53,7 +56,7 @@ if rank == nil then
   rank = tonumber(prio)
   if S.aging then rank = rank * S.aging + enq end
 end
-local p = nil
+local p, victim = nil, nil
 -- A retry was admitted before: it re-enters even when the queue is full, at its old place.
 if not retry and n >= S.maxq then
   if cap then
@@ -61,17 +64,34 @@ if not retry and n >= S.maxq then
     n = p[1]
   end
   local full = p == nil or n >= S.maxq
-  if full and mayDisplace and displaceWorst(rank) then
-    n = n - 1
-    full = false
-  end
-  if full then
-    local seconds = retryAfterSeconds()
+  if full and mayDisplace then victim = worstBelow(rank) end
+  if full and victim == nil then
+    local seconds = retryAfterSeconds(tonumber(tokens))
     finish()
     local reply = { LOST, int(NOW), REAPED, 0, int(seconds), '', '', '', 0 }
     if p then reply[9] = 1 end
     return withPump(reply, p)
   end
+end
+
+-- A deadline that certainly cannot be met is answered now, not when it passes (and displaces nobody).
+-- Only waiters of strictly better rank are sure to be ahead before its round is drawn.
+local waits = redis.call('HLEN', K.waiters) > 0 or pick(tonumber(tokens)) == nil
+if waits then
+  local ahead = redis.call('ZCOUNT', K.queue, '-inf', '(' .. string.format('%.17g', rank))
+  if not grantableBy(ahead, tonumber(tokens), dl) then
+    local at = earliestGrant(ahead, tonumber(tokens), horizon())
+    local seconds = 3600
+    if at then seconds = secondsUntil(at) end
+    finish()
+    local reply = { LOST, int(NOW), REAPED, 0, int(seconds), 'certain', '', '', 0 }
+    if p then reply[9] = 1 end
+    return withPump(reply, p)
+  end
+end
+if victim then
+  displace(victim)
+  n = n - 1
 end
 
 local seq
@@ -129,7 +149,9 @@ if cap and n == 0 and dl > NOW then
       -- (Merged: a full queue's grant step above may have granted others already.)
       p = mergePumps(p, endStep(grants, {}, 0, false, nil))
       finish()
-      return withPump({ LOST, int(NOW), REAPED, 1, int(seq), 0, int(round), gseq, 1 }, p)
+      local reply = withPump({ LOST, int(NOW), REAPED, 1, int(seq), 0, int(round), gseq, 1 }, p)
+      reply[#reply + 1] = int(NOW)
+      return reply
     end
   end
 end
@@ -144,8 +166,16 @@ redis.call('HSET', K.waiters, id,
   ME .. '\t' .. prio .. '\t' .. int(enq) .. '\t' .. int(dl) .. '\t' .. tokens .. '\t' .. int(seq) .. '\t' .. int(round) .. '\t' .. tenant)
 addDepth(prio, 1)
 local position = redis.call('ZRANK', K.queue, m)
+-- Its estimated grant time, from its place in line (before the grant step below changes the windows).
+local eta = NOW
+if waits then
+  eta = nil
+  if ETA_KNOWN then eta = earliestGrant(position, tonumber(tokens), horizon()) end
+end
 if cap then p = mergePumps(p, pumpGroup(cap)) end
 finish()
 local reply = { LOST, int(NOW), REAPED, 1, int(seq), position, int(round), gseq, 0 }
 if p then reply[9] = 1 end
-return withPump(reply, p)
+reply = withPump(reply, p)
+reply[#reply + 1] = eta and int(eta) or ''
+return reply

@@ -19,6 +19,9 @@ local released, untilAt, reason = 0, nil, nil
 if rec then
   released = 1
   untilAt, reason = releaseGrant(gid, rec, ARGV[A + 1], tonumber(ARGV[A + 2]), ARGV[A + 3], tonumber(ARGV[A + 4]))
+  -- A cooldown began: waiters whose deadline now certainly passes first are answered now (their owners'
+  -- mail; the grant step below claims the caller's own).
+  if untilAt then shedUnreachable() end
 end
 local p = nil
 if cap then
