@@ -84,7 +84,7 @@ async function expectMetricsMatch(g: RunningGateway, tally: Tally): Promise<Map<
     for (const outcome of OUTCOMES) {
       expect(metric(m, 'triage_requests_total', model, outcome), `requests_total{${model},${outcome}}`).toBe(row[outcome]);
     }
-    const admitted = ['granted', 'timeout', 'cancelled', 'rejected_full', 'rejected_shutdown', 'rejected_store'].reduce((n, o) => n + metric(m, 'triage_admit_total', model, o), 0);
+    const admitted = ['granted', 'timeout', 'cancelled', 'rejected_full', 'rejected_deadline', 'rejected_shutdown', 'rejected_store'].reduce((n, o) => n + metric(m, 'triage_admit_total', model, o), 0);
     expect(admitted, `admit_total{${model}} sums to the requests`).toBe(tally.total(model));
     expect(metric(m, 'triage_admit_total', model, 'rejected_full'), `admit rejected_full{${model}}`).toBe(row.rejected);
     // Every done or failed request was granted first; a timeout or a cancellation left the queue that way
@@ -122,6 +122,8 @@ function expectWellFormedHistories(events: QueueEvent[], expectedRequests: numbe
         (t === 'request.dispatched' && state === 'queued') ||
         (t === 'request.retry' && state === 'dispatched') ||
         (t === 'request.rejected' && (state === 'new' || state === 'retrying' || state === 'queued')) ||
+        // Displaced from a full queue by a better arrival: its request.rejected (queue_full) follows.
+        (t === 'request.displaced' && state === 'queued') ||
         (t === 'request.timeout' && state === 'queued') ||
         (t === 'request.cancelled' && (state === 'queued' || state === 'dispatched' || state === 'retrying')) ||
         ((t === 'request.done' || t === 'request.failed') && state === 'dispatched');
@@ -188,6 +190,7 @@ function outcomeOfError(e: unknown): Outcome {
     case 'client_closed':
       return 'cancelled';
     case 'queue_full':
+    case 'queue_timeout_certain':
     case 'shutting_down':
       return 'rejected';
     case 'upstream_error':
