@@ -22,6 +22,7 @@ export const ERROR_TABLE = {
   internal_error: { status: 500, type: 'server_error', message: 'Internal error.' },
   upstream_error: { status: 502, type: 'upstream_error', message: 'The upstream deployment failed.' },
   shutting_down: { status: 503, type: 'service_unavailable', message: 'The gateway is shutting down.' },
+  upstream_unavailable: { status: 503, type: 'service_unavailable', message: 'Every deployment of this model is cooling down after failing.' },
   store_unavailable: { status: 503, type: 'service_unavailable', message: 'The shared queue store is unavailable.' },
   upstream_timeout: { status: 504, type: 'timeout_error', message: 'The upstream deployment did not answer in time.' },
 } as const satisfies Record<string, { status: number; type: string; message: string }>;

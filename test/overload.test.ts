@@ -223,3 +223,39 @@ describe.each<StoreKind>(['memory', 'redis'])('answers early when a deadline can
     expect(answered.retryAfterSeconds).toBeLessThanOrEqual(60);
   });
 });
+
+describe.each<StoreKind>(['memory', 'redis'])('every deployment failing (%s store)', (kind) => {
+  const failing = (mockResponse: string) => [
+    { maxParallelRequests: 1, mockDelayMs: 200, mockResponse },
+    { maxParallelRequests: 1, mockDelayMs: 200, mockResponse },
+  ];
+
+  it('after failures that are not 429s: waiters and arrivals are answered 503 upstream_unavailable with the last upstream error and Retry-After = the cooldown end', async () => {
+    const g = await start(harness(kind), failing('litellm.InternalServerError'), { numRetries: 1, allowedFails: 0, cooldownTimeMs: 30_000 });
+    const calls = [g.send(0), g.send(0)];
+    await vi.waitFor(async () => expect((await g.router.queueStatus())[0].inFlight).toBe(2), WAIT);
+    const waiter = g.send(0);
+    await untilWaiting(g.router, 1);
+    for (const o of [...calls, waiter]) {
+      const e = await rejection(o);
+      expect(e).toMatchObject({ code: 'upstream_unavailable', status: 503, type: 'service_unavailable' });
+      expect(e.message).toMatch(/InternalServerError|500/);
+      expect(e.retryAfterSeconds).toBeGreaterThanOrEqual(25);
+      expect(e.retryAfterSeconds).toBeLessThanOrEqual(30);
+    }
+    expect(await waiting(g.router)).toBe(0);
+    // An arrival meanwhile is told the same at once.
+    const late = await rejection(g.send(0));
+    expect(late.code).toBe('upstream_unavailable');
+  });
+
+  it('a 429-only cooldown still waits', async () => {
+    const g = await start(harness(kind), failing('litellm.RateLimitError'), { numRetries: 0, cooldownTimeMs: 30_000 });
+    const calls = [g.send(0), g.send(0)];
+    for (const o of calls) expect((await rejection(o)).code).toBe('upstream_error');
+    const patient = g.send(0, { timeout: 120 });
+    await untilWaiting(g.router, 1);
+    await g.router.close(0);
+    expect((await rejection(patient)).code).toBe('shutting_down');
+  });
+});

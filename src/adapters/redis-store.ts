@@ -227,8 +227,11 @@ export function splitExpired(entries: readonly string[]): { expired: string[]; d
       continue;
     }
     const tab = e.indexOf('\t');
-    const d: Displaced = { id: e.slice(2, tab < 0 ? undefined : tab), retryAfterSeconds: tab < 0 ? 1 : Math.max(1, Number(e.slice(tab + 1)) || 1) };
+    // id \t seconds, and for kind f \t the last upstream error.
+    const fields = tab < 0 ? [e.slice(2)] : [e.slice(2, tab), ...e.slice(tab + 1).split('\t')];
+    const d: Displaced = { id: fields[0], retryAfterSeconds: Math.max(1, Number(fields[1]) || 1) };
     if (e[1] === 'u') d.unreachable = true;
+    if (e[1] === 'f') d.unavailable = fields.slice(2).join(' ');
     displaced.push(d);
   }
   return { expired, displaced };
@@ -557,6 +560,11 @@ export class RedisStore implements SchedulerStore {
         this.heldOver.cooldownsEnded.push(...pumped.cooldownsEnded);
         if (pumped.grants.length > 0 || pumped.expired.length > 0 || (pumped.displaced?.length ?? 0) > 0 || pumped.cooldownsEnded.length > 0) this.queueChanged();
       }
+      if (r[5] === 'unavailable') {
+        const refused: EnqueueResult = { accepted: false, reason: 'upstream_unavailable', retryAfterMs: Number(r[4]) * 1000 };
+        if (String(r[6]) !== '') refused.message = String(r[6]);
+        return refused;
+      }
       return { accepted: false, reason: r[5] === 'certain' ? 'deadline_unreachable' : 'queue_full', retryAfterMs: Number(r[4]) * 1000 };
     }
     // The estimated grant time follows the pump fields (enqueue.lua); on the caller's clock.
@@ -707,7 +715,9 @@ export class RedisStore implements SchedulerStore {
       const cap = Math.max(MAX_COOLDOWN_MS, this.options.cooldown.cooldownTimeMs);
       retryAfter = String(Math.round(Math.min(outcome.retryAfterMs, cap)));
     }
-    return [gid, outcome.kind, used, failure, retryAfter, pumpCap];
+    // Travels inside tab-separated mail records: no tab or NUL.
+    const message = outcome.kind === 'failed' && outcome.message !== undefined ? outcome.message.replace(/[\t\0\r\n]/g, ' ').slice(0, 500) : '';
+    return [gid, outcome.kind, used, failure, retryAfter, pumpCap, message];
   }
 
   async position(id: string): Promise<number | null> {

@@ -39,6 +39,10 @@ export function deploymentHeadroom(u: DeploymentUsage): number | null {
 export class DeploymentState {
   inFlight = 0;
   coolingDownUntil: number | null = null;
+  /** The failure that started (or last extended) the cooldown. */
+  coolingReason: string | null = null;
+  /** The last upstream error seen here (for 503 upstream_unavailable). */
+  lastFailure: string | undefined;
   private readonly rpm?: RateWindow;
   private readonly tpm?: RateWindow;
   private failures: number[] = [];
@@ -120,6 +124,7 @@ export class DeploymentState {
       this.tpm.adjust(reservation.tpmRecord, outcome.tokensUsed, now);
     }
     if (outcome.kind !== 'failed' || outcome.failure === 'client_error') return undefined;
+    if (outcome.message !== undefined) this.lastFailure = outcome.message;
     this.failures = this.failures.filter((t) => t > now - WINDOW_MS);
     this.failures.push(now);
     // A 429 says so itself; a refused key will not fix itself within a minute either.
@@ -129,6 +134,7 @@ export class DeploymentState {
     const duration = Math.min(outcome.retryAfterMs ?? policy.cooldownTimeMs, Math.max(MAX_COOLDOWN_MS, policy.cooldownTimeMs));
     if (duration <= 0) return undefined;
     this.coolingDownUntil = Math.max(this.coolingDownUntil ?? 0, now + duration);
+    this.coolingReason = outcome.failure;
     this.failures = [];
     return { until: this.coolingDownUntil, reason: outcome.failure };
   }

@@ -142,6 +142,12 @@ export class MemoryStore implements SchedulerStore {
   enqueueNow(entry: WaiterEntry, now: number): EnqueueResult {
     const retry = entry.seq !== undefined;
     if (this.waiters.has(entry.id)) throw new Error(`request ${entry.id} is already waiting`);
+    const down = this.unavailable(now);
+    if (down !== undefined) {
+      const refused: EnqueueResult = { accepted: false, reason: 'upstream_unavailable', retryAfterMs: down.until - now };
+      if (down.message !== undefined) refused.message = down.message;
+      return refused;
+    }
     // A burst can fill the queue before the next pump runs: grant what capacity allows now (delivered
     // by that pump) so only requests that really have to wait count against max_queue_size.
     if (!retry && this.waiters.size >= this.options.maxQueueSize) this.grantAvailable(now, this.undelivered);
@@ -217,7 +223,7 @@ export class MemoryStore implements SchedulerStore {
     }
     if (this.recheckDeadlines) {
       this.recheckDeadlines = false;
-      const unreachable = this.takeUnreachable(now);
+      const unreachable = this.unavailable(now) === undefined ? this.takeUnreachable(now) : this.takeAllUnavailable(now);
       if (unreachable.length > 0) {
         result.displaced = result.displaced === undefined ? unreachable : result.displaced.concat(unreachable);
         result.waiting = this.waiters.size;
@@ -403,6 +409,39 @@ export class MemoryStore implements SchedulerStore {
     if (!reachable({ now, deployments: views, ahead, leavingBy: this.leavingBy, horizon: t }, t)) return false;
     for (const d of this.deployments) if (d.nextCapacityAt(tokens, now, true) <= t) return true;
     return false;
+  }
+
+  /**
+   * When every deployment is cooling down after failures that are not 429s, when the first comes back
+   * and the last upstream error; undefined otherwise (a 429's cooldown is the upstream's own schedule:
+   * its waiters wait).
+   */
+  private unavailable(now: number): { until: number; message: string | undefined } | undefined {
+    if (this.deployments.length === 0) return undefined;
+    let until = Infinity;
+    let message: string | undefined;
+    for (const d of this.deployments) {
+      if (!d.coolingDown(now) || d.coolingReason === 'rate_limited') return undefined;
+      until = Math.min(until, d.coolingDownUntil!);
+      message = d.lastFailure ?? message;
+    }
+    return { until, message };
+  }
+
+  /** Every waiter, answered 503 upstream_unavailable (all deployments failing): a rare walk of the queue. */
+  private takeAllUnavailable(now: number): Displaced[] {
+    const down = this.unavailable(now)!;
+    const seconds = retryAfterSecondsUntil(down.until, now);
+    const all: Waiter[] = [];
+    this.queue.forEach((w) => {
+      all.push(w);
+    });
+    const out: Displaced[] = [];
+    for (const w of all) {
+      this.take(w);
+      out.push({ id: w.entry.id, retryAfterSeconds: seconds, unavailable: down.message ?? '' });
+    }
+    return out;
   }
 
   /** A waiter's estimated grant time (clock ms), or null when only calls ending could tell. */

@@ -90,9 +90,13 @@ function asUpstreamError(e: unknown): UpstreamError {
   return new UpstreamError('network', String((e as Error)?.message ?? e));
 }
 
+/** Longest upstream error kept for 503 upstream_unavailable. */
+const MAX_FAILURE_MESSAGE = 500;
+
 function failureOutcome(e: unknown): ReleaseOutcome {
   const u = asUpstreamError(e);
-  return u.retryAfterMs === undefined ? { kind: 'failed', failure: u.kind } : { kind: 'failed', failure: u.kind, retryAfterMs: u.retryAfterMs };
+  const message = u.message.slice(0, MAX_FAILURE_MESSAGE);
+  return u.retryAfterMs === undefined ? { kind: 'failed', failure: u.kind, message } : { kind: 'failed', failure: u.kind, retryAfterMs: u.retryAfterMs, message };
 }
 
 /** Maps a final upstream failure to the caller's error: 4xx pass through (but a refused deployment key is 502), timeouts 504, the rest 502. */
@@ -109,6 +113,12 @@ export function upstreamFailureError(e: unknown): TriageError {
     return new TriageError('upstream_error', message, { status: u.status, param, cause: u });
   }
   return new TriageError('upstream_error', `The upstream deployment failed: ${u.message}`, { cause: u });
+}
+
+/** 503 upstream_unavailable: every deployment of the group cools down after failures that are not 429s. */
+export function upstreamUnavailable(message: string | undefined, retryAfterSeconds: number): TriageError {
+  const cause = message === undefined || message === '' ? '' : ` The last upstream error: ${message}`;
+  return new TriageError('upstream_unavailable', `Every deployment of this model is cooling down after failing; retry in ${retryAfterSeconds}s.${cause}`, { retryAfterSeconds });
 }
 
 export const requestMachine = setup({
@@ -201,6 +211,10 @@ export const requestMachine = setup({
         );
       },
     }),
+    /** Every deployment cools down after failing: answered now, with the upstream's last error. */
+    takeUnavailable: assign({
+      error: ({ event }) => (event.type === 'queue.unavailable' ? upstreamUnavailable(event.message, event.retryAfterSeconds) : new TriageError('upstream_unavailable')),
+    }),
     emitDisplaced: emit(({ context, event }) => ({
         type: 'request.displaced' as const,
         id: context.req.id,
@@ -254,6 +268,7 @@ export const requestMachine = setup({
         'queue.timeout': 'timeout',
         'queue.displaced': { target: 'rejected', actions: ['takeDisplaced', 'emitDisplaced'] },
         'queue.unreachable': { target: 'rejected', actions: 'takeUnreachable' },
+        'queue.unavailable': { target: 'rejected', actions: 'takeUnavailable' },
         cancel: { target: 'cancelled', actions: 'withdraw' },
         shutdown: { target: 'rejected', actions: ['withdraw', assign({ error: () => new ShuttingDownError() })] },
       },
@@ -265,6 +280,7 @@ export const requestMachine = setup({
         'queue.timeout': 'timeout',
         'queue.displaced': { target: 'rejected', actions: ['takeDisplaced', 'emitDisplaced'] },
         'queue.unreachable': { target: 'rejected', actions: 'takeUnreachable' },
+        'queue.unavailable': { target: 'rejected', actions: 'takeUnavailable' },
         cancel: { target: 'cancelled', actions: 'withdraw' },
         shutdown: { target: 'rejected', actions: ['withdraw', assign({ error: () => new ShuttingDownError() })] },
       },

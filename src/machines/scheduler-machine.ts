@@ -10,6 +10,7 @@
 import { enqueueActions, setup, type AnyActorRef } from 'xstate';
 import { QueueFullError, ShuttingDownError, StoreUnavailableError, TriageError } from '../errors.js';
 import type { Clock, TimerHandle } from './clock.js';
+import { upstreamUnavailable } from './request-machine.js';
 import type { Displaced, EnqueueResult, Grant, ImmediateStoreOps, PumpResult, ReleaseOutcome, ReleaseResult, SchedulerStore, WaiterEntry } from './scheduler-store.js';
 
 /** How the scheduler finds a request actor by id (grants and expiries carry ids, not references). */
@@ -36,7 +37,9 @@ export type SchedulerReply =
   /** A better arrival took this waiter's place in the full queue; it is no longer queued. */
   | { type: 'queue.displaced'; retryAfterSeconds: number }
   /** Its deadline became certainly unreachable (a cooldown started); it is no longer queued. */
-  | { type: 'queue.unreachable'; retryAfterSeconds: number };
+  | { type: 'queue.unreachable'; retryAfterSeconds: number }
+  /** Every deployment cools down after failures that are not 429s; it is no longer queued. */
+  | { type: 'queue.unavailable'; retryAfterSeconds: number; message?: string };
 
 export type SchedulerEvent =
   | { type: 'enqueue'; entry: WaiterEntry; ref: AnyActorRef }
@@ -211,6 +214,7 @@ function acceptedReply(a: Acceptance): SchedulerReply {
 function replyToEnqueue(result: EnqueueResult): SchedulerReply {
   if (result.accepted) return acceptedReply(result);
   const seconds = Math.max(1, Math.ceil(result.retryAfterMs / 1000));
+  if (result.reason === 'upstream_unavailable') return { type: 'queue.rejected', error: upstreamUnavailable(result.message, seconds) };
   if (result.reason === 'deadline_unreachable') {
     return {
       type: 'queue.rejected',
@@ -254,7 +258,10 @@ function deliver(context: SchedulerContext, self: AnyActorRef, grants: Grant[], 
   }
   if (displaced !== undefined) {
     for (const d of displaced) {
-      const reply: SchedulerReply = { type: d.unreachable === true ? 'queue.unreachable' : 'queue.displaced', retryAfterSeconds: d.retryAfterSeconds };
+      const reply: SchedulerReply =
+        d.unavailable !== undefined
+          ? { type: 'queue.unavailable', retryAfterSeconds: d.retryAfterSeconds, message: d.unavailable }
+          : { type: d.unreachable === true ? 'queue.unreachable' : 'queue.displaced', retryAfterSeconds: d.retryAfterSeconds };
       context.registry.get(d.id)?.send(reply);
     }
   }

@@ -45,8 +45,12 @@ export type EnqueueResult =
       /** Set when the store pumped in the same atomic step as the enqueue (saves a round trip). */
       pumped?: PumpResult;
     }
-  /** `deadline_unreachable`: the request's deadline certainly passes before it could be granted (grant-estimate.ts). */
-  | { accepted: false; reason: 'queue_full' | 'deadline_unreachable'; retryAfterMs: number };
+  /**
+   * `deadline_unreachable`: the request's deadline certainly passes before it could be granted
+   * (grant-estimate.ts); `upstream_unavailable`: every deployment cools down after failures that are
+   * not 429s (`message`: the last upstream error).
+   */
+  | { accepted: false; reason: 'queue_full' | 'deadline_unreachable' | 'upstream_unavailable'; retryAfterMs: number; message?: string };
 
 /** A waiter a better arrival took the place of in a full queue; already removed from the queue. */
 export interface Displaced {
@@ -55,6 +59,11 @@ export interface Displaced {
   retryAfterSeconds: number;
   /** Not displaced: its deadline became certainly unreachable (429 queue_timeout_certain). */
   unreachable?: boolean;
+  /**
+   * Not displaced: every deployment is cooling down after failures that are not 429s (503
+   * upstream_unavailable); the last upstream error.
+   */
+  unavailable?: string;
 }
 
 export interface PumpResult {
@@ -78,7 +87,8 @@ export interface PumpResult {
 export type ReleaseOutcome =
   | { kind: 'ok'; tokensUsed?: number }
   | { kind: 'cancelled' }
-  | { kind: 'failed'; failure: UpstreamFailureKind; retryAfterMs?: number };
+  /** `message`: the upstream's error, for 503 upstream_unavailable when every deployment fails. */
+  | { kind: 'failed'; failure: UpstreamFailureKind; retryAfterMs?: number; message?: string };
 
 export interface ReleaseResult {
   /** Set when this release put the deployment into cooldown. */

@@ -22,6 +22,8 @@ Returns {LOST, NOW, REAPED, 1, seq, position, round, grant counter at the enqueu
 or {LOST, NOW, REAPED, 0, retryAfterSeconds, '', '', '', pumped 1 | 0, pump} (queue full)
 or {LOST, NOW, REAPED, 0, retryAfterSeconds, 'certain', '', '', pumped 1 | 0, pump} (its deadline certainly
    passes before it could be granted: retryAfterSeconds is that bound)
+or {LOST, NOW, REAPED, 0, retryAfterSeconds, 'unavailable', last upstream error, '', 0} (every deployment
+   cools down after failures that are not 429s: retryAfterSeconds until the first comes back)
 or {LOST, NOW, REAPED, 0, 'late', '', '', '', 0} (past not-after; nothing done), where pump
 is the 6 fields of pump.lua's reply after its head ('' each when not pumped); an error reply when the id
 is already waiting. Any grant of this waiter has a larger grant counter than the one returned.
@@ -46,6 +48,14 @@ if n > 0 and redis.call('HEXISTS', K.waiters, id) == 1 then
 end
 -- The owner of a waiter must hold a lease, or nobody could reclaim the waiter if the owner died.
 touchLease()
+-- Every deployment cools down after failing: nothing to wait for but the first to come back.
+do
+  local back, message = unavailable()
+  if back then
+    finish()
+    return { LOST, int(NOW), REAPED, 0, int(secondsUntil(back)), 'unavailable', message or '', '', 0 }
+  end
+end
 local retry = seqArg ~= ''
 -- Caller times become server times by their distance from the caller's now (clock skew cancels out).
 local enq = NOW - math.max(0, callerNow - enqueuedAt)

@@ -21,7 +21,8 @@ KEYS (the same layout for every script; all keys of a model group share the hash
                              t \0 priority \0 tenant -> last round given to that tenant
   KEYS[12] rate       HASH   unix second -> grants in that second (last minute; Retry-After)
   then for deployment i = 0 .. n-1 in config order:
-  KEYS[13+4i] dep     HASH   inflight, tpm (tokens in the window), cool (cooldown end, server ms)
+  KEYS[13+4i] dep     HASH   inflight, tpm (tokens in the window), cool (cooldown end, server ms),
+                             why (the failure that started the cooldown), err (the last upstream error)
   KEYS[14+4i] rpm     ZSET   score = grant time (server ms), member = grant id
   KEYS[15+4i] tpm     ZSET   score = grant time (server ms), member = grant id \t tokens
   KEYS[16+4i] fail    ZSET   score = failure time (server ms), member = grant id
@@ -262,7 +263,7 @@ local function pushGrant(out, gid, g)
 end
 
 --- Ends a grant: frees its slot, reconciles tpm, applies the cooldown policy. Returns (until, reason).
-local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs)
+local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs, message)
   local g = parseGrant(rec)
   redis.call('HDEL', K.grants, gid)
   local d = DEP_BY_ID[g.dep]
@@ -279,6 +280,7 @@ local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs)
     end
   end
   if kind ~= 'failed' or failure == 'client_error' then return nil end
+  if message and message ~= '' then redis.call('HSET', d.key, 'err', message) end
   redis.call('ZREMRANGEBYSCORE', d.kfail, '-inf', NOW - WINDOW)
   redis.call('ZADD', d.kfail, NOW, gid)
   local count = redis.call('ZCARD', d.kfail)
@@ -288,6 +290,7 @@ local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs)
   if duration <= 0 then return nil end
   load(d)
   d.cool = math.max(d.cool or 0, NOW + duration)
+  redis.call('HSET', d.key, 'why', failure)
   redis.call('DEL', d.kfail)
   return d.cool, failure
 end
@@ -372,8 +375,9 @@ end
 --- mailbox, with the Retry-After its 429 carries; claimed like an expiry (claimMail). The caller's own
 --- waiters need no message: the grant step that follows every accepted enqueue claims the mail.
 --- `kind` 'u' instead: its deadline became certainly unreachable (answered 429 queue_timeout_certain).
-local function mailDisplaced(owner, id, seconds, kind)
-  redis.call('ZADD', K.mail, 0, owner .. '\0' .. (kind or 'd') .. '\0' .. id .. '\t' .. int(seconds))
+--- `kind` 'f': every deployment fails (503 upstream_unavailable); `extra`: tab and the last upstream error.
+local function mailDisplaced(owner, id, seconds, kind, extra)
+  redis.call('ZADD', K.mail, 0, owner .. '\0' .. (kind or 'd') .. '\0' .. id .. '\t' .. int(seconds) .. (extra or ''))
   if owner == ME then return end
   local n = NOTIFY[owner]
   if n == nil then
@@ -410,7 +414,7 @@ local function claimMail(grants, expired)
     if kind == 'g' then
       local rec = redis.call('HGET', K.grants, key)
       if rec then pushGrant(grants, key, parseGrant(rec)) end
-    elseif kind == 'd' or kind == 'u' then
+    elseif kind == 'd' or kind == 'u' or kind == 'f' then
       -- A displaced or unreachable waiter travels with the expiries, marked: NUL, kind, id, tab,
       -- Retry-After seconds.
       expired[#expired + 1] = '\0' .. kind .. key
@@ -786,6 +790,47 @@ local function shedUnreachable()
       mailDisplaced(w.owner, id, secondsUntil(first), 'u')
     end
   end
+end
+
+--- When every deployment cools down after failures that are not 429s: when the first comes back
+--- (server ms) and the last upstream error; nil otherwise (a 429's cooldown is the upstream's own
+--- schedule: its waiters wait). MemoryStore.unavailable.
+local function unavailable()
+  if ND == 0 then return nil end
+  local back, message = nil, nil
+  for _, d in ipairs(DEPS) do
+    load(d)
+    if not coolingDown(d) then return nil end
+    local v = redis.call('HMGET', d.key, 'why', 'err')
+    if v[1] == 'rate_limited' then return nil end
+    if back == nil or d.cool < back then back = d.cool end
+    if v[2] then message = v[2] end
+  end
+  return back, message
+end
+
+--- After a cooldown started and every deployment now fails: every waiter is answered 503
+--- upstream_unavailable through its owner's mail (a rare walk of the queue, 1000 at a time).
+local function shedUnavailable()
+  local back, message = unavailable()
+  if back == nil then return false end
+  local extra = '\t' .. (message or '')
+  while true do
+    local heads = redis.call('ZRANGE', K.queue, 0, 999)
+    if #heads == 0 then break end
+    for _, m in ipairs(heads) do
+      local id = string.sub(m, 31)
+      local rec = redis.call('HGET', K.waiters, id)
+      if rec then
+        local w = parseWaiter(rec)
+        removeWaiter(id, w)
+        mailDisplaced(w.owner, id, secondsUntil(back), 'f', extra)
+      else
+        redis.call('ZREM', K.queue, m)
+      end
+    end
+  end
+  return true
 end
 
 -- Displacement ----------------------------------------------------------------------------------------

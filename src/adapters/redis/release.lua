@@ -9,6 +9,7 @@ ARGV: the common prefix of lib.lua, then
   ARGV[A]   grant id     ARGV[A+1] outcome: ok | cancelled | failed     ARGV[A+2] tokens used or ''
   ARGV[A+3] failure kind or ''     ARGV[A+4] retry-after ms or ''
   ARGV[A+5] batch cap of the grant step, or '' for no grant step
+  ARGV[A+6] the upstream's error message for a failure, or '' (no tab or NUL)
 Returns {LOST, NOW, REAPED, released 1 | 0, cooldown until (server ms) or '', cooldown reason or '',
          pumped 1 | 0, then the 6 fields of pump.lua's reply after its head ('' each when not pumped)}.
 ]]
@@ -18,10 +19,11 @@ local rec = redis.call('HGET', K.grants, gid)
 local released, untilAt, reason = 0, nil, nil
 if rec then
   released = 1
-  untilAt, reason = releaseGrant(gid, rec, ARGV[A + 1], tonumber(ARGV[A + 2]), ARGV[A + 3], tonumber(ARGV[A + 4]))
-  -- A cooldown began: waiters whose deadline now certainly passes first are answered now (their owners'
-  -- mail; the grant step below claims the caller's own).
-  if untilAt then shedUnreachable() end
+  untilAt, reason = releaseGrant(gid, rec, ARGV[A + 1], tonumber(ARGV[A + 2]), ARGV[A + 3], tonumber(ARGV[A + 4]), ARGV[A + 6])
+  -- A cooldown began: if every deployment now fails, every waiter is answered 503; else those whose
+  -- deadline now certainly passes first, 429 (their owners' mail; the grant step below claims the
+  -- caller's own).
+  if untilAt and not shedUnavailable() then shedUnreachable() end
 end
 local p = nil
 if cap then
