@@ -28,6 +28,7 @@ import type { DeploymentRoute } from './machines/upstream-attempt.js';
 import { schedulerMachine } from './machines/scheduler-machine.js';
 import type { GroupSnapshot, SchedulerStore } from './machines/scheduler-store.js';
 import { estimateRequestTokens } from './machines/token-estimate.js';
+import { PositionReporter } from './position-events.js';
 
 export interface CompletionParams {
   model: string;
@@ -84,6 +85,7 @@ interface Group {
   name: string;
   scheduler: SchedulerActor;
   store: SchedulerStore;
+  positions: PositionReporter;
 }
 
 const DONE_PREFIX = 'xstate.done.actor.';
@@ -193,7 +195,8 @@ export class Router {
         remote: ({ grants, expired, displaced }) => scheduler.send(displaced === undefined ? { type: 'store.remote', grants, expired } : { type: 'store.remote', grants, expired, displaced }),
       });
       scheduler.start();
-      this.groups.set(group.name, { name: group.name, scheduler, store });
+      const positions = new PositionReporter(group.name, this.clock, (now, n) => store.snapshot(now, n), () => this.events.hasSubscribers, (e) => this.events.publish(e));
+      this.groups.set(group.name, { name: group.name, scheduler, store, positions });
     }
   }
 
@@ -257,6 +260,8 @@ export class Router {
 
   /** An event whose `reason` (an upstream's error message, which may echo its api key) is redacted. */
   private readonly publishRedacted = (event: Parameters<EventBus['publish']>[0]): void => {
+    // Someone waits and someone listens: its group reports positions (one timer per group).
+    if (event.type === 'request.queued' && this.events.hasSubscribers) this.groups.get(event.model)?.positions.wake();
     const reason = (event as { reason?: unknown }).reason;
     if (typeof reason === 'string' && this.secrets.length > 0) {
       const clean = this.redact(reason);
@@ -420,6 +425,7 @@ export class Router {
     // Let the cancellations' releases reach the stores before they close.
     await new Promise((r) => setImmediate(r));
     for (const g of this.groups.values()) {
+      g.positions.stop();
       g.scheduler.stop();
       await g.store.close();
     }

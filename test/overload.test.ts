@@ -259,3 +259,40 @@ describe.each<StoreKind>(['memory', 'redis'])('every deployment failing (%s stor
     expect((await rejection(patient)).code).toBe('shutting_down');
   });
 });
+
+describe.each<StoreKind>(['memory', 'redis'])('request.position (%s store)', (kind) => {
+  it('reports each waiter when its position or ETA changes, at most every 250 ms, from one timer per group', async () => {
+    const g = await start(harness(kind), [{ rpm: 1 }], {});
+    expect((await g.send(0).settled).ok).toBe(true);
+    const controller = new AbortController();
+    const first = g.send(0, { signal: controller.signal });
+    await untilWaiting(g.router, 1);
+    const others = [g.send(0), g.send(0)];
+    await untilWaiting(g.router, 3);
+    type Position = Extract<QueueEvent, { type: 'request.position' }>;
+    const positions = () => g.events.filter((e): e is Position => e.type === 'request.position');
+    await vi.waitFor(() => expect(new Set(positions().map((e) => e.id)).size).toBe(3), WAIT);
+    // One lane, its grant just made: the waiters' turns are 60, 120 and 180 s away.
+    const initial = positions().slice(0, 3);
+    expect(initial.map((e) => e.position)).toEqual([0, 1, 2]);
+    initial.forEach((e, i) => expect(Math.abs((e.etaMs ?? NaN) - 60_000 * (i + 1))).toBeLessThanOrEqual(1_000));
+
+    // The first leaves: the two behind it move up, and are told so.
+    const [, second, third] = initial.map((e) => e.id);
+    controller.abort();
+    expect((await rejection(first)).code).toBe('client_closed');
+    await vi.waitFor(() => expect(positions().filter((e) => e.id === third).at(-1)?.position).toBe(1), WAIT);
+    expect(positions().filter((e) => e.id === second).at(-1)?.position).toBe(0);
+
+    for (const id of [second, third]) {
+      const mine = positions().filter((e) => e.id === id);
+      for (let i = 1; i < mine.length; i++) {
+        // Coalesced: never two reports of one request within 250 ms, and never one without a change.
+        expect(mine[i].at - mine[i - 1].at).toBeGreaterThanOrEqual(240);
+        expect(mine[i].position !== mine[i - 1].position || Math.abs((mine[i].etaMs ?? 0) + mine[i].at - (mine[i - 1].etaMs ?? 0) - mine[i - 1].at) >= 1_000).toBe(true);
+      }
+    }
+    await g.router.close(0);
+    for (const o of others) expect((await rejection(o)).code).toBe('shutting_down');
+  });
+});

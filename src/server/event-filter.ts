@@ -17,6 +17,7 @@ export const EVENT_TYPES: readonly QueueEventType[] = [
   'request.failed',
   'request.rejected',
   'request.displaced',
+  'request.position',
   'deployment.cooldown_start',
   'deployment.cooldown_end',
   'store.error',
