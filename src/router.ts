@@ -444,6 +444,7 @@ export const memoryStoreFactory = (model: string, deployments: DeploymentConfig[
     cooldown: { cooldownTimeMs: config.router.cooldownTimeMs, allowedFails: config.router.allowedFails },
   };
   if (config.router.priorityAgingMs !== undefined) options.priorityAgingMs = config.router.priorityAgingMs;
+  if (config.router.maxQueueSizeByPriority !== undefined) options.maxQueueSizeByPriority = config.router.maxQueueSizeByPriority;
   return new MemoryStore(options);
 };
 memoryStoreFactory satisfies StoreFactory;

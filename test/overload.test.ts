@@ -296,3 +296,23 @@ describe.each<StoreKind>(['memory', 'redis'])('request.position (%s store)', (ki
     for (const o of others) expect((await rejection(o)).code).toBe('shutting_down');
   });
 });
+
+describe.each<StoreKind>(['memory', 'redis'])('max_queue_size_by_priority (%s store)', (kind) => {
+  it('priorities >= 100 hold at most one place: a worse one is refused, a better one within the class displaces, others are not bounded', async () => {
+    const g = await start(harness(kind), [{ rpm: 1 }], { maxQueueSize: 10, maxQueueSizeByPriority: [{ minPriority: 100, maxWaiting: 1 }] });
+    expect((await g.send(0).settled).ok).toBe(true);
+    const batch = g.send(200);
+    await untilWaiting(g.router, 1);
+    expect((await rejection(g.send(300))).code).toBe('queue_full');
+    // Better, and of the class: it takes the place of the priority-200 waiter.
+    const better = g.send(100);
+    expect((await rejection(batch)).code).toBe('queue_full');
+    await untilWaiting(g.router, 1);
+    // Outside the class: bounded only by max_queue_size.
+    const interactive = [g.send(5), g.send(6)];
+    await untilWaiting(g.router, 3);
+    expect((await g.router.queueStatus())[0].waiters.map((w) => w.priority)).toEqual([5, 6, 100]);
+    await g.router.close(0);
+    for (const o of [better, ...interactive]) expect((await rejection(o)).code).toBe('shutting_down');
+  });
+});

@@ -3,6 +3,7 @@
  * and thrown at once as a ConfigError; ignored settings and unknown keys come back as warnings. Secrets
  * (master_key, keys[].key, api_key, redis_password) never appear in an issue message.
  */
+import { QUEUE_BOUNDS_KEY, readQueueBounds } from './config-queue-bounds.js';
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument, type YAMLError } from 'yaml';
 import {
@@ -107,6 +108,7 @@ const ROUTER_KEYS = [
   'redis_password',
   'redis_prefix',
   'redis_lease_seconds',
+  QUEUE_BOUNDS_KEY,
 ];
 /** general_settings keys for the server's client timeouts, and the ServerTimeouts field each sets. */
 const CLIENT_TIMEOUT_KEYS = {
@@ -462,6 +464,7 @@ function normalizeRouterSettings(value: unknown, ctx: Context): RouterSettings {
     allowedFails: field('allowed_fails', checkNonNegativeInteger) ?? 3,
     numRetries: field('num_retries', checkNonNegativeInteger) ?? 2,
     maxQueueSize: field('max_queue_size', checkPositiveInteger) ?? 10_000,
+    maxQueueSizeByPriority: readQueueBounds(map, path, issues),
     priorityAgingMs: agingSeconds === undefined ? undefined : secondsToMs(agingSeconds),
     defaultMaxTokens: field('default_max_tokens', checkPositiveInteger) ?? 256,
     redis: normalizeRedis(map, path, ctx),

@@ -3,6 +3,7 @@
  * format (snake_case, seconds); everything here is already checked, defaulted and in milliseconds, so
  * the rest of the code never re-validates or converts units.
  */
+import type { QueueBound } from './config-queue-bounds.js';
 
 export interface DeploymentLimits {
   /** Dispatches allowed in any sliding 60 s window; undefined = unlimited. */
@@ -81,6 +82,8 @@ export interface RouterSettings {
   numRetries: number;
   /** Waiting requests per model group before new ones get 429 queue_full. */
   maxQueueSize: number;
+  /** Per-priority bounds within it (config-queue-bounds.ts); absent when not set. */
+  maxQueueSizeByPriority?: QueueBound[];
   /** Aging interval in ms; undefined = aging off. */
   priorityAgingMs?: number;
   /** Completion tokens assumed for the tpm reservation when a request sets no max_tokens. */

@@ -29,6 +29,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
+import type { QueueBound } from './config-queue-bounds.js';
 import type { DeploymentConfig } from './config-types.js';
 import { ChurnMap } from '../machines/churn-map.js';
 import { MAX_COOLDOWN_MS, deploymentHeadroom, type CooldownPolicy } from '../machines/deployment-state.js';
@@ -71,6 +72,8 @@ export interface RedisStoreOptions {
   model: string;
   deployments: DeploymentConfig[];
   maxQueueSize: number;
+  /** Per-priority bounds (config-queue-bounds.ts), sent with each enqueue. */
+  maxQueueSizeByPriority?: QueueBound[];
   priorityAgingMs?: number;
   cooldown: CooldownPolicy;
   /** This process's id, unique among live instances. */
@@ -262,6 +265,8 @@ export class RedisStore implements SchedulerStore {
   private readonly batch: number;
   /** The batch cap sent with enqueues ('' = enqueue does not pump). */
   private readonly enqueueCap: string;
+  /** The per-priority bounds as enqueue.lua reads them: `minPriority:maxWaiting,…`. */
+  private readonly boundsArg: string;
   private listener: StoreListener | null = null;
   /** Results of a pump run inside enqueue (to judge a full queue), handed out by the next pump. */
   private heldOver: Delivery & { cooldownsEnded: string[] } = { grants: [], expired: [], displaced: [], cooldownsEnded: [] };
@@ -311,6 +316,7 @@ export class RedisStore implements SchedulerStore {
     this.redis = options.redis;
     this.batch = Math.min(1000, Math.max(1, options.pumpBatch ?? 256));
     this.enqueueCap = options.pumpOnEnqueue === false ? '' : String(this.batch);
+    this.boundsArg = (options.maxQueueSizeByPriority ?? []).map((b) => `${b.minPriority}:${b.maxWaiting}`).join(',');
     defineScripts(this.redis);
     const keys = groupKeyNames(options.prefix, options.model, options.deployments);
     const opt = (n: number | undefined) => (n === undefined ? '' : String(n));
@@ -590,6 +596,7 @@ export class RedisStore implements SchedulerStore {
       cap,
       this.enqueueNotAfter(),
       displace ? '1' : '',
+      this.boundsArg,
     ];
   }
 

@@ -5,6 +5,7 @@
  * grant, cancel and expiry are O(log n) and nothing copies the queue. One `pump` grants as many
  * waiters as capacity allows, strictly in order, and reports the single next moment worth waking for.
  */
+import { fullBound, type QueueBound } from '../adapters/config-queue-bounds.js';
 import type { DeploymentConfig } from '../adapters/config-types.js';
 import { ChurnMap } from './churn-map.js';
 import { DeploymentState, MAX_COOLDOWN_MS, type CooldownPolicy, type Reservation } from './deployment-state.js';
@@ -35,6 +36,8 @@ export interface MemoryStoreOptions {
   model: string;
   deployments: DeploymentConfig[];
   maxQueueSize: number;
+  /** Per-priority bounds (config-queue-bounds.ts). */
+  maxQueueSizeByPriority?: QueueBound[];
   priorityAgingMs?: number;
   cooldown: CooldownPolicy;
 }
@@ -70,6 +73,8 @@ export class MemoryStore implements SchedulerStore {
   private readonly outOfOrder = new Set<Waiter>();
   private latestEnqueuedAt = -Infinity;
   private readonly depth = new Map<number, number>();
+  /** Waiters in each per-priority bound's class (priority >= its minPriority), in the bounds' order. */
+  private readonly classCounts: number[];
   private readonly deployments: DeploymentState[];
   private readonly reservations = new ChurnMap<Reservation>();
   private readonly rounds = new FairRounds();
@@ -92,6 +97,7 @@ export class MemoryStore implements SchedulerStore {
   constructor(private readonly options: MemoryStoreOptions) {
     this.deployments = options.deployments.map((d) => new DeploymentState(d.id, d.limits));
     this.etaKnown = boundIsEstimate(options.deployments.map((d) => d.limits));
+    this.classCounts = (options.maxQueueSizeByPriority ?? []).map(() => 0);
   }
 
   get waiting(): number {
@@ -115,6 +121,7 @@ export class MemoryStore implements SchedulerStore {
     this.deadlines.insert(waiter);
     this.waiters.set(waiter.entry.id, waiter);
     this.addDepth(waiter.entry.priority, 1);
+    if (this.classCounts.length > 0) this.countClasses(waiter.entry.priority, 1);
     if (waiter.entry.enqueuedAt < this.latestEnqueuedAt) this.outOfOrder.add(waiter);
     else this.latestEnqueuedAt = waiter.entry.enqueuedAt;
   }
@@ -124,8 +131,20 @@ export class MemoryStore implements SchedulerStore {
     this.deadlines.delete(waiter);
     this.waiters.delete(waiter.entry.id);
     this.addDepth(waiter.entry.priority, -1);
+    if (this.classCounts.length > 0) this.countClasses(waiter.entry.priority, -1);
     if (this.outOfOrder.size > 0) this.outOfOrder.delete(waiter);
   }
+
+  private countClasses(priority: number, delta: number): void {
+    const bounds = this.options.maxQueueSizeByPriority!;
+    for (let i = 0; i < bounds.length; i++) if (priority >= bounds[i].minPriority) this.classCounts[i] += delta;
+  }
+
+  /** Waiters of priority >= a bound's minPriority (one of the configured bounds). */
+  private readonly countAtLeast = (minPriority: number): number => {
+    const i = this.options.maxQueueSizeByPriority!.findIndex((b) => b.minPriority === minPriority);
+    return i < 0 ? 0 : this.classCounts[i];
+  };
 
   /** The longest-waiting waiter's enqueuedAt: the first in insertion order, or an older retry. */
   private oldestEnqueuedAt(): number | undefined {
@@ -150,14 +169,18 @@ export class MemoryStore implements SchedulerStore {
     }
     // A burst can fill the queue before the next pump runs: grant what capacity allows now (delivered
     // by that pump) so only requests that really have to wait count against max_queue_size.
-    if (!retry && this.waiters.size >= this.options.maxQueueSize) this.grantAvailable(now, this.undelivered);
+    const bounds = this.options.maxQueueSizeByPriority;
+    const full = () => this.waiters.size >= this.options.maxQueueSize || fullBound(bounds, entry.priority, this.countAtLeast) !== undefined;
+    if (!retry && full()) this.grantAvailable(now, this.undelivered);
     const rank = orderRank(entry.priority, entry.enqueuedAt, this.options.priorityAgingMs);
     // A retry was admitted before: it re-enters even when the queue is full, at its old place.
     let worst: Waiter | undefined;
-    if (!retry && this.waiters.size >= this.options.maxQueueSize) {
-      // Priority decides who is shed: a better arrival takes the place of the waiter served last.
+    if (!retry && full()) {
+      // Priority decides who is shed: a better arrival takes the place of the waiter served last, if
+      // that waiter holds a place the arrival may have (of the full per-priority bound's class).
+      const bound = fullBound(bounds, entry.priority, this.countAtLeast);
       worst = this.queue.peekLast();
-      if (worst === undefined || !(rank < worst.rank)) {
+      if (worst === undefined || !(rank < worst.rank) || (bound !== undefined && worst.entry.priority < bound.minPriority)) {
         return { accepted: false, reason: 'queue_full', retryAfterMs: this.retryAfterSecondsNow(now, entry.tokens) * 1000 };
       }
     }

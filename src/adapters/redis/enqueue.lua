@@ -15,8 +15,9 @@ ARGV: the common prefix of lib.lua (ARGV[1 .. A-1]), then
   ARGV[A+10] batch cap of the grant step, or '' for no grant step
   ARGV[A+11] not after (server ms), or '': run later than this (Redis stalled past the caller's command
             timeout, so the caller has given up and answered its request), the script changes nothing
-  ARGV[A+12] '1' when a full queue may make room by displacing its worst waiter (lib.lua displaceWorst),
+  ARGV[A+12] '1' when a full queue may make room by displacing its worst waiter (lib.lua worstBelow),
             '' when not (the caller pumps first and asks again, as MemoryStore grants before judging)
+  ARGV[A+13] per-priority bounds 'minPriority:maxWaiting,…' (config-queue-bounds.ts), or ''
 Returns {LOST, NOW, REAPED, 1, seq, position, round, grant counter at the enqueue, pumped 1 | 0, pump,
          estimated grant time (server ms; lib.lua earliestGrant) or '' when unknown}
 or {LOST, NOW, REAPED, 0, retryAfterSeconds, '', '', '', pumped 1 | 0, pump} (queue full)
@@ -35,6 +36,30 @@ local rankArg = ARGV[A + 9]
 local cap = tonumber(ARGV[A + 10])
 local notAfter = tonumber(ARGV[A + 11])
 local mayDisplace = ARGV[A + 12] == '1'
+local BOUNDS = {}
+for t, m in string.gmatch(ARGV[A + 13] or '', '(-?%d+):(%d+)') do BOUNDS[#BOUNDS + 1] = { min = tonumber(t), max = tonumber(m) } end
+
+--- Of the bounds this arrival falls under, the narrowest that is full (config-queue-bounds.ts fullBound),
+--- counted from the depth hash and this script's pending depth changes.
+local function fullBound()
+  if #BOUNDS == 0 then return nil end
+  local p = tonumber(prio)
+  local depth = redis.call('HGETALL', K.depth)
+  local full = nil
+  for _, b in ipairs(BOUNDS) do
+    if p >= b.min then
+      local n = 0
+      for i = 1, #depth, 2 do
+        if tonumber(depth[i]) >= b.min then n = n + tonumber(depth[i + 1]) end
+      end
+      for q, delta in pairs(DEPTH) do
+        if tonumber(q) >= b.min then n = n + delta end
+      end
+      if n >= b.max then full = b end
+    end
+  end
+  return full
+end
 
 -- Before anything changes: a leftover of a timed-out call must not queue (or be granted, which would
 -- count in the deployment's rpm/tpm window for a minute) a request whose caller was already answered.
@@ -68,13 +93,18 @@ if rank == nil then
 end
 local p, victim = nil, nil
 -- A retry was admitted before: it re-enters even when the queue is full, at its old place.
-if not retry and n >= S.maxq then
+if not retry and (n >= S.maxq or fullBound()) then
   if cap then
     p = pumpGroup(cap)
     n = p[1]
   end
-  local full = p == nil or n >= S.maxq
-  if full and mayDisplace then victim = worstBelow(rank) end
+  local bound = fullBound()
+  local full = p == nil or n >= S.maxq or bound ~= nil
+  if full and mayDisplace then
+    victim = worstBelow(rank)
+    -- Only a waiter of the full bound's class can give up its place to this arrival.
+    if victim and bound and tonumber(victim.w.prio) < bound.min then victim = nil end
+  end
   if full and victim == nil then
     local seconds = retryAfterSeconds(tonumber(tokens))
     finish()
