@@ -1,8 +1,8 @@
 /**
  * `request.position`: where each waiter stands and when it should be served, as it changes. Coalesced:
  * each group has at most ONE timer, which reads the group's first waiters from its store (the same
- * snapshot as /queue/status) every POSITION_INTERVAL_MS while someone subscribes to the events and
- * somebody waits, and publishes an event for a waiter only when its position or its estimated grant
+ * snapshot as /queue/status) every POSITION_INTERVAL_MS while an event-stream client is connected
+ * (Router.watchPositions) and somebody waits, and publishes an event for a waiter only when its position or its estimated grant
  * time moved. No timer per waiting request, and nothing at all while nobody listens.
  */
 import type { Clock, TimerHandle } from './machines/clock.js';

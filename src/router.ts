@@ -158,6 +158,8 @@ export class Router {
   private inspector: ((event: InspectionEvent) => void) | null = null;
   private inspection: Array<{ unsubscribe(): void }> = [];
   private closing = false;
+  /** Event-stream clients that want request.position (watchPositions). */
+  private positionWatchers = 0;
   /** Set while close() waits for the last live request to end. */
   private onDrained: (() => void) | null = null;
   private readonly secrets: string[];
@@ -195,7 +197,7 @@ export class Router {
         remote: ({ grants, expired, displaced }) => scheduler.send(displaced === undefined ? { type: 'store.remote', grants, expired } : { type: 'store.remote', grants, expired, displaced }),
       });
       scheduler.start();
-      const positions = new PositionReporter(group.name, this.clock, (now, n) => store.snapshot(now, n), () => this.events.hasSubscribers, (e) => this.events.publish(e));
+      const positions = new PositionReporter(group.name, this.clock, (now, n) => store.snapshot(now, n), () => this.positionWatchers > 0, (e) => this.events.publish(e));
       this.groups.set(group.name, { name: group.name, scheduler, store, positions });
     }
   }
@@ -214,6 +216,20 @@ export class Router {
   private forget(id: string): void {
     this.requests.delete(id);
     if (this.requests.size === 0) this.onDrained?.();
+  }
+
+  /**
+   * Turns on `request.position` events (position-events.ts) until the returned function is called: the
+   * event stream does while a client is connected. Nobody else pays for them (one timer per group).
+   */
+  watchPositions(): () => void {
+    this.positionWatchers += 1;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.positionWatchers -= 1;
+    };
   }
 
   /** Model group names, in config order. */
@@ -261,7 +277,7 @@ export class Router {
   /** An event whose `reason` (an upstream's error message, which may echo its api key) is redacted. */
   private readonly publishRedacted = (event: Parameters<EventBus['publish']>[0]): void => {
     // Someone waits and someone listens: its group reports positions (one timer per group).
-    if (event.type === 'request.queued' && this.events.hasSubscribers) this.groups.get(event.model)?.positions.wake();
+    if (event.type === 'request.queued' && this.positionWatchers > 0) this.groups.get(event.model)?.positions.wake();
     const reason = (event as { reason?: unknown }).reason;
     if (typeof reason === 'string' && this.secrets.length > 0) {
       const clean = this.redact(reason);

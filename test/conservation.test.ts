@@ -128,6 +128,8 @@ function expectWellFormedHistories(events: QueueEvent[], expectedRequests: numbe
         (t === 'request.rejected' && (state === 'new' || state === 'retrying' || state === 'queued')) ||
         // Displaced from a full queue by a better arrival: its request.rejected (queue_full) follows.
         (t === 'request.displaced' && state === 'queued') ||
+        // Position reports while it waits (only while an event-stream client is connected).
+        (t === 'request.position' && state === 'queued') ||
         (t === 'request.timeout' && state === 'queued') ||
         (t === 'request.cancelled' && (state === 'queued' || state === 'dispatched' || state === 'retrying')) ||
         ((t === 'request.done' || t === 'request.failed') && state === 'dispatched');

@@ -263,6 +263,8 @@ describe.each<StoreKind>(['memory', 'redis'])('every deployment failing (%s stor
 describe.each<StoreKind>(['memory', 'redis'])('request.position (%s store)', (kind) => {
   it('reports each waiter when its position or ETA changes, at most every 250 ms, from one timer per group', async () => {
     const g = await start(harness(kind), [{ rpm: 1 }], {});
+    // What the event stream does while a client is connected.
+    const unwatch = g.router.watchPositions();
     expect((await g.send(0).settled).ok).toBe(true);
     const controller = new AbortController();
     const first = g.send(0, { signal: controller.signal });
@@ -292,6 +294,7 @@ describe.each<StoreKind>(['memory', 'redis'])('request.position (%s store)', (ki
         expect(mine[i].position !== mine[i - 1].position || Math.abs((mine[i].etaMs ?? 0) + mine[i].at - (mine[i - 1].etaMs ?? 0) - mine[i - 1].at) >= 1_000).toBe(true);
       }
     }
+    unwatch();
     await g.router.close(0);
     for (const o of others) expect((await rejection(o)).code).toBe('shutting_down');
   });
