@@ -187,7 +187,7 @@ export class MemoryStore implements SchedulerStore {
     // A deadline that certainly cannot be met is answered now, not when it passes (and displaces nobody).
     // Only waiters of strictly better rank are sure to be ahead before its round is drawn.
     const waits = this.waiters.size > 0 || this.pickDeployment(entry.tokens, now) === undefined;
-    if (waits && !this.grantableBy(this.aheadOf(rank), entry.tokens, now, entry.deadline)) {
+    if (waits && !this.unboundedNow(entry.tokens, now) && !this.grantableBy(this.aheadOf(rank), entry.tokens, now, entry.deadline)) {
       const bound = this.earliestGrant(this.aheadOf(rank), entry.tokens, now, this.horizon(now));
       return { accepted: false, reason: 'deadline_unreachable', retryAfterMs: (bound === Infinity ? 3600 : retryAfterSecondsUntil(bound, now)) * 1000 };
     }
@@ -424,6 +424,15 @@ export class MemoryStore implements SchedulerStore {
       out.push({ id: w.entry.id, retryAfterSeconds: seconds, unreachable: true });
     }
     return out;
+  }
+
+  /**
+   * Whether a deployment without an rpm limit could take `tokens` now but for calls in flight: then
+   * nothing is certain (a call may end at any moment) and the estimate need not be asked.
+   */
+  private unboundedNow(tokens: number, now: number): boolean {
+    for (const d of this.deployments) if (d.limits.rpm === undefined && d.nextCapacityAt(tokens, now, true) <= now) return true;
+    return false;
   }
 
   /** Whether a waiter with `ahead` waiters before it could be granted by `t` (one step of the estimate). */

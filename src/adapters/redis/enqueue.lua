@@ -117,7 +117,12 @@ end
 -- A deadline that certainly cannot be met is answered now, not when it passes (and displaces nobody).
 -- Only waiters of strictly better rank are sure to be ahead before its round is drawn.
 local waits = redis.call('HLEN', K.waiters) > 0 or pick(tonumber(tokens)) == nil
-if waits then
+-- A deployment without an rpm limit that could take it now but for calls in flight: nothing is certain.
+local unbounded = false
+for _, d in ipairs(DEPS) do
+  if not d.rpm and nextCapacityAt(d, tonumber(tokens), true) <= NOW then unbounded = true end
+end
+if waits and not unbounded then
   local ahead = redis.call('ZCOUNT', K.queue, '-inf', '(' .. string.format('%.17g', rank))
   if not grantableBy(ahead, tonumber(tokens), dl) then
     local at = earliestGrant(ahead, tonumber(tokens), horizon())
