@@ -274,6 +274,8 @@ export class Router {
     return this.secrets.length === 0 ? text : redactSecrets(text, this.secrets);
   }
 
+  private readonly redactText = (text: string): string => this.redact(text);
+
   /** An event whose `reason` (an upstream's error message, which may echo its api key) is redacted. */
   private readonly publishRedacted = (event: Parameters<EventBus['publish']>[0]): void => {
     // Someone waits and someone listens: its group reports positions (one timer per group).
@@ -377,6 +379,7 @@ export class Router {
         upstreamFor: this.upstreamFor,
       };
       if (chunks) input.sink = chunks;
+      if (this.secrets.length > 0) input.redact = this.redactText;
       // The actor's id is the request id: its end reaches the host as xstate.done.actor.<id>.
       const actor = createActor(requestMachine, { id, input, parent: this.requestHost });
       live.actor = actor;

@@ -40,6 +40,8 @@ export interface RequestInput {
   clock: Clock;
   upstreamFor: (deploymentId: string) => DeploymentRoute | undefined;
   sink?: ChunkSink;
+  /** Removes the config's secrets from an upstream's error before the store keeps it (upstream_unavailable). */
+  redact?: (text: string) => string;
 }
 
 /**
@@ -93,9 +95,9 @@ function asUpstreamError(e: unknown): UpstreamError {
 /** Longest upstream error kept for 503 upstream_unavailable. */
 const MAX_FAILURE_MESSAGE = 500;
 
-function failureOutcome(e: unknown): ReleaseOutcome {
+function failureOutcome(e: unknown, redact?: (text: string) => string): ReleaseOutcome {
   const u = asUpstreamError(e);
-  const message = u.message.slice(0, MAX_FAILURE_MESSAGE);
+  const message = (redact === undefined ? u.message : redact(u.message)).slice(0, MAX_FAILURE_MESSAGE);
   return u.retryAfterMs === undefined ? { kind: 'failed', failure: u.kind, message } : { kind: 'failed', failure: u.kind, retryAfterMs: u.retryAfterMs, message };
 }
 
@@ -168,7 +170,7 @@ export const requestMachine = setup({
       ({ context, event }, params: { retrying: boolean }) => ({
         type: 'release' as const,
         grant: context.grant!,
-        outcome: failureOutcome((event as { error?: unknown }).error),
+        outcome: failureOutcome((event as { error?: unknown }).error, context.req.redact),
         retrying: params.retrying,
       }),
     ),
