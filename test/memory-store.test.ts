@@ -219,6 +219,25 @@ describe('MemoryStore basics', () => {
     expect(b.retryAfterMs).toBe(60_000);
   });
 
+  it('queue_full Retry-After counts down as time passes, and waiters that time out first do not count', () => {
+    const store = makeStore([{ rpm: 1 }], { maxQueueSize: 2 });
+    accepted(store, entry(0));
+    expect(store.pumpNow(T).grants).toHaveLength(1);
+    // B could have the lane when it reopens at T + 60 s, until A, better, arrives: then B's 100 s
+    // deadline passes before the next reopening (T + 120 s), and it will leave without a grant.
+    accepted(store, entry(5, { deadline: T + 100_000 }));
+    accepted(store, entry(0, { deadline: T + 3_600_000 }));
+    const at = (now: number) => {
+      const r = store.enqueueNow(entry(9), now);
+      if (r.accepted) throw new Error('expected queue_full');
+      return r.retryAfterMs / 1000;
+    };
+    // A newcomer behind both: A at T + 60 s, then the newcomer at T + 120 s (B does not count).
+    expect(at(T)).toBe(120);
+    expect(at(T + 20_000)).toBe(100);
+    expect(at(T + 59_000)).toBe(61);
+  });
+
   it('Retry-After without rpm limits follows the observed grant rate, at least 1 s', async () => {
     const store = makeStore([{ maxParallelRequests: 2 }], { maxQueueSize: 100 });
     expect(await store.retryAfterSeconds(T)).toBe(1);
