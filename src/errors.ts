@@ -20,11 +20,13 @@ export const ERROR_TABLE = {
   body_too_large: { status: 413, type: 'invalid_request_error', message: 'The request body is too large.' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error', message: 'The request body must be application/json.' },
   queue_full: { status: 429, type: 'rate_limit_error', message: 'The queue for this model is full.' },
+  queue_timeout_certain: { status: 429, type: 'rate_limit_error', message: "The request's queue deadline cannot be met." },
   key_rate_limited: { status: 429, type: 'rate_limit_error', message: 'This key has used its requests per minute.' },
   client_closed: { status: 499, type: 'cancelled', message: 'The caller cancelled the request.' },
   internal_error: { status: 500, type: 'server_error', message: 'Internal error.' },
   upstream_error: { status: 502, type: 'upstream_error', message: 'The upstream deployment failed.' },
   shutting_down: { status: 503, type: 'service_unavailable', message: 'The gateway is shutting down.' },
+  upstream_unavailable: { status: 503, type: 'service_unavailable', message: 'Every deployment of this model is cooling down after failing.' },
   store_unavailable: { status: 503, type: 'service_unavailable', message: 'The shared queue store is unavailable.' },
   no_callable_deployment: { status: 503, type: 'service_unavailable', message: 'No deployment of this model can be called by Triage.' },
   upstream_timeout: { status: 504, type: 'timeout_error', message: 'The upstream deployment did not answer in time.' },
@@ -128,9 +130,12 @@ export class QueueFullError extends TriageError {
   }
 }
 
+/** Seconds a caller refused by a draining instance waits: a retry goes to another instance (or this one, restarted). */
+export const SHUTDOWN_RETRY_AFTER_SECONDS = 1;
+
 export class ShuttingDownError extends TriageError {
   constructor(message?: string) {
-    super('shutting_down', message);
+    super('shutting_down', message, { retryAfterSeconds: SHUTDOWN_RETRY_AFTER_SECONDS });
     this.name = 'ShuttingDownError';
   }
 }
@@ -147,4 +152,10 @@ export class StoreUnavailableError extends TriageError {
     super('store_unavailable', message, { retryAfterSeconds });
     this.name = 'StoreUnavailableError';
   }
+}
+
+/** 503 upstream_unavailable: every deployment of the group cools down after failures that are not 429s. */
+export function upstreamUnavailable(message: string | undefined, retryAfterSeconds: number): TriageError {
+  const cause = message === undefined || message === '' ? '' : ` The last upstream error: ${message}`;
+  return new TriageError('upstream_unavailable', `Every deployment of this model is cooling down after failing; retry in ${retryAfterSeconds}s.${cause}`, { retryAfterSeconds });
 }

@@ -5,8 +5,10 @@
  */
 import type { RequestEmitted } from './machines/request-machine.js';
 import type { SchedulerEmitted } from './machines/scheduler-machine.js';
+import type { PositionEvent } from './position-events.js';
 
-export type ActorEmitted = RequestEmitted | SchedulerEmitted;
+/** What the actors emit, and the router's coalesced position reports. */
+export type ActorEmitted = RequestEmitted | SchedulerEmitted | PositionEvent;
 export type QueueEvent = ActorEmitted & { seq: number; at: number };
 export type QueueEventType = QueueEvent['type'];
 

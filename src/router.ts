@@ -36,6 +36,7 @@ import type { DeploymentRoute } from './machines/upstream-attempt.js';
 import { schedulerMachine } from './machines/scheduler-machine.js';
 import type { GroupSnapshot, SchedulerStore, StoreFactory } from './machines/scheduler-store.js';
 import { estimateRequestTokens } from './machines/token-estimate.js';
+import { PositionReporter } from './position-events.js';
 
 export interface CompletionParams {
   model: string;
@@ -100,6 +101,7 @@ interface Group {
   mode: string;
   /** Endpoints besides chat that every deployment of the group speaks natively. */
   native: Set<Endpoint>;
+  positions: PositionReporter;
 }
 
 const DONE_PREFIX = 'xstate.done.actor.';
@@ -160,6 +162,8 @@ export class Router {
   private inspector: ((event: InspectionEvent) => void) | null = null;
   private inspection: Array<{ unsubscribe(): void }> = [];
   private closing = false;
+  /** Event-stream clients that want request.position (watchPositions). */
+  private positionWatchers = 0;
   /** Set while close() waits for the last live request to end. */
   private onDrained: (() => void) | null = null;
   private readonly secrets: string[];
@@ -212,10 +216,11 @@ export class Router {
     scheduler.on('*', (e) => this.events.publish(e));
     store.setListener({
       changed: () => scheduler.send({ type: 'store.changed' }),
-      remote: ({ grants, expired }) => scheduler.send({ type: 'store.remote', grants, expired }),
+      remote: ({ grants, expired, displaced }) => scheduler.send(displaced === undefined ? { type: 'store.remote', grants, expired } : { type: 'store.remote', grants, expired, displaced }),
     });
     scheduler.start();
-    const group: Group = { name, scheduler, store, mode: groupMode({ name, deployments }), native: native ?? new Set() };
+    const positions = new PositionReporter(name, this.clock, (now, n) => store.snapshot(now, n), () => this.positionWatchers > 0, (e) => this.events.publish(e));
+    const group: Group = { name, scheduler, store, mode: groupMode({ name, deployments }), native: native ?? new Set(), positions };
     this.groups.set(name, group);
     if (this.inspector !== null) this.inspection.push(scheduler.system.inspect((e: InspectionEvent) => this.inspector?.(e)));
     return group;
@@ -282,6 +287,20 @@ export class Router {
     if (this.requests.size === 0) this.onDrained?.();
   }
 
+  /**
+   * Turns on `request.position` events (position-events.ts) until the returned function is called: the
+   * event stream does while a client is connected. Nobody else pays for them (one timer per group).
+   */
+  watchPositions(): () => void {
+    this.positionWatchers += 1;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.positionWatchers -= 1;
+    };
+  }
+
   /** Model group names, in config order. */
   get models(): string[] {
     return [...this.groups.keys()];
@@ -335,8 +354,12 @@ export class Router {
     return this.secrets.length === 0 ? text : redactSecrets(text, this.secrets);
   }
 
+  private readonly redactText = (text: string): string => this.redact(text);
+
   /** An event whose `reason` (an upstream's error message, which may echo its api key) is redacted. */
   private readonly publishRedacted = (event: Parameters<EventBus['publish']>[0]): void => {
+    // Someone waits and someone listens: its group reports positions (one timer per group).
+    if (event.type === 'request.queued' && this.positionWatchers > 0) this.groups.get(event.model)?.positions.wake();
     const reason = (event as { reason?: unknown }).reason;
     if (typeof reason === 'string' && this.secrets.length > 0) {
       const clean = this.redact(reason);
@@ -494,6 +517,7 @@ export class Router {
         upstreamFor: this.upstreamFor,
       };
       if (chunks) input.sink = chunks;
+      if (this.secrets.length > 0) input.redact = this.redactText;
       // The actor's id is the request id: its end reaches the host as xstate.done.actor.<id>.
       const actor = createActor(requestMachine, { id, input, parent: this.requestHost });
       live.actor = actor;
@@ -574,6 +598,7 @@ export class Router {
     // Let the cancellations' releases reach the stores before they close.
     await new Promise((r) => setImmediate(r));
     for (const g of this.groups.values()) {
+      g.positions.stop();
       g.scheduler.stop();
       await g.store.close();
     }
@@ -592,6 +617,7 @@ export const memoryStoreFactory = (model: string, deployments: DeploymentConfig[
     cooldown: { cooldownTimeMs: config.router.cooldownTimeMs, allowedFails: config.router.allowedFails },
   };
   if (config.router.priorityAgingMs !== undefined) options.priorityAgingMs = config.router.priorityAgingMs;
+  if (config.router.maxQueueSizeByPriority !== undefined) options.maxQueueSizeByPriority = config.router.maxQueueSizeByPriority;
   return new MemoryStore(options);
 };
 memoryStoreFactory satisfies StoreFactory;

@@ -133,15 +133,22 @@ describe('404, 408, 429, 502, 503', () => {
 
   it('408 when the queue wait passes the deadline', async () => {
     const clock = new FakeClock(Date.now());
-    const g = await start(testConfig({ m: [{ rpm: 1 }] }, { queueTimeoutMs: 5_000 }), clock);
-    await g.client().chat.completions.create(chat('m', 'x'));
+    // Held by max_parallel_requests (calls end at unknown times) the deadline is not certain to pass.
+    const g = await start(testConfig({ m: [{ maxParallelRequests: 1, mockDelayMs: 60_000 }] }, { queueTimeoutMs: 5_000 }), clock);
+    const running = post(g, chat('m', 'x'));
+    await waitFor(() => (g.gateway.router.liveRequests === 1 ? true : undefined), 'a call');
     const pending = post(g, chat('m', 'x'));
-    await waitFor(() => (g.gateway.router.liveRequests === 1 ? true : undefined), 'a waiter');
+    await waitFor(() => (g.gateway.router.liveRequests === 2 ? true : undefined), 'a waiter');
     clock.advance(5_000);
-    expectError(await pending, 'queue_timeout');
+    const timedOut = await pending;
+    expectError(timedOut, 'queue_timeout');
+    // Final for this request: a client's automatic retry would only queue again at the back.
+    expect(timedOut.response.headers.get('x-should-retry')).toBe('false');
+    clock.advance(55_000);
+    expect((await running).response.status).toBe(200);
   });
 
-  it('429 queue_full with Retry-After computed from the queue and the rpm limit', async () => {
+  it('429 queue_full with Retry-After: when a newcomer could be granted (the rpm window and the waiters ahead)', async () => {
     const clock = new FakeClock(Date.now());
     const g = await start(testConfig({ m: [{ rpm: 6 }] }, { maxQueueSize: 3 }), clock);
     const client = g.client();
@@ -150,8 +157,8 @@ describe('404, 408, 429, 502, 503', () => {
     await waitFor(() => (g.gateway.router.liveRequests === 3 ? true : undefined), 'three waiters');
     const full = await post(g, chat('m', 'x'));
     expectError(full, 'queue_full');
-    // 6 rpm = one grant per 10 s; 3 waiting plus this one → 40 s.
-    expect(full.response.headers.get('retry-after')).toBe('40');
+    // The 6 grants of the window reopen their lanes 60 s later: room for the 3 waiting and this one.
+    expect(full.response.headers.get('retry-after')).toBe('60');
     clock.advance(60_000);
     for (const w of await Promise.all(waiting)) expect(w.response.status).toBe(200);
   });
@@ -165,7 +172,11 @@ describe('404, 408, 429, 502, 503', () => {
   it('503 while draining, for new requests', async () => {
     const g = await start(testConfig({ m: [{}] }));
     g.gateway.startDraining();
-    expectError(await post(g, chat('m', 'x')), 'shutting_down');
+    const refused = await post(g, chat('m', 'x'));
+    expectError(refused, 'shutting_down');
+    // A retry should reach another instance: soon, and on a new connection.
+    expect(refused.response.headers.get('retry-after')).toBe('1');
+    expect(refused.response.headers.get('connection')).toBe('close');
     expect((await fetch(`${g.url}/health/readiness`)).status).toBe(503);
   });
 });

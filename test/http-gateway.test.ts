@@ -95,7 +95,7 @@ describe('chat completions through the OpenAI client', () => {
     expect(order).toEqual(['blocker', 'p0', 'p1', 'p5-first', 'p5-second', 'p5-third']);
   });
 
-  it('makes requests wait at a deployment rpm limit, serves them when the window reopens, and answers 408 at the deadline', async () => {
+  it('makes requests wait at a deployment rpm limit, serves them when the window reopens, and answers at once (429 queue_timeout_certain) one whose deadline passes first', async () => {
     const clock = new FakeClock(Date.now());
     const g = await start(testConfig({ m: [{ rpm: 2 }] }), { clock });
     const client = g.client();
@@ -106,20 +106,19 @@ describe('chat completions through the OpenAI client', () => {
       served = true;
       return r;
     });
-    const doomed = client.chat.completions.create({ ...chat('m', '4'), timeout: 30 } as never).then(
+    await waitFor(async () => ((await status(g, 'm')).waiting === 1 ? true : undefined), 'a waiter at the rpm limit');
+    // Its 30 s deadline passes before the window reopens (60 s): told now, not with a 408 in 30 s.
+    const doomed = (await client.chat.completions.create({ ...chat('m', '4'), timeout: 30 } as never).then(
       () => 'served',
-      (e: { status?: number; error?: { code?: string } }) => e,
-    );
-    await waitFor(async () => ((await status(g, 'm')).waiting === 2 ? true : undefined), 'two waiters at the rpm limit');
+      (e: unknown) => e,
+    )) as { status: number; error: { code: string }; headers: Headers };
+    expect(doomed.status).toBe(429);
+    expect(doomed.error.code).toBe('queue_timeout_certain');
+    expect(doomed.headers.get('retry-after')).toBe('60');
     expect(served).toBe(false);
     expect((await status(g, 'm')).deployments[0].rpmUsed).toBe(2);
-    // The 30 s deadline passes before the window reopens: the second waiter times out, the first keeps waiting.
-    clock.advance(30_000);
-    const timedOut = (await doomed) as { status: number; error: { code: string } };
-    expect(timedOut.status).toBe(408);
-    expect(timedOut.error.code).toBe('queue_timeout');
     expect((await status(g, 'm')).waiting).toBe(1);
-    clock.advance(30_000);
+    clock.advance(60_000);
     const r = await third;
     expect(r.choices[0].message.content).toBe('ok');
     expect((await status(g, 'm')).waiting).toBe(0);

@@ -179,10 +179,13 @@ describe('HTTP upstream through the gateway', () => {
     // One refusal is enough (allowed_fails is 5): a wrong key does not fix itself.
     expect((await status(g)).deployments.find((d) => d.id === 'm-a')!.coolingDownUntil).not.toBeNull();
 
-    const alone = await start(httpConfig([httpDeployment('a')], { numRetries: 1, allowedFails: 5, cooldownTimeMs: 1 }));
+    // Alone, its refusal cools the only deployment down: the retry finds nothing that is not failing and
+    // is told so, with the upstream's error, and when to come back (never the 401 itself).
+    const alone = await start(httpConfig([httpDeployment('a')], { numRetries: 1, allowedFails: 5, cooldownTimeMs: 1_000 }));
     const e = await rejection(alone.client().chat.completions.create(chat('m', 'hi')));
-    expect(e.status).toBe(502);
-    expect(e.error).toEqual({ message: expect.stringMatching(/refused the gateway's credentials.*HTTP 401/), type: 'upstream_error', param: null, code: 'upstream_error' });
+    expect(e.status).toBe(503);
+    expect(e.error).toEqual({ message: expect.stringMatching(/cooling down after failing.*HTTP 401/), type: 'service_unavailable', param: null, code: 'upstream_unavailable' });
+    expect(e.headers?.get('retry-after')).toBe('1');
     await slotReleased(alone);
   });
 

@@ -197,7 +197,7 @@ describe('MemoryStore basics', () => {
     expect(store.waiting).toBe(1);
   });
 
-  it('queue_full carries a Retry-After computed from depth and the rpm limits', () => {
+  it('queue_full carries a Retry-After: when a newcomer could be granted, from the rpm windows and the waiters ahead', () => {
     const slow = makeStore([{ rpm: 6 }], { maxQueueSize: 30 });
     const fast = makeStore([{ rpm: 600 }, { rpm: 600 }], { maxQueueSize: 30 });
     // Spend the rpm windows first: a full queue is judged only after what capacity allows is granted.
@@ -212,9 +212,30 @@ describe('MemoryStore basics', () => {
     const a = slow.enqueueNow(entry(0), T);
     const b = fast.enqueueNow(entry(0), T);
     if (a.accepted || b.accepted) throw new Error('expected queue_full');
-    // 31 requests at 6/min drain in 310 s; at 1200/min in 1.55 s → 2 s.
-    expect(a.retryAfterMs).toBe(310_000);
-    expect(b.retryAfterMs).toBe(2_000);
+    // The earliest a newcomer behind 30 waiters could be granted: at 6/min the 6 lanes reopen at 60 s
+    // and every 60 s after, so the 31st grant is at 60 + 5 × 60 = 360 s; at 1200/min the window reopens
+    // whole at 60 s, with room for all 31 (not 1.55 s: nothing is granted before the window reopens).
+    expect(a.retryAfterMs).toBe(360_000);
+    expect(b.retryAfterMs).toBe(60_000);
+  });
+
+  it('queue_full Retry-After counts down as time passes, and waiters that time out first do not count', () => {
+    const store = makeStore([{ rpm: 1 }], { maxQueueSize: 2 });
+    accepted(store, entry(0));
+    expect(store.pumpNow(T).grants).toHaveLength(1);
+    // B could have the lane when it reopens at T + 60 s, until A, better, arrives: then B's 100 s
+    // deadline passes before the next reopening (T + 120 s), and it will leave without a grant.
+    accepted(store, entry(5, { deadline: T + 100_000 }));
+    accepted(store, entry(0, { deadline: T + 3_600_000 }));
+    const at = (now: number) => {
+      const r = store.enqueueNow(entry(9), now);
+      if (r.accepted) throw new Error('expected queue_full');
+      return r.retryAfterMs / 1000;
+    };
+    // A newcomer behind both: A at T + 60 s, then the newcomer at T + 120 s (B does not count).
+    expect(at(T)).toBe(120);
+    expect(at(T + 20_000)).toBe(100);
+    expect(at(T + 59_000)).toBe(61);
   });
 
   it('Retry-After without rpm limits follows the observed grant rate, at least 1 s', async () => {
@@ -507,6 +528,15 @@ async function simulate(seed: number, requests: number) {
 
   const checkPump = (r: PumpResult, now: number) => {
     pumps++;
+    // Answered early: a cooldown made their deadline certainly unreachable (grant-estimate.ts).
+    for (const u of r.displaced ?? []) {
+      const w = waiting.get(u.id);
+      expect(w, `unreachable ${u.id} was not waiting`).toBeDefined();
+      expect(w!.deadline).toBeGreaterThan(now);
+      expect(now + u.retryAfterSeconds * 1000).toBeGreaterThan(w!.deadline);
+      waiting.delete(u.id);
+      outcome.set(u.id, 'unreachable');
+    }
     for (const id of r.expired) {
       const w = waiting.get(id);
       expect(w, `expired ${id} was not waiting`).toBeDefined();
@@ -557,8 +587,14 @@ async function simulate(seed: number, requests: number) {
     const now = e.at;
     if (e.kind === 'arrive') {
       const r = store.enqueueNow(entries[e.req], now);
-      if (!r.accepted) throw new Error('refused');
-      waiting.set(entries[e.req].id, { priority: entries[e.req].priority, seq: r.seq, deadline: entries[e.req].deadline });
+      if (!r.accepted && r.reason === 'deadline_unreachable') {
+        // Its deadline could certainly not be met: the bound it was told lies past that deadline.
+        expect(now + r.retryAfterMs).toBeGreaterThan(entries[e.req].deadline);
+        outcome.set(entries[e.req].id, 'unreachable');
+      } else {
+        if (!r.accepted) throw new Error('refused');
+        waiting.set(entries[e.req].id, { priority: entries[e.req].priority, seq: r.seq, deadline: entries[e.req].deadline });
+      }
     } else if (e.kind === 'cancel') {
       const id = entries[e.req].id;
       const removed = await store.remove(id);

@@ -30,11 +30,14 @@ describe('/metrics', () => {
     const client = g.client();
     await client.chat.completions.create(chat('m', 'one'));
     await client.chat.completions.create(chat('m', 'two'));
-    // rpm spent: two waiters (priorities 3 and 7), the queue is then full.
+    // rpm spent: one whose 5 s deadline passes before the window reopens is answered at once; two
+    // waiters (priorities 3 and 7) fill the queue.
     const servedLater = post(g, chat('m', 'three', 3));
-    const timesOut = post(g, { ...chat('m', 'four', 7), timeout: 5 });
+    await waitFor(() => (g.gateway.router.liveRequests === 1 ? true : undefined), 'one waiter');
+    expect((await post(g, { ...chat('m', 'four', 7), timeout: 5 })).status).toBe(429);
+    const servedLast = post(g, chat('m', 'five', 7));
     await waitFor(() => (g.gateway.router.liveRequests === 2 ? true : undefined), 'two waiters');
-    expect((await post(g, chat('m', 'five'))).status).toBe(429);
+    expect((await post(g, chat('m', 'six', 9))).status).toBe(429);
 
     let m = await scrape(g);
     expect(m.get('triage_queue_depth{model="m",priority="3"}')).toBe(1);
@@ -45,26 +48,24 @@ describe('/metrics', () => {
     expect(m.get('triage_deployment_parallel_limit{model="m",deployment="dep-a"}')).toBe(5);
     expect(m.get('triage_admit_total{model="m",outcome="granted"}')).toBe(2);
     expect(m.get('triage_admit_total{model="m",outcome="rejected_full"}')).toBe(1);
+    expect(m.get('triage_admit_total{model="m",outcome="rejected_deadline"}')).toBe(1);
 
-    clock.advance(5_000);
-    expect((await timesOut).status).toBe(408);
-    clock.advance(55_000);
+    clock.advance(60_000);
     expect((await servedLater).status).toBe(200);
+    expect((await servedLast).status).toBe(200);
 
     m = await scrape(g);
-    expect(m.get('triage_admit_total{model="m",outcome="granted"}')).toBe(3);
-    expect(m.get('triage_admit_total{model="m",outcome="timeout"}')).toBe(1);
-    expect(m.get('triage_requests_total{model="m",outcome="done"}')).toBe(3);
-    expect(m.get('triage_requests_total{model="m",outcome="timeout"}')).toBe(1);
-    expect(m.get('triage_requests_total{model="m",outcome="rejected"}')).toBe(1);
+    expect(m.get('triage_admit_total{model="m",outcome="granted"}')).toBe(4);
+    expect(m.get('triage_requests_total{model="m",outcome="done"}')).toBe(4);
+    expect(m.get('triage_requests_total{model="m",outcome="rejected"}')).toBe(2);
     expect(m.get('triage_requests_waiting{model="m"}')).toBe(0);
     expect(m.get('triage_requests_running{model="m",deployment="dep-a"}')).toBe(0);
-    // Three grants: two at once, one after a 60 s wait (which also counts as an aging promotion).
-    expect(m.get('triage_queue_wait_seconds_count{model="m"}')).toBe(3);
+    // Four grants: two at once, two after a 60 s wait (which also counts as an aging promotion).
+    expect(m.get('triage_queue_wait_seconds_count{model="m"}')).toBe(4);
     expect(m.get('triage_queue_wait_seconds_bucket{le="0.001",model="m"}')).toBe(2);
-    expect(m.get('triage_queue_wait_seconds_sum{model="m"}')).toBeCloseTo(60, 0);
-    expect(m.get('triage_starvation_promotion_total{model="m"}')).toBe(1);
-    expect(m.get('triage_upstream_latency_seconds_count{model="m",deployment="dep-a"}')).toBe(3);
+    expect(m.get('triage_queue_wait_seconds_sum{model="m"}')).toBeCloseTo(120, 0);
+    expect(m.get('triage_starvation_promotion_total{model="m"}')).toBe(2);
+    expect(m.get('triage_upstream_latency_seconds_count{model="m",deployment="dep-a"}')).toBe(4);
   });
 
   it('needs a key when keys are configured, unless public_metrics is set', async () => {

@@ -32,6 +32,7 @@ function checkAgainstReference(q: RankedQueue<number>, ref: number[]): void {
   expect(q.size).toBe(ref.length);
   expect(contents(q)).toEqual(ref);
   expect(q.peek()).toBe(ref[0]);
+  expect(q.peekLast()).toBe(ref.at(-1));
   // The rank of every element is its position among the sorted values (the first of equal ones).
   for (let i = 0; i < ref.length; i++) {
     const expected = lowerBound(ref, ref[i]);

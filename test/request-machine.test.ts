@@ -144,7 +144,7 @@ describe('request machine transitions', () => {
     h.actor.send({ type: 'queue.accepted', seq: 17, round: 2, position: 4 });
     expect(state(h)).toBe('polling');
     expect(h.emitted).toEqual([
-      { type: 'request.queued', id: 'r1', model: 'm', priority: 3, tenant: 'team-a', position: 4, arrivalSeq: 17, round: 2, attempt: 0 },
+      { type: 'request.queued', id: 'r1', model: 'm', priority: 3, tenant: 'team-a', position: 4, arrivalSeq: 17, round: 2, etaMs: null, attempt: 0 },
     ]);
 
     h.clock.advance(250);
@@ -362,7 +362,7 @@ describe('request machine transitions', () => {
     expect(state(h)).toBe('rejected');
     expect(h.actor.getSnapshot().context.error).toMatchObject({ code: 'shutting_down', status: 503 });
     expect(h.received.map((e) => e.type)).toEqual(['enqueue', 'withdraw']);
-    expect(h.emitted.at(-1)).toMatchObject({ type: 'request.rejected', code: 'shutting_down', retryAfterSeconds: null });
+    expect(h.emitted.at(-1)).toMatchObject({ type: 'request.rejected', code: 'shutting_down', retryAfterSeconds: 1 });
   });
 
   it('shutdown while dispatched lets the call finish', async () => {

@@ -365,10 +365,13 @@ describe('errors', () => {
       expect(e.retryAfterSeconds).toBeGreaterThanOrEqual(1);
       expect(Number.isInteger(e.retryAfterSeconds)).toBe(true);
     }
-    // 11 requests ahead at 2/min ≈ 330 s; at 120/min ≈ 6 s; a deeper queue waits longer. Not a constant.
-    expect(slow.retryAfterSeconds).toBe(330);
-    expect(fast.retryAfterSeconds).toBe(6);
-    expect(deep.retryAfterSeconds).toBe(1_230);
+    // When a newcomer could be granted: behind 10 waiters at 2/min, the window reopens at 60 s and
+    // grants 2 per minute after: the 11th at 60 + 5 × 60 = 360 s; at 120/min all 11 fit when the window
+    // reopens at 60 s. Behind 40 at 2/min it would be 60 + 20 × 60 = 1260 s, but their deadlines (the
+    // 600 s default timeout) pass first: a newcomer then finds nobody ahead, at 600 s. Not a constant.
+    expect(slow.retryAfterSeconds).toBe(360);
+    expect(fast.retryAfterSeconds).toBe(60);
+    expect(deep.retryAfterSeconds).toBe(600);
   });
 
   it('the rejected request is reported with its Retry-After in the events', async () => {
@@ -465,8 +468,11 @@ describe("LiteLLM's faults, which Triage must not have", () => {
   });
 
   it('a timed-out request leaves the queue at its deadline: depth drops at once, error queue_timeout 408', async () => {
-    const { router, clock, events } = simple([{ rpm: 1 }]);
-    await router.scheduleCompletion({ model: 'm', messages: msg() });
+    // Held by max_parallel_requests, whose calls end at unknown times, the deadline is not certain to
+    // pass, so the request waits (an rpm-bound wait would be answered 429 queue_timeout_certain at once).
+    const { router, clock, events } = simple([{ maxParallelRequests: 1, mockDelayMs: 60_000 }]);
+    const first = track(router.scheduleCompletion({ model: 'm', messages: msg() }));
+    await settle();
     const t0 = clock.now();
     const short = track(router.scheduleCompletion({ model: 'm', messages: msg(), timeout: 5 }));
     const long = track(router.scheduleCompletion({ model: 'm', messages: msg(), timeout: 600 }));
@@ -481,15 +487,18 @@ describe("LiteLLM's faults, which Triage must not have", () => {
     const [status] = await router.queueStatus();
     expect(status.waiting).toBe(1);
     expect(events.find((e) => e.type === 'request.timeout')).toMatchObject({ waitedMs: 5_000 });
-    // The other one is still served when the window reopens.
+    // The other one is still served when the first call ends.
+    await step(clock);
+    expect(first.ok).toBeDefined();
     await step(clock);
     expect(long.ok).toBeDefined();
     expect((await router.queueStatus())[0].waiting).toBe(0);
   });
 
   it('the router timeout setting is the default queue deadline', async () => {
-    const { router, clock } = simple([{ rpm: 1 }], { queueTimeoutMs: 2_000 });
-    await router.scheduleCompletion({ model: 'm', messages: msg() });
+    const { router, clock } = simple([{ maxParallelRequests: 1, mockDelayMs: 60_000 }], { queueTimeoutMs: 2_000 });
+    track(router.scheduleCompletion({ model: 'm', messages: msg() }));
+    await settle();
     const t0 = clock.now();
     const r = track(router.scheduleCompletion({ model: 'm', messages: msg() }));
     await settle();

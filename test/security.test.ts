@@ -354,17 +354,18 @@ describe('secrets', () => {
       wsOut.socket.send(JSON.stringify({ type: key }));
       expect(await wsStatus(`${g.url.replace('http', 'ws')}/queue/events?models=${key}&token=${MASTER}`, {}, out)).toBe(101);
     }
-    // The upstream echoes its key: in a passed-through 400, in a refused key (401, answered 502: it is
-    // the deployment's key, not the caller's), and in 500s that are retried and end in 502.
+    // The upstream echoes its key: in a passed-through 400, in 500s that are retried and end in 502, and
+    // in a refused key (401: it is the deployment's key, not the caller's; the only deployment then cools
+    // down, so the retry is answered 503 upstream_unavailable with that error).
     const echoed = await post(g, { ...chat('real', 'x'), user: 'echo-400' }, auth(MASTER));
     expect(echoed.status).toBe(400);
     expect(JSON.parse(await out.answer(echoed))).toMatchObject({ error: { code: 'upstream_error', message: 'Unsupported value for the key Bearer [redacted]' } });
-    const refused = await post(g, { ...chat('real', 'x'), user: 'echo-401' }, auth(MASTER));
-    expect(refused.status).toBe(502);
-    expect(JSON.parse(await out.answer(refused))).toMatchObject({ error: { code: 'upstream_error', message: expect.stringContaining('Incorrect API key provided: Bearer [redacted]') } });
     await expectError(await post(g, { ...chat('real', 'x'), user: 'echo-500' }, auth(MASTER)), 'upstream_error', out);
     const streamed = await post(g, { ...chat('real', 'x'), user: 'echo-500', stream: true }, auth(MASTER));
     await out.answer(streamed);
+    const refused = await post(g, { ...chat('real', 'x'), user: 'echo-401' }, auth(MASTER));
+    expect(refused.status).toBe(503);
+    expect(JSON.parse(await out.answer(refused))).toMatchObject({ error: { code: 'upstream_unavailable', message: expect.stringContaining('Incorrect API key provided: Bearer [redacted]') } });
     expect(fake.requests.some((r) => String(r.headers.authorization) === `Bearer ${UPSTREAM}`)).toBe(true);
 
     await waitFor(() => (wsOut.messages.filter((m) => m.type === 'error').length >= 12 ? true : undefined), 'the WebSocket errors');

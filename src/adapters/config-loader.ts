@@ -4,6 +4,7 @@
  * (master_key, keys[].key, api_key, redis_password) never appear in an issue message.
  */
 import { checkGroupModes, checkMockResponse, ENDPOINT_PARAMS_KEYS, readEndpointSettings } from './config-endpoints.js';
+import { QUEUE_BOUNDS_KEY, readQueueBounds } from './config-queue-bounds.js';
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { readRedisExtras, REDIS_EXTRA_KEYS } from './config-redis.js';
@@ -132,6 +133,7 @@ const ROUTER_KEYS = [
   ALIAS_KEY,
   DEFAULT_MAX_PARALLEL_KEY,
   ...REDIS_EXTRA_KEYS,
+  QUEUE_BOUNDS_KEY,
 ];
 /** general_settings keys for the server's client timeouts, and the ServerTimeouts field each sets. */
 const CLIENT_TIMEOUT_KEYS = {
@@ -506,6 +508,7 @@ function normalizeRouterSettings(value: unknown, ctx: Context): RouterSettings {
     allowedFails: field('allowed_fails', checkNonNegativeInteger) ?? 3,
     numRetries: field('num_retries', checkNonNegativeInteger) ?? 2,
     maxQueueSize: field('max_queue_size', checkPositiveInteger) ?? 10_000,
+    maxQueueSizeByPriority: readQueueBounds(map, path, issues),
     priorityAgingMs: agingSeconds === undefined ? undefined : secondsToMs(agingSeconds),
     defaultMaxTokens: field('default_max_tokens', checkPositiveInteger) ?? 256,
     maxWildcardModels: field('max_wildcard_models', checkPositiveInteger),

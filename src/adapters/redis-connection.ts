@@ -169,6 +169,7 @@ export function createRedisStoreFactory(settings: RedisSettings, options: RedisS
       model,
       deployments,
       maxQueueSize: r.maxQueueSize,
+      ...(r.maxQueueSizeByPriority !== undefined ? { maxQueueSizeByPriority: r.maxQueueSizeByPriority } : {}),
       ...(r.priorityAgingMs !== undefined ? { priorityAgingMs: r.priorityAgingMs } : {}),
       cooldown: { cooldownTimeMs: r.cooldownTimeMs, allowedFails: r.allowedFails },
       instanceId,

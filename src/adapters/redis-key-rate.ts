@@ -38,7 +38,7 @@ export function redisKeyRate(redis: Redis, prefix: string): KeyRateCheck {
     try {
       reply = await script(keyRateKey(prefix, caller.name), limit, WINDOW_MS, newRequestId());
     } catch (e) {
-      throw new StoreUnavailableError(`Redis did not count this key's request: ${(e as Error).message}`);
+      throw new StoreUnavailableError("The shared store did not count this key's request, so it was not queued; retry after the Retry-After interval.");
     }
     if (Number(reply[0]) !== 1) throw keyRateLimited(limit, Number(reply[1]));
   };

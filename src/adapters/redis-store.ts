@@ -28,13 +28,14 @@ import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import type { DeploymentConfig } from '../core/config-types.js';
+import type { DeploymentConfig, QueueBound } from '../core/config-types.js';
 import type { RedisClient as Redis } from './redis-client.js';
 import { ChurnMap } from '../machines/churn-map.js';
 import type { Clock } from '../core/clock.js';
 import { MAX_COOLDOWN_MS, deploymentHeadroom, type CooldownPolicy } from '../machines/deployment-state.js';
 import { effectivePriority, orderRank } from '../machines/queue-order.js';
 import type {
+  Displaced,
   DeploymentUsage,
   EnqueueResult,
   GroupSnapshot,
@@ -76,6 +77,8 @@ export interface RedisStoreOptions {
   model: string;
   deployments: DeploymentConfig[];
   maxQueueSize: number;
+  /** Per-priority bounds (config-queue-bounds.ts), sent with each enqueue. */
+  maxQueueSizeByPriority?: QueueBound[];
   priorityAgingMs?: number;
   cooldown: CooldownPolicy;
   /** This process's id, unique among live instances. */
@@ -244,6 +247,42 @@ function coalesceWrites(redis: Redis): void {
   }
 }
 
+/**
+ * The expiry list of a reply, split: plain ids are expiries; entries marked NUL + kind + id + tab +
+ * seconds are waiters displaced by a better arrival (kind d) or whose deadline became certainly
+ * unreachable (kind u) (lib.lua claimMail).
+ */
+export function splitExpired(entries: readonly string[]): { expired: string[]; displaced: Displaced[] } {
+  const expired: string[] = [];
+  const displaced: Displaced[] = [];
+  for (const e of entries) {
+    if (e.charCodeAt(0) !== 0) {
+      expired.push(e);
+      continue;
+    }
+    const tab = e.indexOf('\t');
+    // id \t seconds, and for kind f \t the last upstream error.
+    const fields = tab < 0 ? [e.slice(2)] : [e.slice(2, tab), ...e.slice(tab + 1).split('\t')];
+    const d: Displaced = { id: fields[0], retryAfterSeconds: Math.max(1, Number(fields[1]) || 1) };
+    if (e[1] === 'u') d.unreachable = true;
+    if (e[1] === 'f') d.unavailable = fields.slice(2).join(' ');
+    displaced.push(d);
+  }
+  return { expired, displaced };
+}
+
+/** What a store hands to the scheduler for delivery. */
+interface Delivery {
+  grants: Grant[];
+  expired: string[];
+  displaced: Displaced[];
+}
+
+function withDisplaced(result: PumpResult, displaced: Displaced[]): PumpResult {
+  if (displaced.length > 0) result.displaced = displaced;
+  return result;
+}
+
 const isReplyError = (e: unknown) => (e as { name?: string } | null)?.name === 'ReplyError';
 const strings = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : []);
 const noop = () => {};
@@ -257,11 +296,13 @@ export class RedisStore implements SchedulerStore {
   private readonly batch: number;
   /** The batch cap sent with enqueues ('' = enqueue does not pump). */
   private readonly enqueueCap: string;
+  /** The per-priority bounds as enqueue.lua reads them: `minPriority:maxWaiting,…`. */
+  private readonly boundsArg: string;
   private listener: StoreListener | null = null;
   /** Results of a pump run inside enqueue (to judge a full queue), handed out by the next pump. */
-  private heldOver: { grants: Grant[]; expired: string[]; cooldownsEnded: string[] } = { grants: [], expired: [], cooldownsEnded: [] };
+  private heldOver: Delivery & { cooldownsEnded: string[] } = { grants: [], expired: [], displaced: [], cooldownsEnded: [] };
   /** Deliveries that arrived before a listener was set. */
-  private undelivered: { grants: Grant[]; expired: string[] } = { grants: [], expired: [] };
+  private undelivered: Delivery = { grants: [], expired: [], displaced: [] };
 
   /** This instance's requests waiting in the shared queue (what a reconciliation re-queues); one comes and goes per request. */
   private readonly waiting = new ChurnMap<LocalWaiter>();
@@ -316,6 +357,7 @@ export class RedisStore implements SchedulerStore {
     this.redis = options.redis;
     this.batch = Math.min(1000, Math.max(1, options.pumpBatch ?? 256));
     this.enqueueCap = options.pumpOnEnqueue === false ? '' : String(this.batch);
+    this.boundsArg = (options.maxQueueSizeByPriority ?? []).map((b) => `${b.minPriority}:${b.maxWaiting}`).join(',');
     defineScripts(this.redis);
     const keys = groupKeyNames(options.prefix, options.model, options.deployments);
     const opt = (n: number | undefined) => (n === undefined ? '' : String(n));
@@ -440,6 +482,7 @@ export class RedisStore implements SchedulerStore {
     return {
       grants: kept.grants,
       expired: kept.expired,
+      displaced: kept.displaced,
       cooldownsEnded: strings(r[i + 5]),
       waiting: Number(r[i]),
       nextWakeAt: wake === '' ? null : now + (Number(wake) - serverNow),
@@ -454,20 +497,23 @@ export class RedisStore implements SchedulerStore {
    */
   private pumpedResult(p: PumpFields, now: number): PumpResult {
     const held = this.takeHeldOver();
-    return {
+    const displaced = held === null ? (p.displaced ?? []) : [...held.displaced, ...(p.displaced ?? [])];
+    const result: PumpResult = {
       grants: held === null ? p.grants : [...held.grants, ...p.grants],
       expired: held === null ? p.expired : [...held.expired, ...p.expired],
       cooldownsEnded: held === null ? p.cooldownsEnded : [...held.cooldownsEnded, ...p.cooldownsEnded],
       waiting: p.waiting,
       nextWakeAt: p.more ? now : p.nextWakeAt,
     };
+    if (displaced.length > 0) result.displaced = displaced;
+    return result;
   }
 
   /** The held-over results, now the caller's to deliver; null when there are none. */
-  private takeHeldOver(): { grants: Grant[]; expired: string[]; cooldownsEnded: string[] } | null {
+  private takeHeldOver(): (Delivery & { cooldownsEnded: string[] }) | null {
     const held = this.heldOver;
-    if (held.grants.length === 0 && held.expired.length === 0 && held.cooldownsEnded.length === 0) return null;
-    this.heldOver = { grants: [], expired: [], cooldownsEnded: [] };
+    if (held.grants.length === 0 && held.expired.length === 0 && held.displaced.length === 0 && held.cooldownsEnded.length === 0) return null;
+    this.heldOver = { grants: [], expired: [], displaced: [], cooldownsEnded: [] };
     return held;
   }
 
@@ -475,7 +521,8 @@ export class RedisStore implements SchedulerStore {
    * Keeps the grants and expiries this process should deliver: each grant once, only to a request still
    * waiting here. A grant nobody here waits for any more is given back at once.
    */
-  private accept(grants: Grant[], expired: string[]): { grants: Grant[]; expired: string[] } {
+  private accept(grants: Grant[], entries: string[]): Delivery {
+    const { expired, displaced } = splitExpired(entries);
     if (grants.length > 0 && performance.now() > this.leaseSafeUntil) {
       // Fenced: the lease may have lapsed since these were made (see leaseSafeUntil). The waiters stay;
       // sync delivers the grants Redis still holds for them and re-queues those whose grant was reaped.
@@ -493,17 +540,22 @@ export class RedisStore implements SchedulerStore {
         this.release(g, { kind: 'cancelled' }, this.clientNow()).catch(noop);
       }
     }
-    return { grants: kept, expired: expired.filter((id) => this.waiting.delete(id)) };
+    return {
+      grants: kept,
+      expired: expired.filter((id) => this.waiting.delete(id)),
+      displaced: displaced.length === 0 ? displaced : displaced.filter((d) => this.waiting.delete(d.id)),
+    };
   }
 
-  private deliverRemote(result: { grants: Grant[]; expired: string[] }): void {
-    if (result.grants.length === 0 && result.expired.length === 0) return;
+  private deliverRemote(result: Delivery): void {
+    if (result.grants.length === 0 && result.expired.length === 0 && result.displaced.length === 0) return;
     if (this.listener === null) {
       this.undelivered.grants.push(...result.grants);
       this.undelivered.expired.push(...result.expired);
+      this.undelivered.displaced.push(...result.displaced);
       return;
     }
-    this.listener.remote(result);
+    this.listener.remote(result.displaced.length === 0 ? { grants: result.grants, expired: result.expired } : result);
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -511,12 +563,13 @@ export class RedisStore implements SchedulerStore {
 
   enqueue(entry: WaiterEntry, now: number): Promise<EnqueueResult> {
     // With pumpOnEnqueue the script already pumped before judging the queue full.
-    if (this.enqueueCap !== '' || entry.seq !== undefined) return this.enqueueOnce(entry, now);
+    if (this.enqueueCap !== '' || entry.seq !== undefined) return this.enqueueOnce(entry, now, true);
     return this.enqueueThenPump(entry, now);
   }
 
   private async enqueueThenPump(entry: WaiterEntry, now: number): Promise<EnqueueResult> {
-    const result = await this.enqueueOnce(entry, now);
+    // A full queue is judged after a grant step: only then may the arrival displace a worse waiter.
+    const result = await this.enqueueOnce(entry, now, false);
     if (result.accepted) return result;
     // As in MemoryStore: a burst can fill the queue before a pump runs. Grant what capacity allows
     // (delivered like any other pump's grants) and judge the queue full only after that.
@@ -524,11 +577,12 @@ export class RedisStore implements SchedulerStore {
     const pumped = await this.pump(now);
     this.heldOver.grants.push(...pumped.grants);
     this.heldOver.expired.push(...pumped.expired);
+    if (pumped.displaced !== undefined) this.heldOver.displaced.push(...pumped.displaced);
     this.heldOver.cooldownsEnded.push(...pumped.cooldownsEnded);
-    return pumped.grants.length > 0 || pumped.expired.length > 0 ? this.enqueueOnce(entry, now) : result;
+    return this.enqueueOnce(entry, now, true);
   }
 
-  private async enqueueOnce(entry: WaiterEntry, now: number): Promise<EnqueueResult> {
+  private async enqueueOnce(entry: WaiterEntry, now: number, displace: boolean): Promise<EnqueueResult> {
     checkIdentifier('request id', entry.id);
     if (this.waiting.has(entry.id)) throw new Error(`request ${entry.id} is already waiting`);
     // Known locally before Redis answers: a grant may come back before the reply does.
@@ -536,7 +590,7 @@ export class RedisStore implements SchedulerStore {
     this.waiting.set(entry.id, local);
     let r: Reply;
     try {
-      r = await this.call('enqueue', this.enqueueArgs(entry, now, this.enqueueCap));
+      r = await this.call('enqueue', this.enqueueArgs(entry, now, this.enqueueCap, displace));
     } catch (e) {
       if (this.waiting.get(entry.id) === local) this.waiting.delete(entry.id);
       this.failed(e);
@@ -564,17 +618,25 @@ export class RedisStore implements SchedulerStore {
         // Taken from Redis already: handed out by the next pump, which this asks for.
         this.heldOver.grants.push(...pumped.grants);
         this.heldOver.expired.push(...pumped.expired);
+        this.heldOver.displaced.push(...(pumped.displaced ?? []));
         this.heldOver.cooldownsEnded.push(...pumped.cooldownsEnded);
-        if (pumped.grants.length > 0 || pumped.expired.length > 0 || pumped.cooldownsEnded.length > 0) this.queueChanged();
+        if (pumped.grants.length > 0 || pumped.expired.length > 0 || (pumped.displaced?.length ?? 0) > 0 || pumped.cooldownsEnded.length > 0) this.queueChanged();
       }
-      return { accepted: false, reason: 'queue_full', retryAfterMs: Number(r[4]) * 1000 };
+      if (r[5] === 'unavailable') {
+        const refused: EnqueueResult = { accepted: false, reason: 'upstream_unavailable', retryAfterMs: Number(r[4]) * 1000 };
+        if (String(r[6]) !== '') refused.message = String(r[6]);
+        return refused;
+      }
+      return { accepted: false, reason: r[5] === 'certain' ? 'deadline_unreachable' : 'queue_full', retryAfterMs: Number(r[4]) * 1000 };
     }
-    const result: EnqueueResult = { accepted: true, seq: Number(r[4]), position: Number(r[5]), priority: entry.priority, round: Number(r[6]) };
+    // The estimated grant time follows the pump fields (enqueue.lua); on the caller's clock.
+    const eta = r[15] === undefined || r[15] === '' ? null : now + (Number(r[15]) - serverNow);
+    const result: EnqueueResult = { accepted: true, seq: Number(r[4]), position: Number(r[5]), priority: entry.priority, round: Number(r[6]), etaAt: eta };
     if (pumped !== undefined) result.pumped = this.pumpedResult(pumped, now);
     return result;
   }
 
-  private enqueueArgs(entry: WaiterEntry, now: number, cap: string): (string | number)[] {
+  private enqueueArgs(entry: WaiterEntry, now: number, cap: string, displace = false): (string | number)[] {
     if (!Number.isFinite(entry.priority)) throw new Error(`priority must be a finite number, got ${entry.priority}`);
     return [
       entry.id,
@@ -589,6 +651,8 @@ export class RedisStore implements SchedulerStore {
       this.rankOf(entry),
       cap,
       this.enqueueNotAfter(),
+      displace ? '1' : '',
+      this.boundsArg,
     ];
   }
 
@@ -627,6 +691,7 @@ export class RedisStore implements SchedulerStore {
     const held = this.takeHeldOver();
     const grants: Grant[] = held?.grants ?? [];
     const expired: string[] = held?.expired ?? [];
+    const displaced: Displaced[] = held?.displaced ?? [];
     const cooldownsEnded: string[] = held?.cooldownsEnded ?? [];
     let waiting = 0;
     let nextWakeAt: number | null = null;
@@ -642,17 +707,18 @@ export class RedisStore implements SchedulerStore {
         // Grants of earlier calls are already taken from Redis: deliver them, and come back soon.
         if (call === 0) {
           // Results held over from an enqueue are already taken from Redis: they must still arrive.
-          this.deliverRemote({ grants, expired: [...expired, ...overdue] });
+          this.deliverRemote({ grants, expired: [...expired, ...overdue], displaced });
           throw e;
         }
         expired.push(...overdue);
-        return { grants, expired, cooldownsEnded, waiting, nextWakeAt: now };
+        return withDisplaced({ grants, expired, cooldownsEnded, waiting, nextWakeAt: now }, displaced);
       }
       const serverNow = this.head(r, now, true);
       const p = this.pumpFields(r, 3, now, serverNow);
       waiting = p.waiting;
       grants.push(...p.grants);
       expired.push(...p.expired);
+      if (p.displaced !== undefined) displaced.push(...p.displaced);
       cooldownsEnded.push(...p.cooldownsEnded);
       nextWakeAt = p.nextWakeAt;
       if (!p.more) break;
@@ -661,7 +727,7 @@ export class RedisStore implements SchedulerStore {
         break;
       }
     }
-    return { grants, expired, cooldownsEnded, waiting, nextWakeAt };
+    return withDisplaced({ grants, expired, cooldownsEnded, waiting, nextWakeAt }, displaced);
   }
 
   private expireLocally(now: number): string[] {
@@ -717,7 +783,9 @@ export class RedisStore implements SchedulerStore {
       retryAfter = String(Math.round(Math.min(outcome.retryAfterMs, cap)));
     }
     const block = outcome.kind === 'cancelled' ? undefined : outcome.upstreamBlock;
-    return [gid, outcome.kind, used, failure, retryAfter, pumpCap, block === undefined ? '' : String(Math.round(block.forMs)), block?.reason ?? ''];
+    // Travels inside tab-separated mail records: no tab or NUL.
+    const message = outcome.kind === 'failed' && outcome.message !== undefined ? outcome.message.replace(/[\t\0\r\n]/g, ' ').slice(0, 500) : '';
+    return [gid, outcome.kind, used, failure, retryAfter, pumpCap, block === undefined ? '' : String(Math.round(block.forMs)), block?.reason ?? '', message];
   }
 
   async position(id: string): Promise<number | null> {
@@ -761,7 +829,7 @@ export class RedisStore implements SchedulerStore {
     });
     const list = strings(r[7]);
     const waiters: WaiterView[] = [];
-    for (let i = 0; i + 5 < list.length; i += 6) {
+    for (let i = 0; i + 6 < list.length; i += 7) {
       const priority = Number(list[i + 1]);
       const enqueuedAt = Number(list[i + 3]);
       waiters.push({
@@ -773,6 +841,7 @@ export class RedisStore implements SchedulerStore {
         effectivePriority: effectivePriority(priority, enqueuedAt, serverNow, aging),
         tenant: list[i + 2],
         waitedMs: Math.max(0, serverNow - enqueuedAt),
+        etaMs: list[i + 6] === '' ? null : Math.max(0, Number(list[i + 6]) - serverNow),
       });
     }
     return {
@@ -795,8 +864,8 @@ export class RedisStore implements SchedulerStore {
   setListener(listener: StoreListener): void {
     this.listener = listener;
     const pending = this.undelivered;
-    if (pending.grants.length > 0 || pending.expired.length > 0) {
-      this.undelivered = { grants: [], expired: [] };
+    if (pending.grants.length > 0 || pending.expired.length > 0 || pending.displaced.length > 0) {
+      this.undelivered = { grants: [], expired: [], displaced: [] };
       listener.remote(pending);
     }
   }
@@ -949,8 +1018,10 @@ export class RedisStore implements SchedulerStore {
       this.needsSync = false;
       const inRedis = new Set(strings(r[3]));
       const grants = this.parseGrants(r[4]);
-      const settled = new Set<string>([...grants.map((g) => g.requestId), ...strings(r[5])]);
-      const delivered = this.accept(grants, strings(r[5]).filter((id) => !inRedis.has(id)));
+      const ended = strings(r[5]);
+      const endedIds = (e: string) => (e.charCodeAt(0) === 0 ? e.slice(2).split('\t')[0] : e);
+      const settled = new Set<string>([...grants.map((g) => g.requestId), ...ended.map(endedIds)]);
+      const delivered = this.accept(grants, ended.filter((e) => !inRedis.has(endedIds(e))));
       const lost: LocalWaiter[] = [];
       for (const w of this.waiting.values()) {
         if (w.op <= mark && !inRedis.has(w.entry.id) && !settled.has(w.entry.id)) lost.push(w);
@@ -983,7 +1054,7 @@ export class RedisStore implements SchedulerStore {
     if (Number(r[3]) !== 1 && this.waiting.get(w.entry.id) === w) {
       // Refused (full queue, never admitted before): it cannot keep a place; answer it as timed out.
       this.waiting.delete(w.entry.id);
-      this.deliverRemote({ grants: [], expired: [w.entry.id] });
+      this.deliverRemote({ grants: [], expired: [w.entry.id], displaced: [] });
       return;
     }
     w.entry.seq = Number(r[4]);

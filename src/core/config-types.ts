@@ -104,6 +104,12 @@ export interface RedisSettings extends RedisExtras {
   leaseMs?: number;
 }
 
+/** One bound: waiters of priority >= minPriority hold at most maxWaiting places. */
+export interface QueueBound {
+  minPriority: number;
+  maxWaiting: number;
+}
+
 export interface RouterSettings {
   routingStrategy: string;
   /** Fallback re-check period for shared (Redis) state, ms. LiteLLM default 0.03 s. */
@@ -122,6 +128,8 @@ export interface RouterSettings {
   maxQueueSize: number;
   /** Concrete models one wildcard entry (`model_name: "*"`) may create queues for (`max_wildcard_models`); absent: 100. */
   maxWildcardModels?: number;
+  /** Per-priority bounds within it (config-queue-bounds.ts); absent when not set. */
+  maxQueueSizeByPriority?: QueueBound[];
   /** Aging interval in ms; undefined = aging off. */
   priorityAgingMs?: number;
   /** Completion tokens assumed for the tpm reservation when a request sets no max_tokens. */

@@ -3,6 +3,7 @@
  * Plain data and functions: the in-memory store calls them; the Redis store does the same in Lua.
  */
 import type { DeploymentLimits } from '../core/config-types.js';
+import type { CapacityView } from './grant-estimate.js';
 import { RateWindow, WINDOW_MS, type WindowRecord } from './rate-window.js';
 import type { DeploymentUsage, ReleaseOutcome } from './scheduler-store.js';
 
@@ -40,6 +41,10 @@ export class DeploymentState {
   coolingDownUntil: number | null = null;
   /** Until when the provider said a limit is used up (its rate-limit headers); nothing is granted before. */
   upstreamBlockedUntil: number | null = null;
+  /** The failure that started (or last extended) the cooldown. */
+  coolingReason: string | null = null;
+  /** The last upstream error seen here (for 503 upstream_unavailable). */
+  lastFailure: string | undefined;
   private readonly rpm?: RateWindow;
   private readonly tpm?: RateWindow;
   private failures: number[] = [];
@@ -104,17 +109,26 @@ export class DeploymentState {
 
   /**
    * When this deployment could next take `tokens`, ignoring in-flight calls (their end is an event,
-   * not a time). Infinity when only a release can free it.
+   * not a time). Infinity when only a release can free it, unless `ignoreInFlight` (the grant
+   * estimate's certain bound, which a call ending at any moment cannot move).
    */
-  nextCapacityAt(tokens: number, now: number): number {
+  nextCapacityAt(tokens: number, now: number, ignoreInFlight = false): number {
     let at = now;
     if (this.coolingDown(now)) at = Math.max(at, this.coolingDownUntil!);
     if (this.upstreamBlocked(now)) at = Math.max(at, this.upstreamBlockedUntil!);
     const max = this.limits.maxParallelRequests;
-    if (max !== undefined && this.inFlight >= max) return Infinity;
+    if (!ignoreInFlight && max !== undefined && this.inFlight >= max) return Infinity;
     if (this.rpm) at = Math.max(at, this.rpm.nextCapacityAt(1, now));
     if (this.tpm) at = Math.max(at, this.tpm.nextCapacityAt(tokens, now));
     return at;
+  }
+
+  /** This deployment for the grant estimate (grant-estimate.ts): when it is ready, and its rpm lanes. */
+  capacityView(now: number): CapacityView {
+    const readyAt = this.nextCapacityAt(1, now, true);
+    const rpm = this.rpm;
+    if (rpm === undefined) return { readyAt, rpm: null };
+    return { readyAt, rpm: { limit: rpm.limit, free: Math.max(0, rpm.limit - rpm.used(now)), reopenedBy: (t) => rpm.leavingBy(t, now) } };
   }
 
   reserve(tokens: number, now: number): Reservation {
@@ -131,6 +145,7 @@ export class DeploymentState {
       this.tpm.adjust(reservation.tpmRecord, outcome.tokensUsed, now);
     }
     if (outcome.kind !== 'failed' || outcome.failure === 'client_error') return undefined;
+    if (outcome.message !== undefined) this.lastFailure = outcome.message;
     this.failures = this.failures.filter((t) => t > now - WINDOW_MS);
     this.failures.push(now);
     // A 429 says so itself; a refused key will not fix itself within a minute either.
@@ -140,6 +155,7 @@ export class DeploymentState {
     const duration = Math.min(outcome.retryAfterMs ?? policy.cooldownTimeMs, Math.max(MAX_COOLDOWN_MS, policy.cooldownTimeMs));
     if (duration <= 0) return undefined;
     this.coolingDownUntil = Math.max(this.coolingDownUntil ?? 0, now + duration);
+    this.coolingReason = outcome.failure;
     this.failures = [];
     return { until: this.coolingDownUntil, reason: outcome.failure };
   }

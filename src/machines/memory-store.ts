@@ -5,13 +5,16 @@
  * grant, cancel and expiry are O(log n) and nothing copies the queue. One `pump` grants as many
  * waiters as capacity allows, strictly in order, and reports the single next moment worth waking for.
  */
-import type { DeploymentConfig } from '../core/config-types.js';
+import type { DeploymentConfig, QueueBound } from '../core/config-types.js';
+import { fullBound } from './queue-bounds.js';
 import { ChurnMap } from './churn-map.js';
-import { DeploymentState, type CooldownPolicy, type Reservation } from './deployment-state.js';
+import { DeploymentState, MAX_COOLDOWN_MS, type CooldownPolicy, type Reservation } from './deployment-state.js';
+import { boundIsEstimate, earliestGrantAt, reachable, retryAfterSecondsUntil } from './grant-estimate.js';
 import { effectivePriority, FairRounds, orderRank, writeOrderKey, type OrderKey } from './queue-order.js';
 import { RankedQueue, type RankKey } from './ranked-queue.js';
-import { EventRate } from './rate-window.js';
+import { EventRate, WINDOW_MS } from './rate-window.js';
 import type {
+  Displaced,
   EnqueueResult,
   GroupSnapshot,
   ImmediateStoreOps,
@@ -33,9 +36,14 @@ export interface MemoryStoreOptions {
   model: string;
   deployments: DeploymentConfig[];
   maxQueueSize: number;
+  /** Per-priority bounds (config-queue-bounds.ts). */
+  maxQueueSizeByPriority?: QueueBound[];
   priorityAgingMs?: number;
   cooldown: CooldownPolicy;
 }
+
+/** Waiters of a snapshot that get an ETA (each is a bisection). */
+const ETA_LISTED = 100;
 
 /** Priorities whose count is kept at 0 (see addDepth). */
 const MAX_IDLE_DEPTH_KEYS = 64;
@@ -65,6 +73,8 @@ export class MemoryStore implements SchedulerStore {
   private readonly outOfOrder = new Set<Waiter>();
   private latestEnqueuedAt = -Infinity;
   private readonly depth = new Map<number, number>();
+  /** Waiters in each per-priority bound's class (priority >= its minPriority), in the bounds' order. */
+  private readonly classCounts: number[];
   private readonly deployments: DeploymentState[];
   private readonly reservations = new ChurnMap<Reservation>();
   private readonly rounds = new FairRounds();
@@ -72,11 +82,22 @@ export class MemoryStore implements SchedulerStore {
   private readonly grantRate = new EventRate();
   /** Grants made outside a pump (while judging a full queue), handed out by the next pump. */
   private undelivered: Grant[] = [];
+  /** Waiters displaced by enqueues since the last pump, answered by the next pump (every accepted enqueue pumps). */
+  private displaced: Displaced[] = [];
+  /** A cooldown started since the last pump: waiters' deadlines may have become unreachable. */
+  private recheckDeadlines = false;
   private nextSeq = 1;
   private nextGrant = 1;
+  /** Search keys for the two treaps' rank queries (no object per query). */
+  private readonly deadlineProbe = { entry: { deadline: 0 }, seq: Infinity } as unknown as Waiter;
+  private readonly orderProbe: OrderKey = { rank: 0, round: -Infinity, seq: -Infinity };
+  /** Whether the grant estimate is also a fair ETA (no deployment bounded by max_parallel_requests alone). */
+  private readonly etaKnown: boolean;
 
   constructor(private readonly options: MemoryStoreOptions) {
     this.deployments = options.deployments.map((d) => new DeploymentState(d.id, d.limits));
+    this.etaKnown = boundIsEstimate(options.deployments.map((d) => d.limits));
+    this.classCounts = (options.maxQueueSizeByPriority ?? []).map(() => 0);
   }
 
   get waiting(): number {
@@ -100,6 +121,7 @@ export class MemoryStore implements SchedulerStore {
     this.deadlines.insert(waiter);
     this.waiters.set(waiter.entry.id, waiter);
     this.addDepth(waiter.entry.priority, 1);
+    if (this.classCounts.length > 0) this.countClasses(waiter.entry.priority, 1);
     if (waiter.entry.enqueuedAt < this.latestEnqueuedAt) this.outOfOrder.add(waiter);
     else this.latestEnqueuedAt = waiter.entry.enqueuedAt;
   }
@@ -109,8 +131,20 @@ export class MemoryStore implements SchedulerStore {
     this.deadlines.delete(waiter);
     this.waiters.delete(waiter.entry.id);
     this.addDepth(waiter.entry.priority, -1);
+    if (this.classCounts.length > 0) this.countClasses(waiter.entry.priority, -1);
     if (this.outOfOrder.size > 0) this.outOfOrder.delete(waiter);
   }
+
+  private countClasses(priority: number, delta: number): void {
+    const bounds = this.options.maxQueueSizeByPriority!;
+    for (let i = 0; i < bounds.length; i++) if (priority >= bounds[i].minPriority) this.classCounts[i] += delta;
+  }
+
+  /** Waiters of priority >= a bound's minPriority (one of the configured bounds). */
+  private readonly countAtLeast = (minPriority: number): number => {
+    const i = this.options.maxQueueSizeByPriority!.findIndex((b) => b.minPriority === minPriority);
+    return i < 0 ? 0 : this.classCounts[i];
+  };
 
   /** The longest-waiting waiter's enqueuedAt: the first in insertion order, or an older retry. */
   private oldestEnqueuedAt(): number | undefined {
@@ -127,21 +161,54 @@ export class MemoryStore implements SchedulerStore {
   enqueueNow(entry: WaiterEntry, now: number): EnqueueResult {
     const retry = entry.seq !== undefined;
     if (this.waiters.has(entry.id)) throw new Error(`request ${entry.id} is already waiting`);
+    const down = this.unavailable(now);
+    if (down !== undefined) {
+      const refused: EnqueueResult = { accepted: false, reason: 'upstream_unavailable', retryAfterMs: down.until - now };
+      if (down.message !== undefined) refused.message = down.message;
+      return refused;
+    }
     // A burst can fill the queue before the next pump runs: grant what capacity allows now (delivered
     // by that pump) so only requests that really have to wait count against max_queue_size.
-    if (!retry && this.waiters.size >= this.options.maxQueueSize) this.grantAvailable(now, this.undelivered);
+    const bounds = this.options.maxQueueSizeByPriority;
+    const full = () => this.waiters.size >= this.options.maxQueueSize || fullBound(bounds, entry.priority, this.countAtLeast) !== undefined;
+    if (!retry && full()) this.grantAvailable(now, this.undelivered);
+    const rank = orderRank(entry.priority, entry.enqueuedAt, this.options.priorityAgingMs);
     // A retry was admitted before: it re-enters even when the queue is full, at its old place.
-    if (!retry && this.waiters.size >= this.options.maxQueueSize) {
-      return { accepted: false, reason: 'queue_full', retryAfterMs: this.retryAfterSecondsNow(now) * 1000 };
+    let worst: Waiter | undefined;
+    if (!retry && full()) {
+      // Priority decides who is shed: a better arrival takes the place of the waiter served last, if
+      // that waiter holds a place the arrival may have (of the full per-priority bound's class).
+      const bound = fullBound(bounds, entry.priority, this.countAtLeast);
+      worst = this.queue.peekLast();
+      if (worst === undefined || !(rank < worst.rank) || (bound !== undefined && worst.entry.priority < bound.minPriority)) {
+        return { accepted: false, reason: 'queue_full', retryAfterMs: this.retryAfterSecondsNow(now, entry.tokens) * 1000 };
+      }
+    }
+    // A deadline that certainly cannot be met is answered now, not when it passes (and displaces nobody).
+    // Only waiters of strictly better rank are sure to be ahead before its round is drawn.
+    const waits = this.waiters.size > 0 || this.pickDeployment(entry.tokens, now) === undefined;
+    if (waits && !this.unboundedNow(entry.tokens, now) && !this.grantableBy(this.aheadOf(rank), entry.tokens, now, entry.deadline)) {
+      const bound = this.earliestGrant(this.aheadOf(rank), entry.tokens, now, this.horizon(now));
+      return { accepted: false, reason: 'deadline_unreachable', retryAfterMs: (bound === Infinity ? 3600 : retryAfterSecondsUntil(bound, now)) * 1000 };
+    }
+    if (worst !== undefined) {
+      this.take(worst);
+      this.displaced.push({ id: worst.entry.id, retryAfterSeconds: this.retryAfterSecondsNow(now, worst.entry.tokens) });
     }
     const seq = entry.seq ?? this.nextSeq++;
     const round = entry.round ?? this.rounds.next(entry.priority, entry.tenant);
     // Written out, not `{ ...entry, seq, round }`: on Node 20 that gives every waiter a hidden class
     // of its own (docs/performance.md, "Object spread on the hot path").
     const stored: WaiterEntry = { id: entry.id, priority: entry.priority, tenant: entry.tenant, enqueuedAt: entry.enqueuedAt, deadline: entry.deadline, tokens: entry.tokens, seq, round };
-    const waiter: Waiter = { entry: stored, seq, round, rank: orderRank(entry.priority, entry.enqueuedAt, this.options.priorityAgingMs) };
+    const waiter: Waiter = { entry: stored, seq, round, rank };
     this.insert(waiter);
-    return { accepted: true, seq, position: this.queue.rank(waiter), priority: entry.priority, round };
+    const position = this.queue.rank(waiter);
+    let eta: number | null = now;
+    if (waits) {
+      const at = this.etaKnown ? this.earliestGrant(position, entry.tokens, now, this.horizon(now)) : Infinity;
+      eta = at === Infinity ? null : at;
+    }
+    return { accepted: true, seq, position, priority: entry.priority, round, etaAt: eta };
   }
 
   async remove(id: string): Promise<boolean> {
@@ -172,7 +239,21 @@ export class MemoryStore implements SchedulerStore {
     const grants = this.undelivered;
     this.undelivered = [];
     this.grantAvailable(now, grants);
-    return { grants, expired, cooldownsEnded, waiting: this.waiters.size, nextWakeAt: this.nextWakeAt(now) };
+    const result: PumpResult = { grants, expired, cooldownsEnded, waiting: this.waiters.size, nextWakeAt: this.nextWakeAt(now) };
+    if (this.displaced.length > 0) {
+      result.displaced = this.displaced;
+      this.displaced = [];
+    }
+    if (this.recheckDeadlines) {
+      this.recheckDeadlines = false;
+      const unreachable = this.unavailable(now) === undefined ? this.takeUnreachable(now) : this.takeAllUnavailable(now);
+      if (unreachable.length > 0) {
+        result.displaced = result.displaced === undefined ? unreachable : result.displaced.concat(unreachable);
+        result.waiting = this.waiters.size;
+        result.nextWakeAt = this.nextWakeAt(now);
+      }
+    }
+    return result;
   }
 
   /** Grants waiters in order while a deployment has headroom for the head. */
@@ -251,6 +332,8 @@ export class MemoryStore implements SchedulerStore {
     if (blockedUntil !== undefined && outcome.kind !== 'cancelled') {
       result.upstreamLimited = { deploymentId: deployment.id, until: blockedUntil, reason: outcome.upstreamBlock!.reason };
     }
+    // A new cooldown or provider block may put waiters' deadlines out of reach: the next pump looks.
+    if (cooldown || result.upstreamLimited) this.recheckDeadlines = true;
     return result;
   }
 
@@ -261,8 +344,11 @@ export class MemoryStore implements SchedulerStore {
 
   async snapshot(now: number, maxWaiters = 50): Promise<GroupSnapshot> {
     const waiters: WaiterView[] = [];
+    const horizon = this.horizon(now);
     this.queue.forEach((w) => {
       if (waiters.length >= maxWaiters) return false;
+      // Each estimate costs a bisection: only the first ETA_LISTED waiters get one.
+      const at = this.etaKnown && waiters.length < ETA_LISTED ? this.earliestGrant(waiters.length, w.entry.tokens, now, horizon) : Infinity;
       waiters.push({
         id: w.entry.id,
         position: waiters.length,
@@ -272,6 +358,7 @@ export class MemoryStore implements SchedulerStore {
         effectivePriority: effectivePriority(w.entry.priority, w.entry.enqueuedAt, now, this.options.priorityAgingMs),
         tenant: w.entry.tenant,
         waitedMs: now - w.entry.enqueuedAt,
+        etaMs: at === Infinity ? null : at - now,
       });
       return true;
     });
@@ -294,26 +381,132 @@ export class MemoryStore implements SchedulerStore {
     return this.retryAfterSecondsNow(now);
   }
 
+  /** Waiters certainly ahead of an arrival of queue rank `rank`: those of strictly better rank. */
+  private aheadOf(rank: number): number {
+    this.orderProbe.rank = rank;
+    return this.queue.rank(this.orderProbe as Waiter);
+  }
+
+  /** Waiters whose deadline is at or before t. */
+  private leavingBy = (t: number): number => {
+    (this.deadlineProbe.entry as { deadline: number }).deadline = t;
+    return this.deadlines.rank(this.deadlineProbe);
+  };
+
+  /** Far enough that every waiter has left and capacity has returned: past it, nobody waits for anything. */
+  private horizon(now: number): number {
+    const latest = this.deadlines.peekLast()?.entry.deadline ?? now;
+    let ready = now;
+    for (const d of this.deployments) ready = Math.max(ready, d.nextCapacityAt(1, now, true));
+    return Math.max(latest, ready, now) + MAX_COOLDOWN_MS + 2 * WINDOW_MS;
+  }
+
   /**
-   * Time for the queue ahead to drain: waiting / sustainable grant rate (rpm limits, else the rate
-   * observed over the last minute), never below the time until a cooled-down group is back.
+   * The certain lower bound on when a waiter with `ahead` waiters before it and `tokens` to reserve is
+   * granted (grant-estimate.ts); Infinity when not by `horizon`.
    */
-  private retryAfterSecondsNow(now: number): number {
-    let rate = 0;
-    let bounded = true;
+  private earliestGrant(ahead: number, tokens: number, now: number, horizon: number): number {
+    const views = this.deployments.map((d) => d.capacityView(now));
+    const at = earliestGrantAt({ now, deployments: views, ahead, leavingBy: this.leavingBy, horizon });
+    // Its own reservation must fit somewhere too.
+    let own = Infinity;
+    for (const d of this.deployments) own = Math.min(own, d.nextCapacityAt(tokens, now, true));
+    return Math.max(at, own);
+  }
+
+  /**
+   * After a cooldown started: the waiters whose deadline passes before anyone at all could be granted
+   * leave now (answered 429 queue_timeout_certain), in deadline order, O(log n) each. Waiters further
+   * back whose deadline the queue ahead makes unreachable are not looked for (that would walk the
+   * queue); they are answered at their deadline as before.
+   */
+  private takeUnreachable(now: number): Displaced[] {
+    const out: Displaced[] = [];
+    const first = this.earliestGrant(0, 1, now, this.horizon(now));
+    if (first === Infinity || first <= now) return out;
+    const seconds = retryAfterSecondsUntil(first, now);
+    for (let w = this.deadlines.peek(); w !== undefined && w.entry.deadline < first; w = this.deadlines.peek()) {
+      this.take(w);
+      out.push({ id: w.entry.id, retryAfterSeconds: seconds, unreachable: true });
+    }
+    return out;
+  }
+
+  /**
+   * Whether a deployment without an rpm limit could take `tokens` now but for calls in flight: then
+   * nothing is certain (a call may end at any moment) and the estimate need not be asked.
+   */
+  private unboundedNow(tokens: number, now: number): boolean {
+    for (const d of this.deployments) if (d.limits.rpm === undefined && d.nextCapacityAt(tokens, now, true) <= now) return true;
+    return false;
+  }
+
+  /** Whether a waiter with `ahead` waiters before it could be granted by `t` (one step of the estimate). */
+  private grantableBy(ahead: number, tokens: number, now: number, t: number): boolean {
+    const views = this.deployments.map((d) => d.capacityView(now));
+    if (!reachable({ now, deployments: views, ahead, leavingBy: this.leavingBy, horizon: t }, t)) return false;
+    for (const d of this.deployments) if (d.nextCapacityAt(tokens, now, true) <= t) return true;
+    return false;
+  }
+
+  /**
+   * When every deployment is cooling down after failures that are not 429s, when the first comes back
+   * and the last upstream error; undefined otherwise (a 429's cooldown is the upstream's own schedule:
+   * its waiters wait).
+   */
+  private unavailable(now: number): { until: number; message: string | undefined } | undefined {
+    if (this.deployments.length === 0) return undefined;
+    let until = Infinity;
+    let message: string | undefined;
     for (const d of this.deployments) {
-      const r = d.sustainedRate();
-      if (r === Infinity) bounded = false;
-      else rate += r;
+      if (!d.coolingDown(now) || d.coolingReason === 'rate_limited') return undefined;
+      until = Math.min(until, d.coolingDownUntil!);
+      message = d.lastFailure ?? message;
     }
-    if (!bounded) rate = this.grantRate.count(now) / 60;
-    let seconds = rate > 0 ? (this.waiters.size + 1) / rate : 1;
-    const allCooling = this.deployments.every((d) => d.coolingDown(now));
-    if (allCooling) {
-      const back = Math.min(...this.deployments.map((d) => d.coolingDownUntil ?? now));
-      seconds = Math.max(seconds, (back - now) / 1000);
+    return { until, message };
+  }
+
+  /** Every waiter, answered 503 upstream_unavailable (all deployments failing): a rare walk of the queue. */
+  private takeAllUnavailable(now: number): Displaced[] {
+    const down = this.unavailable(now)!;
+    const seconds = retryAfterSecondsUntil(down.until, now);
+    const all: Waiter[] = [];
+    this.queue.forEach((w) => {
+      all.push(w);
+    });
+    const out: Displaced[] = [];
+    for (const w of all) {
+      this.take(w);
+      out.push({ id: w.entry.id, retryAfterSeconds: seconds, unavailable: down.message ?? '' });
     }
-    return Math.min(3600, Math.max(1, Math.ceil(seconds)));
+    return out;
+  }
+
+  /** A waiter's estimated grant time (clock ms), or null when only calls ending could tell. */
+  etaOf(id: string, now: number): number | null {
+    const waiter = this.waiters.get(id);
+    if (waiter === undefined || !this.etaKnown) return null;
+    const at = this.earliestGrant(this.queue.rank(waiter), waiter.entry.tokens, now, this.horizon(now));
+    return at === Infinity ? null : at;
+  }
+
+  /**
+   * When a newcomer behind every waiter could be granted (the grant estimate's certain bound), in
+   * seconds: it counts down as time passes, and waiters that will have timed out by then do not count.
+   * Where only max_parallel_requests bounds a deployment, that bound says little: the time for the queue
+   * to drain at the grant rate observed over the last minute is used if longer, but never past the
+   * longest wait still ahead.
+   */
+  private retryAfterSecondsNow(now: number, tokens = 1): number {
+    const at = this.earliestGrant(this.waiters.size, tokens, now, this.horizon(now));
+    let seconds = at === Infinity ? 3600 : retryAfterSecondsUntil(at, now);
+    if (!this.etaKnown) {
+      const rate = this.grantRate.count(now) / 60;
+      const drain = rate > 0 ? Math.ceil((this.waiters.size + 1) / rate) : 1;
+      const latest = this.deadlines.peekLast()?.entry.deadline ?? now;
+      seconds = Math.max(seconds, Math.min(drain, retryAfterSecondsUntil(latest, now)));
+    }
+    return Math.min(3600, seconds);
   }
 
   setListener(_listener: StoreListener): void {

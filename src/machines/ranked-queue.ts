@@ -225,6 +225,14 @@ export class RankedQueue<T> {
     return this.values[n];
   }
 
+  /** The entry ordered last (the worst waiter: whom a better arrival displaces from a full queue). */
+  peekLast(): T | undefined {
+    let n = this.root;
+    if (n === NIL) return undefined;
+    for (let r = this.right(n); r !== NIL; r = this.right(n)) n = r;
+    return this.values[n];
+  }
+
   shift(): T | undefined {
     let n = this.root;
     if (n === NIL) return undefined;

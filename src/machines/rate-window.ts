@@ -63,6 +63,20 @@ export class RateWindow {
     record.amount = amount;
   }
 
+  /** How many of the window's records at `now` leave it at or before `t` (binary search: records are in time order). */
+  leavingBy(t: number, now: number): number {
+    this.expire(now);
+    const cutoff = t - this.windowMs;
+    let lo = this.head;
+    let hi = this.records.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.records[mid].at <= cutoff) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo - this.head;
+  }
+
   /** The earliest time at which `amount` more would fit, or `now` if it fits already. */
   nextCapacityAt(amount: number, now: number): number {
     let used = this.used(now);

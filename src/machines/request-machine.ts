@@ -16,7 +16,7 @@
  * (upstream-attempt.ts).
  */
 import { assign, emit, sendTo, setup, type AnyActorRef } from 'xstate';
-import { QueueTimeoutError, RequestCancelledError, ShuttingDownError, TriageError } from '../errors.js';
+import { QueueFullError, QueueTimeoutError, RequestCancelledError, ShuttingDownError, TriageError, upstreamUnavailable } from '../errors.js';
 import type { Endpoint } from '../core/endpoints.js';
 import type { ChatCompletionBody, Usage } from '../core/openai-types.js';
 import { UpstreamError } from '../core/upstream.js';
@@ -44,6 +44,8 @@ export interface RequestInput {
   clock: Clock;
   upstreamFor: (deploymentId: string) => DeploymentRoute | undefined;
   sink?: ChunkSink;
+  /** Removes the config's secrets from an upstream's error before the store keeps it (upstream_unavailable). */
+  redact?: (text: string) => string;
 }
 
 /**
@@ -59,6 +61,8 @@ export interface RequestContext {
   seq?: number;
   round?: number;
   position?: number;
+  /** Estimated grant time when it was queued (clock ms), null when unknown. */
+  etaAt?: number | null;
   grant?: Grant;
   dispatchedAt?: number;
   error?: TriageError;
@@ -77,13 +81,14 @@ export type RequestEvent =
   | UpstreamAttemptEvent;
 
 export type RequestEmitted =
-  | { type: 'request.queued'; id: string; model: string; priority: number; tenant: string; position: number; arrivalSeq: number; round: number; attempt: number }
+  | { type: 'request.queued'; id: string; model: string; priority: number; tenant: string; position: number; arrivalSeq: number; round: number; etaMs: number | null; attempt: number }
   | { type: 'request.dispatched'; id: string; model: string; priority: number; tenant: string; deployment: string; waitedMs: number; attempt: number }
   | { type: 'request.done'; id: string; model: string; tenant: string; deployment: string; durationMs: number; totalMs: number; tokens: Usage | null }
   | { type: 'request.retry'; id: string; model: string; tenant: string; deployment: string; reason: string; attempt: number }
   | { type: 'request.timeout'; id: string; model: string; tenant: string; waitedMs: number; attempt: number }
   | { type: 'request.cancelled'; id: string; model: string; tenant: string; stage: 'queued' | 'dispatched'; attempt: number }
   | { type: 'request.failed'; id: string; model: string; tenant: string; reason: string; status: number }
+  | { type: 'request.displaced'; id: string; model: string; priority: number; tenant: string; retryAfterSeconds: number; attempt: number }
   | { type: 'request.rejected'; id: string; model: string; tenant: string; code: string; retryAfterSeconds: number | null; attempt: number };
 
 function asUpstreamError(e: unknown): UpstreamError {
@@ -91,9 +96,13 @@ function asUpstreamError(e: unknown): UpstreamError {
   return new UpstreamError('network', String((e as Error)?.message ?? e));
 }
 
-function failureOutcome(e: unknown, call: UpstreamAttempt | undefined): ReleaseOutcome {
+/** Longest upstream error kept for 503 upstream_unavailable. */
+const MAX_FAILURE_MESSAGE = 500;
+
+function failureOutcome(e: unknown, call: UpstreamAttempt | undefined, redact?: (text: string) => string): ReleaseOutcome {
   const u = asUpstreamError(e);
-  const outcome: ReleaseOutcome = u.retryAfterMs === undefined ? { kind: 'failed', failure: u.kind } : { kind: 'failed', failure: u.kind, retryAfterMs: u.retryAfterMs };
+  const message = (redact === undefined ? u.message : redact(u.message)).slice(0, MAX_FAILURE_MESSAGE);
+  const outcome: ReleaseOutcome = u.retryAfterMs === undefined ? { kind: 'failed', failure: u.kind, message } : { kind: 'failed', failure: u.kind, retryAfterMs: u.retryAfterMs, message };
   // The provider's rate-limit headers of the failed answer (a 429's, typically) travel with the release.
   if (call?.upstreamBlock !== undefined) outcome.upstreamBlock = call.upstreamBlock;
   return outcome;
@@ -164,7 +173,7 @@ export const requestMachine = setup({
       ({ context, event }, params: { retrying: boolean }) => ({
         type: 'release' as const,
         grant: context.grant!,
-        outcome: failureOutcome((event as { error?: unknown }).error, context.call),
+        outcome: failureOutcome((event as { error?: unknown }).error, context.call, context.req.redact),
         retrying: params.retrying,
       }),
     ),
@@ -187,12 +196,47 @@ export const requestMachine = setup({
       };
       if (req.sink) attempt.sink = req.sink;
       const update: Partial<RequestContext> = { grant: event.grant, dispatchedAt: req.clock.now(), call: new UpstreamAttempt(attempt, self) };
-      if (event.accepted) Object.assign(update, event.accepted);
+      if (event.accepted) {
+        update.seq = event.accepted.seq;
+        update.round = event.accepted.round;
+        update.position = event.accepted.position;
+      }
       return update;
     }),
     /** Starts the upstream call; its end comes back as an event unless the state was left (cancelled). */
     startCall: ({ context }) => context.call!.start(),
     cancelCall: ({ context }) => context.call?.cancel(),
+    /** Displaced from a full queue by a better arrival: answered 429 queue_full now, not at its deadline. */
+    takeDisplaced: assign({
+      error: ({ context, event }) => {
+        const seconds = event.type === 'queue.displaced' ? event.retryAfterSeconds : 1;
+        return new QueueFullError(`The queue for ${context.req.model} is full and a request of better priority took this request's place; retry in ${seconds}s.`, seconds);
+      },
+    }),
+    /** Its deadline became certainly unreachable while it waited: answered now, as on arrival. */
+    takeUnreachable: assign({
+      error: ({ context, event }) => {
+        const seconds = event.type === 'queue.unreachable' ? event.retryAfterSeconds : 1;
+        return new TriageError(
+          'queue_timeout_certain',
+          `The request can no longer be granted before its queue deadline for ${context.req.model}: the earliest it could be is in ${seconds}s (a deployment is cooling down). Retry then, or with a longer timeout.`,
+          { retryAfterSeconds: seconds },
+        );
+      },
+    }),
+    /** Every deployment cools down after failing: answered now, with the upstream's last error. */
+    takeUnavailable: assign({
+      error: ({ event }) => (event.type === 'queue.unavailable' ? upstreamUnavailable(event.message, event.retryAfterSeconds) : new TriageError('upstream_unavailable')),
+    }),
+    emitDisplaced: emit(({ context, event }) => ({
+        type: 'request.displaced' as const,
+        id: context.req.id,
+        model: context.req.model,
+        priority: context.req.priority,
+        tenant: context.req.tenant,
+        retryAfterSeconds: event.type === 'queue.displaced' ? event.retryAfterSeconds : 1,
+        attempt: context.attempt,
+      })),
     emitQueued: emit(({ context }) => ({
       type: 'request.queued' as const,
       id: context.req.id,
@@ -203,6 +247,8 @@ export const requestMachine = setup({
       // Not `seq`: the event bus stamps every event with its own global `seq`, which would overwrite it.
       arrivalSeq: context.seq ?? 0,
       round: context.round ?? 0,
+      // Granted in the same step: no wait. Otherwise the store's estimate, as ms from now (null: unknown).
+      etaMs: context.grant !== undefined ? 0 : context.etaAt == null ? null : Math.max(0, context.etaAt - context.req.clock.now()),
       attempt: context.attempt,
     })),
   },
@@ -220,7 +266,10 @@ export const requestMachine = setup({
       on: {
         'queue.accepted': {
           target: 'polling',
-          actions: [assign({ seq: ({ event }) => event.seq, round: ({ event }) => event.round, position: ({ event }) => event.position }), 'emitQueued'],
+          actions: [
+            assign({ seq: ({ event }) => event.seq, round: ({ event }) => event.round, position: ({ event }) => event.position, etaAt: ({ event }) => event.etaAt ?? null }),
+            'emitQueued',
+          ],
         },
         'queue.rejected': { target: 'rejected', actions: assign({ error: ({ event }) => event.error }) },
         grant: [
@@ -230,6 +279,9 @@ export const requestMachine = setup({
           { target: 'dispatched', actions: 'takeGrant' },
         ],
         'queue.timeout': 'timeout',
+        'queue.displaced': { target: 'rejected', actions: ['takeDisplaced', 'emitDisplaced'] },
+        'queue.unreachable': { target: 'rejected', actions: 'takeUnreachable' },
+        'queue.unavailable': { target: 'rejected', actions: 'takeUnavailable' },
         cancel: { target: 'cancelled', actions: 'withdraw' },
         shutdown: { target: 'rejected', actions: ['withdraw', assign({ error: () => new ShuttingDownError() })] },
       },
@@ -239,6 +291,9 @@ export const requestMachine = setup({
       on: {
         grant: { target: 'dispatched', actions: 'takeGrant' },
         'queue.timeout': 'timeout',
+        'queue.displaced': { target: 'rejected', actions: ['takeDisplaced', 'emitDisplaced'] },
+        'queue.unreachable': { target: 'rejected', actions: 'takeUnreachable' },
+        'queue.unavailable': { target: 'rejected', actions: 'takeUnavailable' },
         cancel: { target: 'cancelled', actions: 'withdraw' },
         shutdown: { target: 'rejected', actions: ['withdraw', assign({ error: () => new ShuttingDownError() })] },
       },

@@ -8,9 +8,9 @@
  * request registry.
  */
 import { enqueueActions, setup, type AnyActorRef } from 'xstate';
-import { QueueFullError, ShuttingDownError, StoreUnavailableError, type TriageError } from '../errors.js';
+import { QueueFullError, ShuttingDownError, StoreUnavailableError, TriageError, upstreamUnavailable } from '../errors.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
-import type { EnqueueResult, Grant, ImmediateStoreOps, PumpResult, ReleaseOutcome, ReleaseResult, SchedulerStore, WaiterEntry } from './scheduler-store.js';
+import type { Displaced, EnqueueResult, Grant, ImmediateStoreOps, PumpResult, ReleaseOutcome, ReleaseResult, SchedulerStore, WaiterEntry } from './scheduler-store.js';
 
 /** How the scheduler finds a request actor by id (grants and expiries carry ids, not references). */
 export interface RequestRegistry {
@@ -22,15 +22,23 @@ export interface Acceptance {
   seq: number;
   round: number;
   position: number;
+  /** Estimated grant time (clock ms), null when unknown; absent when the store does not estimate. */
+  etaAt?: number | null;
 }
 
 /** Replies the scheduler sends to a request actor. */
 export type SchedulerReply =
-  | { type: 'queue.accepted'; seq: number; round: number; position: number }
+  | { type: 'queue.accepted'; seq: number; round: number; position: number; etaAt?: number | null }
   | { type: 'queue.rejected'; error: TriageError }
   /** `accepted`: the grant came in the same step as the enqueue; no separate `queue.accepted` is sent. */
   | { type: 'grant'; grant: Grant; accepted?: Acceptance }
-  | { type: 'queue.timeout' };
+  | { type: 'queue.timeout' }
+  /** A better arrival took this waiter's place in the full queue; it is no longer queued. */
+  | { type: 'queue.displaced'; retryAfterSeconds: number }
+  /** Its deadline became certainly unreachable (a cooldown started); it is no longer queued. */
+  | { type: 'queue.unreachable'; retryAfterSeconds: number }
+  /** Every deployment cools down after failures that are not 429s; it is no longer queued. */
+  | { type: 'queue.unavailable'; retryAfterSeconds: number; message?: string };
 
 export type SchedulerEvent =
   | { type: 'enqueue'; entry: WaiterEntry; ref: AnyActorRef }
@@ -48,7 +56,7 @@ export type SchedulerEvent =
   /** A release that started a cooldown (reported by the machine); `pump`: pump once it is reported. */
   | { type: 'store.released'; grant: Grant; result: ReleaseResult; pump: boolean }
   | { type: 'store.failed'; operation: string; message: string }
-  | { type: 'store.remote'; grants: Grant[]; expired: string[] }
+  | { type: 'store.remote'; grants: Grant[]; expired: string[]; displaced?: Displaced[] }
   | { type: 'close' };
 
 export type SchedulerEmitted =
@@ -128,6 +136,8 @@ function runStoreOp<E, T>(op: StoreOp<E, T>, context: SchedulerContext, self: An
   op.now(context, self, event, value);
 }
 
+const STORE_UNAVAILABLE_MESSAGE = 'The shared queue store did not answer, so the request was not queued; retry after the Retry-After interval.';
+
 const messageOf = (e: unknown): string => String((e as Error)?.message ?? e);
 
 const PUMP: StoreOp<undefined, PumpResult> = {
@@ -166,7 +176,7 @@ function applyPump(context: SchedulerContext, self: AnyActorRef, result: PumpRes
  */
 function applyResult(context: SchedulerContext, self: AnyActorRef, result: PumpResult): void {
   const pump = context.pump;
-  deliver(context, self, result.grants, result.expired);
+  deliver(context, self, result.grants, result.expired, result.displaced);
   if (result.cooldownsEnded.length > 0) self.send({ type: 'store.cooldowns_ended', deployments: result.cooldownsEnded });
   pump.waiting = result.waiting;
   pump.inFlight += result.grants.length;
@@ -197,19 +207,32 @@ function armWake(context: SchedulerContext, self: AnyActorRef, wakeAt: number | 
 
 /** Written out, not `{ type, ...accepted }` (docs/performance.md, "Object spread on the hot path"). */
 function acceptedReply(a: Acceptance): SchedulerReply {
-  return { type: 'queue.accepted', seq: a.seq, round: a.round, position: a.position };
+  return a.etaAt === undefined
+    ? { type: 'queue.accepted', seq: a.seq, round: a.round, position: a.position }
+    : { type: 'queue.accepted', seq: a.seq, round: a.round, position: a.position, etaAt: a.etaAt };
 }
 
 function replyToEnqueue(result: EnqueueResult): SchedulerReply {
-  if (result.accepted) return { type: 'queue.accepted', seq: result.seq, round: result.round, position: result.position };
-  const seconds = Math.ceil(result.retryAfterMs / 1000);
+  if (result.accepted) return acceptedReply(result);
+  const seconds = Math.max(1, Math.ceil(result.retryAfterMs / 1000));
+  if (result.reason === 'upstream_unavailable') return { type: 'queue.rejected', error: upstreamUnavailable(result.message, seconds) };
+  if (result.reason === 'deadline_unreachable') {
+    return {
+      type: 'queue.rejected',
+      error: new TriageError(
+        'queue_timeout_certain',
+        `The request cannot be granted before its queue deadline: the earliest it could be is in ${seconds}s (rate windows, cooldowns and the waiters ahead). Retry then, or with a longer timeout.`,
+        { retryAfterSeconds: seconds },
+      ),
+    };
+  }
   return {
     type: 'queue.rejected',
     error: new QueueFullError(`The queue for this model is full; retry in ${seconds}s.`, seconds),
   };
 }
 
-function deliver(context: SchedulerContext, self: AnyActorRef, grants: Grant[], expired: string[]): void {
+function deliver(context: SchedulerContext, self: AnyActorRef, grants: Grant[], expired: string[], displaced?: Displaced[]): void {
   const arrival = context.pump.arrival;
   for (const grant of grants) {
     const ref = context.registry.get(grant.requestId);
@@ -234,6 +257,15 @@ function deliver(context: SchedulerContext, self: AnyActorRef, grants: Grant[], 
     }
     ref.send({ type: 'queue.timeout' } satisfies SchedulerReply);
   }
+  if (displaced !== undefined) {
+    for (const d of displaced) {
+      const reply: SchedulerReply =
+        d.unavailable !== undefined
+          ? { type: 'queue.unavailable', retryAfterSeconds: d.retryAfterSeconds, message: d.unavailable }
+          : { type: d.unreachable === true ? 'queue.unreachable' : 'queue.displaced', retryAfterSeconds: d.retryAfterSeconds };
+      context.registry.get(d.id)?.send(reply);
+    }
+  }
 }
 
 type EnqueueEvent = Extract<SchedulerEvent, { type: 'enqueue' }>;
@@ -247,7 +279,9 @@ const ENQUEUE: StoreOp<EnqueueEvent, EnqueueResult> = {
     if (!result.accepted) return void ref.send(replyToEnqueue(result));
     // Pump in the same step: an arrival with headroom gets its acceptance and its grant as one event.
     const pump = context.pump;
-    pump.arrival = { id: entry.id, accepted: { seq: result.seq, round: result.round, position: result.position } };
+    const accepted: Acceptance = { seq: result.seq, round: result.round, position: result.position };
+    if (result.etaAt !== undefined) accepted.etaAt = result.etaAt;
+    pump.arrival = { id: entry.id, accepted };
     startPump(context, self);
     const waiting = pump.arrival;
     pump.arrival = undefined;
@@ -269,7 +303,8 @@ const ENQUEUE: StoreOp<EnqueueEvent, EnqueueResult> = {
     else startPump(context, self);
   },
   failed: (_context, self, { ref }, e) => {
-    ref.send({ type: 'queue.rejected', error: new StoreUnavailableError(`The queue store failed: ${messageOf(e)}`) });
+    // The caller is told what happened, not the Redis client's wording (the event and the log keep that).
+    ref.send({ type: 'queue.rejected', error: new StoreUnavailableError(STORE_UNAVAILABLE_MESSAGE) });
     self.send({ type: 'store.failed', operation: 'enqueue', message: messageOf(e) });
   },
 };
@@ -371,7 +406,7 @@ export const schedulerMachine = setup({
     /** Grants and expiries decided by another instance for waiters of this one. */
     applyRemote: ({ context, event, self }) => {
       if (event.type !== 'store.remote') return;
-      deliver(context, self, event.grants, event.expired);
+      deliver(context, self, event.grants, event.expired, event.displaced);
       context.pump.inFlight += event.grants.length;
     },
     clearWake: ({ context }) => {

@@ -42,15 +42,42 @@ export type EnqueueResult =
       position: number;
       priority: number;
       round: number;
+      /** Estimated grant time (clock ms; grant-estimate.ts), null when unknown; absent when the store does not estimate. */
+      etaAt?: number | null;
       /** Set when the store pumped in the same atomic step as the enqueue (saves a round trip). */
       pumped?: PumpResult;
     }
-  | { accepted: false; reason: 'queue_full'; retryAfterMs: number };
+  /**
+   * `deadline_unreachable`: the request's deadline certainly passes before it could be granted
+   * (grant-estimate.ts); `upstream_unavailable`: every deployment cools down after failures that are
+   * not 429s (`message`: the last upstream error).
+   */
+  | { accepted: false; reason: 'queue_full' | 'deadline_unreachable' | 'upstream_unavailable'; retryAfterMs: number; message?: string };
+
+/** A waiter a better arrival took the place of in a full queue; already removed from the queue. */
+export interface Displaced {
+  id: string;
+  /** Seconds until a newcomer of its priority could be granted (its 429's Retry-After). */
+  retryAfterSeconds: number;
+  /** Not displaced: its deadline became certainly unreachable (429 queue_timeout_certain). */
+  unreachable?: boolean;
+  /**
+   * Not displaced: every deployment is cooling down after failures that are not 429s (503
+   * upstream_unavailable); the last upstream error.
+   */
+  unavailable?: string;
+}
 
 export interface PumpResult {
   grants: Grant[];
   /** Waiters whose deadline passed; already removed from the queue. */
   expired: string[];
+  /**
+   * Waiters displaced from a full queue by better arrivals, or (`unreachable`) whose deadline a new
+   * cooldown made certainly unreachable; already removed from the queue (absent when none).
+   */
+  displaced?: Displaced[];
+
   /** Deployments whose cooldown ended since the last pump. */
   cooldownsEnded: string[];
   /** Waiting count after the pump. */
@@ -66,7 +93,8 @@ export interface PumpResult {
 export type ReleaseOutcome =
   | { kind: 'ok'; tokensUsed?: number; upstreamBlock?: UpstreamBlock }
   | { kind: 'cancelled' }
-  | { kind: 'failed'; failure: UpstreamFailureKind; retryAfterMs?: number; upstreamBlock?: UpstreamBlock };
+  /** `message`: the upstream's error, for 503 upstream_unavailable when every deployment fails. */
+  | { kind: 'failed'; failure: UpstreamFailureKind; retryAfterMs?: number; upstreamBlock?: UpstreamBlock; message?: string };
 
 export interface ReleaseResult {
   /** Set when this release put the deployment into cooldown. */
@@ -102,6 +130,8 @@ export interface WaiterView {
   effectivePriority: number;
   tenant: string;
   waitedMs: number;
+  /** Estimated ms until it is granted (grant-estimate.ts), null when unknown (or past the first 100 listed). */
+  etaMs: number | null;
 }
 
 export interface GroupSnapshot {
@@ -123,7 +153,7 @@ export interface StoreListener {
    * Another instance's pump granted or expired waiters that this instance owns (global order means
    * any instance may grant the head of the queue). Delivered like the results of a local pump.
    */
-  remote(result: { grants: Grant[]; expired: string[] }): void;
+  remote(result: { grants: Grant[]; expired: string[]; displaced?: Displaced[] }): void;
 }
 
 /** The same operations answered at once, for stores that need no I/O (in memory). */

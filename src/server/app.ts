@@ -6,7 +6,7 @@ import websocket from '@fastify/websocket';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
-import { TriageError } from '../errors.js';
+import { ShuttingDownError, TriageError } from '../errors.js';
 import type { Router } from '../router.js';
 import { AccessLog } from './access-log.js';
 import type { KeyRateCheck } from '../core/key-rate.js';
@@ -198,7 +198,7 @@ export function buildApp(options: AppOptions): TriageApp {
       request.caller = { kind: 'open', name: 'anonymous' };
       return done();
     }
-    if (draining) return void sendError(reply, new TriageError('shutting_down'));
+    if (draining) return void sendError(reply, new ShuttingDownError());
     try {
       // `?token=` exists for browsers opening WebSockets and the debugger page: GET requests only.
       const queryToken = request.method === 'GET' ? (request.query as Record<string, unknown> | undefined)?.token : undefined;

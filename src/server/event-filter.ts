@@ -16,6 +16,8 @@ export const EVENT_TYPES: readonly QueueEventType[] = [
   'request.cancelled',
   'request.failed',
   'request.rejected',
+  'request.displaced',
+  'request.position',
   'deployment.cooldown_start',
   'deployment.cooldown_end',
   'deployment.upstream_limited',

@@ -125,7 +125,15 @@ export function registerEventsRoute(app: FastifyInstance, router: Router, option
         send(socket, { type: 'error', error: { message: "Unknown message type; use 'subscribe' or 'ping'.", type: 'invalid_request_error', param: 'type', code: 'invalid_request' } });
       }
     });
-    socket.on('close', unsubscribe);
-    socket.on('error', unsubscribe);
+    // While this client is connected the router reports waiters' positions (request.position).
+    const unwatch = router.watchPositions();
+    socket.on('close', () => {
+      unsubscribe();
+      unwatch();
+    });
+    socket.on('error', () => {
+      unsubscribe();
+      unwatch();
+    });
   });
 }

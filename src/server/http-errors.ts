@@ -48,8 +48,24 @@ export function errorBody(error: TriageError, redact?: (text: string) => string)
   return body;
 }
 
+/**
+ * What a client's automatic retry should do with an answer, in the headers clients read: a queue
+ * timeout is final for that request (`x-should-retry: false`, obeyed by the OpenAI SDKs: a retry would
+ * only queue again at the back), and so is an upstream failure the gateway already retried; a draining
+ * instance closes the connection so a retry reaches another.
+ */
+export function overloadHeaders(error: TriageError): Array<[string, string]> {
+  if (error.code === 'queue_timeout') return [['x-should-retry', 'false']];
+  // The gateway already retried (num_retries, routed around cooled-down deployments): a client's own
+  // retries would only multiply the calls to a failing upstream.
+  if (error.code === 'upstream_error' && error.status >= 500) return [['x-should-retry', 'false']];
+  if (error.code === 'shutting_down') return [['connection', 'close']];
+  return [];
+}
+
 export function sendError(reply: FastifyReply, e: unknown): FastifyReply {
   const error = toHttpError(e);
   if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
+  for (const [name, value] of overloadHeaders(error)) reply.header(name, value);
   return reply.code(error.status).type('application/json; charset=utf-8').send(errorBody(error, reply.server.redactSecrets));
 }

@@ -28,7 +28,7 @@ export function createMetrics(router: Router, options: { defaultMetrics?: boolea
 
   const admit = new CounterFamily(registry, {
     name: 'triage_admit_total',
-    help: 'Requests leaving the queue the first time, by outcome: granted, timeout, cancelled, rejected_full, rejected_shutdown, rejected_store (a retry is not admitted twice).',
+    help: 'Requests leaving the queue the first time, by outcome: granted, timeout, cancelled, rejected_full, rejected_deadline (queue_timeout_certain), rejected_unavailable (upstream_unavailable), rejected_shutdown, rejected_store (a retry is not admitted twice).',
     labelNames: ['model', 'outcome'],
   });
   const finished = new CounterFamily(registry, {
@@ -127,7 +127,7 @@ export function createMetrics(router: Router, options: { defaultMetrics?: boolea
       }
       case 'request.rejected': {
         const m = cellsOf(e.model);
-        const outcome = e.code === 'queue_full' ? 'rejected_full' : e.code === 'shutting_down' ? 'rejected_shutdown' : 'rejected_store';
+        const outcome = e.code === 'queue_full' ? 'rejected_full' : e.code === 'queue_timeout_certain' ? 'rejected_deadline' : e.code === 'upstream_unavailable' ? 'rejected_unavailable' : e.code === 'shutting_down' ? 'rejected_shutdown' : 'rejected_store';
         if (e.attempt === 0) m.admit(outcome).value += 1;
         m.finished('rejected').value += 1;
         break;

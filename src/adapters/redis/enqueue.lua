@@ -2,7 +2,8 @@
 enqueue.lua: adds a waiter to the group's global queue (or refuses it: queue full), atomically. With a
 batch cap, the grant step (lib.lua pumpGroup, as pump.lua) follows in the same script, so an arrival
 with headroom is granted in the same round trip; a full queue is then judged after a grant step (as
-MemoryStore: a burst can fill the queue before a pump runs).
+MemoryStore: a burst can fill the queue before a pump runs), and an arrival of better rank than the
+waiter served last takes that waiter's place (lib.lua displaceWorst).
 KEYS: the group layout of lib.lua (KEYS[1..12] group keys, then 4 per deployment).
 ARGV: the common prefix of lib.lua (ARGV[1 .. A-1]), then
   ARGV[A]   request id                 ARGV[A+1] priority          ARGV[A+2] tenant
@@ -14,8 +15,16 @@ ARGV: the common prefix of lib.lua (ARGV[1 .. A-1]), then
   ARGV[A+10] batch cap of the grant step, or '' for no grant step
   ARGV[A+11] not after (server ms), or '': run later than this (Redis stalled past the caller's command
             timeout, so the caller has given up and answered its request), the script changes nothing
-Returns {LOST, NOW, REAPED, 1, seq, position, round, grant counter at the enqueue, pumped 1 | 0, pump}
+  ARGV[A+12] '1' when a full queue may make room by displacing its worst waiter (lib.lua worstBelow),
+            '' when not (the caller pumps first and asks again, as MemoryStore grants before judging)
+  ARGV[A+13] per-priority bounds 'minPriority:maxWaiting,…' (config-queue-bounds.ts), or ''
+Returns {LOST, NOW, REAPED, 1, seq, position, round, grant counter at the enqueue, pumped 1 | 0, pump,
+         estimated grant time (server ms; lib.lua earliestGrant) or '' when unknown}
 or {LOST, NOW, REAPED, 0, retryAfterSeconds, '', '', '', pumped 1 | 0, pump} (queue full)
+or {LOST, NOW, REAPED, 0, retryAfterSeconds, 'certain', '', '', pumped 1 | 0, pump} (its deadline certainly
+   passes before it could be granted: retryAfterSeconds is that bound)
+or {LOST, NOW, REAPED, 0, retryAfterSeconds, 'unavailable', last upstream error, '', 0} (every deployment
+   cools down after failures that are not 429s: retryAfterSeconds until the first comes back)
 or {LOST, NOW, REAPED, 0, 'late', '', '', '', 0} (past not-after; nothing done), where pump
 is the 6 fields of pump.lua's reply after its head ('' each when not pumped); an error reply when the id
 is already waiting. Any grant of this waiter has a larger grant counter than the one returned.
@@ -26,6 +35,31 @@ local tokens, seqArg, roundArg, callerNow = ARGV[A + 5], ARGV[A + 6], ARGV[A + 7
 local rankArg = ARGV[A + 9]
 local cap = tonumber(ARGV[A + 10])
 local notAfter = tonumber(ARGV[A + 11])
+local mayDisplace = ARGV[A + 12] == '1'
+local BOUNDS = {}
+for t, m in string.gmatch(ARGV[A + 13] or '', '(-?%d+):(%d+)') do BOUNDS[#BOUNDS + 1] = { min = tonumber(t), max = tonumber(m) } end
+
+--- Of the bounds this arrival falls under, the narrowest that is full (config-queue-bounds.ts fullBound),
+--- counted from the depth hash and this script's pending depth changes.
+local function fullBound()
+  if #BOUNDS == 0 then return nil end
+  local p = tonumber(prio)
+  local depth = redis.call('HGETALL', K.depth)
+  local full = nil
+  for _, b in ipairs(BOUNDS) do
+    if p >= b.min then
+      local n = 0
+      for i = 1, #depth, 2 do
+        if tonumber(depth[i]) >= b.min then n = n + tonumber(depth[i + 1]) end
+      end
+      for q, delta in pairs(DEPTH) do
+        if tonumber(q) >= b.min then n = n + delta end
+      end
+      if n >= b.max then full = b end
+    end
+  end
+  return full
+end
 
 -- Before anything changes: a leftover of a timed-out call must not queue (or be granted, which would
 -- count in the deployment's rpm/tpm window for a minute) a request whose caller was already answered.
@@ -39,21 +73,70 @@ if n > 0 and redis.call('HEXISTS', K.waiters, id) == 1 then
 end
 -- The owner of a waiter must hold a lease, or nobody could reclaim the waiter if the owner died.
 touchLease()
+-- Every deployment cools down after failing: nothing to wait for but the first to come back.
+do
+  local back, message = unavailable()
+  if back then
+    finish()
+    return { LOST, int(NOW), REAPED, 0, int(secondsUntil(back)), 'unavailable', message or '', '', 0 }
+  end
+end
 local retry = seqArg ~= ''
-local p = nil
+-- Caller times become server times by their distance from the caller's now (clock skew cancels out).
+local enq = NOW - math.max(0, callerNow - enqueuedAt)
+local dl = NOW + (deadline - callerNow)
+local rank = tonumber(rankArg)
+if rank == nil then
+  -- queue-order.ts orderRank: priority, or with aging priority * agingMs + enqueuedAt.
+  rank = tonumber(prio)
+  if S.aging then rank = rank * S.aging + enq end
+end
+local p, victim = nil, nil
 -- A retry was admitted before: it re-enters even when the queue is full, at its old place.
-if not retry and n >= S.maxq then
+if not retry and (n >= S.maxq or fullBound()) then
   if cap then
     p = pumpGroup(cap)
     n = p[1]
   end
-  if p == nil or n >= S.maxq then
-    local seconds = retryAfterSeconds()
+  local bound = fullBound()
+  local full = p == nil or n >= S.maxq or bound ~= nil
+  if full and mayDisplace then
+    victim = worstBelow(rank)
+    -- Only a waiter of the full bound's class can give up its place to this arrival.
+    if victim and bound and tonumber(victim.w.prio) < bound.min then victim = nil end
+  end
+  if full and victim == nil then
+    local seconds = retryAfterSeconds(tonumber(tokens))
     finish()
     local reply = { LOST, int(NOW), REAPED, 0, int(seconds), '', '', '', 0 }
     if p then reply[9] = 1 end
     return withPump(reply, p)
   end
+end
+
+-- A deadline that certainly cannot be met is answered now, not when it passes (and displaces nobody).
+-- Only waiters of strictly better rank are sure to be ahead before its round is drawn.
+local waits = redis.call('HLEN', K.waiters) > 0 or pick(tonumber(tokens)) == nil
+-- A deployment without an rpm limit that could take it now but for calls in flight: nothing is certain.
+local unbounded = false
+for _, d in ipairs(DEPS) do
+  if not d.rpm and nextCapacityAt(d, tonumber(tokens), true) <= NOW then unbounded = true end
+end
+if waits and not unbounded then
+  local ahead = redis.call('ZCOUNT', K.queue, '-inf', '(' .. string.format('%.17g', rank))
+  if not grantableBy(ahead, tonumber(tokens), dl) then
+    local at = earliestGrant(ahead, tonumber(tokens), horizon())
+    local seconds = 3600
+    if at then seconds = secondsUntil(at) end
+    finish()
+    local reply = { LOST, int(NOW), REAPED, 0, int(seconds), 'certain', '', '', 0 }
+    if p then reply[9] = 1 end
+    return withPump(reply, p)
+  end
+end
+if victim then
+  displace(victim)
+  n = n - 1
 end
 
 local seq
@@ -74,9 +157,6 @@ else
   roundFields[2] = int(round)
 end
 
--- Caller times become server times by their distance from the caller's now (clock skew cancels out).
-local enq = NOW - math.max(0, callerNow - enqueuedAt)
-local dl = NOW + (deadline - callerNow)
 local gseq = redis.call('GET', K.gseq) or '0'
 
 -- Fast path: the grant step of an arrival at an empty queue, when a deployment can take it now, is that
@@ -111,20 +191,17 @@ if cap and n == 0 and dl > NOW then
       countGrants(1)
       local grants = {}
       pushGrant(grants, gid, g)
-      p = endStep(grants, {}, 0, false, nil)
+      -- (Merged: a full queue's grant step above may have granted others already.)
+      p = mergePumps(p, endStep(grants, {}, 0, false, nil))
       finish()
-      return withPump({ LOST, int(NOW), REAPED, 1, int(seq), 0, int(round), gseq, 1 }, p)
+      local reply = withPump({ LOST, int(NOW), REAPED, 1, int(seq), 0, int(round), gseq, 1 }, p)
+      reply[#reply + 1] = int(NOW)
+      return reply
     end
   end
 end
 
 if #roundFields > 0 then redis.call('HSET', K.rounds, unpack(roundFields)) end
-local rank = tonumber(rankArg)
-if rank == nil then
-  -- queue-order.ts orderRank: priority, or with aging priority * agingMs + enqueuedAt.
-  rank = tonumber(prio)
-  if S.aging then rank = rank * S.aging + enq end
-end
 
 local m = member(round, seq, id)
 redis.call('ZADD', K.queue, string.format('%.17g', rank), m)
@@ -134,8 +211,16 @@ redis.call('HSET', K.waiters, id,
   ME .. '\t' .. prio .. '\t' .. int(enq) .. '\t' .. int(dl) .. '\t' .. tokens .. '\t' .. int(seq) .. '\t' .. int(round) .. '\t' .. tenant)
 addDepth(prio, 1)
 local position = redis.call('ZRANK', K.queue, m)
+-- Its estimated grant time, from its place in line (before the grant step below changes the windows).
+local eta = NOW
+if waits then
+  eta = nil
+  if ETA_KNOWN then eta = earliestGrant(position, tonumber(tokens), horizon()) end
+end
 if cap then p = mergePumps(p, pumpGroup(cap)) end
 finish()
 local reply = { LOST, int(NOW), REAPED, 1, int(seq), position, int(round), gseq, 0 }
 if p then reply[9] = 1 end
-return withPump(reply, p)
+reply = withPump(reply, p)
+reply[#reply + 1] = eta and int(eta) or ''
+return reply

@@ -22,7 +22,8 @@ KEYS (the same layout for every script; all keys of a model group share the hash
   KEYS[12] rate       HASH   unix second -> grants in that second (last minute; Retry-After)
   then for deployment i = 0 .. n-1 in config order:
   KEYS[13+4i] dep     HASH   inflight, tpm (tokens in the window), cool (cooldown end, server ms),
-                             ublock (end of a block from the provider's rate-limit headers, server ms)
+                             ublock (end of a block from the provider's rate-limit headers, server ms),
+                             why (the failure that started the cooldown), err (the last upstream error)
   KEYS[14+4i] rpm     ZSET   score = grant time (server ms), member = grant id
   KEYS[15+4i] tpm     ZSET   score = grant time (server ms), member = grant id \t tokens
   KEYS[16+4i] fail    ZSET   score = failure time (server ms), member = grant id
@@ -205,13 +206,14 @@ local function headroom()
   return total
 end
 
---- When `d` could next take `tokens` (server ms), ignoring calls in flight; nil = only a release helps.
-local function nextCapacityAt(d, tokens)
+--- When `d` could next take `tokens` (server ms), ignoring calls in flight; nil = only a release helps,
+--- unless `ignoreInflight` (the grant estimate's certain bound, which a call ending cannot move).
+local function nextCapacityAt(d, tokens, ignoreInflight)
   load(d)
   local at = NOW
   if coolingDown(d) then at = math.max(at, d.cool) end
   if upstreamBlocked(d) then at = math.max(at, d.ublock) end
-  if d.par and d.inflight >= d.par then return nil end
+  if not ignoreInflight and d.par and d.inflight >= d.par then return nil end
   if d.rpm and not fits(d.rpmUsed, 1, d.rpm) then
     local k = math.max(0, math.min(d.rpmUsed - d.rpm, d.rpmUsed - 1))
     local r = redis.call('ZRANGE', d.krpm, k, k, 'WITHSCORES')
@@ -288,7 +290,7 @@ local function pushGrant(out, gid, g)
 end
 
 --- Ends a grant: frees its slot, reconciles tpm, applies the cooldown policy. Returns (until, reason).
-local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs)
+local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs, message)
   local g = parseGrant(rec)
   redis.call('HDEL', K.grants, gid)
   local d = DEP_BY_ID[g.dep]
@@ -305,6 +307,7 @@ local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs)
     end
   end
   if kind ~= 'failed' or failure == 'client_error' then return nil end
+  if message and message ~= '' then redis.call('HSET', d.key, 'err', message) end
   redis.call('ZREMRANGEBYSCORE', d.kfail, '-inf', NOW - WINDOW)
   redis.call('ZADD', d.kfail, NOW, gid)
   local count = redis.call('ZCARD', d.kfail)
@@ -314,6 +317,7 @@ local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs)
   if duration <= 0 then return nil end
   load(d)
   d.cool = math.max(d.cool or 0, NOW + duration)
+  redis.call('HSET', d.key, 'why', failure)
   redis.call('DEL', d.kfail)
   return d.cool, failure
 end
@@ -404,6 +408,22 @@ local function mailExpired(owner, id)
   n.claim = true
 end
 
+--- Puts a displacement of a waiter (a better arrival took its place in the full queue) in its owner's
+--- mailbox, with the Retry-After its 429 carries; claimed like an expiry (claimMail). The caller's own
+--- waiters need no message: the grant step that follows every accepted enqueue claims the mail.
+--- `kind` 'u' instead: its deadline became certainly unreachable (answered 429 queue_timeout_certain).
+--- `kind` 'f': every deployment fails (503 upstream_unavailable); `extra`: tab and the last upstream error.
+local function mailDisplaced(owner, id, seconds, kind, extra)
+  redis.call('ZADD', K.mail, 0, owner .. '\0' .. (kind or 'd') .. '\0' .. id .. '\t' .. int(seconds) .. (extra or ''))
+  if owner == ME then return end
+  local n = NOTIFY[owner]
+  if n == nil then
+    n = { claim = true, recs = {} }
+    NOTIFY[owner] = n
+  end
+  n.claim = true
+end
+
 --- Tells each instance that got mail in this script. Message 'g' .. model .. NUL .. grants (records of
 --- the 8 fields of pushGrant, tab-separated, NUL between records) when its mail is only grants: it
 --- delivers them from the message (its mailbox keeps them until it next claims, so a lost message
@@ -419,7 +439,7 @@ local function notifyAll()
   end
 end
 
---- Takes the caller's undelivered grants and expiries out of the mailbox.
+--- Takes the caller's undelivered grants, expiries and displacements out of the mailbox.
 local function claimMail(grants, expired)
   local lo, hi = ownerRange(ME)
   local items = redis.call('ZRANGEBYLEX', K.mail, lo, hi)
@@ -431,6 +451,10 @@ local function claimMail(grants, expired)
     if kind == 'g' then
       local rec = redis.call('HGET', K.grants, key)
       if rec then pushGrant(grants, key, parseGrant(rec)) end
+    elseif kind == 'd' or kind == 'u' or kind == 'f' then
+      -- A displaced or unreachable waiter travels with the expiries, marked: NUL, kind, id, tab,
+      -- Retry-After seconds.
+      expired[#expired + 1] = '\0' .. kind .. key
     else
       expired[#expired + 1] = key
     end
@@ -678,27 +702,194 @@ local function grantsLastMinute()
   return sum
 end
 
---- Seconds for the queue ahead to drain (rpm limits, else last minute's grant rate), never below the
---- time until a fully cooled-down group is back; 1 .. 3600.
-local function retryAfterSeconds()
-  if ND == 0 then return 3600 end
-  local rate, bounded = 0, true
-  for _, d in ipairs(DEPS) do
-    if d.rpm then rate = rate + d.rpm / 60 else bounded = false end
+-- Grant estimate (src/machines/grant-estimate.ts) ------------------------------------------------------
+
+-- Whether the bound is also a fair ETA: no deployment bounded by max_parallel_requests alone.
+local ETA_KNOWN = true
+for _, d in ipairs(DEPS) do
+  if not d.rpm and d.par then ETA_KNOWN = false end
+end
+local MAX_COOLDOWN = 300000
+
+--- When `d` grants anything at all, cached per script (a script's grant step may change it: call
+--- before granting, or after the last grant).
+local function readyAt(d)
+  if d.ready == nil then d.ready = nextCapacityAt(d, 1, true) end
+  return d.ready
+end
+
+--- Grants `d` can make in [NOW, t] at most: its rpm limit as lanes (grant-estimate.ts grantsBy).
+local function grantsBy(d, t)
+  local ready = readyAt(d)
+  if t < ready then return 0 end
+  if not d.rpm then return math.huge end
+  local base = math.max(NOW, ready)
+  local q = math.floor((t - base) / WINDOW)
+  local x = t - q * WINDOW
+  local open = 0
+  if x >= base then
+    open = math.min(d.rpm, math.max(0, d.rpm - d.rpmUsed) + redis.call('ZCOUNT', d.krpm, '-inf', x - WINDOW))
   end
-  if not bounded then rate = grantsLastMinute() / 60 end
+  return d.rpm * q + open
+end
+
+--- Whether a waiter with `ahead` waiters before it could be granted by t (some of them leave at their deadline).
+local function reachable(ahead, t)
+  local still = math.max(0, ahead - redis.call('ZCOUNT', K.deadlines, '-inf', t))
+  local n = 0
+  for _, d in ipairs(DEPS) do
+    n = n + grantsBy(d, t)
+    if n >= still + 1 then return true end
+  end
+  return false
+end
+
+--- Past this, every waiter has left and capacity has returned.
+local function horizon()
+  local last = redis.call('ZRANGE', K.deadlines, -1, -1, 'WITHSCORES')
+  local h = NOW
+  if last[2] then h = math.max(h, tonumber(last[2])) end
+  for _, d in ipairs(DEPS) do h = math.max(h, readyAt(d)) end
+  return h + MAX_COOLDOWN + 2 * WINDOW
+end
+
+--- The certain lower bound on when a waiter with `ahead` waiters before it, reserving `tokens`, is
+--- granted (server ms), by bisection; nil when not by `limit`.
+local function earliestGrant(ahead, tokens, limit)
+  if ND == 0 then return nil end
+  local at
+  if reachable(ahead, NOW) then
+    at = NOW
+  elseif limit <= NOW or not reachable(ahead, limit) then
+    return nil
+  else
+    local lo, hi = NOW, math.ceil(limit)
+    while hi - lo > 1 do
+      local mid = math.floor((lo + hi) / 2)
+      if reachable(ahead, mid) then hi = mid else lo = mid end
+    end
+    at = hi
+  end
+  -- Its own reservation must fit somewhere too.
+  local own = nil
+  for _, d in ipairs(DEPS) do
+    local a = nextCapacityAt(d, tokens, true)
+    if own == nil or a < own then own = a end
+  end
+  return math.max(at, own)
+end
+
+--- Whether a waiter with `ahead` waiters before it, reserving `tokens`, could be granted by t at all.
+local function grantableBy(ahead, tokens, t)
+  if not reachable(ahead, t) then return false end
+  for _, d in ipairs(DEPS) do
+    if nextCapacityAt(d, tokens, true) <= t then return true end
+  end
+  return false
+end
+
+local function secondsUntil(at)
+  return math.max(1, math.ceil((at - NOW) / 1000))
+end
+
+--- Seconds a refused newcomer (behind every waiter, reserving `tokens`) should wait: when it could be
+--- granted, from the grant estimate. Where max_parallel_requests alone bounds a deployment, the time to
+--- drain the queue at last minute's grant rate if longer, but never past the longest wait still ahead.
+--- 1 .. 3600 (MemoryStore.retryAfterSecondsNow).
+local function retryAfterSeconds(tokens)
+  if ND == 0 then return 3600 end
   local waiting = redis.call('HLEN', K.waiters)
-  local seconds = 1
-  if rate > 0 then seconds = (waiting + 1) / rate end
-  local allCooling, back = true, nil
+  local at = earliestGrant(waiting, tokens or 1, horizon())
+  local seconds = 3600
+  if at then seconds = secondsUntil(at) end
+  if not ETA_KNOWN then
+    local rate = grantsLastMinute() / 60
+    local drain = 1
+    if rate > 0 then drain = math.ceil((waiting + 1) / rate) end
+    local last = redis.call('ZRANGE', K.deadlines, -1, -1, 'WITHSCORES')
+    local latest = NOW
+    if last[2] then latest = tonumber(last[2]) end
+    seconds = math.max(seconds, math.min(drain, secondsUntil(latest)))
+  end
+  return math.min(3600, seconds)
+end
+
+--- After a cooldown started: the waiters whose deadline passes before anyone at all could be granted
+--- leave now, answered 429 queue_timeout_certain through their owner's mail.
+local function shedUnreachable()
+  local first = earliestGrant(0, 1, horizon())
+  if first == nil or first <= NOW then return end
+  local ids = redis.call('ZRANGEBYSCORE', K.deadlines, '-inf', '(' .. int(first), 'LIMIT', 0, 1000)
+  for _, id in ipairs(ids) do
+    local rec = redis.call('HGET', K.waiters, id)
+    if rec then
+      local w = parseWaiter(rec)
+      removeWaiter(id, w)
+      mailDisplaced(w.owner, id, secondsUntil(first), 'u')
+    end
+  end
+end
+
+--- When every deployment cools down after failures that are not 429s: when the first comes back
+--- (server ms) and the last upstream error; nil otherwise (a 429's cooldown is the upstream's own
+--- schedule: its waiters wait). MemoryStore.unavailable.
+local function unavailable()
+  if ND == 0 then return nil end
+  local back, message = nil, nil
   for _, d in ipairs(DEPS) do
     load(d)
-    if not coolingDown(d) then allCooling = false end
-    local b = d.cool or NOW
-    if back == nil or b < back then back = b end
+    if not coolingDown(d) then return nil end
+    local v = redis.call('HMGET', d.key, 'why', 'err')
+    if v[1] == 'rate_limited' then return nil end
+    if back == nil or d.cool < back then back = d.cool end
+    if v[2] then message = v[2] end
   end
-  if allCooling then seconds = math.max(seconds, (back - NOW) / 1000) end
-  return math.min(3600, math.max(1, math.ceil(seconds)))
+  return back, message
+end
+
+--- After a cooldown started and every deployment now fails: every waiter is answered 503
+--- upstream_unavailable through its owner's mail (a rare walk of the queue, 1000 at a time).
+local function shedUnavailable()
+  local back, message = unavailable()
+  if back == nil then return false end
+  local extra = '\t' .. (message or '')
+  while true do
+    local heads = redis.call('ZRANGE', K.queue, 0, 999)
+    if #heads == 0 then break end
+    for _, m in ipairs(heads) do
+      local id = string.sub(m, 31)
+      local rec = redis.call('HGET', K.waiters, id)
+      if rec then
+        local w = parseWaiter(rec)
+        removeWaiter(id, w)
+        mailDisplaced(w.owner, id, secondsUntil(back), 'f', extra)
+      else
+        redis.call('ZREM', K.queue, m)
+      end
+    end
+  end
+  return true
+end
+
+-- Displacement ----------------------------------------------------------------------------------------
+
+--- Priority decides who is shed: when an arrival of queue rank `rank` finds the queue full, the waiter
+--- served last (the ZSET's tail: worst rank, then the latest round and arrival) leaves for it if the
+--- arrival's rank is strictly better. The displaced waiter is answered through its owner's mail.
+--- Returns the waiter to displace ({id, w}), or nil when the arrival is no better than the worst.
+local function worstBelow(rank)
+  local worst = redis.call('ZRANGE', K.queue, -1, -1, 'WITHSCORES')
+  if worst[1] == nil or not (rank < tonumber(worst[2])) then return nil end
+  local id = string.sub(worst[1], 31)
+  local rec = redis.call('HGET', K.waiters, id)
+  if not rec then return nil end
+  return { id = id, w = parseWaiter(rec) }
+end
+
+--- Takes `victim` (from worstBelow) out of the queue and tells its owner.
+local function displace(victim)
+  removeWaiter(victim.id, victim.w)
+  mailDisplaced(victim.w.owner, victim.id, retryAfterSeconds(victim.w.tokens))
 end
 
 -- (script body follows)

@@ -11,6 +11,7 @@ ARGV: the common prefix of lib.lua, then
   ARGV[A+5] batch cap of the grant step, or '' for no grant step
   ARGV[A+6] upstream block ms (the provider's rate-limit headers said a limit is used up) or ''
   ARGV[A+7] upstream block reason (the limit) or ''
+  ARGV[A+8] the upstream's error message for a failure, or '' (no tab or NUL)
 Returns {LOST, NOW, REAPED, released 1 | 0, cooldown until (server ms) or '', cooldown reason or '',
          pumped 1 | 0, then the 6 fields of pump.lua's reply after its head ('' each when not pumped),
          then upstream-blocked until (server ms) or '', its reason or ''}.
@@ -21,7 +22,11 @@ local rec = redis.call('HGET', K.grants, gid)
 local released, untilAt, reason = 0, nil, nil
 if rec then
   released = 1
-  untilAt, reason = releaseGrant(gid, rec, ARGV[A + 1], tonumber(ARGV[A + 2]), ARGV[A + 3], tonumber(ARGV[A + 4]))
+  untilAt, reason = releaseGrant(gid, rec, ARGV[A + 1], tonumber(ARGV[A + 2]), ARGV[A + 3], tonumber(ARGV[A + 4]), ARGV[A + 8])
+  -- A cooldown began: if every deployment now fails, every waiter is answered 503; else those whose
+  -- deadline now certainly passes first, 429 (their owners' mail; the grant step below claims the
+  -- caller's own).
+  if untilAt and not shedUnavailable() then shedUnreachable() end
 end
 -- Before the grant step, so nothing is granted on a deployment the provider just said is used up.
 local blockedUntil = nil

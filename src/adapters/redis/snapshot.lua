@@ -5,7 +5,8 @@ KEYS: the group layout of lib.lua.
 ARGV: the common prefix of lib.lua, then ARGV[A] max waiters listed.
 Returns {LOST, NOW, REAPED, waiting, depth (priority, count pairs), oldest enqueuedAt (server ms) or '',
          deployments (4 strings each: inflight, rpm used, tpm used, cooling-down-until or ''),
-         waiters (6 strings each: id, priority, tenant, enqueuedAt, round, seq),
+         waiters (7 strings each: id, priority, tenant, enqueuedAt, round, seq, estimated grant time
+         (server ms; lib.lua earliestGrant) or '' when unknown or past the first ETA_LISTED),
          upstream-blocked until (server ms) or '', one per deployment}.
 ]]
 local max = tonumber(ARGV[A])
@@ -25,6 +26,9 @@ for _, d in ipairs(DEPS) do
   deps[#deps + 1] = cool
   blocked[#blocked + 1] = upstreamBlocked(d) and int(d.ublock) or ''
 end
+-- Each listed waiter's estimate costs a bisection: only the first ones get one.
+local ETA_LISTED = 100
+local limit = nil
 local list = {}
 local from = 0
 while from < max do
@@ -36,12 +40,20 @@ while from < max do
   for j = 1, #heads do
     if recs[j] then
       local w = parseWaiter(recs[j])
+      local ahead = #list / 7
       list[#list + 1] = ids[j]
       list[#list + 1] = w.prio
       list[#list + 1] = w.tenant
       list[#list + 1] = int(w.enq)
       list[#list + 1] = w.round
       list[#list + 1] = w.seq
+      local eta = ''
+      if ETA_KNOWN and ahead < ETA_LISTED then
+        if limit == nil then limit = horizon() end
+        local at = earliestGrant(ahead, w.tokens, limit)
+        if at then eta = int(at) end
+      end
+      list[#list + 1] = eta
     end
   end
   from = from + #heads

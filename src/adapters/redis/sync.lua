@@ -1,6 +1,6 @@
 --[[
 sync.lua: everything the caller owns, for reconciliation after an error or a lost lease: its waiters,
-its grants (delivered or not) and its undelivered expiries. The caller's mail is emptied: the caller
+its grants (delivered or not) and its undelivered expiries and displacements. The caller's mail is emptied: the caller
 delivers from this answer what it had not delivered yet. Renews the lease and reaps dead instances.
 Scans the group's waiters and grants (it runs after failures only).
 KEYS: the group layout of lib.lua.
@@ -21,7 +21,10 @@ end
 local lo, hi = ownerRange(ME)
 local n = #ME
 for _, m in ipairs(redis.call('ZRANGEBYLEX', K.mail, lo, hi)) do
-  if string.sub(m, n + 2, n + 2) == 'x' then expired[#expired + 1] = string.sub(m, n + 4) end
+  local kind = string.sub(m, n + 2, n + 2)
+  if kind == 'x' then expired[#expired + 1] = string.sub(m, n + 4) end
+  -- Displaced waiters, marked as claimMail marks them.
+  if kind == 'd' then expired[#expired + 1] = '\0' .. string.sub(m, n + 4) end
 end
 redis.call('ZREMRANGEBYLEX', K.mail, lo, hi)
 finish()
