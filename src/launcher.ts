@@ -13,7 +13,8 @@ const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGH
 function runWithFlags(missing: string[]): void {
   const cli = fileURLToPath(new URL('./cli.js', import.meta.url));
   // Its own process group: a terminal's Ctrl-C reaches this process alone, which passes it on once
-  // (the CLI takes a second signal as "exit now").
+  // (the CLI takes a second signal as "exit now"). The price: a SIGKILL of this process leaves the
+  // gateway running, which the usual case (flags from the bin's first line, one process) does not have.
   const child = spawn(process.execPath, [...process.execArgv, ...missing, cli, ...process.argv.slice(2)], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   for (const signal of FORWARDED_SIGNALS) process.on(signal, forward);
