@@ -107,21 +107,21 @@ What was changed because of these measurements:
   ~3 µs; \`Object.assign({}, a, b)\` ~0.1 µs. XState's own Actor constructor did this once per actor
   (\`{ ...defaultOptions, ...options }\`): ~4 µs per request, and a map per request in old space that
   only full collections free (seen as ~300 bytes per request surviving minor GCs in an allocation
-  profile of the gateway at 1,000 req/s). scripts/patch-xstate.mjs, run on install, changes that line
+  profile of the gateway at 1,000 req/s). XState patch 001 (docs/xstate-patches.md) changes that line
   to \`Object.assign\`; measured side by side in one run, the gateway's CPU per request went from ~148 to
   ~132 µs, ~12% more requests per second.
 - **No context copy for the answer; no state value recomputed for a copy.** An \`assign\` copies the
   context and the snapshot, and XState's snapshot copy recomputed the state value and the tag set from
   the active nodes (two Sets, two Maps, arrays) even when they had not changed. The completion now
   stays on the attempt that fetched it (\`context.call.output\`), so \`upstream.done\` assigns nothing;
-  and the install patch's second change makes a copy that keeps its nodes take the value and tags of
+  and XState patch 002 makes a copy that keeps its nodes take the value and tags of
   the snapshot it copies. The scheduler's store operations are static objects run with their context
   and event as arguments, instead of four closures made per operation. Measured on the Router API
   alone (32 requests in flight, best of 10–12 alternating runs): ~27.3 → ~23 µs per request.
 - **The transition algorithm's small cases.** XState runs SCXML's microstep with Sets and arrays sized
   for many transitions, targets and regions, and looks for eventless transitions after every step.
   Triage's machines take one transition at a time, most of the scheduler's have no target, and almost
-  never is an eventless transition enabled. The install patch's changes 3–6 return what the general
+  never is an eventless transition enabled. XState patches 003–006 return what the general
   code returns in exactly those cases without building it: eventless transitions found by parent
   links, with no conflict check when none is enabled; no conflict check for a single transition; a
   single targetless transition runs only its actions (no exit set, entry set, sort or node-set copy);
@@ -130,7 +130,7 @@ What was changed because of these measurements:
   costs ~20.9 instead of ~24.8 µs (median of 12 alternating processes, young generation fixed at
   32 MB so the GC mode does not decide the result); the gateway allocates ~60 instead of ~70 KB per
   request. At the HTTP level an interleaved A/B read +2.4%, inside this machine's noise.
-- **Answers XState recomputed per event.** The install patch's changes 7–9, found by counting
+- **Answers XState recomputed per event.** XState patches 007–009, found by counting
   instructions (scenario 8) after profiles pointed at them: a flat machine's state value is its one
   active child's key, and the value of the root alone (the snapshot before the initial state is
   entered, built twice per actor) is computed once per machine, instead of building a node Set, two
@@ -160,7 +160,7 @@ What was changed because of these measurements:
   API, each minor collection promoted ~0.6–1.2 MB and paused ~4–6 ms, though a full collection 1 ms
   after a request ended found it unreachable. ChurnMap now maps each key to a slot number and keeps
   the values in an array whose slot is cleared on delete; the Redis store's local waiters are a
-  ChurnMap; and the install patch's change 12 stops XState's actor system from keeping a Map of its
+  ChurnMap; and XState patch 012 stops XState's actor system from keeping a Map of its
   live actors (written per actor, read nowhere). Measured: promoted per minor collection ~1,200 →
   ~180 KB (memory, 5 ms mock delay) and ~644 → ~103 KB (one instance on Redis); pauses ~5.9 → ~1.4 and
   ~3.9 → ~1.7 ms; one instance on Redis ~9.6k → ~12k grants/s (medians of three interleaved runs).
@@ -406,7 +406,7 @@ What is left:
    that are not the change: importing one more, empty module into the server child moved the Router
    API's count from ~134k to ~172–174k (~157k after a 6,000-request warm-up), so what V8 settles on
    after the warm-up depends on the whole process. A change counts when it moves the figure the same
-   way across variants (the install patches below were measured step by step, each with the same
+   way across variants (the XState patches below were measured step by step, each with the same
    driver and only XState's files changed, and changes 7–9 were also confirmed over HTTP). They are not
    time (cache misses and the kernel's work are not in them), so they have no target.
 
