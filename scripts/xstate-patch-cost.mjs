@@ -8,14 +8,15 @@
  * then the variant's patches applied with `git apply`, in sequence order).
  *
  * Two measures per variant, on the Router API (a mock deployment answering at once, 8 in flight):
- * - instructions per request, counted by valgrind's cachegrind (they repeat here within ~1-2% for one
- *   build where times move by 20-50%): two runs, 2,000 warm-up requests then 1,000 or 5,000 measured,
+ * - instructions per request, counted by valgrind's cachegrind (they repeat here within a few percent
+ *   for one build where times move by 20-50%): two runs, 2,000 warm-up requests then 1,000 or 5,000 measured,
  *   the difference over 4,000 (start-up and warm-up cancel), node --single-threaded (GC and compiler
- *   on the main thread, so counted);
+ *   on the main thread, so counted). Compare counts of this driver only: the same variants under a
+ *   slightly different child differ by up to ~20% (docs/xstate-patches.md);
  * - what survives minor collections, natively with --trace-gc-nvp: KB promoted to the old generation
  *   per request and full (mark-compact) collections, over 20,000 requests that each wait 5 ms for the
  *   mock (32 in flight), the life that makes a leak into old space show.
- * Runs two variants at a time; takes ~1 min per variant on an idle 2-core machine.
+ * Runs two variants at a time, a few minutes each (valgrind runs node ~50× slower).
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';

@@ -61,7 +61,8 @@ describe('the XState patches are', () => {
   });
 
   it(patched ? 'each applied to the installed XState' : 'none applied (TRIAGE_XSTATE_PATCHES=absent: the unpatched run)', () => {
-    expect(patchesNotMatching(patched ? 'applied' : 'absent')).toEqual([]);
+    const hint = patched ? 'not applied: run `npx patch-package` (npm install --ignore-scripts skips it)' : 'still applied: run `npx patch-package --reverse`';
+    expect(patchesNotMatching(patched ? 'applied' : 'absent'), hint).toEqual([]);
   });
 });
 
