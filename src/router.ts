@@ -21,6 +21,7 @@ import type { Upstream, UpstreamFactory } from './adapters/upstream.js';
 import { providerUpstreamFactory } from './adapters/provider-upstreams.js';
 import { InvalidPriorityError, InvalidRequestError, ModelNotFoundError, RequestCancelledError, ShuttingDownError, TriageError } from './errors.js';
 import { redactSecrets, secretList } from './core/secrets.js';
+import { checkModelParam } from './request-params.js';
 import { DEFAULT_MAX_WILDCARD_MODELS, ModelResolver } from './model-resolver.js';
 import { forwardedMetadata, metadataPriority } from './queue-options.js';
 import { EventBus } from './events.js';
@@ -367,9 +368,7 @@ export class Router {
   }
 
   private validate(params: CompletionParams | EndpointParams, endpoint: Endpoint): { group: Group; priority: number; queueTimeoutMs: number } {
-    if (typeof params.model !== 'string' || params.model === '') {
-      throw new InvalidRequestError('model is required and must be a string.', { param: 'model' });
-    }
+    checkModelParam(params.model);
     const group = this.groupFor(params.model);
     if (group.mode !== 'chat' || endpoint !== 'chat') this.checkEndpoint(group, endpoint);
     if (endpoint === 'chat') {
