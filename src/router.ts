@@ -21,6 +21,7 @@ import type { Upstream, UpstreamFactory } from './core/upstream.js';
 import { providerUpstreamFactory } from './adapters/provider-upstreams.js';
 import { InvalidPriorityError, InvalidRequestError, ModelNotFoundError, RequestCancelledError, ShuttingDownError, TriageError } from './errors.js';
 import { redactSecrets, secretList } from './core/secrets.js';
+import { checkModelParam } from './request-params.js';
 import { DEFAULT_MAX_WILDCARD_MODELS, ModelResolver } from './model-resolver.js';
 import { forwardedMetadata, metadataPriority } from './queue-options.js';
 import { EventBus } from './events.js';
@@ -35,7 +36,7 @@ import { requestMachine, type RequestInput } from './machines/request-machine.js
 import type { DeploymentRoute } from './machines/upstream-attempt.js';
 import { schedulerMachine } from './machines/scheduler-machine.js';
 import type { GroupSnapshot, SchedulerStore, StoreFactory } from './machines/scheduler-store.js';
-import { estimateRequestTokens } from './machines/token-estimate.js';
+import { completionChoices, estimateRequestTokens, MAX_CHOICES } from './machines/token-estimate.js';
 import { PositionReporter } from './position-events.js';
 
 export interface CompletionParams {
@@ -379,9 +380,7 @@ export class Router {
   }
 
   private validate(params: CompletionParams | EndpointParams, endpoint: Endpoint): { group: Group; priority: number; queueTimeoutMs: number } {
-    if (typeof params.model !== 'string' || params.model === '') {
-      throw new InvalidRequestError('model is required and must be a string.', { param: 'model' });
-    }
+    checkModelParam(params.model);
     const group = this.groupFor(params.model);
     if (group.mode !== 'chat' || endpoint !== 'chat') this.checkEndpoint(group, endpoint);
     if (endpoint === 'chat') {
@@ -405,6 +404,15 @@ export class Router {
     }
     if (params.max_tokens !== undefined && (typeof params.max_tokens !== 'number' || !Number.isInteger(params.max_tokens) || params.max_tokens < 1)) {
       throw new InvalidRequestError('max_tokens must be a positive integer.', { param: 'max_tokens' });
+    }
+    if (endpoint === 'chat' || endpoint === 'completions') {
+      // Each choice reserves its own completion budget; refused past OpenAI's range, as OpenAI does.
+      for (const field of endpoint === 'chat' ? ['n'] : ['n', 'best_of']) {
+        const v = params[field];
+        if (v !== undefined && v !== null && (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_CHOICES)) {
+          throw new InvalidRequestError(`${field} must be an integer from 1 to ${MAX_CHOICES}.`, { param: field });
+        }
+      }
     }
     if (params.stream !== undefined && typeof params.stream !== 'boolean') {
       throw new InvalidRequestError('stream must be a boolean.', { param: 'stream' });
@@ -449,7 +457,8 @@ export class Router {
       return { body, tokens: inputTokens(params.input, 'input', MAX_EMBEDDING_INPUTS), upstreamEndpoint: endpoint };
     }
     if (endpoint === 'completions') {
-      return { body, tokens: inputTokens(params.prompt, 'prompt', MAX_COMPLETION_PROMPTS) + maxTokens(params.max_tokens, 'max_tokens'), upstreamEndpoint: endpoint };
+      const budget = completionChoices(params.n, params.best_of) * maxTokens(params.max_tokens, 'max_tokens');
+      return { body, tokens: inputTokens(params.prompt, 'prompt', MAX_COMPLETION_PROMPTS) + budget, upstreamEndpoint: endpoint };
     }
     checkResponsesInput(params.input);
     const tokens = responsesInputTokens(params.input, params.instructions) + maxTokens(params.max_output_tokens, 'max_output_tokens');
@@ -481,7 +490,7 @@ export class Router {
           else body.metadata = metadata;
         }
         const maxTokens = typeof chat.max_completion_tokens === 'number' ? chat.max_completion_tokens : chat.max_tokens;
-        tokens = estimateRequestTokens(chat.messages, maxTokens, this.config.router.defaultMaxTokens);
+        tokens = estimateRequestTokens(chat.messages, maxTokens, this.config.router.defaultMaxTokens, completionChoices(chat.n));
       } else {
         ({ body, tokens, upstreamEndpoint, echo } = this.endpointRequest(params, endpoint, checked.group));
       }

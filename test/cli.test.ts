@@ -78,11 +78,13 @@ describe('triage CLI', () => {
     const c = cli(['--port', '0']);
     const url = await c.url;
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    expect(c.stdout()).toContain('Models: triage-mock, triage-mock-limited');
+    expect(c.stdout()).toContain('Models: triage-mock, triage-mock-limited, triage-mock-embedding\n');
     expect(c.stderr()).toContain('no master_key');
     const client = new OpenAI({ apiKey: 'none', baseURL: url, maxRetries: 0 });
     const r = await client.chat.completions.create({ model: 'triage-mock', messages: [{ role: 'user', content: 'hi' }], priority: 0 } as never);
     expect((r as OpenAI.ChatCompletion).choices[0].message.content).toBe('Hello from Triage!');
+    const e = await client.embeddings.create({ model: 'triage-mock-embedding', input: 'hi', encoding_format: 'float' });
+    expect(e.data[0].embedding).toHaveLength(8);
     c.child.kill('SIGINT');
     expect(await c.exit).toBe(0);
   });

@@ -574,7 +574,7 @@ describe('files and the default config', () => {
     expect(config.modelGroups[0].deployments[0].id).toBe('x#0');
   });
 
-  it('the default config loads with two mock groups, one rate-limited, and no master key', () => {
+  it('the default config loads with two mock chat groups, one rate-limited, a mock embedding group, and no master key', () => {
     const { config, warnings } = loadDefaultConfig({});
     expect(warnings).toEqual([]);
     expect(config.general.masterKey).toBeUndefined();
@@ -606,6 +606,23 @@ describe('files and the default config', () => {
             limits: { rpm: 60, maxParallelRequests: 2 },
             mockResponse: 'Hello from a rate-limited deployment.',
             mockDelayMs: 500,
+          },
+        ],
+      },
+      {
+        name: 'triage-mock-embedding',
+        deployments: [
+          {
+            id: 'triage-mock-embedding#0',
+            modelName: 'triage-mock-embedding',
+            model: 'mock/triage-mock-embedding',
+            provider: 'mock',
+            upstreamModel: 'triage-mock-embedding',
+            limits: {},
+            mockResponse: '',
+            mockDelayMs: 20,
+            mode: 'embedding',
+            embeddingDimensions: 8,
           },
         ],
       },

@@ -68,6 +68,18 @@ describe('the fakes refuse what the real services refuse', () => {
   const post = (url: string, headers: Record<string, string>, body: unknown) =>
     fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
 
+  it('Azure Responses API: refused at a deployment path, at a version before 2025-03-01, or for an unknown deployment', async () => {
+    const azure = await FakeAzure.start({ deployments: ['d1'], apiKey: 'k', apiVersions: ['2024-10-21', '2025-04-01-preview'] });
+    cleanups.push(() => azure.close());
+    const body = { model: 'd1', input: 'hi' };
+    expect((await post(`${azure.apiBase}/openai/responses?api-version=2025-04-01-preview`, { 'api-key': 'k' }, body)).status).toBe(200);
+    expect((await post(`${azure.apiBase}/openai/v1/responses`, { 'api-key': 'k' }, body)).status).toBe(200);
+    expect((await post(`${azure.apiBase}/openai/deployments/d1/responses?api-version=2025-04-01-preview`, { 'api-key': 'k' }, body)).status).toBe(404);
+    expect((await post(`${azure.apiBase}/openai/responses?api-version=2024-10-21`, { 'api-key': 'k' }, body)).status).toBe(404);
+    expect((await post(`${azure.apiBase}/openai/v1/responses`, { 'api-key': 'k' }, { model: 'd2', input: 'hi' })).body.error.code).toBe('DeploymentNotFound');
+    expect((await post(`${azure.apiBase}/openai/v1/responses`, { 'api-key': 'k' }, { model: 'd1' })).status).toBe(400);
+  });
+
   it('Azure: path, api-version, api-key, deployment, body', async () => {
     const azure = await FakeAzure.start({ deployments: ['d1'], apiKey: 'k' });
     cleanups.push(() => azure.close());
@@ -117,6 +129,11 @@ describe('upstream targets (URL and auth per provider)', () => {
     expect(t.url('/chat/completions')).toBe('https://r.openai.azure.com/openai/deployments/my%20dep/chat/completions?api-version=2025-01-01-preview');
     expect(t.url('/embeddings')).toBe('https://r.openai.azure.com/openai/deployments/my%20dep/embeddings?api-version=2025-01-01-preview');
     expect(t.headers).toEqual({ 'api-key': 'k1' });
+    // The Responses API is per resource; only dated versions from 2025-03-01 have it, older ones use the v1 API.
+    expect(t.url('/responses')).toBe('https://r.openai.azure.com/openai/v1/responses');
+    const dated = upstreamTarget(deployment('azure', { upstreamModel: 'd', apiBase: 'https://r', apiKey: 'k1', apiVersion: '2025-03-01-preview' }));
+    expect(dated.url('/responses')).toBe('https://r/openai/responses?api-version=2025-03-01-preview');
+    expect(upstreamTarget(deployment('azure', { apiBase: 'https://r', apiKey: 'k1', apiVersion: 'preview' })).url('/responses')).toBe('https://r/openai/v1/responses?api-version=preview');
     expect(upstreamTarget(deployment('azure', { apiBase: 'https://r', apiKey: 'k1', azureAdToken: 'tok' })).headers).toEqual({ authorization: 'Bearer tok' });
   });
 
@@ -225,6 +242,41 @@ model_list:
     expect((await g.client().chat.completions.create(chat('m', 'hi'))).choices[0].message.content).toBe('Hello from Azure.');
     expect(azure.accepted[0].request.headers.authorization).toBe('Bearer entra-token');
     expect(azure.accepted[0].request.headers['api-key']).toBeUndefined();
+  });
+
+  it('the Responses API goes to the resource, not the deployment: /openai/responses?api-version=, the deployment as the body\'s model; whole and streamed', async () => {
+    const azure = await FakeAzure.start({ deployments: ['prod-gpt4o'], apiKey: 'k', apiVersions: ['2025-04-01-preview'] });
+    cleanups.push(() => azure.close());
+    const g = await gatewayFor(`
+model_list:
+  - model_name: gpt-4o
+    litellm_params: { model: azure/prod-gpt4o, api_base: "${azure.apiBase}", api_key: k, api_version: "2025-04-01-preview" }
+`);
+    const client = g.client();
+    const r = await client.responses.create({ model: 'gpt-4o', input: 'hi' });
+    expect(r.output_text).toBe('Hello from Azure.');
+    let text = '';
+    const types: string[] = [];
+    for await (const e of await client.responses.create({ model: 'gpt-4o', input: 'hi', stream: true })) {
+      types.push(e.type);
+      if (e.type === 'response.output_text.delta') text += e.delta;
+    }
+    expect(text).toBe('Hello from Azure.');
+    expect(types.at(-1)).toBe('response.completed');
+    expect(azure.refused).toEqual([]);
+    expect(azure.accepted.map((x) => x.request.path)).toEqual(['/openai/responses?api-version=2025-04-01-preview', '/openai/responses?api-version=2025-04-01-preview']);
+    expect(azure.accepted.map((x) => x.request.body?.model)).toEqual(['prod-gpt4o', 'prod-gpt4o']);
+    expect(azure.accepted[1].request.body?.stream).toBe(true);
+    expect(azure.accepted[0].request.headers['api-key']).toBe('k');
+  });
+
+  it('with an API version older than the Responses API (the default 2024-10-21), Responses go to the v1 API', async () => {
+    const { azure, g } = await setup();
+    const r = await g.client().responses.create({ model: 'gpt-4o', input: 'hi' });
+    expect(r.output_text).toBe('Hello from Azure.');
+    expect(azure.refused).toEqual([]);
+    expect(azure.accepted[0].request.path).toBe('/openai/v1/responses');
+    expect(azure.accepted[0].request.body?.model).toBe('prod-gpt4o');
   });
 
   it('streams chunk by chunk, ending with [DONE]', async () => {

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { estimatePromptTokens, estimateRequestTokens } from '../src/machines/token-estimate.js';
+import { completionChoices, estimatePromptTokens, estimateRequestTokens } from '../src/machines/token-estimate.js';
 
 describe('token estimates', () => {
   it('counts about four characters per token plus per-message and reply framing', () => {
@@ -39,6 +39,20 @@ describe('token estimates', () => {
     const messages = [{ role: 'user', content: 'hello world!!' }];
     expect(estimateRequestTokens(messages, 100, 256)).toBe(11 + 100);
     expect(estimateRequestTokens(messages, undefined, 256)).toBe(11 + 256);
+  });
+
+  it('with n answers the completion budget is reserved n times, the prompt once', () => {
+    const messages = [{ role: 'user', content: 'hello world!!' }];
+    expect(estimateRequestTokens(messages, 100, 256, 3)).toBe(11 + 300);
+    expect(estimateRequestTokens(messages, undefined, 256, 2)).toBe(11 + 512);
+  });
+
+  it('counts the answers asked for: n, or best_of when larger; 1 when unset or out of range', () => {
+    expect(completionChoices(undefined)).toBe(1);
+    expect(completionChoices(4)).toBe(4);
+    expect(completionChoices(2, 5)).toBe(5);
+    expect(completionChoices(3, null)).toBe(3);
+    for (const bad of [0, -2, 1.5, '3', 129, null]) expect(completionChoices(bad)).toBe(1);
   });
 
   it('grows with the prompt', () => {

@@ -1,6 +1,6 @@
 /**
- * The config Triage runs with when none is given: two mock model groups, so the gateway, its queue and
- * its rate limits can be tried without any upstream or API key. The YAML doubles as a starter file.
+ * The config Triage runs with when none is given: mock model groups (two chat, one embedding), so the
+ * gateway, its queue, its rate limits and every endpoint can be tried without any upstream or API key. The YAML doubles as a starter file.
  */
 import { parseConfig } from './config-loader.js';
 import type { LoadedConfig } from '../core/config-types.js';
@@ -9,7 +9,7 @@ export const DEFAULT_CONFIG_YAML = `# Triage configuration (LiteLLM proxy format
 #
 # Triage queues chat-completion requests by priority (lower number = served first) in front of
 # rate-limited deployments, instead of answering 429. This starter file needs no upstream and no API
-# key: both model groups below are mocks that answer with a fixed text.
+# key: the model groups below are mocks (the chat ones answer with a fixed text).
 #
 # Any string written exactly as os.environ/NAME is replaced by the environment variable NAME.
 # Durations are in seconds, as in LiteLLM.
@@ -31,6 +31,16 @@ model_list:
       mock_delay: 0.5
       rpm: 60
       max_parallel_requests: 2
+
+  # A mock embedding model (/v1/embeddings): deterministic vectors of 8 dimensions (unless the request
+  # asks for \`dimensions\`). model_info.mode says which endpoint a group serves; mock_response marks
+  # a mock (its text is unused for embeddings).
+  - model_name: triage-mock-embedding
+    litellm_params:
+      model: mock/triage-mock-embedding
+      mock_response: ""
+      mock_delay: 0.02
+    model_info: { mode: embedding, output_vector_size: 8 }
 
   # A real upstream looks like this (any OpenAI-compatible API: openai, azure, hosted_vllm, ...):
   # - model_name: gpt-4o-mini

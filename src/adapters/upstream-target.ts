@@ -31,7 +31,27 @@ export function upstreamTarget(deployment: DeploymentConfig): UpstreamTarget {
   const query = deployment.apiVersion !== undefined || spec.url === 'azure-deployment' ? `?api-version=${encodeURIComponent(deployment.apiVersion ?? AZURE_DEFAULT_API_VERSION)}` : '';
   // Azure OpenAI: the deployment name is in the path, not in the body's `model`.
   const prefix = spec.url === 'azure-deployment' ? `${base}/openai/deployments/${encodeURIComponent(deployment.upstreamModel)}` : base;
+  if (spec.url === 'azure-deployment') {
+    const responses = azureResponsesUrl(base, deployment.apiVersion ?? AZURE_DEFAULT_API_VERSION);
+    return { url: (endpointPath) => (endpointPath === '/responses' ? responses : `${prefix}${endpointPath}${query}`), headers };
+  }
   return { url: (endpointPath) => `${prefix}${endpointPath}${query}`, headers };
+}
+
+/** Azure's first dated API version with the Responses API. */
+const AZURE_RESPONSES_SINCE = '2025-03-01';
+
+/**
+ * Azure's Responses API is per resource, not per deployment (the deployment goes in the body's
+ * `model`, as the openai SDK's AzureOpenAI client sends it): `{api_base}/openai/responses?api-version=V`
+ * for a dated version that has it (2025-03-01-preview on), else the v1 API, `{api_base}/openai/v1/responses`,
+ * which takes no api-version (`preview` is passed on as its preview channel).
+ */
+export function azureResponsesUrl(base: string, apiVersion: string): string {
+  if (/^\d{4}-\d{2}-\d{2}/.test(apiVersion) && apiVersion.slice(0, 10) >= AZURE_RESPONSES_SINCE) {
+    return `${base}/openai/responses?api-version=${encodeURIComponent(apiVersion)}`;
+  }
+  return apiVersion === 'preview' ? `${base}/openai/v1/responses?api-version=preview` : `${base}/openai/v1/responses`;
 }
 
 /** Azure's first API version that takes `stream_options` (older ones refuse it as an unknown argument). */

@@ -32,11 +32,28 @@ export function estimatePromptTokens(messages: ReadonlyArray<{ content?: unknown
   return Math.ceil(chars / CHARS_PER_TOKEN) + messages.length * TOKENS_PER_MESSAGE + TOKENS_PER_REPLY;
 }
 
-/** Prompt estimate plus the completion budget (`max_tokens`, else the configured default). */
+/** OpenAI's most choices per request (`n`). */
+export const MAX_CHOICES = 128;
+
+/**
+ * How many answers a request asks for: `n` (and for legacy completions `best_of`, which the provider
+ * generates and bills in full though it returns fewer); 1 when unset. Values out of OpenAI's range are
+ * refused before this (router.ts), so anything else counts as 1.
+ */
+export function completionChoices(n: unknown, bestOf?: unknown): number {
+  const count = (v: unknown) => (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= MAX_CHOICES ? v : 1);
+  return Math.max(count(n), count(bestOf));
+}
+
+/**
+ * Prompt estimate plus the completion budget (`max_tokens`, else the configured default) once per
+ * answer: with `n` > 1 the provider generates (and counts against tpm) n completions of one prompt.
+ */
 export function estimateRequestTokens(
   messages: ReadonlyArray<{ content?: unknown; name?: unknown }>,
   maxTokens: number | undefined,
   defaultMaxTokens: number,
+  choices = 1,
 ): number {
-  return estimatePromptTokens(messages) + (maxTokens ?? defaultMaxTokens);
+  return estimatePromptTokens(messages) + choices * (maxTokens ?? defaultMaxTokens);
 }

@@ -17,6 +17,7 @@ import type { KeyRateCheck } from '../core/key-rate.js';
 import { checkModelAllowed, clampPriority, type Caller } from './auth.js';
 import { errorBody, sendError, toHttpError } from './http-errors.js';
 import { unknownQueryParam, checkQueryParams } from './query-params.js';
+import { checkModelParam } from '../request-params.js';
 
 export const CHAT_PATHS = ENDPOINT_PATHS.chat as string[];
 
@@ -145,9 +146,7 @@ export function registerChatRoutes(app: FastifyInstance, router: Router, keyRate
     if (typeof queryModel === 'string' && queryModel !== '') params.model = queryModel;
     try {
       if (unknownQueryParam(query, QUERY_PARAMS) !== undefined) checkQueryParams(query, QUERY_PARAMS);
-      if (typeof params.model !== 'string' || params.model === '') {
-        throw new TriageError('invalid_request', 'model is required and must be a string.', { param: 'model' });
-      }
+      checkModelParam(params.model);
       checkModelAllowed(caller, params.model);
       // A key bound to a worse priority also gets that as its default.
       // The body's priority, else metadata.priority, else the x-triage-priority header (queue-options.ts).

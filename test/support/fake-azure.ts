@@ -1,12 +1,14 @@
 /**
  * A fake Azure OpenAI resource on 127.0.0.1 that refuses what Azure refuses: a path other than
- * `/openai/deployments/{deployment}/chat/completions`, a deployment it does not have (404
- * DeploymentNotFound), a missing or unknown `api-version` query (404), a wrong or missing `api-key`
- * header (or Entra token as `Authorization: Bearer`) (401), a body that is not a chat completion (400),
- * `stream_options` with an API version older than 2024-09-01 (400).
+ * `/openai/deployments/{deployment}/chat/completions` or the Responses API's per-resource paths
+ * (`/openai/responses?api-version=V` with V from 2025-03-01-preview on, or the v1 API's
+ * `/openai/v1/responses`, the deployment then in the body's `model`), a deployment it does not have
+ * (404 DeploymentNotFound), a missing or unknown `api-version` query (404), a wrong or missing `api-key`
+ * header (or Entra token as `Authorization: Bearer`) (401), a body that is not a chat completion or a
+ * response request (400), `stream_options` with an API version older than 2024-09-01 (400).
  * What passes is answered by the scripted handlers of FakeOpenAI (test/support/fake-openai.ts).
  */
-import { FakeOpenAI, type Exchange, type Handler } from './fake-openai.js';
+import { FakeOpenAI, responseBody, responseEvents, type Exchange, type Handler } from './fake-openai.js';
 
 export interface FakeAzureOptions {
   deployments: string[];
@@ -17,6 +19,16 @@ export interface FakeAzureOptions {
 }
 
 const azureError = (code: string, message: string) => ({ error: { code, message } });
+
+/** Azure's first dated API version with the Responses API (2025-03-01-preview). */
+const RESPONSES_SINCE = '2025-03-01';
+
+/** The underlying model Azure names in its answers (not the deployment's name). */
+const AZURE_MODEL = 'gpt-4o-2024-08-06';
+
+function isResponsesPath(x: Exchange): boolean {
+  return /^\/openai\/(v1\/)?responses(\?|$)/.test(x.request.path);
+}
 
 export class FakeAzure {
   /** Requests that passed the checks and reached a handler. */
@@ -32,7 +44,13 @@ export class FakeAzure {
   static async start(options: FakeAzureOptions): Promise<FakeAzure> {
     const fake = await FakeOpenAI.start();
     const azure = new FakeAzure(fake, options);
-    azure.always((x) => x.json(200, azureCompletion(x, 'Hello from Azure.')));
+    azure.always(async (x) => {
+      if (!isResponsesPath(x)) return x.json(200, azureCompletion(x, 'Hello from Azure.'));
+      if (x.request.body?.stream !== true) return x.json(200, responseBody(AZURE_MODEL, 'Hello from Azure.'));
+      x.startSse();
+      for (const e of responseEvents(AZURE_MODEL, ['Hello ', 'from ', 'Azure.'])) await x.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+      x.finish();
+    });
     return azure;
   }
 
@@ -45,11 +63,19 @@ export class FakeAzure {
   private refusal(x: Exchange): { status: number; body: unknown } | undefined {
     const { request } = x;
     const url = new URL(request.path, 'http://fake');
-    const m = /^\/openai\/deployments\/([^/]+)\/chat\/completions$/.exec(url.pathname);
-    if (request.method !== 'POST' || m === null) return { status: 404, body: azureError('404', 'Resource not found') };
     const version = url.searchParams.get('api-version');
-    if (version === null || !(this.options.apiVersions ?? ['2024-10-21']).includes(version)) {
+    const notFound = { status: 404, body: azureError('404', 'Resource not found') };
+    if (request.method !== 'POST') return notFound;
+    const chat = /^\/openai\/deployments\/([^/]+)\/chat\/completions$/.exec(url.pathname);
+    const responses = url.pathname === '/openai/responses' || url.pathname === '/openai/v1/responses';
+    if (chat === null && !responses) return notFound;
+    if (url.pathname === '/openai/v1/responses') {
+      // The v1 API takes no dated api-version (only its `preview` channel).
+      if (version !== null && version !== 'preview') return { status: 400, body: azureError('BadRequest', `api-version ${version} is not supported by the v1 API`) };
+    } else if (version === null || !(this.options.apiVersions ?? ['2024-10-21']).includes(version)) {
       return { status: 404, body: azureError('404', `Resource not found (api-version ${JSON.stringify(version)})`) };
+    } else if (responses && version < RESPONSES_SINCE) {
+      return { status: 404, body: azureError('404', `Resource not found (the Responses API needs api-version ${RESPONSES_SINCE}-preview or later)`) };
     }
     const key = request.headers['api-key'];
     const bearer = request.headers.authorization;
@@ -57,14 +83,18 @@ export class FakeAzure {
     if (!authorized) {
       return { status: 401, body: azureError('401', 'Access denied due to invalid subscription key or wrong API endpoint.') };
     }
-    if (!this.options.deployments.includes(decodeURIComponent(m[1]))) {
-      return { status: 404, body: azureError('DeploymentNotFound', `The API deployment for this resource does not exist: ${m[1]}`) };
+    if (!String(request.headers['content-type']).startsWith('application/json') || request.body === undefined) {
+      return { status: 400, body: azureError('BadRequest', 'The request body is not JSON') };
     }
-    if (!String(request.headers['content-type']).startsWith('application/json') || !Array.isArray(request.body?.messages)) {
-      return { status: 400, body: azureError('BadRequest', "'messages' is a required property") };
+    // Chat names the deployment in the path; the Responses API in the body's `model`.
+    const deployment = chat !== null ? decodeURIComponent(chat[1]) : request.body.model;
+    if (typeof deployment !== 'string' || !this.options.deployments.includes(deployment)) {
+      return { status: 404, body: azureError('DeploymentNotFound', `The API deployment for this resource does not exist: ${String(deployment)}`) };
     }
+    if (chat !== null && !Array.isArray(request.body.messages)) return { status: 400, body: azureError('BadRequest', "'messages' is a required property") };
+    if (responses && request.body.input === undefined) return { status: 400, body: azureError('BadRequest', "Missing required parameter: 'input'.") };
     // stream_options arrived with API version 2024-09-01-preview; older versions refuse unknown arguments.
-    if (request.body?.stream_options !== undefined && version < '2024-09-01') {
+    if (chat !== null && request.body.stream_options !== undefined && version! < '2024-09-01') {
       return { status: 400, body: azureError('BadRequest', 'Unrecognized request argument supplied: stream_options') };
     }
     return undefined;

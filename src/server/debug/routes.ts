@@ -8,7 +8,8 @@
  * | `/debug/machines`, `/debug/machines/:id.svg`, `/debug/requests/:id`, `/debug/live` | master key (when keys are configured) |
  *
  * The page passes its own `?token=` on: as `Authorization: Bearer` to fetches, as `?token=` to the
- * WebSocket. Virtual keys are refused: the debugger shows every tenant's requests.
+ * WebSocket. Virtual keys are refused: the debugger shows every tenant's requests. Any query parameter
+ * other than `token` is refused (400 naming it).
  *
  * The live socket sends `{type:"init"}` (groups with their scheduler state, recent request summaries),
  * then: `scheduler` (a scheduler's state changed; coalesced, ≤ 20/s), `queue` (every group's queue
@@ -30,6 +31,7 @@ import { requestMachine } from '../../machines/request-machine.js';
 import { schedulerMachine } from '../../machines/scheduler-machine.js';
 import type { Router } from '../../router.js';
 import type { Caller } from '../auth.js';
+import { checkQueryParams } from '../query-params.js';
 import type { DebugRecorder, GroupState, RequestSummary, TimelineEntry } from './inspector.js';
 import { machineToGraph } from './statechart-graph.js';
 import { renderStatechartSvg } from './statechart-svg.js';
@@ -124,10 +126,19 @@ export const DEFAULT_DEBUG_ROUTES_OPTIONS: DebugRoutesOptions = {
   maxOutbox: 1_000,
 };
 
-/** Only the master key (or an open gateway) may look at every tenant's requests. */
+/** The debugger's one query parameter: the key, for the page's address and its WebSocket. */
+const DEBUG_QUERY_PARAMS: ReadonlySet<string> = new Set(['token']);
+
+/** Any other query parameter is a 400 naming it, as on every other endpoint. */
+async function checkDebugQuery(request: FastifyRequest): Promise<void> {
+  checkQueryParams(request.query, DEBUG_QUERY_PARAMS);
+}
+
+/** Only the master key (or an open gateway) may look at every tenant's requests; then the query is checked. */
 async function requireMaster(request: FastifyRequest): Promise<void> {
   const caller = (request as unknown as { caller?: Caller }).caller;
   if (caller?.kind === 'key') throw new TriageError('unauthorized', 'The debugger needs the master key.');
+  checkQueryParams(request.query, DEBUG_QUERY_PARAMS);
 }
 
 export function registerDebugRoutes(app: FastifyInstance, router: Router, recorder: DebugRecorder, opts: Partial<DebugRoutesOptions> = {}): void {
@@ -148,9 +159,9 @@ export function registerDebugRoutes(app: FastifyInstance, router: Router, record
     return reply.headers(PAGE_HEADERS).type(spec.type).send(body);
   };
 
-  app.get('/debug', (_request, reply) => serveFile('page', reply));
-  app.get('/debug/assets/debug.js', (_request, reply) => serveFile('debug.js', reply));
-  app.get('/debug/assets/debug.css', (_request, reply) => serveFile('debug.css', reply));
+  app.get('/debug', { preValidation: checkDebugQuery }, (_request, reply) => serveFile('page', reply));
+  app.get('/debug/assets/debug.js', { preValidation: checkDebugQuery }, (_request, reply) => serveFile('debug.js', reply));
+  app.get('/debug/assets/debug.css', { preValidation: checkDebugQuery }, (_request, reply) => serveFile('debug.css', reply));
 
   app.get('/debug/machines', { preValidation: requireMaster }, async () =>
     DEBUG_MACHINES.map((m) => ({
