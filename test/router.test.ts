@@ -1,7 +1,7 @@
 /**
  * The Router API (Triage embedded in a program, LiteLLM's schedule_acompletion) on fake time.
  */
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect, afterEach, vi } from 'vitest';
 import { parseConfig } from '../src/adapters/config-loader.js';
 import type { RouterSettings, TriageConfig } from '../src/adapters/config-types.js';
 import type { ChatCompletion, ChatCompletionChunk } from '../src/adapters/openai-types.js';
@@ -197,10 +197,14 @@ describe('cancellation', () => {
     expect(waiting.error).toMatchObject({ code: 'client_closed', status: 499 });
     const [status] = await router.queueStatus();
     expect(status).toMatchObject({ waiting: 0, inFlight: 1, depthByPriority: {} });
-    // The cancelled request never reaches the upstream, even once the slot frees.
+    // The cancelled request never reaches the upstream: once the slot frees, it goes to a request sent
+    // after the cancelled one (which, still in line, would have come first).
     upstream.calls[0].release();
-    await settle();
-    expect(upstream.calls).toHaveLength(1);
+    const after = router.scheduleCompletion({ model: 'm', messages: msg('after') });
+    await vi.waitFor(() => expect(upstream.calls).toHaveLength(2));
+    expect(upstream.calls.map((c) => c.call.body.messages[0].content)).toEqual(['holder', 'after']);
+    upstream.calls[1].release();
+    await after;
     expect(router.liveRequests).toBe(0);
   });
 
