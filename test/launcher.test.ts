@@ -44,11 +44,6 @@ async function answers(url: string): Promise<string | null> {
 }
 
 describe('the triage command', () => {
-  it("carries V8_FLAGS on bin/triage.js's first line", () => {
-    const first = readFileSync(BIN, 'utf8').split('\n')[0]!;
-    expect(first).toBe(`#!/usr/bin/env -S node ${V8_FLAGS.join(' ')}`);
-  });
-
   it('run as a command, serves from one process started with the flags', async () => {
     const c = start([BIN]);
     const url = await c.url;

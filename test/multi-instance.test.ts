@@ -491,8 +491,9 @@ describe('several gateway processes on one Redis', () => {
     let traffic = true;
     let redisDown = false;
     const seen = instances.map(() => ({ before: 0, during503: 0, after: 0, other: [] as string[] }));
+    const loopsEnd = Date.now() + 60_000;
     const loops = Promise.all(instances.map(async (inst, n) => {
-      for (let k = 0; traffic && k < 2_000; k++) {
+      for (let k = 0; traffic && k < 2_000 && Date.now() < loopsEnd; k++) {
         const down = redisDown;
         let r: Reply;
         try {

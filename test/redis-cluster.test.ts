@@ -432,8 +432,11 @@ describe('gateways on a 3-master Redis Cluster', () => {
     let sent = 0;
     let stop = false;
     const replies: Reply[] = [];
+    // Six clients, each sending its next request when the previous one is answered; bounded in count
+    // and time, so a failed wait below does not leave them running.
+    const loopsEnd = Date.now() + 30_000;
     const loop = async (i: number) => {
-      while (!stop) {
+      for (let k = 0; !stop && k < 1_000 && Date.now() < loopsEnd; k++) {
         const n = sent++;
         replies.push(await chat(instances[i % 2].url, model, n % 3, `q${n}`));
       }

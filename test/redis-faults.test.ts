@@ -182,11 +182,12 @@ describe('Redis faults under traffic (gateway processes)', () => {
     );
     await waitFor(() => (outcomes.filter((o) => o.status === 200).length >= 20 ? true : undefined), 'traffic to flow');
 
-    // Readiness, polled through the stall (bounded in count).
+    // Readiness, polled through the stall (bounded in count and time).
     let polling = true;
     const readiness: Array<{ at: number; status: number }> = [];
+    const pollingEnd = Date.now() + 45_000;
     const poller = (async () => {
-      for (let i = 0; polling && i < 300; i++) {
+      for (let i = 0; polling && i < 300 && Date.now() < pollingEnd; i++) {
         const at = Date.now();
         const res = await fetch(`${url}/health/readiness`, { signal: AbortSignal.timeout(5_000) });
         readiness.push({ at, status: res.status });
@@ -284,13 +285,14 @@ describe('Redis faults under traffic (gateway processes)', () => {
     const [victim, survivor] = await Promise.all([startGateway(group(30)), startGateway(group(0.05))]);
     const limitOf = { 'crowd-main': { parallel: 4, rpm: 1_000 }, 'crowd-side': { parallel: Infinity, rpm: 10 } } as Record<string, { parallel: number; rpm: number }>;
 
-    // The survivor's view of the limits, polled all along (bounded in count).
+    // The survivor's view of the limits, polled all along (bounded in count and time).
     let sampling = true;
     const over: string[] = [];
     let polls = 0;
     let mostWaiting = 0;
+    const samplingEnd = Date.now() + 60_000;
     const sampler = (async () => {
-      for (; sampling && polls < 3_000; polls++) {
+      for (; sampling && polls < 3_000 && Date.now() < samplingEnd; polls++) {
         const s = await status(survivor.url, model);
         mostWaiting = Math.max(mostWaiting, s.waiting);
         for (const d of s.deployments) {

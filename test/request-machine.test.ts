@@ -215,8 +215,9 @@ describe('request machine transitions', () => {
     expect(h.received.map((e) => e.type)).toEqual(['enqueue', 'release']);
     expect(h.received[1]).toMatchObject({ type: 'release', outcome: { kind: 'cancelled' } });
     expect(h.emitted.at(-1)).toMatchObject({ type: 'request.cancelled', stage: 'dispatched' });
-    // The aborted call's own failure does not release a second time.
-    await settle();
+    // The aborted call's own failure (it rejected on the abort, before the turns above) does not
+    // release a second time.
+    expect(call.settled).toBe(true);
     expect(h.received).toHaveLength(2);
   });
 
