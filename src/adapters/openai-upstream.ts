@@ -104,8 +104,8 @@ export async function* sseData(body: ReadableStream<Uint8Array>): AsyncIterable<
   }
 }
 
-/** One parsed SSE event that must be a JSON object; anything else is an unreadable stream. */
-function parseEvent(data: string): JsonObject {
+/** One parsed SSE event that must be a JSON object; anything else is an unreadable stream, named by its deployment. */
+function parseEvent(data: string, deploymentId: string): JsonObject {
   let parsed: unknown;
   try {
     parsed = JSON.parse(data);
@@ -113,7 +113,7 @@ function parseEvent(data: string): JsonObject {
     parsed = undefined;
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new UpstreamError('network', 'upstream sent an unreadable stream event');
+    throw new UpstreamError('network', `deployment ${deploymentId} sent an unreadable stream event`);
   }
   return parsed as JsonObject;
 }
@@ -204,7 +204,7 @@ export class OpenAIUpstream implements Upstream {
           sawEnd = true;
           break;
         }
-        const event = parseEvent(data);
+        const event = parseEvent(data, this.deployment.id);
         if (call.endpoint === 'completions' && event.error != null && !Array.isArray(event.choices)) throw streamErrorFrom(event as { error: unknown });
         const type = event.type;
         if (type === 'response.completed' || type === 'response.failed' || type === 'response.incomplete' || type === 'error') sawEnd = true;
@@ -274,15 +274,7 @@ export class OpenAIUpstream implements Upstream {
           sawDone = true;
           break;
         }
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(data);
-        } catch {
-          parsed = undefined;
-        }
-        if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-          throw new UpstreamError('network', `deployment ${this.deployment.id} sent an unreadable stream event`);
-        }
+        const parsed = parseEvent(data, this.deployment.id);
         const event = parsed as { error?: unknown; choices?: unknown };
         if (event.error != null && !Array.isArray(event.choices)) throw streamErrorFrom(event as { error: unknown });
         const chunk = parsed as ChatCompletionChunk;

@@ -322,6 +322,12 @@ export class RedisStore implements SchedulerStore {
    * not dispatched until a reconciliation (sync) confirms it still exists.
    */
   private leaseSafeUntil = -Infinity;
+  /**
+   * A renewal found this instance's lease gone (LOST): until a reconciliation (sync) has run, no grant
+   * is dispatched, whatever leaseSafeUntil says, since the renewal that moved it came after the lapse.
+   * A grant announced before the pause may be read after that renewal's reply (another connection).
+   */
+  private leaseLost = false;
   /** Fires at the earliest other instance's lease end (from the heartbeat), to reap it right then. */
   private reapTimer: ReturnType<typeof setTimeout> | undefined;
   /** A fresh process first reconciles with whatever a previous holder of its id left behind. */
@@ -428,6 +434,7 @@ export class RedisStore implements SchedulerStore {
       if (Number(r[0]) === 1 && this.leaseHeld) {
         // Our lease was gone (reaped while we were silent, or Redis lost its data): reconcile.
         this.needsSync = true;
+        this.leaseLost = true;
       }
       this.leaseHeld = true;
     }
@@ -523,7 +530,7 @@ export class RedisStore implements SchedulerStore {
    */
   private accept(grants: Grant[], entries: string[]): Delivery {
     const { expired, displaced } = splitExpired(entries);
-    if (grants.length > 0 && performance.now() > this.leaseSafeUntil) {
+    if (grants.length > 0 && (this.leaseLost || performance.now() > this.leaseSafeUntil)) {
       // Fenced: the lease may have lapsed since these were made (see leaseSafeUntil). The waiters stay;
       // sync delivers the grants Redis still holds for them and re-queues those whose grant was reaped.
       this.needsSync = true;
@@ -1016,6 +1023,7 @@ export class RedisStore implements SchedulerStore {
       // This answer already reflects a lost lease: reconciling it here is the whole remedy.
       this.head(r, undefined, true);
       this.needsSync = false;
+      this.leaseLost = false;
       const inRedis = new Set(strings(r[3]));
       const grants = this.parseGrants(r[4]);
       const ended = strings(r[5]);

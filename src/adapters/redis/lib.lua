@@ -397,15 +397,20 @@ local function mailGrant(owner, gid, g)
   return gid
 end
 
---- Puts an expiry of another instance's waiter in its mailbox; that instance is told to claim its mail.
-local function mailExpired(owner, id)
-  redis.call('ZADD', K.mail, 0, owner .. '\0x\0' .. id)
+--- Tells `owner` (by this script's message) to claim its mail.
+local function notifyClaim(owner)
   local n = NOTIFY[owner]
   if n == nil then
     n = { claim = true, recs = {} }
     NOTIFY[owner] = n
   end
   n.claim = true
+end
+
+--- Puts an expiry of another instance's waiter in its mailbox; that instance is told to claim its mail.
+local function mailExpired(owner, id)
+  redis.call('ZADD', K.mail, 0, owner .. '\0x\0' .. id)
+  notifyClaim(owner)
 end
 
 --- Puts a displacement of a waiter (a better arrival took its place in the full queue) in its owner's
@@ -415,13 +420,7 @@ end
 --- `kind` 'f': every deployment fails (503 upstream_unavailable); `extra`: tab and the last upstream error.
 local function mailDisplaced(owner, id, seconds, kind, extra)
   redis.call('ZADD', K.mail, 0, owner .. '\0' .. (kind or 'd') .. '\0' .. id .. '\t' .. int(seconds) .. (extra or ''))
-  if owner == ME then return end
-  local n = NOTIFY[owner]
-  if n == nil then
-    n = { claim = true, recs = {} }
-    NOTIFY[owner] = n
-  end
-  n.claim = true
+  if owner ~= ME then notifyClaim(owner) end
 end
 
 --- Tells each instance that got mail in this script. Message 'g' .. model .. NUL .. grants (records of
