@@ -11,8 +11,9 @@
  * `x-should-retry`; LangChain retries anything but 400-407/409/413 up to six times with 1-64 s back-off
  * and ignores `x-should-retry`, but a 429 with Retry-After over 60 s ends it at once.
  *
- * LangChain's six retries of a 408, a 503 or a 502 take 63-126 s of back-off, longer than a test may
- * run: it is driven here through the 429s, whose honest Retry-After decides what it does. (README: give it
+ * LangChain's six retries of a 408, a 503 or a 502 sleep 63-126 s of back-off (p-retry: 1-2 s, doubling,
+ * Retry-After ignored but on a 429), longer than a test may run: those cases skip only that sleep
+ * (`skipLangChainBackoff`), record the delays it asked for, and assert them. (README: give it
  * `maxRetries` for requests to a queue.)
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -82,6 +83,59 @@ async function call(client: ClientName, s: Setup): Promise<{ ok: boolean; ms: nu
 
 const dispatches = (events: QueueEvent[]) => events.filter((e) => e.type === 'request.dispatched').length;
 
+/**
+ * LangChain's back-off, skipped: @langchain/core's p-retry sleeps between attempts with the global
+ * setTimeout. While installed, a setTimeout called directly from that file fires at once and its delay is
+ * recorded (the back-off the real LangChain would have waited); every other timer, the gateway's queue
+ * timeouts among them, keeps real time. (Vitest's fake timers cannot be limited to one caller: they would
+ * also move the in-process gateway's timers.)
+ */
+function skipLangChainBackoff(): { delays: number[]; restore(): void } {
+  const realSetTimeout = globalThis.setTimeout;
+  const delays: number[] = [];
+  const fromPRetry = /@langchain[\\/]core[\\/]dist[\\/]utils[\\/]p-retry[\\/]/;
+  globalThis.setTimeout = ((fn: (...a: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+    // Frame 0 is "Error", 1 this wrapper, 2 the caller.
+    const caller = new Error().stack?.split('\n')[2] ?? '';
+    if (!fromPRetry.test(caller)) return realSetTimeout(fn, ms, ...args);
+    delays.push(ms ?? 0);
+    return realSetTimeout(fn, 0, ...args);
+  }) as typeof setTimeout;
+  return { delays, restore: () => void (globalThis.setTimeout = realSetTimeout) };
+}
+
+let backoff: ReturnType<typeof skipLangChainBackoff> | undefined;
+afterEach(() => {
+  backoff?.restore();
+  backoff = undefined;
+});
+
+/** LangChain's default call, its back-off skipped: how it ended, and the delays it slept between attempts. */
+async function callLangChainSkippingBackoff(s: Setup): Promise<{ ok: boolean; ms: number; status?: number; delays: number[] }> {
+  backoff = skipLangChainBackoff();
+  try {
+    const r = await call('langchain', s);
+    return { ...r, delays: backoff.delays };
+  } finally {
+    backoff.restore();
+  }
+}
+
+/**
+ * p-retry's default schedule as LangChain configures it (minTimeout 1 s, factor 2, randomize): the k-th
+ * retry waits round(r * 1 s * 2^(k-1)) with r in [1, 2); six retries, 63-126 s in all.
+ */
+function expectLangChainDefaultBackoff(delays: number[]): void {
+  expect(delays).toHaveLength(6);
+  delays.forEach((d, k) => {
+    expect(d).toBeGreaterThanOrEqual(1_000 * 2 ** k);
+    expect(d).toBeLessThanOrEqual(2_000 * 2 ** k);
+  });
+  const total = delays.reduce((a, b) => a + b, 0);
+  expect(total).toBeGreaterThanOrEqual(63_000);
+  expect(total).toBeLessThanOrEqual(126_000);
+}
+
 describe('408 queue timeout (x-should-retry: false)', () => {
   // One slot, held by a call that lasts minutes: a waiter can only time out (max_parallel_requests is
   // never a certain bound, so it waits for its deadline: 300 ms).
@@ -108,6 +162,19 @@ describe('408 queue timeout (x-should-retry: false)', () => {
     expect(r.ms).toBeGreaterThanOrEqual(6_000);
     expect(r.ms).toBeLessThan(20_000);
     // Nothing reached the upstream but the blocker.
+    expect(dispatches(s.events)).toBe(1);
+  });
+
+  it('LangChain: ignores the header, seven requests over 63-126 s of back-off', async () => {
+    const s = await blocked();
+    const r = await callLangChainSkippingBackoff(s);
+    expect(r).toMatchObject({ ok: false, status: 408 });
+    // 408 is not in LangChain's no-retry list (400-407, 409, 413), and x-should-retry is not read.
+    expect(s.requests).toHaveLength(7);
+    expectLangChainDefaultBackoff(r.delays);
+    // Seven queue timeouts of 300 ms in real time; the back-off was skipped.
+    expect(r.ms).toBeGreaterThanOrEqual(7 * 300);
+    expect(r.ms).toBeLessThan(30_000);
     expect(dispatches(s.events)).toBe(1);
   });
 });
@@ -190,6 +257,18 @@ describe('503 shutting_down (Retry-After: 1, Connection: close)', () => {
     expect(r.ms).toBeLessThan(10_000);
     expect(dispatches(s.events)).toBe(0);
   });
+
+  it('LangChain: seven requests, its own back-off of 63-126 s instead of the Retry-After: 1', async () => {
+    const s = await setup([{}], {});
+    s.g.gateway.startDraining();
+    const r = await callLangChainSkippingBackoff(s);
+    expect(r).toMatchObject({ ok: false, status: 503 });
+    expect(s.requests).toHaveLength(7);
+    // LangChain reads Retry-After on a 429 only.
+    expectLangChainDefaultBackoff(r.delays);
+    expect(r.ms).toBeLessThan(30_000);
+    expect(dispatches(s.events)).toBe(0);
+  });
 });
 
 describe('an upstream that always fails (502 after the gateway retried, x-should-retry: false)', () => {
@@ -212,5 +291,15 @@ describe('an upstream that always fails (502 after the gateway retried, x-should
     expect(dispatches(s.events)).toBe(6);
     expect(r.ms).toBeGreaterThanOrEqual(6_000);
     expect(r.ms).toBeLessThan(20_000);
+  });
+
+  it('LangChain: ignores the header: seven requests, each with num_retries + 1 upstream calls, over 63-126 s of back-off', async () => {
+    const s = await failing();
+    const r = await callLangChainSkippingBackoff(s);
+    expect(r).toMatchObject({ ok: false, status: 502 });
+    expect(s.requests).toHaveLength(7);
+    expect(dispatches(s.events)).toBe(14);
+    expectLangChainDefaultBackoff(r.delays);
+    expect(r.ms).toBeLessThan(30_000);
   });
 });
