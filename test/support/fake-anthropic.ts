@@ -9,6 +9,7 @@
  * scripted handlers: `message(...)` JSON or `stream(...)` named SSE events.
  */
 import { FakeOpenAI, type Exchange, type Handler } from './fake-openai.js';
+import { StrictFake, type Refusal } from './strict-fake.js';
 
 export const ANTHROPIC_FIELDS = new Set([
   'model', 'max_tokens', 'messages', 'system', 'stop_sequences', 'stream', 'temperature', 'top_p', 'top_k',
@@ -76,14 +77,13 @@ export interface FakeAnthropicOptions {
   apiKey: string;
 }
 
-export class FakeAnthropic {
-  readonly accepted: Exchange[] = [];
-  readonly refused: Array<{ path: string; status: number; message: string }> = [];
-
+export class FakeAnthropic extends StrictFake {
   private constructor(
-    readonly fake: FakeOpenAI,
+    fake: FakeOpenAI,
     private readonly options: FakeAnthropicOptions,
-  ) {}
+  ) {
+    super(fake);
+  }
 
   static async start(options: FakeAnthropicOptions): Promise<FakeAnthropic> {
     const fake = await FakeOpenAI.start();
@@ -97,7 +97,12 @@ export class FakeAnthropic {
     return this.fake.url.replace(/\/v1$/, '');
   }
 
-  private refusal(x: Exchange): { status: number; type: string; message: string } | undefined {
+  protected refusal(x: Exchange): Refusal | undefined {
+    const p = this.problem(x);
+    return p === undefined ? undefined : { status: p.status, body: anthropicError(p.type, p.message), message: p.message };
+  }
+
+  private problem(x: Exchange): { status: number; type: string; message: string } | undefined {
     const { request } = x;
     if (request.method !== 'POST' || request.path !== '/v1/messages') return { status: 404, type: 'not_found_error', message: `Not found: ${request.method} ${request.path}` };
     if (request.headers['x-api-key'] !== this.options.apiKey) return { status: 401, type: 'authentication_error', message: 'invalid x-api-key' };
@@ -105,33 +110,6 @@ export class FakeAnthropic {
     if (!String(request.headers['content-type']).startsWith('application/json')) return { status: 400, type: 'invalid_request_error', message: 'content-type must be application/json' };
     const problem = messagesBodyProblem(request.body);
     return problem === undefined ? undefined : { status: 400, type: 'invalid_request_error', message: problem };
-  }
-
-  private guard(handler: Handler): Handler {
-    return (x) => {
-      const refusal = this.refusal(x);
-      if (refusal !== undefined) {
-        this.refused.push({ path: x.request.path, status: refusal.status, message: refusal.message });
-        x.json(refusal.status, anthropicError(refusal.type, refusal.message));
-        return;
-      }
-      this.accepted.push(x);
-      return handler(x);
-    };
-  }
-
-  next(...handlers: Handler[]): this {
-    this.fake.next(...handlers.map((h) => this.guard(h)));
-    return this;
-  }
-
-  always(handler: Handler): this {
-    this.fake.always(this.guard(handler));
-    return this;
-  }
-
-  close(): Promise<void> {
-    return this.fake.close();
   }
 }
 

@@ -8,7 +8,8 @@
  * response request (400), `stream_options` with an API version older than 2024-09-01 (400).
  * What passes is answered by the scripted handlers of FakeOpenAI (test/support/fake-openai.ts).
  */
-import { FakeOpenAI, responseBody, responseEvents, type Exchange, type Handler } from './fake-openai.js';
+import { FakeOpenAI, responseBody, responseEvents, type Exchange } from './fake-openai.js';
+import { StrictFake, type Refusal } from './strict-fake.js';
 
 export interface FakeAzureOptions {
   deployments: string[];
@@ -30,16 +31,13 @@ function isResponsesPath(x: Exchange): boolean {
   return /^\/openai\/(v1\/)?responses(\?|$)/.test(x.request.path);
 }
 
-export class FakeAzure {
-  /** Requests that passed the checks and reached a handler. */
-  readonly accepted: Exchange[] = [];
-  /** Requests refused, with the status they got. */
-  readonly refused: Array<{ path: string; status: number }> = [];
-
+export class FakeAzure extends StrictFake {
   private constructor(
-    readonly fake: FakeOpenAI,
+    fake: FakeOpenAI,
     private readonly options: FakeAzureOptions,
-  ) {}
+  ) {
+    super(fake);
+  }
 
   static async start(options: FakeAzureOptions): Promise<FakeAzure> {
     const fake = await FakeOpenAI.start();
@@ -60,7 +58,7 @@ export class FakeAzure {
   }
 
   /** Why Azure would refuse this request, or undefined. */
-  private refusal(x: Exchange): { status: number; body: unknown } | undefined {
+  protected refusal(x: Exchange): Refusal | undefined {
     const { request } = x;
     const url = new URL(request.path, 'http://fake');
     const version = url.searchParams.get('api-version');
@@ -98,33 +96,6 @@ export class FakeAzure {
       return { status: 400, body: azureError('BadRequest', 'Unrecognized request argument supplied: stream_options') };
     }
     return undefined;
-  }
-
-  private guard(handler: Handler): Handler {
-    return (x) => {
-      const refusal = this.refusal(x);
-      if (refusal !== undefined) {
-        this.refused.push({ path: x.request.path, status: refusal.status });
-        x.json(refusal.status, refusal.body);
-        return;
-      }
-      this.accepted.push(x);
-      return handler(x);
-    };
-  }
-
-  next(...handlers: Handler[]): this {
-    this.fake.next(...handlers.map((h) => this.guard(h)));
-    return this;
-  }
-
-  always(handler: Handler): this {
-    this.fake.always(this.guard(handler));
-    return this;
-  }
-
-  close(): Promise<void> {
-    return this.fake.close();
   }
 }
 
