@@ -368,7 +368,11 @@ export const schedulerMachine = setup({
     }),
   }),
   initial: 'idle',
+  // Every request is handled the same whether others wait or not (an arrival with headroom is
+  // granted in its own enqueue's step either way), so the handlers live here, once; the two open
+  // states say what the group's queue is doing, which /debug shows, and `closed` overrides `enqueue`.
   on: {
+    enqueue: { actions: 'storeEnqueue' },
     withdraw: { actions: 'storeWithdraw' },
     release: { actions: 'storeRelease' },
     'store.released': { actions: ['emitCooldown', 'pumpAfterCooldown'] },
@@ -381,14 +385,12 @@ export const schedulerMachine = setup({
     close: { target: '.closed' },
   },
   states: {
-    /** Nobody waits: every request that arrives is granted at once if a deployment has headroom. */
+    /** Nobody waits: the group's last pump left its queue empty. */
     idle: {
-      on: { enqueue: { actions: 'storeEnqueue' } },
       always: { guard: 'hasWaiters', target: 'backlogged' },
     },
-    /** Requests wait for capacity; the one timer is armed for when it returns. */
+    /** Requests wait for capacity; the one wake-up is set for when it can return. */
     backlogged: {
-      on: { enqueue: { actions: 'storeEnqueue' } },
       always: { guard: 'queueEmpty', target: 'idle' },
     },
     /** Shut down: new requests are refused; releases of calls still in flight are still accepted. */
