@@ -9,7 +9,8 @@
  */
 import { enqueueActions, setup, type AnyActorRef } from 'xstate';
 import { QueueFullError, ShuttingDownError, StoreUnavailableError, TriageError, upstreamUnavailable } from '../errors.js';
-import type { Clock, TimerHandle } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
+import { SchedulerPump, type Acceptance } from './scheduler-pump.js';
 import type { Displaced, EnqueueResult, Grant, ImmediateStoreOps, PumpResult, ReleaseOutcome, ReleaseResult, SchedulerStore, WaiterEntry } from './scheduler-store.js';
 
 /** How the scheduler finds a request actor by id (grants and expiries carry ids, not references). */
@@ -17,14 +18,7 @@ export interface RequestRegistry {
   get(id: string): AnyActorRef | undefined;
 }
 
-/** Where an accepted request stands in the queue. */
-export interface Acceptance {
-  seq: number;
-  round: number;
-  position: number;
-  /** Estimated grant time (clock ms), null when unknown; absent when the store does not estimate. */
-  etaAt?: number | null;
-}
+export type { Acceptance } from './scheduler-pump.js';
 
 /** Replies the scheduler sends to a request actor. */
 export type SchedulerReply =
@@ -75,24 +69,9 @@ export interface SchedulerInput {
   pollingIntervalMs: number;
 }
 
-/**
- * Mutable bookkeeping, held by reference so no transition copies it: the pump loop, the one wake-up
- * timer, and the counts the state guards read. The hot path (enqueue, release, pump, deliver) runs in
- * plain code inside one action; an in-memory store adds no event or macrostep of its own.
- */
-interface PumpState {
-  running: boolean;
-  again: boolean;
-  wakeAt: number | null;
-  timer: TimerHandle | undefined;
-  waiting: number;
-  inFlight: number;
-  /** The request whose enqueue is being pumped (or whose enqueue's pump is applied): its grant carries its acceptance. */
-  arrival: { id: string; accepted: Acceptance } | undefined;
-}
-
 export interface SchedulerContext extends SchedulerInput {
-  pump: PumpState;
+  /** The pump loop, the counts the states read and the one wake-up timer (scheduler-pump.ts). */
+  pump: SchedulerPump;
 }
 
 /**
@@ -145,29 +124,19 @@ const PUMP: StoreOp<undefined, PumpResult> = {
   async: (store, _event, now) => store.pump(now),
   now: (context, self, _event, result) => applyPump(context, self, result),
   later: (_context, self, _event, result) => self.send({ type: 'store.pumped', result, loop: true }),
-  failed: (context, self, _event, e) => {
-    context.pump.running = false;
-    self.send({ type: 'store.failed', operation: 'pump', message: messageOf(e) });
-  },
+  // The loop stops when the machine takes the failure in (emitStoreError).
+  failed: (_context, self, _event, e) => self.send({ type: 'store.failed', operation: 'pump', message: messageOf(e) }),
 };
 
 /** Pumps the store; an in-memory store's result is applied in the same call, a shared one's on its reply. */
 function startPump(context: SchedulerContext, self: AnyActorRef): void {
-  const pump = context.pump;
-  if (pump.running) {
-    pump.again = true;
-    return;
-  }
-  pump.running = true;
-  pump.again = false;
-  runStoreOp(PUMP, context, self, undefined);
+  if (context.pump.begin()) runStoreOp(PUMP, context, self, undefined);
 }
 
 /** Ends one run of the pump loop: applies its result, and pumps again if something changed meanwhile. */
 function applyPump(context: SchedulerContext, self: AnyActorRef, result: PumpResult): void {
   applyResult(context, self, result);
-  context.pump.running = false;
-  if (context.pump.again) startPump(context, self);
+  if (context.pump.end()) startPump(context, self);
 }
 
 /**
@@ -178,31 +147,8 @@ function applyResult(context: SchedulerContext, self: AnyActorRef, result: PumpR
   const pump = context.pump;
   deliver(context, self, result.grants, result.expired, result.displaced);
   if (result.cooldownsEnded.length > 0) self.send({ type: 'store.cooldowns_ended', deployments: result.cooldownsEnded });
-  pump.waiting = result.waiting;
-  pump.inFlight += result.grants.length;
-  let wakeAt = result.nextWakeAt;
-  if (context.store.shared && result.waiting > 0) {
-    const recheck = context.clock.now() + context.pollingIntervalMs;
-    wakeAt = wakeAt === null ? recheck : Math.min(wakeAt, recheck);
-  }
-  armWake(context, self, wakeAt);
-}
-
-/** The group's one timer: set for `wakeAt` (clock ms), or cleared with null. Unchanged moments cost nothing. */
-function armWake(context: SchedulerContext, self: AnyActorRef, wakeAt: number | null): void {
-  const pump = context.pump;
-  if (wakeAt === pump.wakeAt) return;
-  pump.wakeAt = wakeAt;
-  if (pump.timer !== undefined) context.clock.clearTimeout(pump.timer);
-  pump.timer = undefined;
-  if (wakeAt === null) return;
-  pump.timer = context.clock.setTimeout(
-    () => {
-      pump.timer = undefined;
-      if (self.getSnapshot().status === 'active') self.send({ type: 'wake' });
-    },
-    Math.max(0, wakeAt - context.clock.now()),
-  );
+  pump.counted(result.waiting, result.grants.length);
+  pump.arm(pump.nextWake(result.nextWakeAt, context.store.shared, context.pollingIntervalMs));
 }
 
 /** Written out, not `{ type, ...accepted }` (docs/performance.md, "Object spread on the hot path"). */
@@ -233,12 +179,12 @@ function replyToEnqueue(result: EnqueueResult): SchedulerReply {
 }
 
 function deliver(context: SchedulerContext, self: AnyActorRef, grants: Grant[], expired: string[], displaced?: Displaced[]): void {
-  const arrival = context.pump.arrival;
+  const pump = context.pump;
   for (const grant of grants) {
     const ref = context.registry.get(grant.requestId);
     if (ref !== undefined && ref.getSnapshot().status === 'active') {
-      if (arrival?.id === grant.requestId) {
-        context.pump.arrival = undefined;
+      const arrival = pump.takeArrival(grant.requestId);
+      if (arrival !== undefined) {
         ref.send({ type: 'grant', grant, accepted: arrival.accepted } satisfies SchedulerReply);
       } else {
         ref.send({ type: 'grant', grant } satisfies SchedulerReply);
@@ -251,8 +197,8 @@ function deliver(context: SchedulerContext, self: AnyActorRef, grants: Grant[], 
   for (const id of expired) {
     const ref = context.registry.get(id);
     if (ref === undefined) continue;
-    if (arrival?.id === id && context.pump.arrival !== undefined) {
-      context.pump.arrival = undefined;
+    const arrival = pump.takeArrival(id);
+    if (arrival !== undefined) {
       ref.send(acceptedReply(arrival.accepted));
     }
     ref.send({ type: 'queue.timeout' } satisfies SchedulerReply);
@@ -365,7 +311,7 @@ export const schedulerMachine = setup({
     /** Ends a grant and pumps (RELEASE). */
     storeRelease: ({ context, event, self }) => {
       if (event.type !== 'release') return;
-      context.pump.inFlight = Math.max(0, context.pump.inFlight - 1);
+      context.pump.released();
       runStoreOp(RELEASE, context, self, event);
     },
     pump: ({ context, self }) => startPump(context, self),
@@ -390,35 +336,43 @@ export const schedulerMachine = setup({
       if (!c) return;
       enqueue.emit({ type: 'deployment.cooldown_start', model: context.model, deployment: c.deploymentId, until: c.until, reason: c.reason });
       // The cooldown's end is a wake-up moment: re-arm even if nobody waits, so its end is reported.
-      const wakeAt = context.pump.wakeAt;
-      if (wakeAt === null || c.until < wakeAt) armWake(context, self, c.until);
+      context.pump.wakeBy(c.until);
     }),
     emitCooldownsEnded: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'store.cooldowns_ended') return;
       for (const deployment of event.deployments) enqueue.emit({ type: 'deployment.cooldown_end', model: context.model, deployment });
     }),
-    emitStoreError: enqueueActions(({ context, event, enqueue, self }) => {
+    emitStoreError: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'store.failed') return;
       enqueue.emit({ type: 'store.error', model: context.model, operation: event.operation, message: event.message });
-      // Try again after the polling interval: the store (Redis) may be back by then.
-      if (event.operation === 'pump') armWake(context, self, context.clock.now() + context.pollingIntervalMs);
+      if (event.operation !== 'pump') return;
+      // The failed pump ends the loop; try again after the polling interval: the store (Redis) may be back by then.
+      context.pump.abort();
+      context.pump.arm(context.clock.now() + context.pollingIntervalMs);
     }),
     /** Grants and expiries decided by another instance for waiters of this one. */
     applyRemote: ({ context, event, self }) => {
       if (event.type !== 'store.remote') return;
       deliver(context, self, event.grants, event.expired, event.displaced);
-      context.pump.inFlight += event.grants.length;
+      context.pump.grantedRemotely(event.grants.length);
     },
-    clearWake: ({ context }) => {
-      context.pump.wakeAt = null;
-      context.pump.timer = undefined;
-    },
+    clearWake: ({ context }) => context.pump.woke(),
   },
 }).createMachine({
   id: 'scheduler',
-  context: ({ input }) => ({ ...input, pump: { running: false, again: false, wakeAt: null, timer: undefined, waiting: 0, inFlight: 0, arrival: undefined } }),
+  context: ({ input, self }) => ({
+    ...input,
+    // The timer's reply has nobody to tell once the scheduler has stopped.
+    pump: new SchedulerPump(input.clock, () => {
+      if (self.getSnapshot().status === 'active') self.send({ type: 'wake' });
+    }),
+  }),
   initial: 'idle',
+  // Every request is handled the same whether others wait or not (an arrival with headroom is
+  // granted in its own enqueue's step either way), so the handlers live here, once; the two open
+  // states say what the group's queue is doing, which /debug shows, and `closed` overrides `enqueue`.
   on: {
+    enqueue: { actions: 'storeEnqueue' },
     withdraw: { actions: 'storeWithdraw' },
     release: { actions: 'storeRelease' },
     'store.released': { actions: ['emitCooldown', 'pumpAfterCooldown'] },
@@ -431,14 +385,12 @@ export const schedulerMachine = setup({
     close: { target: '.closed' },
   },
   states: {
-    /** Nobody waits: every request that arrives is granted at once if a deployment has headroom. */
+    /** Nobody waits: the group's last pump left its queue empty. */
     idle: {
-      on: { enqueue: { actions: 'storeEnqueue' } },
       always: { guard: 'hasWaiters', target: 'backlogged' },
     },
-    /** Requests wait for capacity; the one timer is armed for when it returns. */
+    /** Requests wait for capacity; the one wake-up is set for when it can return. */
     backlogged: {
-      on: { enqueue: { actions: 'storeEnqueue' } },
       always: { guard: 'queueEmpty', target: 'idle' },
     },
     /** Shut down: new requests are refused; releases of calls still in flight are still accepted. */
