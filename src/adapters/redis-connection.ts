@@ -26,6 +26,7 @@ import { redisKeyRate } from './redis-key-rate.js';
 import { clientKind, connectClient, type RedisClient } from './redis-client.js';
 import { checkIdentifier, groupChannel, instanceChannel, RedisStore } from './redis-store.js';
 import { decodeChannelMessage, type ChannelMessage } from './redis-protocol.js';
+import { WriteBatch } from './redis-write-batch.js';
 
 export interface RedisStoreFactoryOptions {
   /** This process's id among the instances (default: host, pid and a random suffix). */
@@ -96,6 +97,8 @@ export function createRedisStoreFactory(settings: RedisSettings, options: RedisS
       retryStrategy,
     },
   });
+  // Commands of one turn, from every store, leave in one write.
+  const writes = new WriteBatch(redis);
   const sub = connectClient(settings, {
     maxReconnectDelayMs,
     subscriber: true,
@@ -165,6 +168,7 @@ export function createRedisStoreFactory(settings: RedisSettings, options: RedisS
     const r = config.router;
     const store = new RedisStore({
       redis,
+      writes,
       prefix,
       sharded: cluster,
       model,

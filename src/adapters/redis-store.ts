@@ -10,7 +10,7 @@
  * A request costs two scripts: its enqueue grants in the same step (enqueue + pump), and its release
  * grants the freed slot in the same step (release + pump, unless the request is retrying). The results
  * go back to the scheduler as `pumped`. Commands issued in one turn of the event loop leave in one
- * socket write (see coalesceWrites).
+ * socket write (see redis-write-batch.ts).
  *
  * Order is global, so a pump here may grant a waiter owned by another instance. Such grants (and
  * expiries) go to the owner's mailbox in Redis and the owner is told on its channel: the message
@@ -26,10 +26,10 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { DeploymentConfig, QueueBound } from '../core/config-types.js';
 import type { RedisClient as Redis } from './redis-client.js';
+import type { WriteBatch } from './redis-write-batch.js';
 import { ChurnMap } from '../machines/churn-map.js';
 import type { Clock } from '../core/clock.js';
 import { MAX_COOLDOWN_MS, deploymentHeadroom, type CooldownPolicy } from '../machines/deployment-state.js';
@@ -84,6 +84,8 @@ const REDIS_LAG_WINDOW_MS = 30_000;
 export interface RedisStoreOptions {
   /** The command connection (shared by all stores of one instance): one node or a cluster. */
   redis: Redis;
+  /** The connection's write batching (redis-write-batch.ts); without it each command is sent at once. */
+  writes?: WriteBatch;
   /**
    * Wake-ups by sharded pub/sub (SPUBLISH on the group's own channel, see groupChannel), as a Redis
    * Cluster needs; false: PUBLISH on the instance's channel.
@@ -232,38 +234,6 @@ interface PumpFields extends PumpResult {
   more: boolean;
 }
 
-/** Longest a command waits for the end of the turn (ms of this process's own work) before it is sent. */
-const MAX_HOLD_MS = 1;
-
-/** Connections whose writes are held, with when the current hold began. */
-const held = new WeakMap<Writable, number>();
-const endHold = (stream: Writable) => {
-  held.delete(stream);
-  stream.uncork();
-};
-
-/**
- * Holds the connection's writes until the end of this turn of the event loop, so the commands issued
- * meanwhile (by any store of the instance) leave in one write: on a busy gateway the socket writes, each
- * waking Redis, were the largest single cost per request. A long turn (a burst of replies handled at
- * once) sends what it has every MAX_HOLD_MS, so Redis works on those while this process makes the rest.
- * Replies, timeouts and errors are per command as before.
- */
-function coalesceWrites(redis: Redis): void {
-  const stream = (redis as unknown as { stream?: Writable }).stream;
-  if (stream === undefined || typeof stream.cork !== 'function') return;
-  const since = held.get(stream);
-  if (since === undefined) {
-    held.set(stream, performance.now());
-    stream.cork();
-    process.nextTick(endHold, stream);
-  } else if (performance.now() - since >= MAX_HOLD_MS) {
-    stream.uncork();
-    stream.cork();
-    held.set(stream, performance.now());
-  }
-}
-
 /** The expiry list of a reply, split: now decoded in redis-protocol.ts (kept for callers of this name). */
 export function splitExpired(entries: readonly string[]): Endings {
   return decodeEndings(entries);
@@ -394,7 +364,7 @@ export class RedisStore implements SchedulerStore {
   private call<T>(name: ScriptName, extra: (string | number)[], decode: (reply: unknown) => T): Promise<Sent<T>> {
     if (this.closed) return Promise.reject(new Error(`the Redis store for ${this.model} is closed`));
     const fn = (this.redis as unknown as Record<string, ScriptFn>)[commandName(name)];
-    coalesceWrites(this.redis);
+    this.options.writes?.hold();
     const sentAt = performance.now();
     const args = this.head0.concat(extra);
     if (this.options.scriptClock !== undefined) args.push(`clock:${Math.round(this.options.scriptClock.now())}`);
