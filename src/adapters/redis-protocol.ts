@@ -202,11 +202,6 @@ export function decodeEndings(entries: readonly string[], where = 'expiry list')
   return { expired, displaced };
 }
 
-/** The id an expiry-list entry is about. */
-export function endingId(entry: string): string {
-  return entry.charCodeAt(0) === 0 ? entry.slice(2).split('\t')[0] : entry;
-}
-
 /** pump.lua's 6 fields after its head, from r[i]: waiting, wake or '', more, grants, expired, cooldowns ended. */
 function pumpAt(where: string, r: unknown[], i: number): PumpReply {
   atLeast(where, r, i + 6);

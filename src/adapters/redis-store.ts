@@ -50,7 +50,6 @@ import type {
 } from '../machines/scheduler-store.js';
 import {
   decodeClaimReply,
-  decodeEndings,
   decodeEnqueueReply,
   decodeGrantRecords,
   decodeLeaveReply,
@@ -232,11 +231,6 @@ export function grantCounter(grantId: string): number {
 /** The fields of a pump reply after its head, parsed; `more` = the batch cap was reached. */
 interface PumpFields extends PumpResult {
   more: boolean;
-}
-
-/** The expiry list of a reply, split: now decoded in redis-protocol.ts (kept for callers of this name). */
-export function splitExpired(entries: readonly string[]): Endings {
-  return decodeEndings(entries);
 }
 
 /** What a store hands to the scheduler for delivery. */
