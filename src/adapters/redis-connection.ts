@@ -25,6 +25,8 @@ import type { KeyRateCheck } from '../core/key-rate.js';
 import { redisKeyRate } from './redis-key-rate.js';
 import { clientKind, connectClient, type RedisClient } from './redis-client.js';
 import { checkIdentifier, groupChannel, instanceChannel, RedisStore } from './redis-store.js';
+import { decodeChannelMessage, type ChannelMessage } from './redis-protocol.js';
+import { WriteBatch } from './redis-write-batch.js';
 
 export interface RedisStoreFactoryOptions {
   /** This process's id among the instances (default: host, pid and a random suffix). */
@@ -95,6 +97,8 @@ export function createRedisStoreFactory(settings: RedisSettings, options: RedisS
       retryStrategy,
     },
   });
+  // Commands of one turn, from every store, leave in one write.
+  const writes = new WriteBatch(redis);
   const sub = connectClient(settings, {
     maxReconnectDelayMs,
     subscriber: true,
@@ -138,17 +142,17 @@ export function createRedisStoreFactory(settings: RedisSettings, options: RedisS
   };
   sub.on('ready', () => subscribe([...stores.keys()]));
   const onMessage = (ch: string, message: string) => {
-    if (message.length === 0) return;
-    if (message[0] === 'g') {
-      // Grants for our waiters, carried by the message: 'g' + model + NUL + records.
-      const cut = message.indexOf('\0');
-      const store = cut < 0 ? undefined : stores.get(message.slice(1, cut));
-      if (store !== undefined && ch === channelOf(store.model)) store.onGrants(message.slice(cut + 1));
+    let m: ChannelMessage;
+    try {
+      m = decodeChannelMessage(message);
+    } catch {
+      // Not a message of ours (redis-protocol.ts): nothing to do; the heartbeat claims mail anyway.
       return;
     }
-    const store = stores.get(message.slice(1));
+    const store = stores.get(m.model);
     if (store === undefined || ch !== channelOf(store.model)) return;
-    if (message[0] === 'm') void store.onMail();
+    if (m.kind === 'grants') store.onGrants(m.records);
+    else if (m.kind === 'mail') void store.onMail();
     else store.onChanged();
   };
   sub.on(cluster ? 'smessage' : 'message', onMessage);
@@ -164,6 +168,7 @@ export function createRedisStoreFactory(settings: RedisSettings, options: RedisS
     const r = config.router;
     const store = new RedisStore({
       redis,
+      writes,
       prefix,
       sharded: cluster,
       model,

@@ -10,7 +10,7 @@
  * A request costs two scripts: its enqueue grants in the same step (enqueue + pump), and its release
  * grants the freed slot in the same step (release + pump, unless the request is retrying). The results
  * go back to the scheduler as `pumped`. Commands issued in one turn of the event loop leave in one
- * socket write (see coalesceWrites).
+ * socket write (see redis-write-batch.ts).
  *
  * Order is global, so a pump here may grant a waiter owned by another instance. Such grants (and
  * expiries) go to the owner's mailbox in Redis and the owner is told on its channel: the message
@@ -26,10 +26,10 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { DeploymentConfig, QueueBound } from '../core/config-types.js';
 import type { RedisClient as Redis } from './redis-client.js';
+import type { WriteBatch } from './redis-write-batch.js';
 import { ChurnMap } from '../machines/churn-map.js';
 import type { Clock } from '../core/clock.js';
 import { MAX_COOLDOWN_MS, deploymentHeadroom, type CooldownPolicy } from '../machines/deployment-state.js';
@@ -48,6 +48,22 @@ import type {
   WaiterEntry,
   WaiterView,
 } from '../machines/scheduler-store.js';
+import {
+  decodeClaimReply,
+  decodeEnqueueReply,
+  decodeGrantRecords,
+  decodeLeaveReply,
+  decodePositionReply,
+  decodePumpReply,
+  decodeReleaseReply,
+  decodeRemoveReply,
+  decodeRetryAfterReply,
+  decodeSnapshotReply,
+  decodeSyncReply,
+  type Endings,
+  type PumpReply,
+  type ReplyHead,
+} from './redis-protocol.js';
 
 export const SCRIPT_NAMES = ['enqueue', 'remove', 'pump', 'release', 'claim', 'sync', 'leave', 'snapshot', 'position', 'retry_after'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
@@ -67,6 +83,8 @@ const REDIS_LAG_WINDOW_MS = 30_000;
 export interface RedisStoreOptions {
   /** The command connection (shared by all stores of one instance): one node or a cluster. */
   redis: Redis;
+  /** The connection's write batching (redis-write-batch.ts); without it each command is sent at once. */
+  writes?: WriteBatch;
   /**
    * Wake-ups by sharded pub/sub (SPUBLISH on the group's own channel, see groupChannel), as a Redis
    * Cluster needs; false: PUBLISH on the instance's channel.
@@ -186,8 +204,8 @@ export function defineScripts(redis: Redis): void {
 }
 
 type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
-/** A script's reply; `sentAt`: when the call was sent (performance.now()), for the lease fence. */
-type Reply = unknown[] & { sentAt?: number };
+/** A decoded script reply; `sentAt`: when the call was sent (performance.now()), for the lease fence. */
+type Sent<T> = T & { sentAt?: number };
 
 /** The share of the lease the fence trusts (the rest covers clock-rate differences with Redis's TIME). */
 const LEASE_TRUST = 0.9;
@@ -215,62 +233,6 @@ interface PumpFields extends PumpResult {
   more: boolean;
 }
 
-/** Longest a command waits for the end of the turn (ms of this process's own work) before it is sent. */
-const MAX_HOLD_MS = 1;
-
-/** Connections whose writes are held, with when the current hold began. */
-const held = new WeakMap<Writable, number>();
-const endHold = (stream: Writable) => {
-  held.delete(stream);
-  stream.uncork();
-};
-
-/**
- * Holds the connection's writes until the end of this turn of the event loop, so the commands issued
- * meanwhile (by any store of the instance) leave in one write: on a busy gateway the socket writes, each
- * waking Redis, were the largest single cost per request. A long turn (a burst of replies handled at
- * once) sends what it has every MAX_HOLD_MS, so Redis works on those while this process makes the rest.
- * Replies, timeouts and errors are per command as before.
- */
-function coalesceWrites(redis: Redis): void {
-  const stream = (redis as unknown as { stream?: Writable }).stream;
-  if (stream === undefined || typeof stream.cork !== 'function') return;
-  const since = held.get(stream);
-  if (since === undefined) {
-    held.set(stream, performance.now());
-    stream.cork();
-    process.nextTick(endHold, stream);
-  } else if (performance.now() - since >= MAX_HOLD_MS) {
-    stream.uncork();
-    stream.cork();
-    held.set(stream, performance.now());
-  }
-}
-
-/**
- * The expiry list of a reply, split: plain ids are expiries; entries marked NUL + kind + id + tab +
- * seconds are waiters displaced by a better arrival (kind d) or whose deadline became certainly
- * unreachable (kind u) (lib.lua claimMail).
- */
-export function splitExpired(entries: readonly string[]): { expired: string[]; displaced: Displaced[] } {
-  const expired: string[] = [];
-  const displaced: Displaced[] = [];
-  for (const e of entries) {
-    if (e.charCodeAt(0) !== 0) {
-      expired.push(e);
-      continue;
-    }
-    const tab = e.indexOf('\t');
-    // id \t seconds, and for kind f \t the last upstream error.
-    const fields = tab < 0 ? [e.slice(2)] : [e.slice(2, tab), ...e.slice(tab + 1).split('\t')];
-    const d: Displaced = { id: fields[0], retryAfterSeconds: Math.max(1, Number(fields[1]) || 1) };
-    if (e[1] === 'u') d.unreachable = true;
-    if (e[1] === 'f') d.unavailable = fields.slice(2).join(' ');
-    displaced.push(d);
-  }
-  return { expired, displaced };
-}
-
 /** What a store hands to the scheduler for delivery. */
 interface Delivery {
   grants: Grant[];
@@ -284,7 +246,6 @@ function withDisplaced(result: PumpResult, displaced: Displaced[]): PumpResult {
 }
 
 const isReplyError = (e: unknown) => (e as { name?: string } | null)?.name === 'ReplyError';
-const strings = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : []);
 const noop = () => {};
 
 export class RedisStore implements SchedulerStore {
@@ -393,16 +354,18 @@ export class RedisStore implements SchedulerStore {
     return this.waiting.size;
   }
 
-  private call(name: ScriptName, extra: (string | number)[]): Promise<Reply> {
+  /** Runs a script and decodes its reply (a reply of the wrong layout rejects, as a failed call). */
+  private call<T>(name: ScriptName, extra: (string | number)[], decode: (reply: unknown) => T): Promise<Sent<T>> {
     if (this.closed) return Promise.reject(new Error(`the Redis store for ${this.model} is closed`));
     const fn = (this.redis as unknown as Record<string, ScriptFn>)[commandName(name)];
-    coalesceWrites(this.redis);
+    this.options.writes?.hold();
     const sentAt = performance.now();
     const args = this.head0.concat(extra);
     if (this.options.scriptClock !== undefined) args.push(`clock:${Math.round(this.options.scriptClock.now())}`);
-    return (fn.apply(this.redis, args) as Promise<Reply>).then((r) => {
-      if (Array.isArray(r)) r.sentAt = sentAt;
-      return r;
+    return (fn.apply(this.redis, args) as Promise<unknown>).then((r) => {
+      const decoded = decode(r) as Sent<T>;
+      decoded.sentAt = sentAt;
+      return decoded;
     });
   }
 
@@ -415,8 +378,8 @@ export class RedisStore implements SchedulerStore {
    * Reads the common reply head {LOST, NOW, REAPED}; returns the server time. `leased`: the script
    * renewed the caller's lease (enqueue, pump, claim, sync), so LOST means something.
    */
-  private head(r: Reply, now?: number, leased = false): number {
-    const serverNow = Number(r[1]);
+  private head(r: Sent<{ head: ReplyHead }>, now?: number, leased = false): number {
+    const serverNow = r.head.now;
     const wall = Date.now();
     const lag = wall - serverNow;
     if (!(lag >= this.redisLag) || wall - this.redisLagAt > REDIS_LAG_WINDOW_MS) {
@@ -431,14 +394,14 @@ export class RedisStore implements SchedulerStore {
     }
     if (leased) {
       if (r.sentAt !== undefined) this.leaseSafeUntil = Math.max(this.leaseSafeUntil, r.sentAt + this.options.leaseMs * LEASE_TRUST);
-      if (Number(r[0]) === 1 && this.leaseHeld) {
+      if (r.head.lost && this.leaseHeld) {
         // Our lease was gone (reaped while we were silent, or Redis lost its data): reconcile.
         this.needsSync = true;
         this.leaseLost = true;
       }
       this.leaseHeld = true;
     }
-    if (Number(r[2]) > 0) this.queueChanged();
+    if (r.head.reaped > 0) this.queueChanged();
     if (this.needsSync && !this.syncing) setImmediate(() => void this.syncIfNeeded());
     return serverNow;
   }
@@ -458,42 +421,23 @@ export class RedisStore implements SchedulerStore {
     });
   }
 
-  /** A grant from its 8 fields (see lib.lua pushGrant) starting at v[i]. */
-  private grantAt(v: readonly unknown[], i: number): Grant {
-    return {
-      grantId: String(v[i]),
-      requestId: String(v[i + 1]),
-      deploymentId: String(v[i + 2]),
-      tokens: Number(v[i + 3]),
-      grantedAt: Number(v[i + 4]) + this.offset,
-      waitedMs: Math.max(0, Number(v[i + 5])),
-      priority: Number(v[i + 6]),
-      seq: Number(v[i + 7]),
-    };
-  }
-
-  private parseGrants(flat: unknown): Grant[] {
-    const grants: Grant[] = [];
-    if (!Array.isArray(flat)) return grants;
-    for (let i = 0; i + 7 < flat.length; i += 8) grants.push(this.grantAt(flat, i));
+  /** Grants as decoded (grantedAt on the Redis clock), moved to this process's clock. */
+  private local(grants: Grant[]): Grant[] {
+    for (const g of grants) g.grantedAt += this.offset;
     return grants;
   }
 
-  /**
-   * The 6 pump fields of a reply from r[i] (waiting, wake, more, grants, expired, cooldowns ended),
-   * its grants and expiries already filtered by `accept`.
-   */
-  private pumpFields(r: Reply, i: number, now: number, serverNow: number): PumpFields {
-    const wake = String(r[i + 1]);
-    const kept = this.accept(this.parseGrants(r[i + 3]), strings(r[i + 4]));
+  /** A decoded pump, its grants and expiries already filtered by `accept`. */
+  private pumpFields(p: PumpReply, now: number, serverNow: number): PumpFields {
+    const kept = this.accept(this.local(p.grants), p.endings);
     return {
       grants: kept.grants,
       expired: kept.expired,
       displaced: kept.displaced,
-      cooldownsEnded: strings(r[i + 5]),
-      waiting: Number(r[i]),
-      nextWakeAt: wake === '' ? null : now + (Number(wake) - serverNow),
-      more: Number(r[i + 2]) === 1,
+      cooldownsEnded: p.cooldownsEnded,
+      waiting: p.waiting,
+      nextWakeAt: p.wakeAt === null ? null : now + (p.wakeAt - serverNow),
+      more: p.more,
     };
   }
 
@@ -528,8 +472,8 @@ export class RedisStore implements SchedulerStore {
    * Keeps the grants and expiries this process should deliver: each grant once, only to a request still
    * waiting here. A grant nobody here waits for any more is given back at once.
    */
-  private accept(grants: Grant[], entries: string[]): Delivery {
-    const { expired, displaced } = splitExpired(entries);
+  private accept(grants: Grant[], endings: Endings): Delivery {
+    const { expired, displaced } = endings;
     if (grants.length > 0 && (this.leaseLost || performance.now() > this.leaseSafeUntil)) {
       // Fenced: the lease may have lapsed since these were made (see leaseSafeUntil). The waiters stay;
       // sync delivers the grants Redis still holds for them and re-queues those whose grant was reaped.
@@ -595,32 +539,31 @@ export class RedisStore implements SchedulerStore {
     // Known locally before Redis answers: a grant may come back before the reply does.
     const local: LocalWaiter = { entry: { ...entry }, op: ++this.ops };
     this.waiting.set(entry.id, local);
-    let r: Reply;
+    let r: Sent<ReturnType<typeof decodeEnqueueReply>>;
     try {
-      r = await this.call('enqueue', this.enqueueArgs(entry, now, this.enqueueCap, displace));
+      r = await this.call('enqueue', this.enqueueArgs(entry, now, this.enqueueCap, displace), decodeEnqueueReply);
     } catch (e) {
       if (this.waiting.get(entry.id) === local) this.waiting.delete(entry.id);
       this.failed(e);
       throw e;
     }
     // Run past its not-after time: nothing was queued, and the lease was not renewed.
-    const late = r[4] === 'late';
+    const late = r.outcome === 'late';
     const serverNow = this.head(r, now, !late);
-    if (late) {
+    if (r.outcome === 'late') {
       if (this.waiting.get(entry.id) === local) this.waiting.delete(entry.id);
       throw new Error(`the enqueue of ${entry.id} reached Redis after its command timeout; nothing was queued`);
     }
-    const accepted = Number(r[3]) === 1;
-    if (accepted) {
-      local.entry.seq = Number(r[4]);
-      local.entry.round = Number(r[6]);
-      local.counter = Number(r[7]);
+    if (r.outcome === 'accepted') {
+      local.entry.seq = r.seq;
+      local.entry.round = r.round;
+      local.counter = r.counter;
     } else if (this.waiting.get(entry.id) === local) {
       this.waiting.delete(entry.id);
     }
     // The pump runs after the waiter is known locally, so a grant of it in the same step is accepted.
-    const pumped = Number(r[8]) === 1 ? this.pumpFields(r, 9, now, serverNow) : undefined;
-    if (!accepted) {
+    const pumped = r.pump === null ? undefined : this.pumpFields(r.pump, now, serverNow);
+    if (r.outcome === 'refused') {
       if (pumped !== undefined) {
         // Taken from Redis already: handed out by the next pump, which this asks for.
         this.heldOver.grants.push(...pumped.grants);
@@ -629,16 +572,13 @@ export class RedisStore implements SchedulerStore {
         this.heldOver.cooldownsEnded.push(...pumped.cooldownsEnded);
         if (pumped.grants.length > 0 || pumped.expired.length > 0 || (pumped.displaced?.length ?? 0) > 0 || pumped.cooldownsEnded.length > 0) this.queueChanged();
       }
-      if (r[5] === 'unavailable') {
-        const refused: EnqueueResult = { accepted: false, reason: 'upstream_unavailable', retryAfterMs: Number(r[4]) * 1000 };
-        if (String(r[6]) !== '') refused.message = String(r[6]);
-        return refused;
-      }
-      return { accepted: false, reason: r[5] === 'certain' ? 'deadline_unreachable' : 'queue_full', retryAfterMs: Number(r[4]) * 1000 };
+      const refused: EnqueueResult = { accepted: false, reason: r.reason, retryAfterMs: r.retryAfterSeconds * 1000 };
+      if (r.reason === 'upstream_unavailable' && r.message !== '') refused.message = r.message;
+      return refused;
     }
-    // The estimated grant time follows the pump fields (enqueue.lua); on the caller's clock.
-    const eta = r[15] === undefined || r[15] === '' ? null : now + (Number(r[15]) - serverNow);
-    const result: EnqueueResult = { accepted: true, seq: Number(r[4]), position: Number(r[5]), priority: entry.priority, round: Number(r[6]), etaAt: eta };
+    // The estimated grant time, on the caller's clock.
+    const eta = r.etaAt === null ? null : now + (r.etaAt - serverNow);
+    const result: EnqueueResult = { accepted: true, seq: r.seq, position: r.position, priority: entry.priority, round: r.round, etaAt: eta };
     if (pumped !== undefined) result.pumped = this.pumpedResult(pumped, now);
     return result;
   }
@@ -683,15 +623,15 @@ export class RedisStore implements SchedulerStore {
   async remove(id: string, now: number): Promise<boolean> {
     this.waiting.delete(id);
     this.ops += 1;
-    let r: Reply;
+    let r: Sent<ReturnType<typeof decodeRemoveReply>>;
     try {
-      r = await this.call('remove', [id]);
+      r = await this.call('remove', [id], decodeRemoveReply);
     } catch (e) {
       this.failed(e);
       throw e;
     }
     this.head(r, now);
-    return Number(r[3]) === 1;
+    return r.removed;
   }
 
   async pump(now: number): Promise<PumpResult> {
@@ -703,9 +643,9 @@ export class RedisStore implements SchedulerStore {
     let waiting = 0;
     let nextWakeAt: number | null = null;
     for (let call = 0; ; call++) {
-      let r: Reply;
+      let r: Sent<ReturnType<typeof decodePumpReply>>;
       try {
-        r = await this.call('pump', [this.batch]);
+        r = await this.call('pump', [this.batch], decodePumpReply);
       } catch (e) {
         this.failed(e);
         // Redis unreachable: its expiry cannot run, so this instance times out its own overdue waiters
@@ -721,7 +661,7 @@ export class RedisStore implements SchedulerStore {
         return withDisplaced({ grants, expired, cooldownsEnded, waiting, nextWakeAt: now }, displaced);
       }
       const serverNow = this.head(r, now, true);
-      const p = this.pumpFields(r, 3, now, serverNow);
+      const p = this.pumpFields(r.pump, now, serverNow);
       waiting = p.waiting;
       grants.push(...p.grants);
       expired.push(...p.expired);
@@ -757,9 +697,9 @@ export class RedisStore implements SchedulerStore {
     this.releasing.add(gid);
     this.pendingReleases.delete(gid);
     const pump = options?.pump === true;
-    let r: Reply;
+    let r: Sent<ReturnType<typeof decodeReleaseReply>>;
     try {
-      r = await this.call('release', this.releaseArgs(gid, outcome, pump ? String(this.batch) : ''));
+      r = await this.call('release', this.releaseArgs(gid, outcome, pump ? String(this.batch) : ''), decodeReleaseReply);
     } catch (e) {
       // Keep it: the slot is given back once Redis answers again (the script is idempotent).
       this.pendingReleases.set(gid, { grant, outcome });
@@ -768,15 +708,15 @@ export class RedisStore implements SchedulerStore {
     } finally {
       this.releasing.delete(gid);
     }
-    const pumped = Number(r[6]) === 1;
+    const pumped = r.pump !== null;
     const serverNow = this.head(r, now, pumped);
     this.delivered.delete(gid);
     const result: ReleaseResult = {};
-    const until = String(r[4]);
-    if (until !== '') result.cooldown = { deploymentId: grant.deploymentId, until: now + (Number(until) - serverNow), reason: String(r[5]) };
-    const blocked = String(r[13] ?? '');
-    if (blocked !== '') result.upstreamLimited = { deploymentId: grant.deploymentId, until: now + (Number(blocked) - serverNow), reason: String(r[14]) };
-    if (pumped) result.pumped = this.pumpedResult(this.pumpFields(r, 7, now, serverNow), now);
+    if (r.cooldownUntil !== null) result.cooldown = { deploymentId: grant.deploymentId, until: now + (r.cooldownUntil - serverNow), reason: r.cooldownReason };
+    if (r.upstreamBlockedUntil !== null) {
+      result.upstreamLimited = { deploymentId: grant.deploymentId, until: now + (r.upstreamBlockedUntil - serverNow), reason: r.upstreamBlockReason };
+    }
+    if (r.pump !== null) result.pumped = this.pumpedResult(this.pumpFields(r.pump, now, serverNow), now);
     return result;
   }
 
@@ -796,66 +736,50 @@ export class RedisStore implements SchedulerStore {
   }
 
   async position(id: string): Promise<number | null> {
-    const r = await this.call('position', [id]);
+    const r = await this.call('position', [id], decodePositionReply);
     this.head(r);
-    const p = Number(r[3]);
-    return p < 0 ? null : p;
+    return r.position;
   }
 
   async snapshot(now: number, maxWaiters = 50): Promise<GroupSnapshot> {
-    const r = await this.call('snapshot', [Math.max(0, Math.floor(maxWaiters))]);
+    const r = await this.call('snapshot', [Math.max(0, Math.floor(maxWaiters))], (reply) => decodeSnapshotReply(reply, this.options.deployments.length));
     const serverNow = this.head(r, now);
     const aging = this.options.priorityAgingMs;
-    const depthFlat = strings(r[4]);
-    const depth: [number, number][] = [];
-    for (let i = 0; i + 1 < depthFlat.length; i += 2) depth.push([Number(depthFlat[i]), Number(depthFlat[i + 1])]);
     const depthByPriority: Record<string, number> = {};
-    for (const [p, n] of depth.sort((a, b) => a[0] - b[0])) depthByPriority[String(p)] = n;
-    const oldest = String(r[5]);
-    const usage = strings(r[6]);
-    const blocked = r[8] === undefined ? [] : strings(r[8]);
+    for (const [p, n] of [...r.depth].sort((a, b) => a[0] - b[0])) depthByPriority[String(p)] = n;
     const deployments = this.options.deployments.map((d, i): DeploymentUsage => {
-      const inFlight = Number(usage[i * 4]);
-      const rpmUsed = Number(usage[i * 4 + 1]);
-      const tpmUsed = Number(usage[i * 4 + 2]);
-      const cool = usage[i * 4 + 3];
+      const u = r.deployments[i];
       const state: DeploymentUsage = {
         id: d.id,
-        inFlight,
+        inFlight: u.inFlight,
         maxParallelRequests: d.limits.maxParallelRequests ?? null,
-        rpmUsed,
+        rpmUsed: u.rpmUsed,
         rpm: d.limits.rpm ?? null,
-        tpmUsed,
+        tpmUsed: u.tpmUsed,
         tpm: d.limits.tpm ?? null,
-        coolingDownUntil: cool === '' ? null : now + (Number(cool) - serverNow),
-        upstreamBlockedUntil: (blocked[i] ?? '') === '' ? null : now + (Number(blocked[i]) - serverNow),
+        coolingDownUntil: u.coolingDownUntil === null ? null : now + (u.coolingDownUntil - serverNow),
+        upstreamBlockedUntil: u.upstreamBlockedUntil === null ? null : now + (u.upstreamBlockedUntil - serverNow),
         headroom: null,
       };
       state.headroom = deploymentHeadroom(state);
       return state;
     });
-    const list = strings(r[7]);
-    const waiters: WaiterView[] = [];
-    for (let i = 0; i + 6 < list.length; i += 7) {
-      const priority = Number(list[i + 1]);
-      const enqueuedAt = Number(list[i + 3]);
-      waiters.push({
-        id: list[i],
-        position: waiters.length,
-        priority,
-        round: Number(list[i + 4]),
-        seq: Number(list[i + 5]),
-        effectivePriority: effectivePriority(priority, enqueuedAt, serverNow, aging),
-        tenant: list[i + 2],
-        waitedMs: Math.max(0, serverNow - enqueuedAt),
-        etaMs: list[i + 6] === '' ? null : Math.max(0, Number(list[i + 6]) - serverNow),
-      });
-    }
+    const waiters: WaiterView[] = r.waiters.map((w, position) => ({
+      id: w.id,
+      position,
+      priority: w.priority,
+      round: w.round,
+      seq: w.seq,
+      effectivePriority: effectivePriority(w.priority, w.enqueuedAt, serverNow, aging),
+      tenant: w.tenant,
+      waitedMs: Math.max(0, serverNow - w.enqueuedAt),
+      etaMs: w.etaAt === null ? null : Math.max(0, w.etaAt - serverNow),
+    }));
     return {
       model: this.model,
-      waiting: Number(r[3]),
+      waiting: r.waiting,
       depthByPriority,
-      oldestWaitMs: oldest === '' ? 0 : Math.max(0, serverNow - Number(oldest)),
+      oldestWaitMs: r.oldestEnqueuedAt === null ? 0 : Math.max(0, serverNow - r.oldestEnqueuedAt),
       inFlight: deployments.reduce((n, d) => n + d.inFlight, 0),
       deployments,
       waiters,
@@ -863,9 +787,9 @@ export class RedisStore implements SchedulerStore {
   }
 
   async retryAfterSeconds(now: number): Promise<number> {
-    const r = await this.call('retry_after', []);
+    const r = await this.call('retry_after', [], decodeRetryAfterReply);
     this.head(r, now);
-    return Number(r[3]);
+    return r.seconds;
   }
 
   setListener(listener: StoreListener): void {
@@ -881,7 +805,7 @@ export class RedisStore implements SchedulerStore {
   async close(): Promise<void> {
     if (this.closed) return;
     try {
-      await this.call('leave', []);
+      await this.call('leave', [], decodeLeaveReply);
     } catch {
       // Redis is unreachable: the lease lapses and the other instances reclaim everything.
     }
@@ -923,19 +847,14 @@ export class RedisStore implements SchedulerStore {
   onGrants(payload: string): void {
     if (this.closed) return;
     const grants: Grant[] = [];
-    let claim = false;
-    for (const rec of payload.split('\0')) {
-      const f = rec.split('\t');
-      if (f.length !== 8) {
-        claim = true;
-        continue;
-      }
-      const g = this.grantAt(f, 0);
+    const decoded = decodeGrantRecords(payload);
+    let claim = decoded.unreadable > 0;
+    for (const g of this.local(decoded.grants)) {
       const w = this.waiting.get(g.requestId);
       if (w !== undefined && w.counter !== undefined && grantCounter(g.grantId) > w.counter) grants.push(g);
       else if (!this.delivered.has(g.grantId)) claim = true;
     }
-    if (grants.length > 0) this.deliverRemote(this.accept(grants, []));
+    if (grants.length > 0) this.deliverRemote(this.accept(grants, { expired: [], displaced: [] }));
     if (claim) this.claim().catch(noop);
   }
 
@@ -960,16 +879,16 @@ export class RedisStore implements SchedulerStore {
     try {
       do {
         this.claimAgain = false;
-        let r: Reply;
+        let r: Sent<ReturnType<typeof decodeClaimReply>>;
         try {
-          r = await this.call('claim', []);
+          r = await this.call('claim', [], decodeClaimReply);
         } catch (e) {
           this.failed(e);
           throw e;
         }
         const serverNow = this.head(r, undefined, true);
-        this.deliverRemote(this.accept(this.parseGrants(r[3]), strings(r[4])));
-        this.scheduleReap(r[5], serverNow);
+        this.deliverRemote(this.accept(this.local(r.grants), r.endings));
+        this.scheduleReap(r.nextLeaseEnd, serverNow);
       } while (this.claimAgain && !this.closed);
     } finally {
       this.claiming = false;
@@ -981,12 +900,12 @@ export class RedisStore implements SchedulerStore {
    * instance is dead, its waiters and slots come back at its lease's end rather than up to a heartbeat
    * later. Live instances renew first, so each heartbeat moves the timer on; one timer per group.
    */
-  private scheduleReap(end: unknown, serverNow: number): void {
+  private scheduleReap(end: number | null, serverNow: number): void {
     if (this.reapTimer !== undefined) clearTimeout(this.reapTimer);
     this.reapTimer = undefined;
-    if (end === '' || end === undefined || end === null || this.closed) return;
+    if (end === null || this.closed) return;
     // A few ms past the end: the script's clock must read past it (a lease ending at NOW is reaped).
-    const delay = Math.max(0, Number(end) - serverNow) + 5;
+    const delay = Math.max(0, end - serverNow) + 5;
     this.reapTimer = setTimeout(() => {
       this.reapTimer = undefined;
       if (!this.closed) this.claim().catch(noop);
@@ -1013,9 +932,9 @@ export class RedisStore implements SchedulerStore {
         await this.release(p.grant, p.outcome, this.clientNow());
       }
       const mark = this.ops;
-      let r: Reply;
+      let r: Sent<ReturnType<typeof decodeSyncReply>>;
       try {
-        r = await this.call('sync', []);
+        r = await this.call('sync', [], decodeSyncReply);
       } catch (e) {
         this.failed(e);
         throw e;
@@ -1024,17 +943,16 @@ export class RedisStore implements SchedulerStore {
       this.head(r, undefined, true);
       this.needsSync = false;
       this.leaseLost = false;
-      const inRedis = new Set(strings(r[3]));
-      const grants = this.parseGrants(r[4]);
-      const ended = strings(r[5]);
-      const endedIds = (e: string) => (e.charCodeAt(0) === 0 ? e.slice(2).split('\t')[0] : e);
-      const settled = new Set<string>([...grants.map((g) => g.requestId), ...ended.map(endedIds)]);
-      const delivered = this.accept(grants, ended.filter((e) => !inRedis.has(endedIds(e))));
+      const inRedis = new Set(r.waiterIds);
+      const grants = this.local(r.grants);
+      const { expired, displaced } = r.endings;
+      const settled = new Set<string>([...grants.map((g) => g.requestId), ...expired, ...displaced.map((d) => d.id)]);
+      const delivered = this.accept(grants, { expired: expired.filter((id) => !inRedis.has(id)), displaced: displaced.filter((d) => !inRedis.has(d.id)) });
       const lost: LocalWaiter[] = [];
       for (const w of this.waiting.values()) {
         if (w.op <= mark && !inRedis.has(w.entry.id) && !settled.has(w.entry.id)) lost.push(w);
       }
-      for (const id of inRedis) if (!this.waiting.has(id)) this.call('remove', [id]).catch(noop);
+      for (const id of inRedis) if (!this.waiting.has(id)) this.call('remove', [id], decodeRemoveReply).catch(noop);
       this.deliverRemote(delivered);
       for (const w of lost) void this.requeue(w);
       this.queueChanged();
@@ -1050,24 +968,25 @@ export class RedisStore implements SchedulerStore {
     if (this.waiting.get(w.entry.id) !== w) return;
     const now = this.clientNow();
     w.op = ++this.ops;
-    let r: Reply;
+    let r: Sent<ReturnType<typeof decodeEnqueueReply>>;
     try {
-      r = await this.call('enqueue', this.enqueueArgs(w.entry, now, ''));
+      r = await this.call('enqueue', this.enqueueArgs(w.entry, now, ''), decodeEnqueueReply);
     } catch (e) {
       // Already waiting (a concurrent path re-queued it) is fine; anything else: reconcile again later.
       this.failed(e);
       return;
     }
     this.head(r, now, true);
-    if (Number(r[3]) !== 1 && this.waiting.get(w.entry.id) === w) {
+    if (r.outcome !== 'accepted') {
+      if (this.waiting.get(w.entry.id) !== w) return;
       // Refused (full queue, never admitted before): it cannot keep a place; answer it as timed out.
       this.waiting.delete(w.entry.id);
       this.deliverRemote({ grants: [], expired: [w.entry.id], displaced: [] });
       return;
     }
-    w.entry.seq = Number(r[4]);
-    w.entry.round = Number(r[6]);
-    w.counter = Number(r[7]);
+    w.entry.seq = r.seq;
+    w.entry.round = r.round;
+    w.counter = r.counter;
   }
 }
 
