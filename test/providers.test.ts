@@ -514,7 +514,8 @@ ${router}`);
     expect(anthropic.fake.requests).toHaveLength(0);
   });
 
-  it('529 overloaded with retry-after cools the deployment down and the request moves to the next one', async () => {
+  /** One group of two Anthropic deployments (claude-a, claude-b) on one fake: a cooled-down one is routed around. */
+  async function twoDeployments() {
     const anthropic = await FakeAnthropic.start({ apiKey: 'k' });
     cleanups.push(() => anthropic.close());
     const g = await gatewayFor(`
@@ -526,6 +527,11 @@ model_list:
     litellm_params: { model: anthropic/claude-b, api_base: "${anthropic.apiBase}", api_key: k }
     model_info: { id: claude-b }
 `);
+    return { anthropic, g };
+  }
+
+  it('529 overloaded with retry-after cools the deployment down and the request moves to the next one', async () => {
+    const { anthropic, g } = await twoDeployments();
     const events = eventsOf(g);
     anthropic.next(reply.json(529, anthropicError('overloaded_error', 'Overloaded'), { 'retry-after': '30' }));
     const completion = await g.client().chat.completions.create(chat('claude', 'hi'));
@@ -538,17 +544,7 @@ model_list:
   });
 
   it("a stream's overloaded_error event before any content cools the deployment down and the request moves on", async () => {
-    const anthropic = await FakeAnthropic.start({ apiKey: 'k' });
-    cleanups.push(() => anthropic.close());
-    const g = await gatewayFor(`
-model_list:
-  - model_name: claude
-    litellm_params: { model: anthropic/claude-a, api_base: "${anthropic.apiBase}", api_key: k }
-    model_info: { id: claude-a }
-  - model_name: claude
-    litellm_params: { model: anthropic/claude-b, api_base: "${anthropic.apiBase}", api_key: k }
-    model_info: { id: claude-b }
-`);
+    const { anthropic, g } = await twoDeployments();
     const events = eventsOf(g);
     anthropic.next(reply.raw([sse({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } })]));
     const chunks = await collect(await g.client().chat.completions.create({ ...chat('claude', 'hi'), stream: true }));
