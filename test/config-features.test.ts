@@ -10,21 +10,12 @@ import { describe, expect, it } from 'vitest';
 import { applyCredentials } from '../src/adapters/config-credentials.js';
 import { applyEnvironmentVariables } from '../src/adapters/config-env.js';
 import { loadConfigFile, parseConfig } from '../src/adapters/config-loader.js';
-import { ConfigError, type ConfigIssue } from '../src/core/config-types.js';
+import type { ConfigIssue } from '../src/core/config-types.js';
+import { issuesOf } from './support/config-issues.js';
 import { parseYaml11 } from '../src/adapters/config-yaml.js';
 import { checkModelAllowed, type Caller } from '../src/server/auth.js';
 
 const mock = (name: string) => `  - { model_name: ${JSON.stringify(name)}, litellm_params: { model: mock/x, mock_response: hi } }\n`;
-
-function issuesOf(load: () => unknown): ConfigIssue[] {
-  try {
-    load();
-  } catch (e) {
-    if (e instanceof ConfigError) return e.issues;
-    throw e;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('YAML as PyYAML reads it', () => {
   it('reads YAML 1.1 numbers and booleans, but y and n stay strings', () => {

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/adapters/config-loader.js';
 import { parseClusterNodes } from '../src/adapters/config-redis.js';
-import { ConfigError, type ConfigIssue } from '../src/core/config-types.js';
+import { issuesOf } from './support/config-issues.js';
 
 const model = `model_list:
   - model_name: m
@@ -10,16 +10,6 @@ const model = `model_list:
       model: mock/m
       mock_response: hi
 `;
-
-function issuesOf(load: () => unknown): ConfigIssue[] {
-  try {
-    load();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).issues;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('Redis Cluster and managed Redis settings', () => {
   it('redis_startup_nodes (a list of {host, port}) turns the Redis store on, on a cluster', () => {

@@ -4,18 +4,8 @@ import { join } from 'node:path';
 import { describe, it, expect } from 'vitest';
 import { loadConfigFile, normalizeConfig, parseConfig, resolveEnvReferences } from '../src/adapters/config-loader.js';
 import { ConfigError, type ConfigIssue } from '../src/core/config-types.js';
+import { issuesOf } from './support/config-issues.js';
 import { DEFAULT_CONFIG_YAML, loadDefaultConfig } from '../src/adapters/default-config.js';
-
-/** The issues of the ConfigError that `load` throws (fails the test if it does not throw one). */
-function issuesOf(load: () => unknown): ConfigIssue[] {
-  try {
-    load();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).issues;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 function issueAt(issues: ConfigIssue[], path: string): ConfigIssue {
   const found = issues.find((i) => i.path === path);
