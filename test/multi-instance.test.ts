@@ -15,6 +15,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { isRunning, killAll, runCli, type CliProcess } from './support/cli-process.js';
 import { completionBody, FakeOpenAI, type RecordedRequest } from './support/fake-openai.js';
 import { waitFor } from './support/gateway.js';
+import { status, statusUntil } from './support/queue-status.js';
 import { parsePrometheus } from './support/prometheus.js';
 import { freshPrefix, sharedRedisUrl, startRedisServer, type RedisServer } from './support/redis.js';
 
@@ -115,31 +116,6 @@ async function send(url: string, model: string, priority: number | undefined, ex
     signal: AbortSignal.timeout(30_000),
   });
   return { status: res.status, headers: res.headers, body: (await res.json()) as Reply['body'] };
-}
-
-interface GroupStatus {
-  model: string;
-  waiting: number;
-  inFlight: number;
-  depthByPriority: Record<string, number>;
-  deployments: Array<{ id: string; inFlight: number; rpmUsed: number; rpm: number | null; headroom: number | null }>;
-  waiters: Array<{ id: string; priority: number; seq: number }>;
-}
-
-async function status(url: string, model: string): Promise<GroupStatus> {
-  const res = await fetch(`${url}/queue/status`, { signal: AbortSignal.timeout(5_000) });
-  expect(res.status).toBe(200);
-  const s = ((await res.json()) as { models: GroupStatus[] }).models.find((m) => m.model === model);
-  if (s === undefined) throw new Error(`no status for ${model}`);
-  return s;
-}
-
-/** Polls an instance's /queue/status until `ok` holds; returns that status. */
-function statusUntil(url: string, model: string, ok: (s: GroupStatus) => boolean, what: string, timeoutMs = 10_000): Promise<GroupStatus> {
-  return waitFor(async () => {
-    const s = await status(url, model);
-    return ok(s) ? s : undefined;
-  }, what, timeoutMs);
 }
 
 async function readiness(url: string): Promise<{ status: number; body: { ready: boolean; status: string; store: string } }> {

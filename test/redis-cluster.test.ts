@@ -13,6 +13,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isRunning, killAll, runCli, type CliProcess } from './support/cli-process.js';
 import { completionBody, FakeOpenAI, type RecordedRequest } from './support/fake-openai.js';
 import { waitFor } from './support/gateway.js';
+import { status, statusUntil as pollStatus, type GroupStatus } from './support/queue-status.js';
+
+/** The cluster's polls ride out a shard restarting. */
+const statusUntil = (url: string, model: string, ok: (s: GroupStatus) => boolean, what: string, timeoutMs = 10_000) => pollStatus(url, model, ok, what, timeoutMs, true);
 import { freshPrefix } from './support/redis.js';
 import { keySlot, startRedisCluster, type RedisCluster } from './support/redis-cluster.js';
 
@@ -112,32 +116,6 @@ function chat(url: string, model: string, priority: number, content: string, ext
   })();
   p.catch(() => undefined);
   return p;
-}
-
-interface GroupStatus {
-  model: string;
-  waiting: number;
-  inFlight: number;
-  deployments: Array<{ id: string; inFlight: number; rpmUsed: number; tpmUsed: number; headroom: number | null }>;
-}
-
-async function status(url: string, model: string): Promise<GroupStatus> {
-  const res = await fetch(`${url}/queue/status`, { signal: AbortSignal.timeout(5_000) });
-  expect(res.status).toBe(200);
-  const s = ((await res.json()) as { models: GroupStatus[] }).models.find((m) => m.model === model);
-  if (s === undefined) throw new Error(`no status for ${model}`);
-  return s;
-}
-
-function statusUntil(url: string, model: string, ok: (s: GroupStatus) => boolean, what: string, timeoutMs = 10_000): Promise<GroupStatus> {
-  return waitFor(
-    async () => {
-      const s = await status(url, model).catch(() => undefined);
-      return s !== undefined && ok(s) ? s : undefined;
-    },
-    what,
-    timeoutMs,
-  );
 }
 
 const promptOf = (r: RecordedRequest | undefined): unknown => r?.body?.messages?.[0]?.content;
