@@ -61,6 +61,15 @@ local function fullBound()
   return full
 end
 
+--- Refuses the arrival, kind '' (queue full) or 'certain' (its deadline cannot be met), with the results
+--- of the grant step `p` when one ran.
+local function refuse(seconds, kind, p)
+  finish()
+  local reply = { LOST, int(NOW), REAPED, 0, int(seconds), kind, '', '', 0 }
+  if p then reply[9] = 1 end
+  return withPump(reply, p)
+end
+
 -- Before anything changes: a leftover of a timed-out call must not queue (or be granted, which would
 -- count in the deployment's rpm/tpm window for a minute) a request whose caller was already answered.
 if notAfter and NOW > notAfter then
@@ -106,11 +115,7 @@ if not retry and (n >= S.maxq or fullBound()) then
     if victim and bound and tonumber(victim.w.prio) < bound.min then victim = nil end
   end
   if full and victim == nil then
-    local seconds = retryAfterSeconds(tonumber(tokens))
-    finish()
-    local reply = { LOST, int(NOW), REAPED, 0, int(seconds), '', '', '', 0 }
-    if p then reply[9] = 1 end
-    return withPump(reply, p)
+    return refuse(retryAfterSeconds(tonumber(tokens)), '', p)
   end
 end
 
@@ -128,10 +133,7 @@ if waits and not unbounded then
     local at = earliestGrant(ahead, tonumber(tokens), horizon())
     local seconds = 3600
     if at then seconds = secondsUntil(at) end
-    finish()
-    local reply = { LOST, int(NOW), REAPED, 0, int(seconds), 'certain', '', '', 0 }
-    if p then reply[9] = 1 end
-    return withPump(reply, p)
+    return refuse(seconds, 'certain', p)
   end
 end
 if victim then
