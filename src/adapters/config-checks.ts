@@ -85,13 +85,15 @@ export function mismatch(expected: string, value: unknown, options?: CheckOption
   return options?.secret ? `expected ${expected}` : `expected ${expected}, got ${describeValue(value)}`;
 }
 
+/** The issue of a value that stands for an unset `os.environ/` variable, where the value is read. */
+export function reportUnresolved(value: Unresolved, path: string, issues: ConfigIssue[]): void {
+  issues.push({ path, message: `environment variable ${value.variable} is not set` });
+}
+
 /** Builds a check from a parser that returns undefined for values it rejects. */
 export function makeCheck<T>(expected: string, parse: (value: unknown) => T | undefined): Check<T> {
   const check = (value: unknown, path: string, issues: ConfigIssue[], options?: CheckOptions): T | undefined => {
-    if (value instanceof Unresolved) {
-      issues.push({ path, message: `environment variable ${value.variable} is not set` });
-      return undefined;
-    }
+    if (value instanceof Unresolved) return void reportUnresolved(value, path, issues);
     const parsed = parse(value);
     if (parsed === undefined) issues.push({ path, message: mismatch(expected, value, options) });
     return parsed;

@@ -16,6 +16,7 @@ import {
   isAbsent,
   isMap,
   optionalField,
+  reportUnresolved,
   Unresolved,
   type RawMap,
 } from './config-checks.js';
@@ -53,10 +54,7 @@ export function parseClusterNodes(text: string): RedisNode[] | undefined {
 const NODES_EXPECTED = 'a non-empty list of {host, port} (or a "host:port,host:port" string)';
 
 function readNodes(value: unknown, path: string, issues: ConfigIssue[]): RedisNode[] | undefined {
-  if (value instanceof Unresolved) {
-    issues.push({ path, message: `environment variable ${value.variable} is not set` });
-    return undefined;
-  }
+  if (value instanceof Unresolved) return void reportUnresolved(value, path, issues);
   if (typeof value === 'string') {
     const nodes = parseClusterNodes(value);
     if (nodes === undefined) issues.push({ path, message: `expected ${NODES_EXPECTED}, got ${describeValue(value)}` });
