@@ -8,8 +8,6 @@ import { isAbsent, isMap, type RawMap } from './config-checks.js';
 import { MODEL_MODES, UNSERVED_MODES } from '../core/endpoints.js';
 import { CALLABLE_PROVIDERS } from './providers.js';
 
-/** model_info.mode values some Triage endpoint serves. LiteLLM's other modes (image_generation, audio_speech, rerank, ...) are skipped; an unknown one is a config error (config-endpoints.ts). */
-export const SERVED_MODES: readonly string[] = MODEL_MODES;
 
 /** LiteLLM's reading of `provider/model`: an unprefixed model is OpenAI's. */
 export function splitModel(model: string): { provider: string; upstreamModel: string } {
@@ -20,7 +18,7 @@ export function splitModel(model: string): { provider: string; upstreamModel: st
 /** Why a deployment cannot be called, or undefined when it can. `params` and `info` are the raw maps. */
 export function skipReason(params: RawMap, info: RawMap | undefined): string | undefined {
   const mode = info !== undefined && isMap(info) ? info.mode : undefined;
-  if (typeof mode === 'string' && UNSERVED_MODES.includes(mode)) return `model_info.mode ${JSON.stringify(mode)} is not served by Triage (${SERVED_MODES.join(', ')})`;
+  if (typeof mode === 'string' && UNSERVED_MODES.includes(mode)) return `model_info.mode ${JSON.stringify(mode)} is not served by Triage (${MODEL_MODES.join(', ')})`;
   if (!isAbsent(params.mock_response)) return undefined;
   const model = params.model;
   if (typeof model !== 'string' || model.trim() === '') return undefined; // the loader reports it
