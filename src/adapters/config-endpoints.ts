@@ -38,7 +38,7 @@ function readToolCall(value: unknown, path: string, index: number, issues: Confi
  * The endpoint settings of one deployment. `params` is its litellm_params, `info` its model_info;
  * problems are recorded with their paths.
  */
-export function readEndpointSettings(params: RawMap, info: RawMap | undefined, path: string, issues: ConfigIssue[], warnings: ConfigIssue[]): Partial<DeploymentConfig> {
+export function readEndpointSettings(params: RawMap, info: RawMap | undefined, path: string, issues: ConfigIssue[]): Partial<DeploymentConfig> {
   const out: Partial<DeploymentConfig> = {};
   const paramsPath = childPath(path, 'litellm_params');
   const infoPath = childPath(path, 'model_info');

@@ -398,7 +398,7 @@ function normalizeDeployment(
     modelName,
     ...rest,
     limits,
-    ...(params ? readEndpointSettings(params, info, path, ctx.issues, ctx.warnings) : {}),
+    ...(params ? readEndpointSettings(params, info, path, ctx.issues) : {}),
   });
   return { deployment, idPath: explicitId !== undefined ? childPath(infoPath, 'id') : path };
 }
