@@ -39,7 +39,6 @@ import {
 } from './config-checks.js';
 import { redactSecrets, secretList } from '../core/secrets.js';
 import { PROVIDER_PARAMS_KEYS, readProviderParams } from './config-provider.js';
-import { CALLABLE_PROVIDERS } from './providers.js';
 import {
   type ClientTimeoutSettings,
   ConfigError,
@@ -84,9 +83,6 @@ export interface ParseOptions extends NormalizeOptions {
   baseDir?: string;
 }
 
-/** Providers Triage can call (the registry in providers.ts). */
-export const OPENAI_COMPATIBLE_PROVIDERS: readonly string[] = CALLABLE_PROVIDERS;
-export const OPENAI_DEFAULT_API_BASE = 'https://api.openai.com/v1';
 export const DEFAULT_ROUTING_STRATEGY = 'usage-based-routing';
 
 const ENV_PREFIX = 'os.environ/';
