@@ -1,8 +1,10 @@
 /**
  * A real Redis Cluster for tests: three masters (Debian's redis-server with --cluster-enabled yes) on
- * free loopback ports, joined by `redis-cli --cluster create ... --cluster-replicas 0`, each with its
+ * free loopback ports, joined by `redis-cli --cluster create ... --cluster-replicas N`, each with its
  * own nodes.conf in a temporary directory so a stopped node restarts with its identity and slots (and
- * no data: there is no persistence). Everything is stopped by `stop()` or when the test process exits.
+ * no data: there is no persistence). Optionally with replicas (failover tests: replication can be cut
+ * to make a replica miss the last writes) and TLS on every port. Everything is stopped by `stop()` or
+ * when the test process exits.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -40,9 +42,33 @@ export interface ClusterNode {
   id: string;
   /** Slot ranges it serves, [from, to] inclusive. */
   slots: Array<[number, number]>;
+  /** Its role in the cluster's view (a replica becomes a master when it is promoted). */
+  role: 'master' | 'replica';
+  /** A replica's master id ('' for a master). */
+  masterId: string;
+  /** The cluster marks it failed (or possibly failed). */
+  failing: boolean;
+}
+
+/** TLS on every port: clients, the cluster bus and replication (--tls-cluster, --tls-replication). */
+export interface ClusterTls {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+}
+
+export interface RedisClusterOptions {
+  /** Masters (default 3). */
+  masters?: number;
+  /** Replicas per master (default 0): `--cluster-replicas`. */
+  replicas?: number;
+  /** cluster-node-timeout, ms (default 2000): how long a silent master takes to be failed over. */
+  nodeTimeoutMs?: number;
+  tls?: ClusterTls;
 }
 
 export interface RedisCluster {
+  /** Every node, masters first (as created: node i < masters is a master until a failover). */
   readonly nodes: readonly ClusterNode[];
   /** `127.0.0.1:port,...`: REDIS_CLUSTER_NODES form. */
   readonly startupNodes: string;
@@ -58,18 +84,54 @@ export interface RedisCluster {
   reshard(from: number, to: number, count: number): Promise<void>;
   /** Resolves once every node reports cluster_state:ok and agrees on the slots. */
   waitOk(timeoutMs?: number): Promise<void>;
+  /** The index of the (first) replica of the master at index `master`, in the cluster's view. */
+  replicaOf(master: number): Promise<number>;
+  /** Whether the master at `master` and each of its connected replicas are at the same replication offset. */
+  replicasCaughtUp(master: number): Promise<boolean>;
+  /**
+   * Stops replication from the master at `master`: its replication user is disabled and its replicas'
+   * links are cut, so the replicas keep what they had and every later write stays on the master only
+   * (what an asynchronous replica misses when its master dies).
+   */
+  cutReplication(master: number): Promise<void>;
+  /**
+   * Polls until `slot` is served by a running master other than `notIndex`, the cluster ok on every
+   * running node; resolves with that node's index. For a failover: the replica promoted.
+   */
+  waitServedBy(slot: number, notIndex: number, timeoutMs?: number): Promise<number>;
   stop(): Promise<void>;
 }
 
-function spawnNode(port: number, dir: string): ChildProcess {
+/** The ACL user replicas authenticate as: disabling it cuts replication and nothing else. */
+const REPLICATION_USER = 'triage-replication';
+const REPLICATION_PASSWORD = 'replication-password-0001';
+
+interface NodePorts {
+  port: number;
+  /** The cluster bus port (set explicitly: port + 10000, Redis's default, may be past 65535). */
+  bus: number;
+}
+
+function spawnNode(at: NodePorts, dir: string, o: Required<Omit<RedisClusterOptions, 'tls'>> & { tls?: ClusterTls }): ChildProcess {
+  const ports = o.tls === undefined
+    ? ['--port', String(at.port)]
+    : [
+        '--port', '0', '--tls-port', String(at.port), '--tls-cluster', 'yes', '--tls-replication', 'yes',
+        '--tls-cert-file', o.tls.certFile, '--tls-key-file', o.tls.keyFile, '--tls-ca-cert-file', o.tls.caFile, '--tls-auth-clients', 'no',
+      ];
+  const replication = o.replicas === 0
+    ? []
+    : ['--user', REPLICATION_USER, 'on', `>${REPLICATION_PASSWORD}`, '+@all', '~*', '&*', '--masteruser', REPLICATION_USER, '--masterauth', REPLICATION_PASSWORD];
   const child = spawn(
     REDIS_BINARY,
     [
-      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no',
-      '--loglevel', 'warning', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`),
-      '--cluster-node-timeout', '2000',
+      ...ports, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no',
+      '--loglevel', 'warning', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${at.port}.conf`),
+      '--cluster-port', String(at.bus),
+      '--cluster-node-timeout', String(o.nodeTimeoutMs),
       // A stopped shard makes only its own slots unavailable; the other groups keep being served.
       '--cluster-require-full-coverage', 'no',
+      ...replication,
       '--dir', dir,
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
@@ -81,30 +143,48 @@ function spawnNode(port: number, dir: string): ChildProcess {
 const exited = (c: ChildProcess) =>
   c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => c.once('exit', () => r()));
 
-export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
-  const dir = mkdtempSync(join(tmpdir(), 'triage-cluster-'));
+/** `count` distinct free loopback ports. */
+async function freePorts(count: number): Promise<number[]> {
   const ports: number[] = [];
-  while (ports.length < masters) {
+  while (ports.length < count) {
     const p = await freePort();
     if (!ports.includes(p)) ports.push(p);
   }
-  const children: (ChildProcess | null)[] = ports.map((p) => spawnNode(p, dir));
+  return ports;
+}
+
+export async function startRedisCluster(options: number | RedisClusterOptions = 3): Promise<RedisCluster> {
+  const o = typeof options === 'number' ? { masters: options } : options;
+  const settings = { masters: o.masters ?? 3, replicas: o.replicas ?? 0, nodeTimeoutMs: o.nodeTimeoutMs ?? 2000, ...(o.tls !== undefined ? { tls: o.tls } : {}) };
+  const total = settings.masters * (1 + settings.replicas);
+  const dir = mkdtempSync(join(tmpdir(), 'triage-cluster-'));
+  const free = await freePorts(2 * total);
+  const at: NodePorts[] = Array.from({ length: total }, (_, i) => ({ port: free[i], bus: free[total + i] }));
+  const ports = at.map((a) => a.port);
+  const children: (ChildProcess | null)[] = at.map((a) => spawnNode(a, dir, settings));
   const onExit = () => {
     for (const c of children) c?.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   };
   process.once('exit', onExit);
-  const cli = async (port: number, ...args: string[]) => (await run(REDIS_CLI, ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 30_000 })).stdout;
-  const nodes: ClusterNode[] = ports.map((port) => ({ port, id: '', slots: [] }));
+  const tlsArgs = settings.tls === undefined ? [] : ['--tls', '--cacert', settings.tls.caFile];
+  const redisCli = (args: string[]) => run(REDIS_CLI, [...tlsArgs, ...args], { timeout: 30_000 });
+  const cli = async (port: number, ...args: string[]) => (await redisCli(['-h', '127.0.0.1', '-p', String(port), ...args])).stdout;
+  const nodes: ClusterNode[] = ports.map((port) => ({ port, id: '', slots: [], role: 'master', masterId: '', failing: false }));
+  const running = () => ports.filter((_, i) => children[i] !== null);
 
   const refresh = async () => {
-    const text = await cli(ports.find((_, i) => children[i] !== null)!, 'cluster', 'nodes');
+    const text = await cli(running()[0], 'cluster', 'nodes');
     for (const line of text.trim().split('\n')) {
       const f = line.split(' ');
       const port = Number(f[1].split('@')[0].split(':')[1]);
       const node = nodes.find((n) => n.port === port);
       if (node === undefined) continue;
+      const flags = f[2].split(',');
       node.id = f[0];
+      node.role = flags.includes('master') ? 'master' : 'replica';
+      node.masterId = f[3] === '-' ? '' : f[3];
+      node.failing = flags.includes('fail') || flags.includes('fail?');
       node.slots = f
         .slice(8)
         .filter((s) => /^\d+(-\d+)?$/.test(s))
@@ -115,17 +195,19 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
     }
   };
 
+  const clusterStateOk = async () => {
+    for (const p of running()) {
+      const info = await cli(p, 'cluster', 'info').catch(() => '');
+      if (!info.includes('cluster_state:ok')) return false;
+    }
+    return true;
+  };
+
   const waitOk = async (timeoutMs = 20_000) => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      let ok = true;
-      for (const [i, p] of ports.entries()) {
-        if (children[i] === null) continue;
-        const info = await cli(p, 'cluster', 'info').catch(() => '');
-        if (!info.includes('cluster_state:ok')) ok = false;
-      }
-      if (ok) {
-        const check = await run(REDIS_CLI, ['--cluster', 'check', `127.0.0.1:${ports[0]}`], { timeout: 30_000 }).then(
+      if (await clusterStateOk()) {
+        const check = await redisCli(['--cluster', 'check', `127.0.0.1:${running()[0]}`]).then(
           (r) => r.stdout,
           (e: { stdout?: string }) => e.stdout ?? '',
         );
@@ -137,26 +219,90 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
     await refresh();
   };
 
+  const waitPing = (port: number, child: ChildProcess) =>
+    settings.tls === undefined
+      ? waitForPing(port, 10_000, child)
+      : (async () => {
+          const deadline = Date.now() + 10_000;
+          for (;;) {
+            if (child.exitCode !== null) throw new Error(`redis-server exited with code ${child.exitCode}`);
+            if ((await cli(port, 'ping').catch(() => '')).trim() === 'PONG') return;
+            if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer PING within 10000 ms`);
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        })();
+
   try {
-    await Promise.all(ports.map((p, i) => waitForPing(p, 10_000, children[i]!)));
-    await run(REDIS_CLI, ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { timeout: 60_000 });
+    await Promise.all(ports.map((p, i) => waitPing(p, children[i]!)));
+    await redisCli(['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(settings.replicas), '--cluster-yes']);
     await waitOk();
+    if (settings.replicas > 0) {
+      // Replicas attach after the slots are agreed: wait until each master has its replicas in sync.
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        await refresh();
+        const masters = nodes.filter((n) => n.role === 'master');
+        let synced = masters.length === settings.masters;
+        for (const m of masters) {
+          const info = await cli(m.port, 'info', 'replication');
+          if (Number(/connected_slaves:(\d+)/.exec(info)?.[1] ?? 0) < settings.replicas || !/slave0:[^\n]*state=online/.test(info)) synced = false;
+        }
+        if (synced) break;
+        if (Date.now() > deadline) throw new Error(`the replicas of the Redis Cluster on ports ${ports.join(', ')} are not in sync after 20000 ms`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
   } catch (e) {
     onExit();
     process.off('exit', onExit);
     throw e;
   }
 
+  const replicaOf = async (master: number) => {
+    await refresh();
+    const id = nodes[master].id;
+    const i = nodes.findIndex((n) => n.role === 'replica' && n.masterId === id);
+    if (i < 0) throw new Error(`node ${master} (port ${ports[master]}) has no replica`);
+    return i;
+  };
+
   return {
     nodes,
     startupNodes: ports.map((p) => `127.0.0.1:${p}`).join(','),
     cli,
     waitOk,
+    replicaOf,
     async nodeOf(slot) {
       await refresh();
-      const node = nodes.find((n) => n.slots.some(([a, b]) => slot >= a && slot <= b));
+      const node = nodes.find((n) => n.role === 'master' && !n.failing && n.slots.some(([a, b]) => slot >= a && slot <= b));
       if (node === undefined) throw new Error(`no node serves slot ${slot}`);
       return node;
+    },
+    async replicasCaughtUp(master) {
+      const info = await cli(ports[master], 'info', 'replication');
+      const offset = Number(/master_repl_offset:(\d+)/.exec(info)?.[1]);
+      const replicas = [...info.matchAll(/slave\d+:[^\n]*offset=(\d+)/g)].map((m) => Number(m[1]));
+      return replicas.length > 0 && replicas.every((r) => r === offset);
+    },
+    async cutReplication(master) {
+      const port = ports[master];
+      await cli(port, 'acl', 'setuser', REPLICATION_USER, 'off');
+      await cli(port, 'client', 'kill', 'type', 'replica');
+      // The replica reconnects every second and is refused; until then nothing more reaches it.
+      const info = await cli(port, 'info', 'replication');
+      if (!/connected_slaves:0/.test(info)) throw new Error(`node ${master} still has a replica connected: ${info}`);
+    },
+    async waitServedBy(slot, notIndex, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const served = await refresh().then(
+          () => nodes.findIndex((n, i) => i !== notIndex && children[i] !== null && n.role === 'master' && n.slots.some(([a, b]) => slot >= a && slot <= b)),
+          () => -1,
+        );
+        if (served >= 0 && (await clusterStateOk())) return served;
+        if (Date.now() > deadline) throw new Error(`slot ${slot} is not served by another running master after ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
     },
     async stopNode(i, hard = false) {
       const c = children[i];
@@ -168,22 +314,18 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
     },
     async restartNode(i) {
       if (children[i] !== null) return;
-      const c = spawnNode(ports[i], dir);
+      const c = spawnNode(at[i], dir, settings);
       children[i] = c;
-      await waitForPing(ports[i], 10_000, c);
+      await waitPing(ports[i], c);
       await waitOk();
     },
     async reshard(from, to, count) {
       await refresh();
-      await run(
-        REDIS_CLI,
-        [
-          '--cluster', 'reshard', `127.0.0.1:${ports[from]}`,
-          '--cluster-from', nodes[from].id, '--cluster-to', nodes[to].id,
-          '--cluster-slots', String(count), '--cluster-yes', '--cluster-pipeline', '10',
-        ],
-        { timeout: 60_000 },
-      );
+      await redisCli([
+        '--cluster', 'reshard', `127.0.0.1:${ports[from]}`,
+        '--cluster-from', nodes[from].id, '--cluster-to', nodes[to].id,
+        '--cluster-slots', String(count), '--cluster-yes', '--cluster-pipeline', '10',
+      ]);
       await waitOk();
     },
     async stop() {
