@@ -6,7 +6,7 @@
  * the caller.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -16,42 +16,31 @@ import { createRedisStoreFactory, type RedisStoreFactory } from '../src/adapters
 import { chat, startGateway, type RunningGateway } from './support/gateway.js';
 import { freePort, REDIS_BINARY } from './support/redis.js';
 import { REDIS_CLI } from './support/redis-cluster.js';
+import { makeCertificates } from './support/test-certificates.js';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'triage-tls-'));
-const ca = join(dir, 'ca.crt');
-const otherCa = join(dir, 'other-ca.crt');
+let ca = '';
+let otherCa = '';
 let server: ChildProcess | undefined;
 let port = 0;
 const PREFIX = 'tenant-a';
 const USER = 'triage-app';
 const PASSWORD = 'app-password-0001';
 
-async function openssl(...args: string[]): Promise<void> {
-  await run('openssl', args, { cwd: dir, timeout: 30_000 });
-}
-
-/** A CA, and a server certificate it signed for 127.0.0.1 and localhost. */
-async function makeCertificates(): Promise<void> {
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  await openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=triage test CA');
-  await openssl('req', '-x509', ...ec, '-keyout', 'other-ca.key', '-out', 'other-ca.crt', '-days', '2', '-subj', '/CN=another CA');
-  await openssl('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
-  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  await openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '2', '-extfile', 'san.ext');
-}
-
 const cli = (...args: string[]) =>
   run(REDIS_CLI, ['--tls', '--cacert', ca, '-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 10_000 }).then((r) => r.stdout.trim());
 
 beforeAll(async () => {
-  await makeCertificates();
+  const certs = await makeCertificates(dir);
+  ca = certs.ca;
+  otherCa = certs.otherCa;
   port = await freePort();
   server = spawn(
     REDIS_BINARY,
     [
       '--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-      '--tls-cert-file', join(dir, 'server.crt'), '--tls-key-file', join(dir, 'server.key'), '--tls-ca-cert-file', ca,
+      '--tls-cert-file', certs.serverCert, '--tls-key-file', certs.serverKey, '--tls-ca-cert-file', ca,
       '--tls-auth-clients', 'no', '--loglevel', 'warning',
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
