@@ -26,6 +26,11 @@ import { keySlot, startRedisCluster, type RedisCluster } from './support/redis-c
 const statusUntil = (url: string, model: string, ok: (s: GroupStatus) => boolean, what: string, timeoutMs = 15_000) => pollStatus(url, model, ok, what, timeoutMs, true);
 
 const NODE_TIMEOUT_MS = 1000;
+/**
+ * Longer than a failover here (promotion 2.5-3.5 s after the kill): no lease lapses on the promoted
+ * replica meanwhile. The last test shows what a shorter lease does.
+ */
+const LONG_LEASE = '  redis_lease_seconds: 10\n';
 const dir = mkdtempSync(join(tmpdir(), 'triage-failover-test-'));
 let configCount = 0;
 const children: CliProcess[] = [];
@@ -57,7 +62,7 @@ function modelOn(nodeIndex: number): string {
   throw new Error('no model name found');
 }
 
-function writeConfig(model: string, apiBase: string, prefix: string, maxParallel: number): string {
+function writeConfig(model: string, apiBase: string, prefix: string, maxParallel: number, router = ''): string {
   const nodes = cluster.nodes.slice(0, 3).map((n) => `    - { host: 127.0.0.1, port: ${n.port} }`).join('\n');
   const file = join(dir, `config-${++configCount}.yaml`);
   writeFileSync(
@@ -73,7 +78,7 @@ router_settings:
   redis_startup_nodes:
 ${nodes}
   redis_prefix: ${prefix}
-`,
+${router}`,
   );
   return file;
 }
@@ -164,7 +169,7 @@ describe('gateways on a Redis Cluster with replicas: failover', () => {
     const replicaIndex = await cluster.replicaOf(masterIndex);
     const up = await startHeldUpstream();
     const prefix = freshPrefix('fo');
-    const [i0, i1] = await startInstances(writeConfig(model, up.fake.url, prefix, 2), 2);
+    const [i0, i1] = await startInstances(writeConfig(model, up.fake.url, prefix, 2, LONG_LEASE), 2);
 
     // Two calls in flight (one per instance), four waiters (two per instance).
     const held = [chat(i0, model, 'held 0'), chat(i1, model, 'held 1')];
@@ -172,7 +177,7 @@ describe('gateways on a Redis Cluster with replicas: failover', () => {
     const waiters = [0, 1, 2, 3].map((k) => chat(k % 2 === 0 ? i0 : i1, model, `waiter ${k}`, k));
     await statusUntil(i0, model, (s) => s.waiting === 4 && s.inFlight === 2, 'four waiters behind two calls');
     // This test is about the failover itself: the replica has every write (the next test is not).
-    await waitFor(async () => ((await cluster.replicasCaughtUp(masterIndex)) ? true : undefined), 'the replica to catch up');
+    await cluster.waitReplicated(masterIndex, `{${model}}:replication-probe`);
 
     const killedAt = Date.now();
     await cluster.stopNode(masterIndex, true);
@@ -227,14 +232,14 @@ describe('gateways on a Redis Cluster with replicas: failover', () => {
     const model = modelOn(masterIndex);
     const slot = keySlot(`{${model}}`);
     const up = await startHeldUpstream();
-    const [a, b] = await startInstances(writeConfig(model, up.fake.url, freshPrefix('fo-lost'), 1), 2);
+    const [a, b] = await startInstances(writeConfig(model, up.fake.url, freshPrefix('fo-lost'), 1, LONG_LEASE), 2);
 
     // Replicated: A's call holds the only slot; B's waiter waits.
     const holder = chat(a, model, 'holder');
     await up.fake.until((f) => f.requests.length === 1, 'the holder in flight');
     const first = chat(b, model, 'first waiter');
     await statusUntil(a, model, (s) => s.waiting === 1 && s.inFlight === 1, 'a waiter behind the holder');
-    await waitFor(async () => ((await cluster.replicasCaughtUp(masterIndex)) ? true : undefined), 'the replica to catch up');
+    await cluster.waitReplicated(masterIndex, `{${model}}:replication-probe`);
 
     // Not replicated: the holder's release, the grant of B's waiter (dispatched), and A's new waiter.
     await cluster.cutReplication(masterIndex);
@@ -260,6 +265,50 @@ describe('gateways on a Redis Cluster with replicas: failover', () => {
     expect(up.prompts()).toEqual(['holder', 'first waiter', 'lost waiter']);
     // The limit is whole again: the lost grant's release released nothing, no slot is stuck.
     await statusUntil(b, model, (s) => s.waiting === 0 && s.inFlight === 0, 'an idle group');
+    up.stats.maxConcurrent = 0;
+    const after = await Promise.all([0, 1, 2, 3].map((k) => chat(k % 2 === 0 ? a : b, model, `after ${k}`)));
+    for (const r of after) expect(r.status).toBe(200);
+    expect(up.stats.maxConcurrent).toBe(1);
+  }, 90_000);
+
+  it('a lease shorter than the failover: the instances reap each other on the promoted replica; the limit is exceeded at most by the calls in flight at the kill, every waiter is re-queued and served once, and the group ends idle', async () => {
+    const masterIndex = 2;
+    const model = modelOn(masterIndex);
+    const slot = keySlot(`{${model}}`);
+    const up = await startHeldUpstream();
+    // A 1 s lease lapses while the slot has no master (promotion takes 2.5-3.5 s here).
+    const [a, b] = await startInstances(writeConfig(model, up.fake.url, freshPrefix('fo-lease'), 1, '  redis_lease_seconds: 1\n'), 2);
+    const holder = chat(a, model, 'holder');
+    await up.fake.until((f) => f.requests.length === 1, 'the holder in flight');
+    const waiters = [chat(b, model, 'waiter 0', 1), chat(a, model, 'waiter 1', 2), chat(b, model, 'waiter 2', 3)];
+    await statusUntil(a, model, (s) => s.waiting === 3 && s.inFlight === 1, 'three waiters behind the holder');
+    await cluster.waitReplicated(masterIndex, `{${model}}:replication-probe`);
+
+    await cluster.stopNode(masterIndex, true);
+    await cluster.waitServedBy(slot, masterIndex, 20_000);
+    // On the promoted replica every lease has lapsed: the first instance to call reaps the other (its
+    // waiters removed, its grants released: the holder's, if the holder's instance is the one reaped).
+    // The reaped instance finds its lease LOST and re-queues its waiters at their old place. So the
+    // next waiter may be dispatched beside the holder: one call over the limit, the one in flight.
+    // Wait for the instances to settle (their reconciliation done) in either case: the holder's
+    // instance reaped (the next waiter dispatched beside the holder, the other two waiting), or the
+    // other one (its three waiters re-queued behind the holder, which keeps the slot).
+    await statusUntil(
+      a,
+      model,
+      (s) => s.inFlight === 1 && ((up.stats.entered === 2 && s.waiting === 2) || (up.stats.entered === 1 && s.waiting === 3)),
+      'the instances to reconcile',
+    );
+    const overLimit = up.stats.entered === 2;
+    up.releaseAll();
+    expect((await holder).status).toBe(200);
+    for (const [k, r] of waiters.entries()) expect((await r).body.choices?.[0].message.content).toBe(`answer to waiter ${k}`);
+    // Each call once (a waiter re-queued after the slot went to one behind it is served after that
+    // one), and never more at once than the limit plus the held call.
+    expect([...up.prompts()].sort()).toEqual(['holder', 'waiter 0', 'waiter 1', 'waiter 2']);
+    expect(up.stats.maxConcurrent).toBe(overLimit ? 2 : 1);
+    await statusUntil(b, model, (s) => s.waiting === 0 && s.inFlight === 0, 'an idle group');
+    console.log(`lease shorter than the failover: ${overLimit ? "the holder's instance was reaped, one call over the limit" : 'the other instance was reaped, the limit held'}`);
     up.stats.maxConcurrent = 0;
     const after = await Promise.all([0, 1, 2, 3].map((k) => chat(k % 2 === 0 ? a : b, model, `after ${k}`)));
     for (const r of after) expect(r.status).toBe(200);

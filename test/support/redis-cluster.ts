@@ -86,8 +86,11 @@ export interface RedisCluster {
   waitOk(timeoutMs?: number): Promise<void>;
   /** The index of the (first) replica of the master at index `master`, in the cluster's view. */
   replicaOf(master: number): Promise<number>;
-  /** Whether the master at `master` and each of its connected replicas are at the same replication offset. */
-  replicasCaughtUp(master: number): Promise<boolean>;
+  /**
+   * Resolves once every replica of the master at `master` has acknowledged all its writes so far: a
+   * write of `probeKey` (a key in one of its slots) then WAIT on the same connection.
+   */
+  waitReplicated(master: number, probeKey: string): Promise<void>;
   /**
    * Stops replication from the master at `master`: its replication user is disabled and its replicas'
    * links are cut, so the replicas keep what they had and every later write stays on the master only
@@ -278,11 +281,17 @@ export async function startRedisCluster(options: number | RedisClusterOptions = 
       if (node === undefined) throw new Error(`no node serves slot ${slot}`);
       return node;
     },
-    async replicasCaughtUp(master) {
-      const info = await cli(ports[master], 'info', 'replication');
-      const offset = Number(/master_repl_offset:(\d+)/.exec(info)?.[1]);
-      const replicas = [...info.matchAll(/slave\d+:[^\n]*offset=(\d+)/g)].map((m) => Number(m[1]));
-      return replicas.length > 0 && replicas.every((r) => r === offset);
+    async waitReplicated(master, probeKey) {
+      // One connection (commands on stdin): WAIT counts the replicas that acknowledged this client's
+      // last write, and the replication stream is in order, so every earlier write is there too.
+      const out = await new Promise<string>((resolve, reject) => {
+        const child = execFile(REDIS_CLI, [...tlsArgs, '-h', '127.0.0.1', '-p', String(ports[master])], { timeout: 30_000 }, (e, stdout) =>
+          e ? reject(e) : resolve(stdout),
+        );
+        child.stdin?.end(`SET ${probeKey} 1 PX 60000\nWAIT ${settings.replicas} 10000\n`);
+      });
+      const acked = Number(out.trim().split('\n').at(-1));
+      if (acked < settings.replicas) throw new Error(`only ${acked} of ${settings.replicas} replicas of node ${master} acknowledged its writes: ${out}`);
     },
     async cutReplication(master) {
       const port = ports[master];
