@@ -253,9 +253,10 @@ describe('gateways on a Redis Cluster with replicas: failover', () => {
     await cluster.stopNode(masterIndex, true);
     await cluster.waitServedBy(slot, masterIndex, 20_000);
     // The promoted replica still holds the holder's grant and B's waiter, and not A's waiter. The
-    // instances reconcile: A gives back the holder's grant (it released it already), B drops its
-    // waiter's second grant (dispatched already: never sent twice), A re-queues its lost waiter, and
-    // it is granted while B's call is still running, since Redis no longer counts that call.
+    // instances reconcile: A gives back the holder's grant (it released it already), B removes its
+    // dispatched waiter's stale entry (or gives its second grant back unused: never sent twice), A
+    // re-queues its lost waiter, and it is granted while B's call is still running, since Redis no
+    // longer counts that call.
     await waitFor(() => (up.stats.entered === 3 ? true : undefined), 'the lost waiter re-queued and dispatched', 20_000);
     expect(promptOf(up.fake.requests[2])).toBe('lost waiter');
     expect(up.stats.maxConcurrent).toBe(2);
