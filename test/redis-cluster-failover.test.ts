@@ -9,7 +9,8 @@
  * test makes that happen on purpose (replication cut, then writes, then the kill) and checks what
  * docs/multi-instance.md says happens: a grant Redis lost leaves its call running uncounted (the
  * limit exceeded by that call, once), its slot's old holder is given back by reconciliation, a
- * waiter Redis lost is re-queued by its owner, and the group ends idle.
+ * waiter Redis lost is re-queued by its owner, and the group ends idle. The third shows a lease
+ * shorter than the failover: the instances reap each other on the promoted replica.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,8 +28,8 @@ const statusUntil = (url: string, model: string, ok: (s: GroupStatus) => boolean
 
 const NODE_TIMEOUT_MS = 1000;
 /**
- * Longer than a failover here (promotion 2.5-3.5 s after the kill): no lease lapses on the promoted
- * replica meanwhile. The last test shows what a shorter lease does.
+ * Longer than a failover here (times in docs/multi-instance.md, Failover): no lease lapses on the
+ * promoted replica meanwhile. The last test shows what a shorter lease does.
  */
 const LONG_LEASE = '  redis_lease_seconds: 10\n';
 const dir = mkdtempSync(join(tmpdir(), 'triage-failover-test-'));
@@ -277,7 +278,7 @@ describe('gateways on a Redis Cluster with replicas: failover', () => {
     const model = modelOn(masterIndex);
     const slot = keySlot(`{${model}}`);
     const up = await startHeldUpstream();
-    // A 1 s lease lapses while the slot has no master (promotion takes 2.5-3.5 s here).
+    // A 1 s lease lapses while the slot has no master (a promotion takes longer here).
     const [a, b] = await startInstances(writeConfig(model, up.fake.url, freshPrefix('fo-lease'), 1, '  redis_lease_seconds: 1\n'), 2);
     const holder = chat(a, model, 'holder');
     await up.fake.until((f) => f.requests.length === 1, 'the holder in flight');
