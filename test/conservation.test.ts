@@ -519,9 +519,14 @@ describe('upstream fault storms', () => {
     const retries = [...m].filter(([k]) => k.startsWith('triage_upstream_retries_total{')).reduce((n, [, v]) => n + v, 0);
     expect(retries).toBe(events.filter((e) => e.type === 'request.retry').length);
 
-    // A 429 cools its deployment down at once, for the upstream's Retry-After (0.1 s).
+    // A 429 cools its deployment down at once, for the upstream's Retry-After (0.1 s). On a loaded
+    // machine a 429 can reach the gateway after it gave up on the call (an upstream timeout beyond the
+    // hangs'), and then it starts no cooldown: each such timeout can hide at most one 429.
     const cooldowns = events.filter((e) => e.type === 'deployment.cooldown_start') as Array<QueueEvent & { deployment: string; until: number; reason: string }>;
-    expect(cooldowns.filter((c) => c.reason === 'rate_limited').length).toBe(kinds['429']);
+    const rateLimited = cooldowns.filter((c) => c.reason === 'rate_limited').length;
+    const hungCalls = [...answers.values()].filter((k) => k === 'hang').length;
+    expect(rateLimited).toBeLessThanOrEqual(kinds['429']!);
+    expect(rateLimited).toBeGreaterThanOrEqual(kinds['429']! - (upstreamTimeouts.length - hungCalls));
     for (const c of cooldowns.filter((x) => x.reason === 'rate_limited')) expect(c.until - c.at).toBeLessThanOrEqual(100);
     // Other failures cool it down only past allowed_fails in a minute, and for cooldown_time.
     expect(cooldowns.some((c) => c.reason !== 'rate_limited')).toBe(true);
