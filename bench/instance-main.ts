@@ -15,7 +15,7 @@ import { memoryStoreFactory, recording } from './store-factories.js';
 import type { StoreRecord } from './store-log.js';
 
 let router: Router | undefined;
-/** When the call `finishOne` ended was ended (hrNow), until `takeEnded` takes it. */
+/** When `finishOne` ended its call (hrNow); kept until `takeEnded` takes it. */
 let endedAt: number | null = null;
 let redis: RedisStoreFactory | undefined;
 const gated = new GatedUpstream();
