@@ -5,7 +5,7 @@
  * and waits for the next dispatch, so every sample is one release → grant → dispatch, alone. Each
  * instance is a process of its own (bench/instance-main.ts); the runner learns when the call ended only
  * after the next one started, so no third process is woken inside the span (until 2026-12-05 the
- * instance sent that moment to the runner during the span, which read 0.01-0.03 ms more at p50).
+ * instance sent that moment to the runner during the span, which read ~0.025 ms more at p50).
  *
  * In memory: one instance; baseline: the bare MemoryStore's release + pump for the same grant (no
  * actors). On Redis: two instances sharing the queue (the next waiter may belong to the other one);
