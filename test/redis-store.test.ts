@@ -711,6 +711,39 @@ describe('RedisStore: enqueue + pump and release + pump in one step', () => {
     expect(await a.store.snapshot(Date.now())).toMatchObject({ waiting: 0, inFlight: 1 });
   });
 
+  it('a grant kept for an unanswered enqueue whose request leaves meanwhile is given back, not leaked', async () => {
+    const prefix = freshPrefix();
+    const cfg = config([{ maxParallelRequests: 1 }]);
+    const a = await instance('a', prefix, cfg, { pumpOnEnqueue: true });
+    const b = await instance('b', prefix, cfg, { pumpOnEnqueue: true });
+    type Call = (name: string, extra: unknown[], decode: (r: unknown) => unknown) => Promise<unknown>;
+    const target = b.store as unknown as { call: Call };
+    const call = target.call.bind(b.store);
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const spy = vi.spyOn(target, 'call').mockImplementation((name, extra, decode) => {
+      const reply = call(name, extra, decode);
+      return name === 'enqueue' ? reply.then(async (r) => (await gate, r)) : reply;
+    });
+    cleanups.push(() => spy.mockRestore());
+    const onGrants = vi.spyOn(b.store, 'onGrants');
+    const now = Date.now();
+    const a1 = await a.store.enqueue(entry('a1', 0, now), now);
+    const ga1 = a1.accepted ? a1.pumped!.grants[0] : (undefined as never);
+    const enqueued = b.store.enqueue(entry('b1', 0, now), now);
+    await vi.waitFor(async () => expect((await a.store.snapshot(Date.now())).waiting).toBe(1), WAIT);
+    await a.store.release(ga1, { kind: 'ok' }, Date.now(), { pump: true });
+    await vi.waitFor(() => expect(onGrants).toHaveBeenCalledTimes(1), WAIT);
+    // The request is cancelled while its grant waits for the enqueue's answer.
+    expect(await b.store.remove('b1', Date.now())).toBe(false);
+    open();
+    const r = await enqueued;
+    expect(r.accepted && r.pumped?.grants).toEqual([]);
+    // The mail decides: the grant is for a request no longer here, so its slot is released.
+    await vi.waitFor(async () => expect(await a.store.snapshot(Date.now())).toMatchObject({ waiting: 0, inFlight: 0 }), WAIT);
+    expect(b.remoteGrants).toEqual([]);
+  });
+
   it('grants each request exactly once across two instances when every enqueue and release grants in its own step', async () => {
     const prefix = freshPrefix();
     const cfg = config([{ maxParallelRequests: 4 }, { maxParallelRequests: 3, tpm: 1_000_000 }]);
