@@ -15,6 +15,8 @@ import { memoryStoreFactory, recording } from './store-factories.js';
 import type { StoreRecord } from './store-log.js';
 
 let router: Router | undefined;
+/** When `finishOne` ended its call (hrNow); kept until `takeEnded` takes it. */
+let endedAt: number | null = null;
 let redis: RedisStoreFactory | undefined;
 const gated = new GatedUpstream();
 const records: StoreRecord[] = [];
@@ -72,15 +74,22 @@ serveCommands({
 
   /**
    * Ends the oldest call in flight on the next turn of the event loop, after this reply is sent, and
-   * reports the moment (event `ended`) on the turn after, so no IPC work falls inside a measured span.
+   * keeps the moment for `takeEnded`: the runner asks for it once the next call has started, so no IPC
+   * message (and no wake-up of the runner) falls inside a measured span.
    */
   finishOne: () => {
     if (gated.inFlight === 0) return false;
+    endedAt = null;
     setImmediate(() => {
-      const at = gated.finishOne();
-      setImmediate(() => pushEvent('ended', { at }));
+      endedAt = gated.finishOne();
     });
     return true;
+  },
+  /** The moment the last `finishOne` ended its call (hrNow), or null if it has not yet. */
+  takeEnded: () => {
+    const at = endedAt;
+    endedAt = null;
+    return at;
   },
   open: () => gated.openGate(),
   inFlight: () => gated.inFlight,

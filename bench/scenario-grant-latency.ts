@@ -2,7 +2,10 @@
  * Scenario 2, grant latency: under contention (one deployment with max_parallel_requests N, many
  * waiters of mixed priorities), the time from a call ending (its slot freeing) to the next waiter's
  * upstream call starting. The upstream is bench/gated-upstream.ts: the runner ends one call at a time
- * and waits for the next dispatch, so every sample is one release → grant → dispatch, alone.
+ * and waits for the next dispatch, so every sample is one release → grant → dispatch, alone. Each
+ * instance is a process of its own (bench/instance-main.ts); the runner learns when the call ended only
+ * after the next one started, so no third process is woken inside the span (until 2026-12-05 the
+ * instance sent that moment to the runner during the span, which read ~0.025 ms more at p50).
  *
  * In memory: one instance; baseline: the bare MemoryStore's release + pump for the same grant (no
  * actors). On Redis: two instances sharing the queue (the next waiter may belong to the other one);
@@ -41,7 +44,6 @@ async function driveReleases(
   const inFlight = instances.map(() => 0);
   let lastStartedBy = -1;
   let onStarted: ((at: number) => void) | null = null;
-  let onEnded: ((at: number) => void) | null = null;
   let totalStarted = 0;
   for (const inst of instances) {
     inst.child.onEvent((e) => {
@@ -53,23 +55,19 @@ async function driveReleases(
         const w = onStarted;
         onStarted = null;
         w?.(at);
-      } else if (e.event === 'ended') {
-        const w = onEnded;
-        onEnded = null;
-        w?.(at);
       }
     });
   }
-  const nextEvent = (set: (w: ((at: number) => void) | null) => void) =>
+  const nextStart = () =>
     new Promise<number | null>((resolve) => {
       const t = setTimeout(() => {
-        set(null);
+        onStarted = null;
         resolve(null);
       }, 2_000);
-      set((at) => {
+      onStarted = (at) => {
         clearTimeout(t);
         resolve(at);
-      });
+      };
     });
   // Waiters go in small batches alternating between instances, so neighbours in the queue often
   // belong to different instances and a release often grants a waiter of the other instance.
@@ -90,11 +88,13 @@ async function driveReleases(
     const holders = instances.filter((inst) => inFlight[inst.index] > 0);
     const holder = holders[Math.floor(Math.random() * holders.length)];
     if (holder === undefined) break;
-    const started = nextEvent((w) => (onStarted = w));
-    const ended = nextEvent((w) => (onEnded = w));
+    const started = nextStart();
     if (!(await holder.child.call<boolean>('finishOne'))) break;
     inFlight[holder.index] -= 1;
-    const [endedAt, startedAt] = await Promise.all([ended, started]);
+    const startedAt = await started;
+    // Asked only now: while the span runs, the runner is told nothing (see instance-main.ts finishOne).
+    const ended = await holder.child.call<number | null>('takeEnded');
+    const endedAt = ended === null ? null : ended + holder.offsetMs;
     if (endedAt === null || startedAt === null) {
       timeouts += 1;
       if (timeouts > 5) break;

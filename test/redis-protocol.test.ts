@@ -5,6 +5,7 @@ import {
   decodeClaimReply,
   decodeEndings,
   decodeEnqueueReply,
+  CLAIM_RECORD,
   decodeGrantRecords,
   decodeLeaveReply,
   decodePositionReply,
@@ -168,7 +169,16 @@ describe('channel messages', () => {
     expect(encodeChannelMessage({ kind: 'grants', model: 'm', records: 'r' })).toBe('gm\0r');
     expect(encodeChannelMessage({ kind: 'mail', model: 'm' })).toBe('mm');
     expect(encodeChannelMessage({ kind: 'changed', model: 'm' })).toBe('cm');
-    expect(decodeGrantRecords(records)).toEqual({ grants: [GRANT_DECODED, { ...GRANT_DECODED, grantId: 'g8' }], unreadable: 0 });
+    expect(decodeGrantRecords(records)).toEqual({ grants: [GRANT_DECODED, { ...GRANT_DECODED, grantId: 'g8' }], unreadable: 0, claim: false });
+  });
+
+  it('reads a last record CLAIM_RECORD as "claim your mail too", after the grants it follows', () => {
+    const good = encodeGrantRecord(GRANT_DECODED);
+    // The bytes lib.lua notifyAll publishes when the script left the receiver expiries as well.
+    expect(decodeGrantRecords(`${good}\0m`)).toEqual({ grants: [GRANT_DECODED], unreadable: 0, claim: true });
+    expect(CLAIM_RECORD).toBe('m');
+    // Only as the last record: elsewhere it is an unreadable record (which makes the receiver claim too).
+    expect(decodeGrantRecords(`m\0${good}`)).toEqual({ grants: [GRANT_DECODED], unreadable: 1, claim: false });
   });
 
   it('refuses what is not a message of ours', () => {
@@ -180,6 +190,6 @@ describe('channel messages', () => {
 
   it('counts unreadable grant records (the receiver claims its mail) and keeps the readable ones', () => {
     const good = encodeGrantRecord(GRANT_DECODED);
-    expect(decodeGrantRecords([good, 'g9\treq\tdep', good.replace('\t120\t', '\tmany\t')].join('\0'))).toEqual({ grants: [GRANT_DECODED], unreadable: 2 });
+    expect(decodeGrantRecords([good, 'g9\treq\tdep', good.replace('\t120\t', '\tmany\t')].join('\0'))).toEqual({ grants: [GRANT_DECODED], unreadable: 2, claim: false });
   });
 });

@@ -8,6 +8,8 @@ import { Redis } from 'ioredis';
 import { createRedisStoreFactory, type RedisStoreFactory, type RedisStoreFactoryOptions } from '../src/adapters/redis-connection.js';
 import { grantCounter, groupKeyNames, groupPrefix, instanceChannel, type RedisStore } from '../src/adapters/redis-store.js';
 import type { TriageConfig } from '../src/core/config-types.js';
+import { FakeClock } from '../src/core/clock.js';
+import { CLAIM_RECORD } from '../src/adapters/redis-protocol.js';
 import { compareOrder } from '../src/machines/queue-order.js';
 import type { EnqueueResult, Grant, PumpResult, ReleaseOutcome, SchedulerStore, WaiterEntry } from '../src/machines/scheduler-store.js';
 import { createRouter, memoryStoreFactory, type Router } from '../src/router.js';
@@ -632,6 +634,114 @@ describe('RedisStore: enqueue + pump and release + pump in one step', () => {
     expect(b.remoteGrants[1].grantId).not.toBe(old.grantId);
     expect(grantCounter(b.remoteGrants[1].grantId)).toBeGreaterThan(grantCounter(old.grantId));
     expect(await a.store.snapshot(Date.now())).toMatchObject({ waiting: 0, inFlight: 1 });
+  });
+
+  it('a grants message that also asks for a claim: the grant is delivered from the message itself, the expiry of the same step by the claim', async () => {
+    // One script grants a waiter of b and expires another: b's message carries the grant and a claim
+    // request (it used to be a bare "claim your mail", a round trip before the grant was dispatched).
+    const prefix = freshPrefix();
+    const cfg = config([{ maxParallelRequests: 1 }]);
+    const clock = new FakeClock(Date.now());
+    const a = await instance('a', prefix, cfg, { pumpOnEnqueue: true, scriptClock: clock });
+    const b = await instance('b', prefix, cfg, { pumpOnEnqueue: true, scriptClock: clock });
+    const onGrants = b.store.onGrants.bind(b.store);
+    const messages: Array<{ payload: string; deliveredByThen: string[] }> = [];
+    b.store.onGrants = (payload: string) => {
+      onGrants(payload);
+      // Read before any reply can come back: what the message alone delivered.
+      messages.push({ payload, deliveredByThen: b.remoteGrants.map((g) => g.requestId) });
+    };
+    const now = clock.now();
+    const a1 = await a.store.enqueue(entry('a1', 0, now), now);
+    const ga1 = a1.accepted ? a1.pumped!.grants[0] : (undefined as never);
+    expect(ga1.requestId).toBe('a1');
+    expect((await b.store.enqueue(entry('b1', 1, now), now)).accepted).toBe(true);
+    expect((await b.store.enqueue(entry('b2', 0, now, { deadline: now + 500 }), now)).accepted).toBe(true);
+    clock.advance(1_000);
+    const rel = await a.store.release(ga1, { kind: 'ok' }, clock.now(), { pump: true });
+    expect(rel.pumped?.grants).toEqual([]);
+    await vi.waitFor(() => expect(b.remoteExpired).toEqual(['b2']), WAIT);
+    expect(messages).toHaveLength(1);
+    expect(messages[0].payload.endsWith(`\0${CLAIM_RECORD}`)).toBe(true);
+    expect(messages[0].deliveredByThen).toEqual(['b1']);
+    expect(b.remoteGrants.map((g) => g.requestId)).toEqual(['b1']);
+    expect(await a.store.snapshot(clock.now())).toMatchObject({ waiting: 0, inFlight: 1 });
+  });
+
+  it("a grant whose message overtakes its waiter's enqueue reply waits for that reply instead of a claim, and comes with the acceptance", async () => {
+    const prefix = freshPrefix();
+    const cfg = config([{ maxParallelRequests: 1 }]);
+    const a = await instance('a', prefix, cfg, { pumpOnEnqueue: true });
+    const claimsOfAnyStore = vi.spyOn(Object.getPrototypeOf(a.store) as { claim(): Promise<void> }, 'claim');
+    cleanups.push(() => claimsOfAnyStore.mockRestore());
+    const b = await instance('b', prefix, cfg, { pumpOnEnqueue: true });
+    const claimsOfB = () => claimsOfAnyStore.mock.contexts.filter((c) => c === b.store).length;
+    await vi.waitFor(() => expect(claimsOfB()).toBeGreaterThan(0), WAIT);
+    await Promise.all(claimsOfAnyStore.mock.results.map((r) => r.value));
+    claimsOfAnyStore.mockClear();
+    // b's next enqueue reply is held back in b until the grant's message has been handled: the order in
+    // which a busy process may read its two connections.
+    type Call = (name: string, extra: unknown[], decode: (r: unknown) => unknown) => Promise<unknown>;
+    const target = b.store as unknown as { call: Call };
+    const call = target.call.bind(b.store);
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const spy = vi.spyOn(target, 'call').mockImplementation((name, extra, decode) => {
+      const reply = call(name, extra, decode);
+      return name === 'enqueue' ? reply.then(async (r) => (await gate, r)) : reply;
+    });
+    cleanups.push(() => spy.mockRestore());
+    const onGrants = vi.spyOn(b.store, 'onGrants');
+    const now = Date.now();
+    const a1 = await a.store.enqueue(entry('a1', 0, now), now);
+    const ga1 = a1.accepted ? a1.pumped!.grants[0] : (undefined as never);
+    const enqueued = b.store.enqueue(entry('b1', 0, now), now);
+    // b1 is in Redis once a snapshot (same connection, later) sees it.
+    await vi.waitFor(async () => expect((await a.store.snapshot(Date.now())).waiting).toBe(1), WAIT);
+    await a.store.release(ga1, { kind: 'ok' }, Date.now(), { pump: true });
+    await vi.waitFor(() => expect(onGrants).toHaveBeenCalledTimes(1), WAIT);
+    expect(b.remoteGrants).toEqual([]);
+    expect(claimsOfB()).toBe(0);
+    open();
+    const r = await enqueued;
+    // Handed out with the acceptance, as a grant made in the enqueue's own step is.
+    expect(r.accepted && r.pumped?.grants.map((g) => g.requestId)).toEqual(['b1']);
+    expect(b.remoteGrants).toEqual([]);
+    expect(claimsOfB()).toBe(0);
+    expect(await a.store.snapshot(Date.now())).toMatchObject({ waiting: 0, inFlight: 1 });
+  });
+
+  it('a grant kept for an unanswered enqueue whose request leaves meanwhile is given back, not leaked', async () => {
+    const prefix = freshPrefix();
+    const cfg = config([{ maxParallelRequests: 1 }]);
+    const a = await instance('a', prefix, cfg, { pumpOnEnqueue: true });
+    const b = await instance('b', prefix, cfg, { pumpOnEnqueue: true });
+    type Call = (name: string, extra: unknown[], decode: (r: unknown) => unknown) => Promise<unknown>;
+    const target = b.store as unknown as { call: Call };
+    const call = target.call.bind(b.store);
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const spy = vi.spyOn(target, 'call').mockImplementation((name, extra, decode) => {
+      const reply = call(name, extra, decode);
+      return name === 'enqueue' ? reply.then(async (r) => (await gate, r)) : reply;
+    });
+    cleanups.push(() => spy.mockRestore());
+    const onGrants = vi.spyOn(b.store, 'onGrants');
+    const now = Date.now();
+    const a1 = await a.store.enqueue(entry('a1', 0, now), now);
+    const ga1 = a1.accepted ? a1.pumped!.grants[0] : (undefined as never);
+    const enqueued = b.store.enqueue(entry('b1', 0, now), now);
+    await vi.waitFor(async () => expect((await a.store.snapshot(Date.now())).waiting).toBe(1), WAIT);
+    await a.store.release(ga1, { kind: 'ok' }, Date.now(), { pump: true });
+    await vi.waitFor(() => expect(onGrants).toHaveBeenCalledTimes(1), WAIT);
+    // The request is cancelled while its grant waits for the enqueue's answer.
+    expect(await b.store.remove('b1', Date.now())).toBe(false);
+    open();
+    const r = await enqueued;
+    expect(r.accepted && r.pumped?.grants).toEqual([]);
+    // The mail decides: the grant is for a request no longer here, so its slot is released.
+    await vi.waitFor(async () => expect(await a.store.snapshot(Date.now())).toMatchObject({ waiting: 0, inFlight: 0 }), WAIT);
+    expect(b.remoteGrants).toEqual([]);
   });
 
   it('grants each request exactly once across two instances when every enqueue and release grants in its own step', async () => {

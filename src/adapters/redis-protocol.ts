@@ -378,7 +378,8 @@ export function decodeSnapshotReply(reply: unknown, deployments: number): Snapsh
 /**
  * A message on an instance's channel (lib.lua notifyAll, leave.lua):
  * 'g' + model + NUL + grant records (the 8 pushGrant fields tab-separated, NUL between records): grants
- * for the receiver's waiters; 'm' + model: claim your mail; 'c' + model: capacity changed, pump again.
+ * for the receiver's waiters, optionally followed by the record CLAIM_RECORD (claim your mail as well);
+ * 'm' + model: claim your mail; 'c' + model: capacity changed, pump again.
  */
 export type ChannelMessage = { kind: 'grants'; model: string; records: string } | { kind: 'mail' | 'changed'; model: string };
 
@@ -407,13 +408,27 @@ export function encodeGrantRecord(g: Grant): string {
 }
 
 /**
+ * The last record of a grants message whose script also left the receiver other mail (expiries,
+ * displacements): deliver the grants from the message, then claim the rest. A receiver that does not
+ * know it counts it unreadable, and claims its mail all the same.
+ */
+export const CLAIM_RECORD = 'm';
+
+/**
  * The records of a grants message. A record that is not 8 readable fields is counted in `unreadable`
  * rather than thrown: the receiver then claims its mail, which holds every grant the message carried.
+ * `claim`: the message ended with CLAIM_RECORD.
  */
-export function decodeGrantRecords(records: string): { grants: Grant[]; unreadable: number } {
+export function decodeGrantRecords(records: string): { grants: Grant[]; unreadable: number; claim: boolean } {
   const out: Grant[] = [];
   let unreadable = 0;
-  for (const rec of records.split('\0')) {
+  let claim = false;
+  const list = records.split('\0');
+  if (list.length > 1 && list[list.length - 1] === CLAIM_RECORD) {
+    claim = true;
+    list.pop();
+  }
+  for (const rec of list) {
     const f = rec.split('\t');
     if (f.length !== 8) {
       unreadable += 1;
@@ -425,5 +440,5 @@ export function decodeGrantRecords(records: string): { grants: Grant[]; unreadab
       unreadable += 1;
     }
   }
-  return { grants: out, unreadable };
+  return { grants: out, unreadable, claim };
 }

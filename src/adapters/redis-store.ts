@@ -15,7 +15,8 @@
  * Order is global, so a pump here may grant a waiter owned by another instance. Such grants (and
  * expiries) go to the owner's mailbox in Redis and the owner is told on its channel: the message
  * carries the grants themselves, so the owner delivers them through `listener.remote` without a round
- * trip (expiries, or a grant it cannot match to a waiter of its own, make it claim its mail instead).
+ * trip (expiries in the same message, or a grant it cannot match to a waiter of its own, make it claim
+ * its mail as well; a grant that overtook its waiter's enqueue reply waits for that reply).
  * The mailbox makes delivery exactly-once even when a notification is lost (every grant step and the
  * heartbeat claim mail too; a grant already delivered is recognised and dropped).
  *
@@ -140,7 +141,8 @@ export function groupKeyNames(prefix: string, model: string, deployments: readon
 /**
  * The pub/sub channel of an instance. Messages: 'm' + model = claim your mail; 'g' + model + NUL +
  * grants (NUL-separated records of 8 tab-separated fields, as pump replies) = grants for your waiters,
- * also in your mailbox; 'c' + model = capacity changed, pump.
+ * also in your mailbox, with a last record 'm' when there is other mail to claim too; 'c' + model =
+ * capacity changed, pump.
  */
 export function instanceChannel(prefix: string, instanceId: string): string {
   return `${prefix}:instance:${instanceId}`;
@@ -220,6 +222,11 @@ interface LocalWaiter {
    * request (a retry re-queues its id) is never taken for this one.
    */
   counter?: number;
+  /**
+   * Grants announced by message before this enqueue answered (the message overtook the reply): judged
+   * when the reply comes (takeEarly), instead of claiming the mail for them at once.
+   */
+  early?: Grant[];
 }
 
 /** The grant counter in a grant id (`request id/server ms.counter`); NaN when there is none. */
@@ -545,6 +552,7 @@ export class RedisStore implements SchedulerStore {
     } catch (e) {
       if (this.waiting.get(entry.id) === local) this.waiting.delete(entry.id);
       this.failed(e);
+      this.takeEarly(local);
       throw e;
     }
     // Run past its not-after time: nothing was queued, and the lease was not renewed.
@@ -552,6 +560,7 @@ export class RedisStore implements SchedulerStore {
     const serverNow = this.head(r, now, !late);
     if (r.outcome === 'late') {
       if (this.waiting.get(entry.id) === local) this.waiting.delete(entry.id);
+      this.takeEarly(local);
       throw new Error(`the enqueue of ${entry.id} reached Redis after its command timeout; nothing was queued`);
     }
     if (r.outcome === 'accepted') {
@@ -563,6 +572,9 @@ export class RedisStore implements SchedulerStore {
     }
     // The pump runs after the waiter is known locally, so a grant of it in the same step is accepted.
     const pumped = r.pump === null ? undefined : this.pumpFields(r.pump, now, serverNow);
+    // Handed out with this enqueue's own results (or by the pump the scheduler runs after an
+    // acceptance), so the request hears of its acceptance first, as when the message comes later.
+    this.heldOver.grants.push(...this.takeEarly(local));
     if (r.outcome === 'refused') {
       if (pumped !== undefined) {
         // Taken from Redis already: handed out by the next pump, which this asks for.
@@ -840,22 +852,44 @@ export class RedisStore implements SchedulerStore {
   /**
    * Another instance granted waiters of this one; `payload` carries the grants (see instanceChannel).
    * Each is delivered from the message when it is for a request waiting here since before it was made;
-   * any other (a waiter whose enqueue has not answered yet, a request that left or re-queued, a
-   * malformed record) makes this instance claim its mail, which decides it atomically. The grants stay
-   * in the mailbox until the next claim, which recognises them as delivered.
+   * one for a waiter whose enqueue has not answered yet is kept until that reply says (takeEarly); any
+   * other (a request that left or re-queued, a malformed record), or a message that asks for it (the
+   * script left expiries too), makes this instance claim its mail, which decides it atomically. The
+   * grants stay in the mailbox until the next claim, which recognises them as delivered.
    */
   onGrants(payload: string): void {
     if (this.closed) return;
     const grants: Grant[] = [];
     const decoded = decodeGrantRecords(payload);
-    let claim = decoded.unreadable > 0;
+    let claim = decoded.unreadable > 0 || decoded.claim;
     for (const g of this.local(decoded.grants)) {
       const w = this.waiting.get(g.requestId);
-      if (w !== undefined && w.counter !== undefined && grantCounter(g.grantId) > w.counter) grants.push(g);
+      if (w !== undefined && w.counter === undefined) (w.early ??= []).push(g);
+      else if (w !== undefined && w.counter !== undefined && grantCounter(g.grantId) > w.counter) grants.push(g);
       else if (!this.delivered.has(g.grantId)) claim = true;
     }
     if (grants.length > 0) this.deliverRemote(this.accept(grants, { expired: [], displaced: [] }));
     if (claim) this.claim().catch(noop);
+  }
+
+  /**
+   * Judges the grants a message announced for `w` before its enqueue answered: those made for this wait
+   * (the waiter still here, the grant counter past the enqueue's) are accepted and returned for the
+   * caller to hand out; for any other (the enqueue failed or was refused, the request left, a grant of
+   * an earlier life) the mail decides, as in onGrants.
+   */
+  private takeEarly(w: LocalWaiter): Grant[] {
+    const early = w.early;
+    if (early === undefined) return [];
+    w.early = undefined;
+    const fresh: Grant[] = [];
+    let claim = false;
+    for (const g of early) {
+      if (this.waiting.get(g.requestId) === w && w.counter !== undefined && grantCounter(g.grantId) > w.counter) fresh.push(g);
+      else if (!this.delivered.has(g.grantId)) claim = true;
+    }
+    if (claim) this.claim().catch(noop);
+    return fresh.length === 0 ? fresh : this.accept(fresh, { expired: [], displaced: [] }).grants;
   }
 
   /** Another instance freed capacity (it left): pump. */

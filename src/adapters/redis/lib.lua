@@ -424,16 +424,16 @@ local function mailDisplaced(owner, id, seconds, kind, extra)
 end
 
 --- Tells each instance that got mail in this script. Message 'g' .. model .. NUL .. grants (records of
---- the 8 fields of pushGrant, tab-separated, NUL between records) when its mail is only grants: it
---- delivers them from the message (its mailbox keeps them until it next claims, so a lost message
---- loses nothing). Otherwise 'm' .. model: claim your mail.
+--- the 8 fields of pushGrant, tab-separated, NUL between records) when it got grants: it delivers them
+--- from the message (its mailbox keeps them until it next claims, so a lost message loses nothing); a
+--- last record 'm' when it got other mail too: claim it. Otherwise 'm' .. model: claim your mail.
 local function notifyAll()
   local plain = string.find(S.model, '\0', 1, true) ~= nil
   for o, n in pairs(NOTIFY) do
-    if n.claim or plain or #n.recs == 0 then
+    if plain or #n.recs == 0 then
       redis.call(S.pub, S.chan .. o, 'm' .. S.model)
     else
-      redis.call(S.pub, S.chan .. o, 'g' .. S.model .. '\0' .. table.concat(n.recs, '\0'))
+      redis.call(S.pub, S.chan .. o, 'g' .. S.model .. '\0' .. table.concat(n.recs, '\0') .. (n.claim and '\0m' or ''))
     end
   end
 end
