@@ -2,8 +2,8 @@
  * The Redis SchedulerStore: ONE queue and ONE set of deployment limits per model group, shared by every
  * Triage instance that points at the same Redis and prefix.
  *
- * Every state change is one Lua script (src/adapters/redis/*.lua, each prefixed by lib.lua), loaded once
- * per connection and called by SHA (ioredis `defineCommand`). Nothing reads state, decides in
+ * Every state change is one Lua script (src/adapters/redis/*.lua on lib.lua's helpers), each a function of
+ * one Redis Function library (redis-library.ts) called by FCALL. Nothing reads state, decides in
  * JavaScript and writes it back: enqueue, grant (deployment choice and every limit), release, removal
  * and expiry each happen atomically inside Redis, against Redis's own clock.
  *
@@ -24,12 +24,10 @@
  * grants. After an error, or when this instance finds its own lease gone, it reconciles (`sync`):
  * undelivered grants are delivered or given back, waiters Redis lost are re-queued at their old place.
  */
-import { readFileSync, existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { DeploymentConfig, QueueBound } from '../core/config-types.js';
 import type { RedisClient as Redis } from './redis-client.js';
 import type { WriteBatch } from './redis-write-batch.js';
+import { callScript, type ScriptName } from './redis-library.js';
 import { ChurnMap } from '../machines/churn-map.js';
 import type { Clock } from '../core/clock.js';
 import { MAX_COOLDOWN_MS, deploymentHeadroom, type CooldownPolicy } from '../machines/deployment-state.js';
@@ -65,8 +63,6 @@ import {
   type ReplyHead,
 } from './redis-protocol.js';
 
-export const SCRIPT_NAMES = ['enqueue', 'remove', 'pump', 'release', 'claim', 'sync', 'leave', 'snapshot', 'position', 'retry_after'] as const;
-export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 /** The group keys of lib.lua, in KEYS order; then 4 keys per deployment. */
 export const GROUP_KEYS = ['queue', 'deadlines', 'enqueued', 'waiters', 'depth', 'grants', 'mail', 'leases', 'seq', 'gseq', 'rounds', 'rate'] as const;
@@ -170,40 +166,6 @@ export function checkIdentifier(kind: string, value: string): void {
   }
 }
 
-let scriptCache: Record<ScriptName, string> | undefined;
-
-export function scriptDirectory(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  // Running from source (tests) the scripts sit next to this file; from dist/, in the source tree.
-  const candidates = [join(here, 'redis'), resolve(here, '../../../src/adapters/redis')];
-  for (const c of candidates) if (existsSync(join(c, 'lib.lua'))) return c;
-  throw new Error(`Triage Lua scripts not found (looked in ${candidates.join(', ')})`);
-}
-
-/** Each script's full source: the lib.lua prelude, then the script. */
-export function scriptSources(): Record<ScriptName, string> {
-  if (scriptCache === undefined) {
-    const dir = scriptDirectory();
-    const lib = readFileSync(join(dir, 'lib.lua'), 'utf8');
-    const out = {} as Record<ScriptName, string>;
-    for (const name of SCRIPT_NAMES) out[name] = `${lib}\n${readFileSync(join(dir, `${name}.lua`), 'utf8')}`;
-    scriptCache = out;
-  }
-  return scriptCache;
-}
-
-const commandName = (name: ScriptName) => `triage_${name}`;
-
-/** Defines the scripts on a connection (ioredis sends EVALSHA, loading a script once per connection). */
-export function defineScripts(redis: Redis): void {
-  const sources = scriptSources();
-  const commands = redis as unknown as Record<string, unknown>;
-  for (const name of SCRIPT_NAMES) {
-    if (typeof commands[commandName(name)] !== 'function') redis.defineCommand(commandName(name), { lua: sources[name] });
-  }
-}
-
-type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
 /** A decoded script reply; `sentAt`: when the call was sent (performance.now()), for the lease fence. */
 type Sent<T> = T & { sentAt?: number };
 
@@ -325,7 +287,6 @@ export class RedisStore implements SchedulerStore {
     this.batch = Math.min(1000, Math.max(1, options.pumpBatch ?? 256));
     this.enqueueCap = options.pumpOnEnqueue === false ? '' : String(this.batch);
     this.boundsArg = (options.maxQueueSizeByPriority ?? []).map((b) => `${b.minPriority}:${b.maxWaiting}`).join(',');
-    defineScripts(this.redis);
     const keys = groupKeyNames(options.prefix, options.model, options.deployments);
     const opt = (n: number | undefined) => (n === undefined ? '' : String(n));
     const common = [
@@ -357,12 +318,11 @@ export class RedisStore implements SchedulerStore {
   /** Runs a script and decodes its reply (a reply of the wrong layout rejects, as a failed call). */
   private call<T>(name: ScriptName, extra: (string | number)[], decode: (reply: unknown) => T): Promise<Sent<T>> {
     if (this.closed) return Promise.reject(new Error(`the Redis store for ${this.model} is closed`));
-    const fn = (this.redis as unknown as Record<string, ScriptFn>)[commandName(name)];
     this.options.writes?.hold();
     const sentAt = performance.now();
     const args = this.head0.concat(extra);
     if (this.options.scriptClock !== undefined) args.push(`clock:${Math.round(this.options.scriptClock.now())}`);
-    return (fn.apply(this.redis, args) as Promise<unknown>).then((r) => {
+    return callScript(this.redis, name, args).then((r) => {
       const decoded = decode(r) as Sent<T>;
       decoded.sentAt = sentAt;
       return decoded;

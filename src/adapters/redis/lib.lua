@@ -1,7 +1,8 @@
 --[[
-lib.lua: the prelude of every Triage script. redis-store.ts prepends it to each script file before the
-script is defined (the SHA covers prelude + script), so each call is still ONE atomic script. It only
-defines helpers; each script calls the ones it needs.
+lib.lua: the shared helpers of every Triage script, defined once. redis-store.ts loads one Redis Function
+library (FUNCTION LOAD; redis-library.ts): this file, then each script file (enqueue.lua, release.lua,
+...) registered as one function whose body runs after begin(). The library's top level runs once, when
+it is loaded; each FCALL runs only begin() and the script's own body, still ONE atomic call.
 
 KEYS (the same layout for every script; all keys of a model group share the hash tag {model}):
   KEYS[1]  queue      ZSET   score = rank (priority, or priority * agingMs + enqueuedAt with aging)
@@ -45,43 +46,59 @@ Numbers go back to the client as strings (a Lua number would be truncated to an 
 ]]
 
 local WINDOW = 60000
-local TIME = redis.call('TIME')
-local NOW = tonumber(TIME[1]) * 1000 + math.floor(tonumber(TIME[2]) / 1000)
-if string.sub(ARGV[#ARGV], 1, 6) == 'clock:' then NOW = tonumber(string.sub(ARGV[#ARGV], 7)) end
-local ME = ARGV[1]
-local S = {
-  lease = tonumber(ARGV[2]),
-  chan = ARGV[3],
-  pub = 'PUBLISH',
-  model = ARGV[4],
-  aging = tonumber(ARGV[5]),
-  maxq = tonumber(ARGV[6]),
-  coolms = tonumber(ARGV[7]),
-  allowed = tonumber(ARGV[8]),
-}
--- On a cluster the channel carries the group's hash tag: SPUBLISH stays on the group's shard.
-if string.sub(S.chan, 1, 2) == '\0s' then S.chan, S.pub = string.sub(S.chan, 3), 'SPUBLISH' end
-local K = {
-  queue = KEYS[1], deadlines = KEYS[2], enqueued = KEYS[3], waiters = KEYS[4], depth = KEYS[5],
-  grants = KEYS[6], mail = KEYS[7], leases = KEYS[8], seq = KEYS[9], gseq = KEYS[10],
-  rounds = KEYS[11], rate = KEYS[12],
-}
-local ND = tonumber(ARGV[9])
-local DEPS, DEP_BY_ID = {}, {}
-for i = 1, ND do
-  local a = 9 + (i - 1) * 4
-  local k = 12 + (i - 1) * 4
-  local d = {
-    id = ARGV[a + 1], rpm = tonumber(ARGV[a + 2]), tpm = tonumber(ARGV[a + 3]), par = tonumber(ARGV[a + 4]),
-    key = KEYS[k + 1], krpm = KEYS[k + 2], ktpm = KEYS[k + 3], kfail = KEYS[k + 4], loaded = false,
+local MAX_COOLDOWN = 300000
+
+-- Per-call state: the library's top level runs once, so every call sets all of it in begin().
+local NOW, ME, S, K, ND, DEPS, DEP_BY_ID, A
+local LOST, REAPED, NOTIFY, DEPTH
+--- The cooldowns ended in this call's grant step (beginStep), nil before it.
+local ENDED
+--- Whether the grant estimate is also a fair ETA: no deployment bounded by max_parallel_requests alone.
+local ETA_KNOWN
+
+--- The start of every call: the time, the group's settings and keys from KEYS and ARGV, fresh state.
+local function begin(KEYS, ARGV)
+  local t = redis.call('TIME')
+  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local last = ARGV[#ARGV]
+  if string.sub(last, 1, 6) == 'clock:' then NOW = tonumber(string.sub(last, 7)) end
+  ME = ARGV[1]
+  S = {
+    lease = tonumber(ARGV[2]),
+    chan = ARGV[3],
+    pub = 'PUBLISH',
+    model = ARGV[4],
+    aging = tonumber(ARGV[5]),
+    maxq = tonumber(ARGV[6]),
+    coolms = tonumber(ARGV[7]),
+    allowed = tonumber(ARGV[8]),
   }
-  DEPS[i] = d
-  DEP_BY_ID[d.id] = d
+  -- On a cluster the channel carries the group's hash tag: SPUBLISH stays on the group's shard.
+  if string.sub(S.chan, 1, 2) == '\0s' then S.chan, S.pub = string.sub(S.chan, 3), 'SPUBLISH' end
+  K = {
+    queue = KEYS[1], deadlines = KEYS[2], enqueued = KEYS[3], waiters = KEYS[4], depth = KEYS[5],
+    grants = KEYS[6], mail = KEYS[7], leases = KEYS[8], seq = KEYS[9], gseq = KEYS[10],
+    rounds = KEYS[11], rate = KEYS[12],
+  }
+  ND = tonumber(ARGV[9])
+  DEPS, DEP_BY_ID = {}, {}
+  ETA_KNOWN = true
+  for i = 1, ND do
+    local a = 9 + (i - 1) * 4
+    local k = 12 + (i - 1) * 4
+    local d = {
+      id = ARGV[a + 1], rpm = tonumber(ARGV[a + 2]), tpm = tonumber(ARGV[a + 3]), par = tonumber(ARGV[a + 4]),
+      key = KEYS[k + 1], krpm = KEYS[k + 2], ktpm = KEYS[k + 3], kfail = KEYS[k + 4], loaded = false,
+    }
+    DEPS[i] = d
+    DEP_BY_ID[d.id] = d
+    if not d.rpm and d.par then ETA_KNOWN = false end
+  end
+  A = 10 + ND * 4
+  LOST, REAPED = 0, 0
+  NOTIFY, DEPTH = {}, {}
+  ENDED = nil
 end
-local A = 10 + ND * 4
-local LOST, REAPED = 0, 0
-local NOTIFY = {}
-local DEPTH = {}
 
 local function int(n)
   return string.format('%d', n)
@@ -484,8 +501,6 @@ end
 
 -- The grant step --------------------------------------------------------------------------------------
 
-local ENDED = nil
-
 --- The start of a grant step, once per script: reaps instances whose lease lapsed, ends lapsed
 --- cooldowns (collected in ENDED, reported by the script's first grant step).
 local function beginStep()
@@ -703,13 +718,6 @@ end
 
 -- Grant estimate (src/machines/grant-estimate.ts) ------------------------------------------------------
 
--- Whether the bound is also a fair ETA: no deployment bounded by max_parallel_requests alone.
-local ETA_KNOWN = true
-for _, d in ipairs(DEPS) do
-  if not d.rpm and d.par then ETA_KNOWN = false end
-end
-local MAX_COOLDOWN = 300000
-
 --- When `d` grants anything at all, cached per script (a script's grant step may change it: call
 --- before granting, or after the last grant).
 local function readyAt(d)
@@ -891,4 +899,4 @@ local function displace(victim)
   mailDisplaced(victim.w.owner, victim.id, retryAfterSeconds(victim.w.tokens))
 end
 
--- (script body follows)
+-- (the scripts follow, each registered as one function: redis-library.ts)
