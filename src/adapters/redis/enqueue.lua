@@ -65,7 +65,7 @@ end
 --- of the grant step `p` when one ran.
 local function refuse(seconds, kind, p)
   finish()
-  local reply = { LOST, int(NOW), REAPED, 0, int(seconds), kind, '', '', 0 }
+  local reply = { LOST, NOWS, REAPED, 0, int(seconds), kind, '', '', 0 }
   if p then reply[9] = 1 end
   return withPump(reply, p)
 end
@@ -73,7 +73,7 @@ end
 -- Before anything changes: a leftover of a timed-out call must not queue (or be granted, which would
 -- count in the deployment's rpm/tpm window for a minute) a request whose caller was already answered.
 if notAfter and NOW > notAfter then
-  return { LOST, int(NOW), REAPED, 0, 'late', '', '', '', 0 }
+  return { LOST, NOWS, REAPED, 0, 'late', '', '', '', 0 }
 end
 
 local n = redis.call('HLEN', K.waiters)
@@ -87,7 +87,7 @@ do
   local back, message = unavailable()
   if back then
     finish()
-    return { LOST, int(NOW), REAPED, 0, int(secondsUntil(back)), 'unavailable', message or '', '', 0 }
+    return { LOST, NOWS, REAPED, 0, int(secondsUntil(back)), 'unavailable', message or '', '', 0 }
   end
 end
 local retry = seqArg ~= ''
@@ -120,20 +120,23 @@ if not retry and (n >= S.maxq or fullBound()) then
 end
 
 -- A deadline that certainly cannot be met is answered now, not when it passes (and displaces nobody).
--- Only waiters of strictly better rank are sure to be ahead before its round is drawn.
-local waits = redis.call('HLEN', K.waiters) > 0 or pick(tonumber(tokens)) == nil
--- A deployment without an rpm limit that could take it now but for calls in flight: nothing is certain.
-local unbounded = false
-for _, d in ipairs(DEPS) do
-  if not d.rpm and nextCapacityAt(d, tonumber(tokens), true) <= NOW then unbounded = true end
-end
-if waits and not unbounded then
-  local ahead = redis.call('ZCOUNT', K.queue, '-inf', '(' .. string.format('%.17g', rank))
-  if not grantableBy(ahead, tonumber(tokens), dl) then
-    local at = earliestGrant(ahead, tonumber(tokens), horizon())
-    local seconds = 3600
-    if at then seconds = secondsUntil(at) end
-    return refuse(seconds, 'certain', p)
+-- Only waiters of strictly better rank are sure to be ahead before its round is drawn. (`n`: the waiters
+-- now, after any grant step above.)
+local waits = n > 0 or pick(tonumber(tokens)) == nil
+if waits then
+  -- A deployment without an rpm limit that could take it now but for calls in flight: nothing is certain.
+  local unbounded = false
+  for _, d in ipairs(DEPS) do
+    if not d.rpm and nextCapacityAt(d, tonumber(tokens), true) <= NOW then unbounded = true end
+  end
+  if not unbounded then
+    local ahead = redis.call('ZCOUNT', K.queue, '-inf', '(' .. string.format('%.17g', rank))
+    if not grantableBy(ahead, tonumber(tokens), dl) then
+      local at = earliestGrant(ahead, tonumber(tokens), horizon())
+      local seconds = 3600
+      if at then seconds = secondsUntil(at) end
+      return refuse(seconds, 'certain', p)
+    end
   end
 end
 if victim then
@@ -159,50 +162,36 @@ else
   roundFields[2] = int(round)
 end
 
-local gseq = redis.call('GET', K.gseq) or '0'
+local seqS, roundS = int(seq), int(round)
 
 -- Fast path: the grant step of an arrival at an empty queue, when a deployment can take it now, is that
--- arrival's grant. It is made directly, without writing the waiter to the queue and taking it out again;
--- Redis ends in the same state as by the general path below (seq, rounds, limits, grant record).
+-- arrival's grant. It is made directly (the same recordGrant as pumpGroup), without writing the waiter to
+-- the queue and taking it out again; Redis ends in the same state as by the general path below.
 if cap and n == 0 and dl > NOW then
   beginStep()
   if REAPED == 0 or redis.call('HLEN', K.waiters) == 0 then
     local tok = tonumber(tokens)
     local d = pick(tok)
     if d then
-      local nowStr = int(NOW)
-      local gid = id .. '/' .. nowStr .. '.' .. redis.call('INCR', K.gseq)
-      d.inflight = d.inflight + 1
-      if d.rpm then
-        d.rpmUsed = d.rpmUsed + 1
-        redis.call('ZADD', d.krpm, nowStr, gid)
-      end
-      if d.tpm then
-        d.tpmUsed = d.tpmUsed + tok
-        redis.call('ZADD', d.ktpm, nowStr, gid .. '\t' .. tokens)
-      end
-      local g = { owner = ME, dep = d.id, tokens = tokens, at = nowStr, waited = int(NOW - enq), prio = prio,
-                  seq = int(seq), rid = id }
-      redis.call('HSET', K.grants, gid, grantRecord(g))
-      if served == nil then served = tonumber(redis.call('HGET', K.rounds, 's\0' .. prio)) or 0 end
-      if round > served then
-        roundFields[#roundFields + 1] = 's\0' .. prio
-        roundFields[#roundFields + 1] = int(round)
-      end
-      if #roundFields > 0 then redis.call('HSET', K.rounds, unpack(roundFields)) end
-      countGrants(1)
       local grants = {}
-      pushGrant(grants, gid, g)
+      local b = newGrants(grants)
+      -- The rounds read above: the served round is known, and the tenant's round goes in the same write.
+      if served ~= nil then b.served[prio] = { was = served } end
+      b.rounds = roundFields
+      recordGrant(b, d, id, { owner = ME, prio = prio, enq = enq, tokens = tok, tokensStr = tokens, seq = seqS, round = roundS })
+      writeGrants(b)
       -- (Merged: a full queue's grant step above may have granted others already.)
       p = mergePumps(p, endStep(grants, {}, 0, false, nil))
       finish()
-      local reply = withPump({ LOST, int(NOW), REAPED, 1, int(seq), 0, int(round), gseq, 1 }, p)
-      reply[#reply + 1] = int(NOW)
+      -- The grant counter before this grant: its own grant's is larger.
+      local reply = withPump({ LOST, NOWS, REAPED, 1, seqS, 0, roundS, int(b.counter - 1), 1 }, p)
+      reply[#reply + 1] = NOWS
       return reply
     end
   end
 end
 
+local gseq = redis.call('GET', K.gseq) or '0'
 if #roundFields > 0 then redis.call('HSET', K.rounds, unpack(roundFields)) end
 
 local m = member(round, seq, id)
@@ -210,7 +199,7 @@ redis.call('ZADD', K.queue, string.format('%.17g', rank), m)
 redis.call('ZADD', K.deadlines, int(dl), id)
 redis.call('ZADD', K.enqueued, int(enq), id)
 redis.call('HSET', K.waiters, id,
-  ME .. '\t' .. prio .. '\t' .. int(enq) .. '\t' .. int(dl) .. '\t' .. tokens .. '\t' .. int(seq) .. '\t' .. int(round) .. '\t' .. tenant)
+  ME .. '\t' .. prio .. '\t' .. int(enq) .. '\t' .. int(dl) .. '\t' .. tokens .. '\t' .. seqS .. '\t' .. roundS .. '\t' .. tenant)
 addDepth(prio, 1)
 local position = redis.call('ZRANK', K.queue, m)
 -- Its estimated grant time, from its place in line (before the grant step below changes the windows).
@@ -221,7 +210,7 @@ if waits then
 end
 if cap then p = mergePumps(p, pumpGroup(cap)) end
 finish()
-local reply = { LOST, int(NOW), REAPED, 1, int(seq), position, int(round), gseq, 0 }
+local reply = { LOST, NOWS, REAPED, 1, seqS, position, roundS, gseq, 0 }
 if p then reply[9] = 1 end
 reply = withPump(reply, p)
 reply[#reply + 1] = eta and int(eta) or ''

@@ -49,7 +49,7 @@ local WINDOW = 60000
 local MAX_COOLDOWN = 300000
 
 -- Per-call state: the library's top level runs once, so every call sets all of it in begin().
-local NOW, ME, S, K, ND, DEPS, DEP_BY_ID, A
+local NOW, NOWS, ME, S, K, ND, DEPS, DEP_BY_ID, A
 local LOST, REAPED, NOTIFY, DEPTH
 --- The cooldowns ended in this call's grant step (beginStep), nil before it.
 local ENDED
@@ -62,6 +62,7 @@ local function begin(KEYS, ARGV)
   NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local last = ARGV[#ARGV]
   if string.sub(last, 1, 6) == 'clock:' then NOW = tonumber(string.sub(last, 7)) end
+  NOWS = string.format('%d', NOW)
   ME = ARGV[1]
   S = {
     lease = tonumber(ARGV[2]),
@@ -312,6 +313,9 @@ local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs, m
   redis.call('HDEL', K.grants, gid)
   local d = DEP_BY_ID[g.dep]
   if d == nil then return nil end
+  -- Loaded now: the grant step after a release reads the deployment anyway, and the counters changed
+  -- in the cache are written once, by finish().
+  load(d)
   addInflight(d, -1)
   if kind == 'ok' and tokensUsed and d.tpm then
     local old = gid .. '\t' .. g.tokens
@@ -523,8 +527,10 @@ local function takeEnded()
   return e
 end
 
---- Counts `count` grants in the current second (Retry-After without an rpm limit).
+--- Counts `count` grants in the current second: Retry-After reads them only where max_parallel_requests
+--- alone bounds a deployment (not ETA_KNOWN), so only then are they counted.
 local function countGrants(count)
+  if ETA_KNOWN then return end
   local sec = math.floor(NOW / 1000)
   if redis.call('HINCRBY', K.rate, sec, count) == count then
     -- A new second began: forget seconds older than a minute.
@@ -532,6 +538,78 @@ local function countGrants(count)
       if tonumber(f) <= sec - 60 then redis.call('HDEL', K.rate, f) end
     end
   end
+end
+
+--- The grants of one grant step, gathered so that each key is written by one variadic call (writeGrants).
+--- `out`: the list the caller's own grants are appended to (pushGrant); others' go to their owners' mail.
+local function newGrants(out)
+  return { count = 0, suffix = nil, counter = nil, out = out, records = {}, mail = {}, rpm = {}, tpm = {}, served = {}, rounds = {} }
+end
+
+--- Records the grant of waiter `w` (parseWaiter's fields; its round and seq as strings) with request id
+--- `id` on deployment `d`: the deployment's limits (in flight now, rpm and tpm at writeGrants), the grant
+--- record, the round served at its priority. Returns the grant id: request id / server ms . grant step
+--- counter (one INCR per step: unique even if Redis lost its data meanwhile).
+local function recordGrant(b, d, id, w)
+  if b.suffix == nil then
+    b.counter = redis.call('INCR', K.gseq)
+    b.suffix = '/' .. NOWS .. '.' .. b.counter
+  end
+  local gid = id .. b.suffix
+  b.count = b.count + 1
+  d.inflight = d.inflight + 1
+  if d.rpm then
+    d.rpmUsed = d.rpmUsed + 1
+    local t = b.rpm[d] or {}
+    t[#t + 1] = NOWS
+    t[#t + 1] = gid
+    b.rpm[d] = t
+  end
+  if d.tpm then
+    d.tpmUsed = d.tpmUsed + w.tokens
+    local t = b.tpm[d] or {}
+    t[#t + 1] = NOWS
+    t[#t + 1] = gid .. '\t' .. w.tokensStr
+    b.tpm[d] = t
+  end
+  local s = b.served[w.prio]
+  if s == nil then
+    s = { was = tonumber(redis.call('HGET', K.rounds, 's\0' .. w.prio)) or 0 }
+    b.served[w.prio] = s
+  end
+  local round = tonumber(w.round)
+  if round > (s.now or s.was) then s.now = round end
+  local g = { owner = w.owner, dep = d.id, tokens = w.tokensStr, at = NOWS, waited = int(NOW - w.enq),
+              prio = w.prio, seq = w.seq, rid = id }
+  local r = b.records
+  r[#r + 1] = gid
+  r[#r + 1] = grantRecord(g)
+  if w.owner == ME then
+    pushGrant(b.out, gid, g)
+  else
+    b.mail[#b.mail + 1] = 0
+    b.mail[#b.mail + 1] = w.owner .. '\0g\0' .. mailGrant(w.owner, gid, g)
+  end
+  return gid
+end
+
+--- Writes the grants recorded in `b`: their records, mail, rpm and tpm window entries, the rounds served
+--- (with `b.rounds`: other round fields the caller adds to the same write), the grant count.
+local function writeGrants(b)
+  if b.count == 0 then return end
+  redis.call('HSET', K.grants, unpack(b.records))
+  if #b.mail > 0 then redis.call('ZADD', K.mail, unpack(b.mail)) end
+  for d, t in pairs(b.rpm) do redis.call('ZADD', d.krpm, unpack(t)) end
+  for d, t in pairs(b.tpm) do redis.call('ZADD', d.ktpm, unpack(t)) end
+  local rounds = b.rounds
+  for prio, s in pairs(b.served) do
+    if s.now ~= nil then
+      rounds[#rounds + 1] = 's\0' .. prio
+      rounds[#rounds + 1] = int(s.now)
+    end
+  end
+  if #rounds > 0 then redis.call('HSET', K.rounds, unpack(rounds)) end
+  countGrants(b.count)
 end
 
 --- The end of a grant step: claims the caller's mail, then the 6 pump fields of a reply:
@@ -598,12 +676,8 @@ local function pumpGroup(cap)
   -- Grant from the head. Granted waiters stay in the ZSET until the end (one variadic call per key), so
   -- the scan reads further heads at an offset.
   local count, offset, blockedTokens = 0, 0, nil
-  -- Grant ids: request id / server ms . grant step counter (unique even if Redis lost its data meanwhile).
-  local gidSuffix = nil
-  local nowStr = int(NOW)
-  local served = {}
-  local takenMembers, takenIds, grantPairs, mailPairs = {}, {}, {}, {}
-  local rpmAdds, tpmAdds = {}, {}
+  local b = newGrants(grants)
+  local takenMembers, takenIds = {}, {}
   -- Heads are read in chunks no larger than what capacity can take (plus the one that will wait).
   local room = headroom()
   while waiting > 0 and count < cap and blockedTokens == nil do
@@ -631,37 +705,7 @@ local function pumpGroup(cap)
         takenMembers[#takenMembers + 1] = heads[j]
         takenIds[#takenIds + 1] = id
         addDepth(w.prio, -1)
-        if gidSuffix == nil then gidSuffix = '/' .. nowStr .. '.' .. redis.call('INCR', K.gseq) end
-        local gid = id .. gidSuffix
-        d.inflight = d.inflight + 1
-        if d.rpm then
-          d.rpmUsed = d.rpmUsed + 1
-          local t = rpmAdds[d] or {}
-          t[#t + 1] = nowStr
-          t[#t + 1] = gid
-          rpmAdds[d] = t
-        end
-        if d.tpm then
-          d.tpmUsed = d.tpmUsed + w.tokens
-          local t = tpmAdds[d] or {}
-          t[#t + 1] = nowStr
-          t[#t + 1] = gid .. '\t' .. w.tokensStr
-          tpmAdds[d] = t
-        end
-        local round = tonumber(w.round)
-        if served[w.prio] == nil then served[w.prio] = { was = tonumber(redis.call('HGET', K.rounds, 's\0' .. w.prio)) or 0 } end
-        local s = served[w.prio]
-        if round > (s.now or s.was) then s.now = round end
-        local g = { owner = w.owner, dep = d.id, tokens = w.tokensStr, at = nowStr, waited = int(NOW - w.enq),
-                    prio = w.prio, seq = w.seq, rid = id }
-        grantPairs[#grantPairs + 1] = gid
-        grantPairs[#grantPairs + 1] = grantRecord(g)
-        if w.owner == ME then
-          pushGrant(grants, gid, g)
-        else
-          mailPairs[#mailPairs + 1] = 0
-          mailPairs[#mailPairs + 1] = w.owner .. '\0g\0' .. mailGrant(w.owner, gid, g)
-        end
+        recordGrant(b, d, id, w)
         if count >= cap then break end
       end
     end
@@ -672,14 +716,7 @@ local function pumpGroup(cap)
     redis.call('ZREM', K.deadlines, unpack(takenIds))
     redis.call('ZREM', K.enqueued, unpack(takenIds))
     redis.call('HDEL', K.waiters, unpack(takenIds))
-    redis.call('HSET', K.grants, unpack(grantPairs))
-    if #mailPairs > 0 then redis.call('ZADD', K.mail, unpack(mailPairs)) end
-    for d, t in pairs(rpmAdds) do redis.call('ZADD', d.krpm, unpack(t)) end
-    for d, t in pairs(tpmAdds) do redis.call('ZADD', d.ktpm, unpack(t)) end
-    for prio, s in pairs(served) do
-      if s.now ~= nil then redis.call('HSET', K.rounds, 's\0' .. prio, int(s.now)) end
-    end
-    countGrants(count)
+    writeGrants(b)
   end
   return endStep(grants, expired, waiting, waiting > 0 and blockedTokens == nil and count >= cap, blockedTokens)
 end

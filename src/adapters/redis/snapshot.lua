@@ -59,4 +59,4 @@ while from < max do
   from = from + #heads
 end
 finish()
-return { LOST, int(NOW), REAPED, waiting, depth, oldest, deps, list, blocked }
+return { LOST, NOWS, REAPED, waiting, depth, oldest, deps, list, blocked }
