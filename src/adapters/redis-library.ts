@@ -33,6 +33,8 @@ export interface ScriptLibrary {
   readonly source: string;
   /** Each script's function name (its FCALL name). */
   readonly functions: Record<ScriptName, string>;
+  /** The function running several operations in one call (lib.lua batch). */
+  readonly batch: string;
 }
 
 let cached: ScriptLibrary | undefined;
@@ -49,10 +51,15 @@ export function scriptLibrary(): ScriptLibrary {
   const parts = [`#!lua name=${name}\n`, lib];
   SCRIPT_NAMES.forEach((script, i) => {
     functions[script] = `triage_${script}_${hash}`;
-    // The body keeps its own lines; KEYS and ARGV are the function's parameters.
-    parts.push(`\nredis.register_function('${functions[script]}', function(KEYS, ARGV)\nbegin(KEYS, ARGV)\n${bodies[i]}\nend)\n`);
+    // The body keeps its own lines; KEYS and ARGV are the operation's parameters.
+    parts.push(
+      `\nOPS['${script}'] = function(KEYS, ARGV)\n${bodies[i]}\nend\n`,
+      `redis.register_function('${functions[script]}', function(KEYS, ARGV) begin(KEYS, ARGV) return OPS['${script}'](KEYS, ARGV) end)\n`,
+    );
   });
-  cached = { name, source: parts.join(''), functions };
+  const batch = `triage_batch_${hash}`;
+  parts.push(`redis.register_function('${batch}', function(KEYS, ARGV) begin(KEYS, ARGV) return batch(KEYS, ARGV) end)\n`);
+  cached = { name, source: parts.join(''), functions, batch };
   return cached;
 }
 
@@ -91,13 +98,41 @@ export function loadLibrary(client: RedisClient): Promise<void> {
 }
 
 /**
- * Runs a script's function: `args` = the number of keys, the keys, then ARGV. Loads the library first
- * when the function is missing.
+ * Runs a script's function, or `batch` (lib.lua batch: several operations in one call): `args` = the
+ * number of keys, the keys, then ARGV. Loads the library first when the function is missing.
  */
-export function callScript(client: RedisClient, script: ScriptName, args: (string | number)[]): Promise<unknown> {
-  const fn = scriptLibrary().functions[script];
+export function callScript(client: RedisClient, script: ScriptName | 'batch', args: (string | number)[]): Promise<unknown> {
+  const library = scriptLibrary();
+  const fn = script === 'batch' ? library.batch : library.functions[script];
   return client.fcall(fn, ...(args as [string | number, ...(string | number)[]])).catch((e: unknown) => {
     if (!isFunctionMissing(e)) throw e;
     return loadLibrary(client).then(() => client.fcall(fn, ...(args as [string | number, ...(string | number)[]])));
   });
+}
+
+/** An operation waiting to go out in a batch (lib.lua batch), with its caller's promise. */
+export interface BatchedOperation {
+  name: ScriptName;
+  /** Its own arguments (after the common prefix). */
+  extra: (string | number)[];
+  resolve(reply: unknown): void;
+  reject(error: unknown): void;
+}
+
+/** lib.lua batch's arguments: the head (number of keys, keys, common ARGV), then per operation its name, count, arguments. */
+export function batchArguments(head: readonly (string | number)[], ops: readonly Pick<BatchedOperation, 'name' | 'extra'>[]): (string | number)[] {
+  const args = head.slice();
+  for (const op of ops) {
+    args.push(op.name, op.extra.length);
+    for (const a of op.extra) args.push(a);
+  }
+  return args;
+}
+
+/** A batch's reply: one entry per operation, an Error where that operation was refused. */
+export function batchReplies(reply: unknown, count: number): unknown[] {
+  if (!Array.isArray(reply) || reply.length !== count) {
+    throw new Error(`a batch of ${count} Redis operations got a reply of the wrong layout`);
+  }
+  return reply;
 }

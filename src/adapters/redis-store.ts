@@ -27,7 +27,7 @@
 import type { DeploymentConfig, QueueBound } from '../core/config-types.js';
 import type { RedisClient as Redis } from './redis-client.js';
 import type { WriteBatch } from './redis-write-batch.js';
-import { callScript, type ScriptName } from './redis-library.js';
+import { batchArguments, batchReplies, callScript, type BatchedOperation, type ScriptName } from './redis-library.js';
 import { ChurnMap } from '../machines/churn-map.js';
 import type { Clock } from '../core/clock.js';
 import { MAX_COOLDOWN_MS, deploymentHeadroom, type CooldownPolicy } from '../machines/deployment-state.js';
@@ -207,6 +207,9 @@ function withDisplaced(result: PumpResult, displaced: Displaced[]): PumpResult {
   return result;
 }
 
+/** The operations sent together when one turn issues several (lib.lua batch). */
+const BATCHED: ReadonlySet<ScriptName> = new Set<ScriptName>(['enqueue', 'release', 'pump']);
+
 const isReplyError = (e: unknown) => (e as { name?: string } | null)?.name === 'ReplyError';
 const noop = () => {};
 
@@ -222,6 +225,8 @@ export class RedisStore implements SchedulerStore {
   /** The per-priority bounds as enqueue.lua reads them: `minPriority:maxWaiting,…`. */
   private readonly boundsArg: string;
   private listener: StoreListener | null = null;
+  /** Operations issued in this turn, sent together at its end (sendBatch). */
+  private batched: BatchedOperation[] = [];
   /** Results of a pump run inside enqueue (to judge a full queue), handed out by the next pump. */
   private heldOver: Delivery & { cooldownsEnded: string[] } = { grants: [], expired: [], displaced: [], cooldownsEnded: [] };
   /** Deliveries that arrived before a listener was set. */
@@ -315,19 +320,68 @@ export class RedisStore implements SchedulerStore {
     return this.waiting.size;
   }
 
-  /** Runs a script and decodes its reply (a reply of the wrong layout rejects, as a failed call). */
+  /**
+   * Runs a script and decodes its reply (a reply of the wrong layout rejects, as a failed call). The
+   * hot operations (enqueue, release, pump) issued in one turn go to Redis as one call (lib.lua batch);
+   * any other operation sends them first, so Redis runs everything in the order it was issued.
+   */
   private call<T>(name: ScriptName, extra: (string | number)[], decode: (reply: unknown) => T): Promise<Sent<T>> {
     if (this.closed) return Promise.reject(new Error(`the Redis store for ${this.model} is closed`));
-    this.options.writes?.hold();
     const sentAt = performance.now();
-    const args = this.head0.concat(extra);
-    if (this.options.scriptClock !== undefined) args.push(`clock:${Math.round(this.options.scriptClock.now())}`);
-    return callScript(this.redis, name, args).then((r) => {
+    const finish = (r: unknown) => {
       const decoded = decode(r) as Sent<T>;
       decoded.sentAt = sentAt;
       return decoded;
-    });
+    };
+    if (BATCHED.has(name)) {
+      return new Promise<unknown>((resolve, reject) => {
+        if (this.batched.length === 0) process.nextTick(this.sendBatch);
+        this.batched.push({ name, extra, resolve, reject });
+      }).then(finish);
+    }
+    this.sendBatch();
+    this.options.writes?.hold();
+    return callScript(this.redis, name, this.withClock(this.head0.concat(extra))).then(finish);
   }
+
+  private withClock(args: (string | number)[]): (string | number)[] {
+    if (this.options.scriptClock !== undefined) args.push(`clock:${Math.round(this.options.scriptClock.now())}`);
+    return args;
+  }
+
+  /** Sends the operations batched in this turn: one alone as its own script, several as one call. */
+  private readonly sendBatch = (): void => {
+    const ops = this.batched;
+    if (ops.length === 0) return;
+    this.batched = [];
+    this.options.writes?.hold();
+    if (ops.length === 1) {
+      callScript(this.redis, ops[0].name, this.withClock(this.head0.concat(ops[0].extra))).then(ops[0].resolve, ops[0].reject);
+      return;
+    }
+    callScript(this.redis, 'batch', this.withClock(batchArguments(this.head0, ops))).then(
+      (reply) => {
+        let replies: unknown[];
+        try {
+          replies = batchReplies(reply, ops.length);
+        } catch (e) {
+          for (const op of ops) op.reject(e);
+          return;
+        }
+        ops.forEach((op, i) => {
+          const r = replies[i];
+          if (r instanceof Error) op.reject(r);
+          else op.resolve(r);
+        });
+      },
+      (e: unknown) => {
+        // A whole batch failing after some of its operations ran is no refusal of one operation:
+        // reconcile (see failed()).
+        const error = isReplyError(e) ? new Error(`Redis batch call failed: ${(e as Error).message}`) : e;
+        for (const op of ops) op.reject(error);
+      },
+    );
+  };
 
   private clientNow(): number {
     if (this.options.scriptClock !== undefined) return this.options.scriptClock.now();

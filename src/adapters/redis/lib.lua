@@ -51,6 +51,10 @@ local MAX_COOLDOWN = 300000
 -- Per-call state: the library's top level runs once, so every call sets all of it in begin().
 local NOW, NOWS, ME, S, K, ND, DEPS, DEP_BY_ID, A
 local LOST, REAPED, NOTIFY, DEPTH
+--- In a batch of operations (batch()): finish() is left to the batch's end.
+local BATCH
+--- The caller's lease was renewed in this call; its mail was claimed, and mail for it added since.
+local LEASED, MAIL_CLAIMED, MAIL_ME
 --- The cooldowns ended in this call's grant step (beginStep), nil before it.
 local ENDED
 --- Whether the grant estimate is also a fair ETA: no deployment bounded by max_parallel_requests alone.
@@ -99,6 +103,7 @@ local function begin(KEYS, ARGV)
   LOST, REAPED = 0, 0
   NOTIFY, DEPTH = {}, {}
   ENDED = nil
+  BATCH, LEASED, MAIL_CLAIMED, MAIL_ME = false, false, false, false
 end
 
 local function int(n)
@@ -347,6 +352,11 @@ end
 
 --- Renews the caller's lease; LOST = 1 when it was missing (reaped while we were silent, or data lost).
 local function touchLease()
+  if LEASED then
+    LOST = 0
+    return
+  end
+  LEASED = true
   LOST = redis.call('ZADD', K.leases, int(NOW + S.lease), ME)
 end
 
@@ -441,7 +451,7 @@ end
 --- `kind` 'f': every deployment fails (503 upstream_unavailable); `extra`: tab and the last upstream error.
 local function mailDisplaced(owner, id, seconds, kind, extra)
   redis.call('ZADD', K.mail, 0, owner .. '\0' .. (kind or 'd') .. '\0' .. id .. '\t' .. int(seconds) .. (extra or ''))
-  if owner ~= ME then notifyClaim(owner) end
+  if owner == ME then MAIL_ME = true else notifyClaim(owner) end
 end
 
 --- Tells each instance that got mail in this script. Message 'g' .. model .. NUL .. grants (records of
@@ -461,6 +471,10 @@ end
 
 --- Takes the caller's undelivered grants, expiries and displacements out of the mailbox.
 local function claimMail(grants, expired)
+  -- Claimed once per call, again only when this call put mail for the caller (other instances' mail
+  -- cannot arrive meanwhile).
+  if MAIL_CLAIMED and not MAIL_ME then return end
+  MAIL_CLAIMED, MAIL_ME = true, false
   local lo, hi = ownerRange(ME)
   local items = redis.call('ZRANGEBYLEX', K.mail, lo, hi)
   if #items == 0 then return end
@@ -486,6 +500,7 @@ end
 
 --- Writes back cached deployment counters and depth changes, then sends the notifications.
 local function finish()
+  if BATCH then return end
   for _, d in ipairs(DEPS) do
     if d.loaded then
       if d.inflight ~= d.saved[1] or d.tpmUsed ~= d.saved[2] then
@@ -936,4 +951,34 @@ local function displace(victim)
   mailDisplaced(victim.w.owner, victim.id, retryAfterSeconds(victim.w.tokens))
 end
 
--- (the scripts follow, each registered as one function: redis-library.ts)
+-- Operations --------------------------------------------------------------------------------------------
+
+--- Each script's body by name: redis-library.ts defines them below, and registers one function per
+--- script that runs begin() and its body.
+local OPS = {}
+
+--- Several operations of one instance on one group in one call (redis-store.ts sends those one turn of
+--- its event loop issues as one): after the common prefix, for each operation its name, its number of
+--- arguments, then them. Each runs as its own script would, in order, and sees what the ones before it
+--- did; the writes each leaves to finish() are made once, at the end. Returns one reply per operation
+--- (an error reply in its place, e.g. an enqueue of an id already waiting).
+local function batch(KEYS, ARGV)
+  local last = #ARGV
+  if string.sub(ARGV[last], 1, 6) == 'clock:' then last = last - 1 end
+  local replies = {}
+  local i = A
+  BATCH = true
+  while i <= last do
+    local op, n = OPS[ARGV[i]], tonumber(ARGV[i + 1])
+    A = i + 2
+    LOST, REAPED = 0, 0
+    for _, d in ipairs(DEPS) do d.ready = nil end
+    replies[#replies + 1] = op(KEYS, ARGV)
+    i = i + 2 + n
+  end
+  BATCH = false
+  finish()
+  return replies
+end
+
+-- (the scripts follow: redis-library.ts)
