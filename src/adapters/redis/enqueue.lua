@@ -122,7 +122,9 @@ end
 -- A deadline that certainly cannot be met is answered now, not when it passes (and displaces nobody).
 -- Only waiters of strictly better rank are sure to be ahead before its round is drawn. (`n`: the waiters
 -- now, after any grant step above.)
-local waits = n > 0 or pick(tonumber(tokens)) == nil
+local first = nil
+if n == 0 then first = pick(tonumber(tokens)) end
+local waits = n > 0 or first == nil
 if waits then
   -- A deployment without an rpm limit that could take it now but for calls in flight: nothing is certain.
   local unbounded = false
@@ -171,7 +173,10 @@ if cap and n == 0 and dl > NOW then
   beginStep()
   if REAPED == 0 or redis.call('HLEN', K.waiters) == 0 then
     local tok = tonumber(tokens)
-    local d = pick(tok)
+    -- The deployment picked above, unless capacity moved since: the step reaped dead instances (their
+    -- grants were released), or a displaced waiter left the queue empty only now.
+    local d = first
+    if REAPED > 0 or victim then d = pick(tok) end
     if d then
       local grants = {}
       local b = newGrants(grants)

@@ -295,6 +295,12 @@ local function parseGrant(rec)
   return { owner = owner, dep = dep, tokens = tok, at = at, waited = waited, prio = prio, seq = seq, rid = rid }
 end
 
+--- The deployment and tokens of a grant record: { dep, tokens }.
+local function grantDeployment(rec)
+  local dep, tok = string.match(rec, '^[^\t]*\t([^\t]*)\t([^\t]*)')
+  return { dep = dep, tokens = tok }
+end
+
 local function grantRecord(g)
   return g.owner .. '\t' .. g.dep .. '\t' .. g.tokens .. '\t' .. g.at .. '\t' .. g.waited .. '\t' .. g.prio .. '\t' .. g.seq .. '\t' .. g.rid
 end
@@ -314,7 +320,8 @@ end
 
 --- Ends a grant: frees its slot, reconciles tpm, applies the cooldown policy. Returns (until, reason).
 local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs, message)
-  local g = parseGrant(rec)
+  -- Only its deployment and tokens are needed (a full parseGrant costs more than the rest of a release).
+  local g = grantDeployment(rec)
   redis.call('HDEL', K.grants, gid)
   local d = DEP_BY_ID[g.dep]
   if d == nil then return nil end
@@ -558,7 +565,8 @@ end
 --- The grants of one grant step, gathered so that each key is written by one variadic call (writeGrants).
 --- `out`: the list the caller's own grants are appended to (pushGrant); others' go to their owners' mail.
 local function newGrants(out)
-  return { count = 0, suffix = nil, counter = nil, out = out, records = {}, mail = {}, rpm = {}, tpm = {}, served = {}, rounds = {} }
+  -- (mail, rpm and tpm tables are made when first needed: most steps grant one waiter of the caller.)
+  return { count = 0, suffix = nil, counter = nil, out = out, records = {}, served = {}, rounds = nil }
 end
 
 --- Records the grant of waiter `w` (parseWaiter's fields; its round and seq as strings) with request id
@@ -575,6 +583,7 @@ local function recordGrant(b, d, id, w)
   d.inflight = d.inflight + 1
   if d.rpm then
     d.rpmUsed = d.rpmUsed + 1
+    b.rpm = b.rpm or {}
     local t = b.rpm[d] or {}
     t[#t + 1] = NOWS
     t[#t + 1] = gid
@@ -582,6 +591,7 @@ local function recordGrant(b, d, id, w)
   end
   if d.tpm then
     d.tpmUsed = d.tpmUsed + w.tokens
+    b.tpm = b.tpm or {}
     local t = b.tpm[d] or {}
     t[#t + 1] = NOWS
     t[#t + 1] = gid .. '\t' .. w.tokensStr
@@ -602,6 +612,7 @@ local function recordGrant(b, d, id, w)
   if w.owner == ME then
     pushGrant(b.out, gid, g)
   else
+    b.mail = b.mail or {}
     b.mail[#b.mail + 1] = 0
     b.mail[#b.mail + 1] = w.owner .. '\0g\0' .. mailGrant(w.owner, gid, g)
   end
@@ -613,10 +624,14 @@ end
 local function writeGrants(b)
   if b.count == 0 then return end
   redis.call('HSET', K.grants, unpack(b.records))
-  if #b.mail > 0 then redis.call('ZADD', K.mail, unpack(b.mail)) end
-  for d, t in pairs(b.rpm) do redis.call('ZADD', d.krpm, unpack(t)) end
-  for d, t in pairs(b.tpm) do redis.call('ZADD', d.ktpm, unpack(t)) end
-  local rounds = b.rounds
+  if b.mail then redis.call('ZADD', K.mail, unpack(b.mail)) end
+  if b.rpm then
+    for d, t in pairs(b.rpm) do redis.call('ZADD', d.krpm, unpack(t)) end
+  end
+  if b.tpm then
+    for d, t in pairs(b.tpm) do redis.call('ZADD', d.ktpm, unpack(t)) end
+  end
+  local rounds = b.rounds or {}
   for prio, s in pairs(b.served) do
     if s.now ~= nil then
       rounds[#rounds + 1] = 's\0' .. prio
