@@ -752,10 +752,17 @@ local function pumpGroup(cap)
 end
 
 --- Appends the 6 pump fields of `p` (a pumpGroup result) to `reply`, or 6 empty strings when p is nil.
+--- An empty list goes as '': Redis 7.0 turns each table of a reply into RESP at a cost of its own, even
+--- an empty one (docs/performance.md); redis-protocol.ts reads '' as an empty list.
 local function withPump(reply, p)
   local n = #reply
   for i = 1, 6 do
-    if p then reply[n + i] = p[i] else reply[n + i] = '' end
+    local v = ''
+    if p then
+      v = p[i]
+      if i >= 4 and #v == 0 then v = '' end
+    end
+    reply[n + i] = v
   end
   return reply
 end
