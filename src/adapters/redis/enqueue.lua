@@ -32,6 +32,7 @@ is already waiting. Any grant of this waiter has a larger grant counter than the
 local id, prio, tenant = ARGV[A], ARGV[A + 1], ARGV[A + 2]
 local enqueuedAt, deadline = tonumber(ARGV[A + 3]), tonumber(ARGV[A + 4])
 local tokens, seqArg, roundArg, callerNow = ARGV[A + 5], ARGV[A + 6], ARGV[A + 7], tonumber(ARGV[A + 8])
+local tok = tonumber(tokens)
 local rankArg = ARGV[A + 9]
 local cap = tonumber(ARGV[A + 10])
 local notAfter = tonumber(ARGV[A + 11])
@@ -115,7 +116,7 @@ if not retry and (n >= S.maxq or fullBound()) then
     if victim and bound and tonumber(victim.w.prio) < bound.min then victim = nil end
   end
   if full and victim == nil then
-    return refuse(retryAfterSeconds(tonumber(tokens)), '', p)
+    return refuse(retryAfterSeconds(tok), '', p)
   end
 end
 
@@ -123,18 +124,18 @@ end
 -- Only waiters of strictly better rank are sure to be ahead before its round is drawn. (`n`: the waiters
 -- now, after any grant step above.)
 local first = nil
-if n == 0 then first = pick(tonumber(tokens)) end
+if n == 0 then first = pick(tok) end
 local waits = n > 0 or first == nil
 if waits then
   -- A deployment without an rpm limit that could take it now but for calls in flight: nothing is certain.
   local unbounded = false
   for _, d in ipairs(DEPS) do
-    if not d.rpm and nextCapacityAt(d, tonumber(tokens), true) <= NOW then unbounded = true end
+    if not d.rpm and nextCapacityAt(d, tok, true) <= NOW then unbounded = true end
   end
   if not unbounded then
     local ahead = redis.call('ZCOUNT', K.queue, '-inf', '(' .. string.format('%.17g', rank))
-    if not grantableBy(ahead, tonumber(tokens), dl) then
-      local at = earliestGrant(ahead, tonumber(tokens), horizon())
+    if not grantableBy(ahead, tok, dl) then
+      local at = earliestGrant(ahead, tok, horizon())
       local seconds = 3600
       if at then seconds = secondsUntil(at) end
       return refuse(seconds, 'certain', p)
@@ -156,9 +157,9 @@ else
   -- Fair rounds: a tenant's next request at this priority goes one round after its previous one,
   -- and never before the round being served.
   local tkey = 't\0' .. prio .. '\0' .. tenant
-  local r = redis.call('HMGET', K.rounds, 's\0' .. prio, tkey)
-  local last = tonumber(r[2])
-  served = tonumber(r[1]) or 0
+  local s, t = roundsGet('s\0' .. prio, tkey)
+  local last = tonumber(t)
+  served = tonumber(s) or 0
   if last == nil then round = served else round = math.max(last + 1, served) end
   roundFields[1] = tkey
   roundFields[2] = int(round)
@@ -172,7 +173,6 @@ local seqS, roundS = int(seq), int(round)
 if cap and n == 0 and dl > NOW then
   beginStep()
   if REAPED == 0 or redis.call('HLEN', K.waiters) == 0 then
-    local tok = tonumber(tokens)
     -- The deployment picked above, unless capacity moved since: the step reaped dead instances (their
     -- grants were released), or a displaced waiter left the queue empty only now.
     local d = first
@@ -197,7 +197,7 @@ if cap and n == 0 and dl > NOW then
 end
 
 local gseq = redis.call('GET', K.gseq) or '0'
-if #roundFields > 0 then redis.call('HSET', K.rounds, unpack(roundFields)) end
+if #roundFields > 0 then roundsSet(roundFields) end
 
 local m = member(round, seq, id)
 redis.call('ZADD', K.queue, string.format('%.17g', rank), m)
@@ -211,7 +211,7 @@ local position = redis.call('ZRANK', K.queue, m)
 local eta = NOW
 if waits then
   eta = nil
-  if ETA_KNOWN then eta = earliestGrant(position, tonumber(tokens), horizon()) end
+  if ETA_KNOWN then eta = earliestGrant(position, tok, horizon()) end
 end
 if cap then p = mergePumps(p, pumpGroup(cap)) end
 finish()

@@ -55,6 +55,8 @@ local LOST, REAPED, NOTIFY, DEPTH
 local BATCH
 --- The caller's lease was renewed in this call; its mail was claimed, and mail for it added since.
 local LEASED, MAIL_CLAIMED, MAIL_ME
+--- The rounds hash as this call sees it (roundsGet / roundsSet), and the fields to write back.
+local ROUNDS, ROUNDS_SET
 --- The cooldowns ended in this call's grant step (beginStep), nil before it.
 local ENDED
 --- Whether the grant estimate is also a fair ETA: no deployment bounded by max_parallel_requests alone.
@@ -104,10 +106,36 @@ local function begin(KEYS, ARGV)
   NOTIFY, DEPTH = {}, {}
   ENDED = nil
   BATCH, LEASED, MAIL_CLAIMED, MAIL_ME = false, false, false, false
+  ROUNDS, ROUNDS_SET = {}, {}
 end
 
 local function int(n)
   return string.format('%d', n)
+end
+
+-- Fair rounds (KEYS[11]) ------------------------------------------------------------------------------
+
+--- Fields of the rounds hash (strings, nil when absent), each read at most once per call: the arrivals
+--- of one tenant and priority in a batch share them.
+local function roundsGet(f1, f2)
+  local need = {}
+  if ROUNDS[f1] == nil then need[#need + 1] = f1 end
+  if f2 ~= nil and ROUNDS[f2] == nil then need[#need + 1] = f2 end
+  if #need > 0 then
+    local v = redis.call('HMGET', K.rounds, unpack(need))
+    for i, f in ipairs(need) do ROUNDS[f] = v[i] or false end
+  end
+  local a, b = ROUNDS[f1], false
+  if f2 ~= nil then b = ROUNDS[f2] end
+  return a or nil, b or nil
+end
+
+--- Sets fields of the rounds hash (field, value, ...); finish() writes them once.
+local function roundsSet(fields)
+  for i = 1, #fields, 2 do
+    ROUNDS[fields[i]] = fields[i + 1]
+    ROUNDS_SET[#ROUNDS_SET + 1] = fields[i]
+  end
 end
 
 -- Deployment state -----------------------------------------------------------------------------------
@@ -522,6 +550,18 @@ local function finish()
   for prio, delta in pairs(DEPTH) do
     if delta ~= 0 and redis.call('HINCRBY', K.depth, prio, delta) <= 0 then redis.call('HDEL', K.depth, prio) end
   end
+  if #ROUNDS_SET > 0 then
+    local fields, seen = {}, {}
+    for _, f in ipairs(ROUNDS_SET) do
+      if not seen[f] then
+        seen[f] = true
+        fields[#fields + 1] = f
+        fields[#fields + 1] = ROUNDS[f]
+      end
+    end
+    redis.call('HSET', K.rounds, unpack(fields))
+    ROUNDS_SET = {}
+  end
   notifyAll()
 end
 
@@ -599,7 +639,7 @@ local function recordGrant(b, d, id, w)
   end
   local s = b.served[w.prio]
   if s == nil then
-    s = { was = tonumber(redis.call('HGET', K.rounds, 's\0' .. w.prio)) or 0 }
+    s = { was = tonumber((roundsGet('s\0' .. w.prio))) or 0 }
     b.served[w.prio] = s
   end
   local round = tonumber(w.round)
@@ -638,7 +678,7 @@ local function writeGrants(b)
       rounds[#rounds + 1] = int(s.now)
     end
   end
-  if #rounds > 0 then redis.call('HSET', K.rounds, unpack(rounds)) end
+  if #rounds > 0 then roundsSet(rounds) end
   countGrants(b.count)
 end
 
