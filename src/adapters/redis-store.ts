@@ -209,6 +209,8 @@ function withDisplaced(result: PumpResult, displaced: Displaced[]): PumpResult {
 
 /** The operations sent together when one turn issues several (lib.lua batch). */
 const BATCHED: ReadonlySet<ScriptName> = new Set<ScriptName>(['enqueue', 'release', 'pump']);
+/** Most operations in one call (docs/multi-instance.md, sizing). */
+const MAX_BATCH = 64;
 
 const isReplyError = (e: unknown) => (e as { name?: string } | null)?.name === 'ReplyError';
 const noop = () => {};
@@ -335,6 +337,8 @@ export class RedisStore implements SchedulerStore {
     };
     if (BATCHED.has(name)) {
       return new Promise<unknown>((resolve, reject) => {
+        // A full batch goes at once: one call holds Redis (and every other instance) for its whole run.
+        if (this.batched.length >= MAX_BATCH) this.sendBatch();
         if (this.batched.length === 0) process.nextTick(this.sendBatch);
         this.batched.push({ name, extra, resolve, reject });
       }).then(finish);
