@@ -77,7 +77,7 @@ if notAfter and NOW > notAfter then
   return { LOST, NOWS, REAPED, 0, 'late', '', '', '', 0 }
 end
 
-local n = redis.call('HLEN', K.waiters)
+local n = waitingCount()
 if n > 0 and redis.call('HEXISTS', K.waiters, id) == 1 then
   return redis.error_reply('request ' .. id .. ' is already waiting')
 end
@@ -172,7 +172,7 @@ local seqS, roundS = int(seq), int(round)
 -- the queue and taking it out again; Redis ends in the same state as by the general path below.
 if cap and n == 0 and dl > NOW then
   beginStep()
-  if REAPED == 0 or redis.call('HLEN', K.waiters) == 0 then
+  if REAPED == 0 or waitingCount() == 0 then
     -- The deployment picked above, unless capacity moved since: the step reaped dead instances (their
     -- grants were released), or a displaced waiter left the queue empty only now.
     local d = first
@@ -205,6 +205,7 @@ redis.call('ZADD', K.deadlines, int(dl), id)
 redis.call('ZADD', K.enqueued, int(enq), id)
 redis.call('HSET', K.waiters, id,
   ME .. '\t' .. prio .. '\t' .. int(enq) .. '\t' .. int(dl) .. '\t' .. tokens .. '\t' .. seqS .. '\t' .. roundS .. '\t' .. tenant)
+addWaiting(1)
 addDepth(prio, 1)
 local position = redis.call('ZRANK', K.queue, m)
 -- Its estimated grant time, from its place in line (before the grant step below changes the windows).

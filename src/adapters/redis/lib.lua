@@ -57,6 +57,8 @@ local BATCH
 local LEASED, MAIL_CLAIMED, MAIL_ME
 --- The rounds hash as this call sees it (roundsGet / roundsSet), and the fields to write back.
 local ROUNDS, ROUNDS_SET
+--- The number of waiters (waitingCount), nil until read in this call.
+local WAITING
 --- The cooldowns ended in this call's grant step (beginStep), nil before it.
 local ENDED
 --- Whether the grant estimate is also a fair ETA: no deployment bounded by max_parallel_requests alone.
@@ -107,6 +109,7 @@ local function begin(KEYS, ARGV)
   ENDED = nil
   BATCH, LEASED, MAIL_CLAIMED, MAIL_ME = false, false, false, false
   ROUNDS, ROUNDS_SET = {}, {}
+  WAITING = nil
 end
 
 local function int(n)
@@ -305,6 +308,17 @@ local function member(round, seq, id)
   return string.format('%015d%015d', tonumber(round), tonumber(seq)) .. id
 end
 
+--- The number of waiters: HLEN once per call, then kept by this call's own additions and removals
+--- (addWaiting), so a batch's operations do not read it again each.
+local function waitingCount()
+  if WAITING == nil then WAITING = redis.call('HLEN', K.waiters) end
+  return WAITING
+end
+
+local function addWaiting(delta)
+  if WAITING ~= nil then WAITING = WAITING + delta end
+end
+
 local function addDepth(prio, delta)
   DEPTH[prio] = (DEPTH[prio] or 0) + delta
 end
@@ -314,6 +328,7 @@ local function removeWaiter(id, w)
   redis.call('ZREM', K.deadlines, id)
   redis.call('ZREM', K.enqueued, id)
   redis.call('HDEL', K.waiters, id)
+  addWaiting(-1)
   addDepth(w.prio, -1)
 end
 
@@ -723,7 +738,7 @@ end
 local function pumpGroup(cap)
   local grants, expired = {}, {}
   beginStep()
-  local waiting = redis.call('HLEN', K.waiters)
+  local waiting = waitingCount()
   if waiting == 0 then return endStep(grants, expired, 0, false, nil) end
 
   local overdue = redis.call('ZRANGEBYSCORE', K.deadlines, '-inf', NOW, 'LIMIT', 0, 1000)
@@ -786,6 +801,7 @@ local function pumpGroup(cap)
     redis.call('ZREM', K.deadlines, unpack(takenIds))
     redis.call('ZREM', K.enqueued, unpack(takenIds))
     redis.call('HDEL', K.waiters, unpack(takenIds))
+    addWaiting(-#takenIds)
     writeGrants(b)
   end
   return endStep(grants, expired, waiting, waiting > 0 and blockedTokens == nil and count >= cap, blockedTokens)
@@ -919,7 +935,7 @@ end
 --- 1 .. 3600 (MemoryStore.retryAfterSecondsNow).
 local function retryAfterSeconds(tokens)
   if ND == 0 then return 3600 end
-  local waiting = redis.call('HLEN', K.waiters)
+  local waiting = waitingCount()
   local at = earliestGrant(waiting, tokens or 1, horizon())
   local seconds = 3600
   if at then seconds = secondsUntil(at) end
