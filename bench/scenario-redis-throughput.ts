@@ -140,7 +140,7 @@ async function grantsPerSecond(n: number, store: 'memory' | 'redis', settings: T
     }
     if (redisUrl !== undefined) {
       out.redisCommands = await commandStats(redisUrl, false);
-      const scripts = out.redisCommands.evalsha ?? { calls: 0, usecPerCall: 0 };
+      const scripts = out.redisCommands.fcall ?? { calls: 0, usecPerCall: 0 };
       out.redisBusy = (scripts.calls * scripts.usecPerCall) / 1000 / (settings.warmupMs * n + settings.rounds * settings.roundMs);
     }
     return out;

@@ -53,6 +53,8 @@ describe('script replies', () => {
       cooldownsEnded: ['dep-b'],
     });
     expect(decodePumpReply([...HEAD, 0, '', 1, [], [], []]).pump).toMatchObject({ wakeAt: null, more: true, grants: [] });
+    // An empty list may also come as '' (lib.lua withPump).
+    expect(decodePumpReply([...HEAD, 0, '', 0, '', '', '']).pump).toEqual({ waiting: 0, wakeAt: null, more: false, grants: [], endings: { expired: [], displaced: [] }, cooldownsEnded: [] });
   });
 
   it('reads every enqueue.lua layout', () => {

@@ -11,7 +11,7 @@ import type { RedisClient as Redis } from './redis-client.js';
 import { WINDOW_MS } from '../machines/rate-window.js';
 import { newRequestId } from '../machines/request-id.js';
 import { keyRateLimited, type KeyRateCheck } from '../core/key-rate.js';
-import { scriptDirectory } from './redis-store.js';
+import { scriptDirectory } from './redis-library.js';
 
 const COMMAND = 'triage_key_rate';
 

@@ -142,8 +142,13 @@ function str(where: string, v: unknown, field: string): string {
   return fail(where, field, v, 'a string');
 }
 
+/** A list inside a reply: an array, or '' for an empty one (the pump fields send an empty list so: lib.lua withPump). */
+function list(where: string, v: unknown, field: string): unknown[] {
+  return v === '' ? [] : array(where, v, field);
+}
+
 function strs(where: string, v: unknown, field: string): string[] {
-  return array(where, v, field).map((x, i) => str(where, x, `${field}[${i}]`));
+  return list(where, v, field).map((x, i) => str(where, x, `${field}[${i}]`));
 }
 
 function atLeast(where: string, r: unknown[], n: number): void {
@@ -170,7 +175,7 @@ function grantAt(where: string, v: readonly unknown[], i: number): Grant {
 }
 
 function grants(where: string, v: unknown): Grant[] {
-  const flat = array(where, v, 'grants');
+  const flat = list(where, v, 'grants');
   if (flat.length % 8 !== 0) fail(where, 'grants', v, 'a multiple of 8 fields');
   const out: Grant[] = [];
   for (let i = 0; i < flat.length; i += 8) out.push(grantAt(where, flat, i));

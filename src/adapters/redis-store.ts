@@ -2,8 +2,8 @@
  * The Redis SchedulerStore: ONE queue and ONE set of deployment limits per model group, shared by every
  * Triage instance that points at the same Redis and prefix.
  *
- * Every state change is one Lua script (src/adapters/redis/*.lua, each prefixed by lib.lua), loaded once
- * per connection and called by SHA (ioredis `defineCommand`). Nothing reads state, decides in
+ * Every state change is one Lua script (src/adapters/redis/*.lua on lib.lua's helpers), each a function of
+ * one Redis Function library (redis-library.ts) called by FCALL. Nothing reads state, decides in
  * JavaScript and writes it back: enqueue, grant (deployment choice and every limit), release, removal
  * and expiry each happen atomically inside Redis, against Redis's own clock.
  *
@@ -25,12 +25,10 @@
  * grants. After an error, or when this instance finds its own lease gone, it reconciles (`sync`):
  * undelivered grants are delivered or given back, waiters Redis lost are re-queued at their old place.
  */
-import { readFileSync, existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { DeploymentConfig, QueueBound } from '../core/config-types.js';
 import type { RedisClient as Redis } from './redis-client.js';
 import type { WriteBatch } from './redis-write-batch.js';
+import { batchArguments, batchReplies, callScript, type BatchedOperation, type ScriptName } from './redis-library.js';
 import { ChurnMap } from '../machines/churn-map.js';
 import type { Clock } from '../core/clock.js';
 import { MAX_COOLDOWN_MS, deploymentHeadroom, type CooldownPolicy } from '../machines/deployment-state.js';
@@ -66,8 +64,6 @@ import {
   type ReplyHead,
 } from './redis-protocol.js';
 
-export const SCRIPT_NAMES = ['enqueue', 'remove', 'pump', 'release', 'claim', 'sync', 'leave', 'snapshot', 'position', 'retry_after'] as const;
-export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 /** The group keys of lib.lua, in KEYS order; then 4 keys per deployment. */
 export const GROUP_KEYS = ['queue', 'deadlines', 'enqueued', 'waiters', 'depth', 'grants', 'mail', 'leases', 'seq', 'gseq', 'rounds', 'rate'] as const;
@@ -172,40 +168,6 @@ export function checkIdentifier(kind: string, value: string): void {
   }
 }
 
-let scriptCache: Record<ScriptName, string> | undefined;
-
-export function scriptDirectory(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  // Running from source (tests) the scripts sit next to this file; from dist/, in the source tree.
-  const candidates = [join(here, 'redis'), resolve(here, '../../../src/adapters/redis')];
-  for (const c of candidates) if (existsSync(join(c, 'lib.lua'))) return c;
-  throw new Error(`Triage Lua scripts not found (looked in ${candidates.join(', ')})`);
-}
-
-/** Each script's full source: the lib.lua prelude, then the script. */
-export function scriptSources(): Record<ScriptName, string> {
-  if (scriptCache === undefined) {
-    const dir = scriptDirectory();
-    const lib = readFileSync(join(dir, 'lib.lua'), 'utf8');
-    const out = {} as Record<ScriptName, string>;
-    for (const name of SCRIPT_NAMES) out[name] = `${lib}\n${readFileSync(join(dir, `${name}.lua`), 'utf8')}`;
-    scriptCache = out;
-  }
-  return scriptCache;
-}
-
-const commandName = (name: ScriptName) => `triage_${name}`;
-
-/** Defines the scripts on a connection (ioredis sends EVALSHA, loading a script once per connection). */
-export function defineScripts(redis: Redis): void {
-  const sources = scriptSources();
-  const commands = redis as unknown as Record<string, unknown>;
-  for (const name of SCRIPT_NAMES) {
-    if (typeof commands[commandName(name)] !== 'function') redis.defineCommand(commandName(name), { lua: sources[name] });
-  }
-}
-
-type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
 /** A decoded script reply; `sentAt`: when the call was sent (performance.now()), for the lease fence. */
 type Sent<T> = T & { sentAt?: number };
 
@@ -252,6 +214,11 @@ function withDisplaced(result: PumpResult, displaced: Displaced[]): PumpResult {
   return result;
 }
 
+/** The operations sent together when one turn issues several (lib.lua batch). */
+const BATCHED: ReadonlySet<ScriptName> = new Set<ScriptName>(['enqueue', 'release', 'pump']);
+/** Most operations in one call (docs/multi-instance.md, sizing). */
+const MAX_BATCH = 64;
+
 const isReplyError = (e: unknown) => (e as { name?: string } | null)?.name === 'ReplyError';
 const noop = () => {};
 
@@ -267,6 +234,8 @@ export class RedisStore implements SchedulerStore {
   /** The per-priority bounds as enqueue.lua reads them: `minPriority:maxWaiting,…`. */
   private readonly boundsArg: string;
   private listener: StoreListener | null = null;
+  /** Operations issued in this turn, sent together at its end (sendBatch). */
+  private batched: BatchedOperation[] = [];
   /** Results of a pump run inside enqueue (to judge a full queue), handed out by the next pump. */
   private heldOver: Delivery & { cooldownsEnded: string[] } = { grants: [], expired: [], displaced: [], cooldownsEnded: [] };
   /** Deliveries that arrived before a listener was set. */
@@ -332,7 +301,6 @@ export class RedisStore implements SchedulerStore {
     this.batch = Math.min(1000, Math.max(1, options.pumpBatch ?? 256));
     this.enqueueCap = options.pumpOnEnqueue === false ? '' : String(this.batch);
     this.boundsArg = (options.maxQueueSizeByPriority ?? []).map((b) => `${b.minPriority}:${b.maxWaiting}`).join(',');
-    defineScripts(this.redis);
     const keys = groupKeyNames(options.prefix, options.model, options.deployments);
     const opt = (n: number | undefined) => (n === undefined ? '' : String(n));
     const common = [
@@ -361,20 +329,70 @@ export class RedisStore implements SchedulerStore {
     return this.waiting.size;
   }
 
-  /** Runs a script and decodes its reply (a reply of the wrong layout rejects, as a failed call). */
+  /**
+   * Runs a script and decodes its reply (a reply of the wrong layout rejects, as a failed call). The
+   * hot operations (enqueue, release, pump) issued in one turn go to Redis as one call (lib.lua batch);
+   * any other operation sends them first, so Redis runs everything in the order it was issued.
+   */
   private call<T>(name: ScriptName, extra: (string | number)[], decode: (reply: unknown) => T): Promise<Sent<T>> {
     if (this.closed) return Promise.reject(new Error(`the Redis store for ${this.model} is closed`));
-    const fn = (this.redis as unknown as Record<string, ScriptFn>)[commandName(name)];
-    this.options.writes?.hold();
     const sentAt = performance.now();
-    const args = this.head0.concat(extra);
-    if (this.options.scriptClock !== undefined) args.push(`clock:${Math.round(this.options.scriptClock.now())}`);
-    return (fn.apply(this.redis, args) as Promise<unknown>).then((r) => {
+    const finish = (r: unknown) => {
       const decoded = decode(r) as Sent<T>;
       decoded.sentAt = sentAt;
       return decoded;
-    });
+    };
+    if (BATCHED.has(name)) {
+      return new Promise<unknown>((resolve, reject) => {
+        // A full batch goes at once: one call holds Redis (and every other instance) for its whole run.
+        if (this.batched.length >= MAX_BATCH) this.sendBatch();
+        if (this.batched.length === 0) process.nextTick(this.sendBatch);
+        this.batched.push({ name, extra, resolve, reject });
+      }).then(finish);
+    }
+    this.sendBatch();
+    this.options.writes?.hold();
+    return callScript(this.redis, name, this.withClock(this.head0.concat(extra))).then(finish);
   }
+
+  private withClock(args: (string | number)[]): (string | number)[] {
+    if (this.options.scriptClock !== undefined) args.push(`clock:${Math.round(this.options.scriptClock.now())}`);
+    return args;
+  }
+
+  /** Sends the operations batched in this turn: one alone as its own script, several as one call. */
+  private readonly sendBatch = (): void => {
+    const ops = this.batched;
+    if (ops.length === 0) return;
+    this.batched = [];
+    this.options.writes?.hold();
+    if (ops.length === 1) {
+      callScript(this.redis, ops[0].name, this.withClock(this.head0.concat(ops[0].extra))).then(ops[0].resolve, ops[0].reject);
+      return;
+    }
+    callScript(this.redis, 'batch', this.withClock(batchArguments(this.head0, ops))).then(
+      (reply) => {
+        let replies: unknown[];
+        try {
+          replies = batchReplies(reply, ops.length);
+        } catch (e) {
+          for (const op of ops) op.reject(e);
+          return;
+        }
+        ops.forEach((op, i) => {
+          const r = replies[i];
+          if (r instanceof Error) op.reject(r);
+          else op.resolve(r);
+        });
+      },
+      (e: unknown) => {
+        // A whole batch failing after some of its operations ran is no refusal of one operation:
+        // reconcile (see failed()).
+        const error = isReplyError(e) ? new Error(`Redis batch call failed: ${(e as Error).message}`) : e;
+        for (const op of ops) op.reject(error);
+      },
+    );
+  };
 
   private clientNow(): number {
     if (this.options.scriptClock !== undefined) return this.options.scriptClock.now();

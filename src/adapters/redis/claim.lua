@@ -11,4 +11,4 @@ touchLease()
 reapDead()
 claimMail(grants, expired)
 finish()
-return { LOST, int(NOW), REAPED, grants, expired, nextLeaseEnd() }
+return { LOST, NOWS, REAPED, grants, expired, nextLeaseEnd() }

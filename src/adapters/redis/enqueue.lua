@@ -32,6 +32,7 @@ is already waiting. Any grant of this waiter has a larger grant counter than the
 local id, prio, tenant = ARGV[A], ARGV[A + 1], ARGV[A + 2]
 local enqueuedAt, deadline = tonumber(ARGV[A + 3]), tonumber(ARGV[A + 4])
 local tokens, seqArg, roundArg, callerNow = ARGV[A + 5], ARGV[A + 6], ARGV[A + 7], tonumber(ARGV[A + 8])
+local tok = tonumber(tokens)
 local rankArg = ARGV[A + 9]
 local cap = tonumber(ARGV[A + 10])
 local notAfter = tonumber(ARGV[A + 11])
@@ -65,7 +66,7 @@ end
 --- of the grant step `p` when one ran.
 local function refuse(seconds, kind, p)
   finish()
-  local reply = { LOST, int(NOW), REAPED, 0, int(seconds), kind, '', '', 0 }
+  local reply = { LOST, NOWS, REAPED, 0, int(seconds), kind, '', '', 0 }
   if p then reply[9] = 1 end
   return withPump(reply, p)
 end
@@ -73,10 +74,10 @@ end
 -- Before anything changes: a leftover of a timed-out call must not queue (or be granted, which would
 -- count in the deployment's rpm/tpm window for a minute) a request whose caller was already answered.
 if notAfter and NOW > notAfter then
-  return { LOST, int(NOW), REAPED, 0, 'late', '', '', '', 0 }
+  return { LOST, NOWS, REAPED, 0, 'late', '', '', '', 0 }
 end
 
-local n = redis.call('HLEN', K.waiters)
+local n = waitingCount()
 if n > 0 and redis.call('HEXISTS', K.waiters, id) == 1 then
   return redis.error_reply('request ' .. id .. ' is already waiting')
 end
@@ -87,7 +88,7 @@ do
   local back, message = unavailable()
   if back then
     finish()
-    return { LOST, int(NOW), REAPED, 0, int(secondsUntil(back)), 'unavailable', message or '', '', 0 }
+    return { LOST, NOWS, REAPED, 0, int(secondsUntil(back)), 'unavailable', message or '', '', 0 }
   end
 end
 local retry = seqArg ~= ''
@@ -115,25 +116,30 @@ if not retry and (n >= S.maxq or fullBound()) then
     if victim and bound and tonumber(victim.w.prio) < bound.min then victim = nil end
   end
   if full and victim == nil then
-    return refuse(retryAfterSeconds(tonumber(tokens)), '', p)
+    return refuse(retryAfterSeconds(tok), '', p)
   end
 end
 
 -- A deadline that certainly cannot be met is answered now, not when it passes (and displaces nobody).
--- Only waiters of strictly better rank are sure to be ahead before its round is drawn.
-local waits = redis.call('HLEN', K.waiters) > 0 or pick(tonumber(tokens)) == nil
--- A deployment without an rpm limit that could take it now but for calls in flight: nothing is certain.
-local unbounded = false
-for _, d in ipairs(DEPS) do
-  if not d.rpm and nextCapacityAt(d, tonumber(tokens), true) <= NOW then unbounded = true end
-end
-if waits and not unbounded then
-  local ahead = redis.call('ZCOUNT', K.queue, '-inf', '(' .. string.format('%.17g', rank))
-  if not grantableBy(ahead, tonumber(tokens), dl) then
-    local at = earliestGrant(ahead, tonumber(tokens), horizon())
-    local seconds = 3600
-    if at then seconds = secondsUntil(at) end
-    return refuse(seconds, 'certain', p)
+-- Only waiters of strictly better rank are sure to be ahead before its round is drawn. (`n`: the waiters
+-- now, after any grant step above.)
+local first = nil
+if n == 0 then first = pick(tok) end
+local waits = n > 0 or first == nil
+if waits then
+  -- A deployment without an rpm limit that could take it now but for calls in flight: nothing is certain.
+  local unbounded = false
+  for _, d in ipairs(DEPS) do
+    if not d.rpm and nextCapacityAt(d, tok, true) <= NOW then unbounded = true end
+  end
+  if not unbounded then
+    local ahead = redis.call('ZCOUNT', K.queue, '-inf', '(' .. string.format('%.17g', rank))
+    if not grantableBy(ahead, tok, dl) then
+      local at = earliestGrant(ahead, tok, horizon())
+      local seconds = 3600
+      if at then seconds = secondsUntil(at) end
+      return refuse(seconds, 'certain', p)
+    end
   end
 end
 if victim then
@@ -151,77 +157,66 @@ else
   -- Fair rounds: a tenant's next request at this priority goes one round after its previous one,
   -- and never before the round being served.
   local tkey = 't\0' .. prio .. '\0' .. tenant
-  local r = redis.call('HMGET', K.rounds, 's\0' .. prio, tkey)
-  local last = tonumber(r[2])
-  served = tonumber(r[1]) or 0
+  local s, t = roundsGet('s\0' .. prio, tkey)
+  local last = tonumber(t)
+  served = tonumber(s) or 0
   if last == nil then round = served else round = math.max(last + 1, served) end
   roundFields[1] = tkey
   roundFields[2] = int(round)
 end
 
-local gseq = redis.call('GET', K.gseq) or '0'
+local seqS, roundS = int(seq), int(round)
 
 -- Fast path: the grant step of an arrival at an empty queue, when a deployment can take it now, is that
--- arrival's grant. It is made directly, without writing the waiter to the queue and taking it out again;
--- Redis ends in the same state as by the general path below (seq, rounds, limits, grant record).
+-- arrival's grant. It is made directly (the same recordGrant as pumpGroup), without writing the waiter to
+-- the queue and taking it out again; Redis ends in the same state as by the general path below.
 if cap and n == 0 and dl > NOW then
   beginStep()
-  if REAPED == 0 or redis.call('HLEN', K.waiters) == 0 then
-    local tok = tonumber(tokens)
-    local d = pick(tok)
+  if REAPED == 0 or waitingCount() == 0 then
+    -- The deployment picked above, unless capacity moved since: the step reaped dead instances (their
+    -- grants were released), or a displaced waiter left the queue empty only now.
+    local d = first
+    if REAPED > 0 or victim then d = pick(tok) end
     if d then
-      local nowStr = int(NOW)
-      local gid = id .. '/' .. nowStr .. '.' .. redis.call('INCR', K.gseq)
-      d.inflight = d.inflight + 1
-      if d.rpm then
-        d.rpmUsed = d.rpmUsed + 1
-        redis.call('ZADD', d.krpm, nowStr, gid)
-      end
-      if d.tpm then
-        d.tpmUsed = d.tpmUsed + tok
-        redis.call('ZADD', d.ktpm, nowStr, gid .. '\t' .. tokens)
-      end
-      local g = { owner = ME, dep = d.id, tokens = tokens, at = nowStr, waited = int(NOW - enq), prio = prio,
-                  seq = int(seq), rid = id }
-      redis.call('HSET', K.grants, gid, grantRecord(g))
-      if served == nil then served = tonumber(redis.call('HGET', K.rounds, 's\0' .. prio)) or 0 end
-      if round > served then
-        roundFields[#roundFields + 1] = 's\0' .. prio
-        roundFields[#roundFields + 1] = int(round)
-      end
-      if #roundFields > 0 then redis.call('HSET', K.rounds, unpack(roundFields)) end
-      countGrants(1)
       local grants = {}
-      pushGrant(grants, gid, g)
+      local b = newGrants(grants)
+      -- The rounds read above: the served round is known, and the tenant's round goes in the same write.
+      if served ~= nil then b.served[prio] = { was = served } end
+      b.rounds = roundFields
+      recordGrant(b, d, id, { owner = ME, prio = prio, enq = enq, tokens = tok, tokensStr = tokens, seq = seqS, round = roundS })
+      writeGrants(b)
       -- (Merged: a full queue's grant step above may have granted others already.)
       p = mergePumps(p, endStep(grants, {}, 0, false, nil))
       finish()
-      local reply = withPump({ LOST, int(NOW), REAPED, 1, int(seq), 0, int(round), gseq, 1 }, p)
-      reply[#reply + 1] = int(NOW)
+      -- The grant counter before this grant: its own grant's is larger.
+      local reply = withPump({ LOST, NOWS, REAPED, 1, seqS, 0, roundS, int(b.counter - 1), 1 }, p)
+      reply[#reply + 1] = NOWS
       return reply
     end
   end
 end
 
-if #roundFields > 0 then redis.call('HSET', K.rounds, unpack(roundFields)) end
+local gseq = redis.call('GET', K.gseq) or '0'
+if #roundFields > 0 then roundsSet(roundFields) end
 
 local m = member(round, seq, id)
 redis.call('ZADD', K.queue, string.format('%.17g', rank), m)
 redis.call('ZADD', K.deadlines, int(dl), id)
 redis.call('ZADD', K.enqueued, int(enq), id)
 redis.call('HSET', K.waiters, id,
-  ME .. '\t' .. prio .. '\t' .. int(enq) .. '\t' .. int(dl) .. '\t' .. tokens .. '\t' .. int(seq) .. '\t' .. int(round) .. '\t' .. tenant)
+  ME .. '\t' .. prio .. '\t' .. int(enq) .. '\t' .. int(dl) .. '\t' .. tokens .. '\t' .. seqS .. '\t' .. roundS .. '\t' .. tenant)
+addWaiting(1)
 addDepth(prio, 1)
 local position = redis.call('ZRANK', K.queue, m)
 -- Its estimated grant time, from its place in line (before the grant step below changes the windows).
 local eta = NOW
 if waits then
   eta = nil
-  if ETA_KNOWN then eta = earliestGrant(position, tonumber(tokens), horizon()) end
+  if ETA_KNOWN then eta = earliestGrant(position, tok, horizon()) end
 end
 if cap then p = mergePumps(p, pumpGroup(cap)) end
 finish()
-local reply = { LOST, int(NOW), REAPED, 1, int(seq), position, int(round), gseq, 0 }
+local reply = { LOST, NOWS, REAPED, 1, seqS, position, roundS, gseq, 0 }
 if p then reply[9] = 1 end
 reply = withPump(reply, p)
 reply[#reply + 1] = eta and int(eta) or ''

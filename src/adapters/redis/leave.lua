@@ -13,4 +13,4 @@ if n > 0 then
     redis.call(S.pub, S.chan .. o, 'c' .. S.model)
   end
 end
-return { LOST, int(NOW), REAPED, n }
+return { LOST, NOWS, REAPED, n }

@@ -1,7 +1,8 @@
 --[[
-lib.lua: the prelude of every Triage script. redis-store.ts prepends it to each script file before the
-script is defined (the SHA covers prelude + script), so each call is still ONE atomic script. It only
-defines helpers; each script calls the ones it needs.
+lib.lua: the shared helpers of every Triage script, defined once. redis-store.ts loads one Redis Function
+library (FUNCTION LOAD; redis-library.ts): this file, then each script file (enqueue.lua, release.lua,
+...) registered as one function whose body runs after begin(). The library's top level runs once, when
+it is loaded; each FCALL runs only begin() and the script's own body, still ONE atomic call.
 
 KEYS (the same layout for every script; all keys of a model group share the hash tag {model}):
   KEYS[1]  queue      ZSET   score = rank (priority, or priority * agingMs + enqueuedAt with aging)
@@ -45,46 +46,99 @@ Numbers go back to the client as strings (a Lua number would be truncated to an 
 ]]
 
 local WINDOW = 60000
-local TIME = redis.call('TIME')
-local NOW = tonumber(TIME[1]) * 1000 + math.floor(tonumber(TIME[2]) / 1000)
-if string.sub(ARGV[#ARGV], 1, 6) == 'clock:' then NOW = tonumber(string.sub(ARGV[#ARGV], 7)) end
-local ME = ARGV[1]
-local S = {
-  lease = tonumber(ARGV[2]),
-  chan = ARGV[3],
-  pub = 'PUBLISH',
-  model = ARGV[4],
-  aging = tonumber(ARGV[5]),
-  maxq = tonumber(ARGV[6]),
-  coolms = tonumber(ARGV[7]),
-  allowed = tonumber(ARGV[8]),
-}
--- On a cluster the channel carries the group's hash tag: SPUBLISH stays on the group's shard.
-if string.sub(S.chan, 1, 2) == '\0s' then S.chan, S.pub = string.sub(S.chan, 3), 'SPUBLISH' end
-local K = {
-  queue = KEYS[1], deadlines = KEYS[2], enqueued = KEYS[3], waiters = KEYS[4], depth = KEYS[5],
-  grants = KEYS[6], mail = KEYS[7], leases = KEYS[8], seq = KEYS[9], gseq = KEYS[10],
-  rounds = KEYS[11], rate = KEYS[12],
-}
-local ND = tonumber(ARGV[9])
-local DEPS, DEP_BY_ID = {}, {}
-for i = 1, ND do
-  local a = 9 + (i - 1) * 4
-  local k = 12 + (i - 1) * 4
-  local d = {
-    id = ARGV[a + 1], rpm = tonumber(ARGV[a + 2]), tpm = tonumber(ARGV[a + 3]), par = tonumber(ARGV[a + 4]),
-    key = KEYS[k + 1], krpm = KEYS[k + 2], ktpm = KEYS[k + 3], kfail = KEYS[k + 4], loaded = false,
+local MAX_COOLDOWN = 300000
+
+-- Per-call state: the library's top level runs once, so every call sets all of it in begin().
+local NOW, NOWS, ME, S, K, ND, DEPS, DEP_BY_ID, A
+local LOST, REAPED, NOTIFY, DEPTH
+--- In a batch of operations (batch()): finish() is left to the batch's end.
+local BATCH
+--- The caller's lease was renewed in this call; its mail was claimed, and mail for it added since.
+local LEASED, MAIL_CLAIMED, MAIL_ME
+--- The rounds hash as this call sees it (roundsGet / roundsSet), and the fields to write back.
+local ROUNDS, ROUNDS_SET
+--- The number of waiters (waitingCount), nil until read in this call.
+local WAITING
+--- The cooldowns ended in this call's grant step (beginStep), nil before it.
+local ENDED
+--- Whether the grant estimate is also a fair ETA: no deployment bounded by max_parallel_requests alone.
+local ETA_KNOWN
+
+--- The start of every call: the time, the group's settings and keys from KEYS and ARGV, fresh state.
+local function begin(KEYS, ARGV)
+  local t = redis.call('TIME')
+  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local last = ARGV[#ARGV]
+  if string.sub(last, 1, 6) == 'clock:' then NOW = tonumber(string.sub(last, 7)) end
+  NOWS = string.format('%d', NOW)
+  ME = ARGV[1]
+  S = {
+    lease = tonumber(ARGV[2]),
+    chan = ARGV[3],
+    pub = 'PUBLISH',
+    model = ARGV[4],
+    aging = tonumber(ARGV[5]),
+    maxq = tonumber(ARGV[6]),
+    coolms = tonumber(ARGV[7]),
+    allowed = tonumber(ARGV[8]),
   }
-  DEPS[i] = d
-  DEP_BY_ID[d.id] = d
+  -- On a cluster the channel carries the group's hash tag: SPUBLISH stays on the group's shard.
+  if string.sub(S.chan, 1, 2) == '\0s' then S.chan, S.pub = string.sub(S.chan, 3), 'SPUBLISH' end
+  K = {
+    queue = KEYS[1], deadlines = KEYS[2], enqueued = KEYS[3], waiters = KEYS[4], depth = KEYS[5],
+    grants = KEYS[6], mail = KEYS[7], leases = KEYS[8], seq = KEYS[9], gseq = KEYS[10],
+    rounds = KEYS[11], rate = KEYS[12],
+  }
+  ND = tonumber(ARGV[9])
+  DEPS, DEP_BY_ID = {}, {}
+  ETA_KNOWN = true
+  for i = 1, ND do
+    local a = 9 + (i - 1) * 4
+    local k = 12 + (i - 1) * 4
+    local d = {
+      id = ARGV[a + 1], rpm = tonumber(ARGV[a + 2]), tpm = tonumber(ARGV[a + 3]), par = tonumber(ARGV[a + 4]),
+      key = KEYS[k + 1], krpm = KEYS[k + 2], ktpm = KEYS[k + 3], kfail = KEYS[k + 4], loaded = false,
+    }
+    DEPS[i] = d
+    DEP_BY_ID[d.id] = d
+    if not d.rpm and d.par then ETA_KNOWN = false end
+  end
+  A = 10 + ND * 4
+  LOST, REAPED = 0, 0
+  NOTIFY, DEPTH = {}, {}
+  ENDED = nil
+  BATCH, LEASED, MAIL_CLAIMED, MAIL_ME = false, false, false, false
+  ROUNDS, ROUNDS_SET = {}, {}
+  WAITING = nil
 end
-local A = 10 + ND * 4
-local LOST, REAPED = 0, 0
-local NOTIFY = {}
-local DEPTH = {}
 
 local function int(n)
   return string.format('%d', n)
+end
+
+-- Fair rounds (KEYS[11]) ------------------------------------------------------------------------------
+
+--- Fields of the rounds hash (strings, nil when absent), each read at most once per call: the arrivals
+--- of one tenant and priority in a batch share them.
+local function roundsGet(f1, f2)
+  local need = {}
+  if ROUNDS[f1] == nil then need[#need + 1] = f1 end
+  if f2 ~= nil and ROUNDS[f2] == nil then need[#need + 1] = f2 end
+  if #need > 0 then
+    local v = redis.call('HMGET', K.rounds, unpack(need))
+    for i, f in ipairs(need) do ROUNDS[f] = v[i] or false end
+  end
+  local a, b = ROUNDS[f1], false
+  if f2 ~= nil then b = ROUNDS[f2] end
+  return a or nil, b or nil
+end
+
+--- Sets fields of the rounds hash (field, value, ...); finish() writes them once.
+local function roundsSet(fields)
+  for i = 1, #fields, 2 do
+    ROUNDS[fields[i]] = fields[i + 1]
+    ROUNDS_SET[#ROUNDS_SET + 1] = fields[i]
+  end
 end
 
 -- Deployment state -----------------------------------------------------------------------------------
@@ -254,6 +308,17 @@ local function member(round, seq, id)
   return string.format('%015d%015d', tonumber(round), tonumber(seq)) .. id
 end
 
+--- The number of waiters: HLEN once per call, then kept by this call's own additions and removals
+--- (addWaiting), so a batch's operations do not read it again each.
+local function waitingCount()
+  if WAITING == nil then WAITING = redis.call('HLEN', K.waiters) end
+  return WAITING
+end
+
+local function addWaiting(delta)
+  if WAITING ~= nil then WAITING = WAITING + delta end
+end
+
 local function addDepth(prio, delta)
   DEPTH[prio] = (DEPTH[prio] or 0) + delta
 end
@@ -263,6 +328,7 @@ local function removeWaiter(id, w)
   redis.call('ZREM', K.deadlines, id)
   redis.call('ZREM', K.enqueued, id)
   redis.call('HDEL', K.waiters, id)
+  addWaiting(-1)
   addDepth(w.prio, -1)
 end
 
@@ -270,6 +336,12 @@ local function parseGrant(rec)
   local owner, dep, tok, at, waited, prio, seq, rid =
     string.match(rec, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
   return { owner = owner, dep = dep, tokens = tok, at = at, waited = waited, prio = prio, seq = seq, rid = rid }
+end
+
+--- The deployment and tokens of a grant record: { dep, tokens }.
+local function grantDeployment(rec)
+  local dep, tok = string.match(rec, '^[^\t]*\t([^\t]*)\t([^\t]*)')
+  return { dep = dep, tokens = tok }
 end
 
 local function grantRecord(g)
@@ -291,10 +363,14 @@ end
 
 --- Ends a grant: frees its slot, reconciles tpm, applies the cooldown policy. Returns (until, reason).
 local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs, message)
-  local g = parseGrant(rec)
+  -- Only its deployment and tokens are needed (a full parseGrant costs more than the rest of a release).
+  local g = grantDeployment(rec)
   redis.call('HDEL', K.grants, gid)
   local d = DEP_BY_ID[g.dep]
   if d == nil then return nil end
+  -- Loaded now: the grant step after a release reads the deployment anyway, and the counters changed
+  -- in the cache are written once, by finish().
+  load(d)
   addInflight(d, -1)
   if kind == 'ok' and tokensUsed and d.tpm then
     local old = gid .. '\t' .. g.tokens
@@ -326,6 +402,11 @@ end
 
 --- Renews the caller's lease; LOST = 1 when it was missing (reaped while we were silent, or data lost).
 local function touchLease()
+  if LEASED then
+    LOST = 0
+    return
+  end
+  LEASED = true
   LOST = redis.call('ZADD', K.leases, int(NOW + S.lease), ME)
 end
 
@@ -420,7 +501,7 @@ end
 --- `kind` 'f': every deployment fails (503 upstream_unavailable); `extra`: tab and the last upstream error.
 local function mailDisplaced(owner, id, seconds, kind, extra)
   redis.call('ZADD', K.mail, 0, owner .. '\0' .. (kind or 'd') .. '\0' .. id .. '\t' .. int(seconds) .. (extra or ''))
-  if owner ~= ME then notifyClaim(owner) end
+  if owner == ME then MAIL_ME = true else notifyClaim(owner) end
 end
 
 --- Tells each instance that got mail in this script. Message 'g' .. model .. NUL .. grants (records of
@@ -440,6 +521,10 @@ end
 
 --- Takes the caller's undelivered grants, expiries and displacements out of the mailbox.
 local function claimMail(grants, expired)
+  -- Claimed once per call, again only when this call put mail for the caller (other instances' mail
+  -- cannot arrive meanwhile).
+  if MAIL_CLAIMED and not MAIL_ME then return end
+  MAIL_CLAIMED, MAIL_ME = true, false
   local lo, hi = ownerRange(ME)
   local items = redis.call('ZRANGEBYLEX', K.mail, lo, hi)
   if #items == 0 then return end
@@ -465,6 +550,7 @@ end
 
 --- Writes back cached deployment counters and depth changes, then sends the notifications.
 local function finish()
+  if BATCH then return end
   for _, d in ipairs(DEPS) do
     if d.loaded then
       if d.inflight ~= d.saved[1] or d.tpmUsed ~= d.saved[2] then
@@ -479,12 +565,22 @@ local function finish()
   for prio, delta in pairs(DEPTH) do
     if delta ~= 0 and redis.call('HINCRBY', K.depth, prio, delta) <= 0 then redis.call('HDEL', K.depth, prio) end
   end
+  if #ROUNDS_SET > 0 then
+    local fields, seen = {}, {}
+    for _, f in ipairs(ROUNDS_SET) do
+      if not seen[f] then
+        seen[f] = true
+        fields[#fields + 1] = f
+        fields[#fields + 1] = ROUNDS[f]
+      end
+    end
+    redis.call('HSET', K.rounds, unpack(fields))
+    ROUNDS_SET = {}
+  end
   notifyAll()
 end
 
 -- The grant step --------------------------------------------------------------------------------------
-
-local ENDED = nil
 
 --- The start of a grant step, once per script: reaps instances whose lease lapsed, ends lapsed
 --- cooldowns (collected in ENDED, reported by the script's first grant step).
@@ -508,8 +604,10 @@ local function takeEnded()
   return e
 end
 
---- Counts `count` grants in the current second (Retry-After without an rpm limit).
+--- Counts `count` grants in the current second: Retry-After reads them only where max_parallel_requests
+--- alone bounds a deployment (not ETA_KNOWN), so only then are they counted.
 local function countGrants(count)
+  if ETA_KNOWN then return end
   local sec = math.floor(NOW / 1000)
   if redis.call('HINCRBY', K.rate, sec, count) == count then
     -- A new second began: forget seconds older than a minute.
@@ -517,6 +615,86 @@ local function countGrants(count)
       if tonumber(f) <= sec - 60 then redis.call('HDEL', K.rate, f) end
     end
   end
+end
+
+--- The grants of one grant step, gathered so that each key is written by one variadic call (writeGrants).
+--- `out`: the list the caller's own grants are appended to (pushGrant); others' go to their owners' mail.
+local function newGrants(out)
+  -- (mail, rpm and tpm tables are made when first needed: most steps grant one waiter of the caller.)
+  return { count = 0, suffix = nil, counter = nil, out = out, records = {}, served = {}, rounds = nil }
+end
+
+--- Records the grant of waiter `w` (parseWaiter's fields; its round and seq as strings) with request id
+--- `id` on deployment `d`: the deployment's limits (in flight now, rpm and tpm at writeGrants), the grant
+--- record, the round served at its priority. Returns the grant id: request id / server ms . grant step
+--- counter (one INCR per step: unique even if Redis lost its data meanwhile).
+local function recordGrant(b, d, id, w)
+  if b.suffix == nil then
+    b.counter = redis.call('INCR', K.gseq)
+    b.suffix = '/' .. NOWS .. '.' .. b.counter
+  end
+  local gid = id .. b.suffix
+  b.count = b.count + 1
+  d.inflight = d.inflight + 1
+  if d.rpm then
+    d.rpmUsed = d.rpmUsed + 1
+    b.rpm = b.rpm or {}
+    local t = b.rpm[d] or {}
+    t[#t + 1] = NOWS
+    t[#t + 1] = gid
+    b.rpm[d] = t
+  end
+  if d.tpm then
+    d.tpmUsed = d.tpmUsed + w.tokens
+    b.tpm = b.tpm or {}
+    local t = b.tpm[d] or {}
+    t[#t + 1] = NOWS
+    t[#t + 1] = gid .. '\t' .. w.tokensStr
+    b.tpm[d] = t
+  end
+  local s = b.served[w.prio]
+  if s == nil then
+    s = { was = tonumber((roundsGet('s\0' .. w.prio))) or 0 }
+    b.served[w.prio] = s
+  end
+  local round = tonumber(w.round)
+  if round > (s.now or s.was) then s.now = round end
+  local g = { owner = w.owner, dep = d.id, tokens = w.tokensStr, at = NOWS, waited = int(NOW - w.enq),
+              prio = w.prio, seq = w.seq, rid = id }
+  local r = b.records
+  r[#r + 1] = gid
+  r[#r + 1] = grantRecord(g)
+  if w.owner == ME then
+    pushGrant(b.out, gid, g)
+  else
+    b.mail = b.mail or {}
+    b.mail[#b.mail + 1] = 0
+    b.mail[#b.mail + 1] = w.owner .. '\0g\0' .. mailGrant(w.owner, gid, g)
+  end
+  return gid
+end
+
+--- Writes the grants recorded in `b`: their records, mail, rpm and tpm window entries, the rounds served
+--- (with `b.rounds`: other round fields the caller adds to the same write), the grant count.
+local function writeGrants(b)
+  if b.count == 0 then return end
+  redis.call('HSET', K.grants, unpack(b.records))
+  if b.mail then redis.call('ZADD', K.mail, unpack(b.mail)) end
+  if b.rpm then
+    for d, t in pairs(b.rpm) do redis.call('ZADD', d.krpm, unpack(t)) end
+  end
+  if b.tpm then
+    for d, t in pairs(b.tpm) do redis.call('ZADD', d.ktpm, unpack(t)) end
+  end
+  local rounds = b.rounds or {}
+  for prio, s in pairs(b.served) do
+    if s.now ~= nil then
+      rounds[#rounds + 1] = 's\0' .. prio
+      rounds[#rounds + 1] = int(s.now)
+    end
+  end
+  if #rounds > 0 then roundsSet(rounds) end
+  countGrants(b.count)
 end
 
 --- The end of a grant step: claims the caller's mail, then the 6 pump fields of a reply:
@@ -560,7 +738,7 @@ end
 local function pumpGroup(cap)
   local grants, expired = {}, {}
   beginStep()
-  local waiting = redis.call('HLEN', K.waiters)
+  local waiting = waitingCount()
   if waiting == 0 then return endStep(grants, expired, 0, false, nil) end
 
   local overdue = redis.call('ZRANGEBYSCORE', K.deadlines, '-inf', NOW, 'LIMIT', 0, 1000)
@@ -583,12 +761,8 @@ local function pumpGroup(cap)
   -- Grant from the head. Granted waiters stay in the ZSET until the end (one variadic call per key), so
   -- the scan reads further heads at an offset.
   local count, offset, blockedTokens = 0, 0, nil
-  -- Grant ids: request id / server ms . grant step counter (unique even if Redis lost its data meanwhile).
-  local gidSuffix = nil
-  local nowStr = int(NOW)
-  local served = {}
-  local takenMembers, takenIds, grantPairs, mailPairs = {}, {}, {}, {}
-  local rpmAdds, tpmAdds = {}, {}
+  local b = newGrants(grants)
+  local takenMembers, takenIds = {}, {}
   -- Heads are read in chunks no larger than what capacity can take (plus the one that will wait).
   local room = headroom()
   while waiting > 0 and count < cap and blockedTokens == nil do
@@ -616,37 +790,7 @@ local function pumpGroup(cap)
         takenMembers[#takenMembers + 1] = heads[j]
         takenIds[#takenIds + 1] = id
         addDepth(w.prio, -1)
-        if gidSuffix == nil then gidSuffix = '/' .. nowStr .. '.' .. redis.call('INCR', K.gseq) end
-        local gid = id .. gidSuffix
-        d.inflight = d.inflight + 1
-        if d.rpm then
-          d.rpmUsed = d.rpmUsed + 1
-          local t = rpmAdds[d] or {}
-          t[#t + 1] = nowStr
-          t[#t + 1] = gid
-          rpmAdds[d] = t
-        end
-        if d.tpm then
-          d.tpmUsed = d.tpmUsed + w.tokens
-          local t = tpmAdds[d] or {}
-          t[#t + 1] = nowStr
-          t[#t + 1] = gid .. '\t' .. w.tokensStr
-          tpmAdds[d] = t
-        end
-        local round = tonumber(w.round)
-        if served[w.prio] == nil then served[w.prio] = { was = tonumber(redis.call('HGET', K.rounds, 's\0' .. w.prio)) or 0 } end
-        local s = served[w.prio]
-        if round > (s.now or s.was) then s.now = round end
-        local g = { owner = w.owner, dep = d.id, tokens = w.tokensStr, at = nowStr, waited = int(NOW - w.enq),
-                    prio = w.prio, seq = w.seq, rid = id }
-        grantPairs[#grantPairs + 1] = gid
-        grantPairs[#grantPairs + 1] = grantRecord(g)
-        if w.owner == ME then
-          pushGrant(grants, gid, g)
-        else
-          mailPairs[#mailPairs + 1] = 0
-          mailPairs[#mailPairs + 1] = w.owner .. '\0g\0' .. mailGrant(w.owner, gid, g)
-        end
+        recordGrant(b, d, id, w)
         if count >= cap then break end
       end
     end
@@ -657,23 +801,24 @@ local function pumpGroup(cap)
     redis.call('ZREM', K.deadlines, unpack(takenIds))
     redis.call('ZREM', K.enqueued, unpack(takenIds))
     redis.call('HDEL', K.waiters, unpack(takenIds))
-    redis.call('HSET', K.grants, unpack(grantPairs))
-    if #mailPairs > 0 then redis.call('ZADD', K.mail, unpack(mailPairs)) end
-    for d, t in pairs(rpmAdds) do redis.call('ZADD', d.krpm, unpack(t)) end
-    for d, t in pairs(tpmAdds) do redis.call('ZADD', d.ktpm, unpack(t)) end
-    for prio, s in pairs(served) do
-      if s.now ~= nil then redis.call('HSET', K.rounds, 's\0' .. prio, int(s.now)) end
-    end
-    countGrants(count)
+    addWaiting(-#takenIds)
+    writeGrants(b)
   end
   return endStep(grants, expired, waiting, waiting > 0 and blockedTokens == nil and count >= cap, blockedTokens)
 end
 
 --- Appends the 6 pump fields of `p` (a pumpGroup result) to `reply`, or 6 empty strings when p is nil.
+--- An empty list goes as '': Redis 7.0 turns each table of a reply into RESP at a cost of its own, even
+--- an empty one (docs/performance.md); redis-protocol.ts reads '' as an empty list.
 local function withPump(reply, p)
   local n = #reply
   for i = 1, 6 do
-    if p then reply[n + i] = p[i] else reply[n + i] = '' end
+    local v = ''
+    if p then
+      v = p[i]
+      if i >= 4 and #v == 0 then v = '' end
+    end
+    reply[n + i] = v
   end
   return reply
 end
@@ -702,13 +847,6 @@ local function grantsLastMinute()
 end
 
 -- Grant estimate (src/machines/grant-estimate.ts) ------------------------------------------------------
-
--- Whether the bound is also a fair ETA: no deployment bounded by max_parallel_requests alone.
-local ETA_KNOWN = true
-for _, d in ipairs(DEPS) do
-  if not d.rpm and d.par then ETA_KNOWN = false end
-end
-local MAX_COOLDOWN = 300000
 
 --- When `d` grants anything at all, cached per script (a script's grant step may change it: call
 --- before granting, or after the last grant).
@@ -797,7 +935,7 @@ end
 --- 1 .. 3600 (MemoryStore.retryAfterSecondsNow).
 local function retryAfterSeconds(tokens)
   if ND == 0 then return 3600 end
-  local waiting = redis.call('HLEN', K.waiters)
+  local waiting = waitingCount()
   local at = earliestGrant(waiting, tokens or 1, horizon())
   local seconds = 3600
   if at then seconds = secondsUntil(at) end
@@ -891,4 +1029,34 @@ local function displace(victim)
   mailDisplaced(victim.w.owner, victim.id, retryAfterSeconds(victim.w.tokens))
 end
 
--- (script body follows)
+-- Operations --------------------------------------------------------------------------------------------
+
+--- Each script's body by name: redis-library.ts defines them below, and registers one function per
+--- script that runs begin() and its body.
+local OPS = {}
+
+--- Several operations of one instance on one group in one call (redis-store.ts sends those one turn of
+--- its event loop issues as one): after the common prefix, for each operation its name, its number of
+--- arguments, then them. Each runs as its own script would, in order, and sees what the ones before it
+--- did; the writes each leaves to finish() are made once, at the end. Returns one reply per operation
+--- (an error reply in its place, e.g. an enqueue of an id already waiting).
+local function batch(KEYS, ARGV)
+  local last = #ARGV
+  if string.sub(ARGV[last], 1, 6) == 'clock:' then last = last - 1 end
+  local replies = {}
+  local i = A
+  BATCH = true
+  while i <= last do
+    local op, n = OPS[ARGV[i]], tonumber(ARGV[i + 1])
+    A = i + 2
+    LOST, REAPED = 0, 0
+    for _, d in ipairs(DEPS) do d.ready = nil end
+    replies[#replies + 1] = op(KEYS, ARGV)
+    i = i + 2 + n
+  end
+  BATCH = false
+  finish()
+  return replies
+end
+
+-- (the scripts follow: redis-library.ts)

@@ -11,4 +11,4 @@ if rec then
   pos = redis.call('ZRANK', K.queue, member(w.round, w.seq, ARGV[A])) or -1
 end
 finish()
-return { LOST, int(NOW), REAPED, pos }
+return { LOST, NOWS, REAPED, pos }

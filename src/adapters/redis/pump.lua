@@ -8,10 +8,11 @@ lease lapsed.
 KEYS: the group layout of lib.lua.
 ARGV: the common prefix of lib.lua, then ARGV[A] batch cap (grants per call).
 Returns {LOST, NOW, REAPED, waiting, next wake (server ms) or '', more 1 | 0,
-         grants (8 strings each, see pushGrant), expired ids, deployments whose cooldown ended}.
+         grants (8 strings each, see pushGrant), expired ids, deployments whose cooldown ended}
+(each of the three lists '' when empty: lib.lua withPump).
 ]]
 local cap = tonumber(ARGV[A])
 touchLease()
 local p = pumpGroup(cap)
 finish()
-return withPump({ LOST, int(NOW), REAPED }, p)
+return withPump({ LOST, NOWS, REAPED }, p)

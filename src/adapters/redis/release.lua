@@ -30,14 +30,15 @@ if rec then
 end
 -- Before the grant step, so nothing is granted on a deployment the provider just said is used up.
 local blockedUntil = nil
-if rec and ARGV[A + 1] ~= 'cancelled' then blockedUntil = blockUpstream(parseGrant(rec).dep, tonumber(ARGV[A + 6])) end
+local blockMs = tonumber(ARGV[A + 6])
+if rec and blockMs and ARGV[A + 1] ~= 'cancelled' then blockedUntil = blockUpstream(parseGrant(rec).dep, blockMs) end
 local p = nil
 if cap then
   touchLease()
   p = pumpGroup(cap)
 end
 finish()
-local reply = { LOST, int(NOW), REAPED, released, '', '', 0 }
+local reply = { LOST, NOWS, REAPED, released, '', '', 0 }
 if untilAt then
   reply[5] = int(untilAt)
   reply[6] = reason

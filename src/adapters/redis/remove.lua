@@ -12,4 +12,4 @@ if rec then
   removed = 1
 end
 finish()
-return { LOST, int(NOW), REAPED, removed }
+return { LOST, NOWS, REAPED, removed }

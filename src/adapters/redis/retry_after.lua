@@ -6,4 +6,4 @@ Returns {LOST, NOW, REAPED, seconds}.
 ]]
 local seconds = retryAfterSeconds()
 finish()
-return { LOST, int(NOW), REAPED, int(seconds) }
+return { LOST, NOWS, REAPED, int(seconds) }

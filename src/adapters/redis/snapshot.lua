@@ -10,7 +10,7 @@ Returns {LOST, NOW, REAPED, waiting, depth (priority, count pairs), oldest enque
          upstream-blocked until (server ms) or '', one per deployment}.
 ]]
 local max = tonumber(ARGV[A])
-local waiting = redis.call('HLEN', K.waiters)
+local waiting = waitingCount()
 local depth = redis.call('HGETALL', K.depth)
 local oldest = ''
 local first = redis.call('ZRANGE', K.enqueued, 0, 0, 'WITHSCORES')
@@ -59,4 +59,4 @@ while from < max do
   from = from + #heads
 end
 finish()
-return { LOST, int(NOW), REAPED, waiting, depth, oldest, deps, list, blocked }
+return { LOST, NOWS, REAPED, waiting, depth, oldest, deps, list, blocked }

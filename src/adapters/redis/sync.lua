@@ -28,4 +28,4 @@ for _, m in ipairs(redis.call('ZRANGEBYLEX', K.mail, lo, hi)) do
 end
 redis.call('ZREMRANGEBYLEX', K.mail, lo, hi)
 finish()
-return { LOST, int(NOW), REAPED, waiters, grants, expired }
+return { LOST, NOWS, REAPED, waiters, grants, expired }
