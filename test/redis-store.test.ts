@@ -406,6 +406,42 @@ describe('RedisStore: instances', () => {
     expect(await redis.zrange(leasesKey, '0', '-1')).toEqual(['a']);
   });
 
+  it('a silence in which no instance reached the group (a failover, a restart of Redis) is not counted against the leases: a live instance is not reaped after it; a dead one is, once what was left of its lease has passed', async () => {
+    const prefix = freshPrefix();
+    const cfg = config([{ maxParallelRequests: 1 }]);
+    const clock = new FakeClock(Date.now());
+    // A lease of a minute: the heartbeats (every quarter of it, real time) do not run during the test,
+    // so the script clock alone says when each call happens.
+    const LEASE = 60_000;
+    const a = await instance('a', prefix, cfg, { leaseMs: LEASE, scriptClock: clock });
+    const b = await instance('b', prefix, cfg, { leaseMs: LEASE, scriptClock: clock });
+    await a.store.enqueue(entry('a1', 0, clock.now()), clock.now());
+    expect((await a.store.pump(clock.now())).grants.map((g) => g.requestId)).toEqual(['a1']);
+    await b.store.enqueue(entry('b1', 0, clock.now()), clock.now());
+    expect((await b.store.pump(clock.now())).grants).toEqual([]);
+
+    // Three leases without a call: every lease has lapsed by the clock when b calls again.
+    clock.advance(3 * LEASE);
+    expect((await b.store.pump(clock.now())).grants).toEqual([]);
+    const redis = await rawClient();
+    const leasesKey = `${groupPrefix(prefix, MODEL)}:leases`;
+    expect((await redis.zrange(leasesKey, '0', '-1')).sort()).toEqual(['a', 'b']);
+    expect(await a.store.snapshot(clock.now())).toMatchObject({ inFlight: 1, waiting: 1 });
+
+    // Now b keeps calling (a heartbeat's pace) and a never does, as if it had died in the silence: a is
+    // reaped when what was left of its lease at the silence's start has passed, and b1 gets its slot.
+    const granted: string[] = [];
+    let at = 0;
+    while (granted.length === 0 && at < 2 * LEASE) {
+      clock.advance(LEASE / 4);
+      at += LEASE / 4;
+      granted.push(...(await b.store.pump(clock.now())).grants.map((g) => g.requestId));
+    }
+    expect(granted).toEqual(['b1']);
+    expect(at).toBe(LEASE);
+    expect(await redis.zrange(leasesKey, '0', '-1')).toEqual(['b']);
+  });
+
   it('an instance whose lease lapsed while it was alive re-queues its reclaimed waiters at their old place', async () => {
     const prefix = freshPrefix();
     const cfg = config([{ maxParallelRequests: 1 }]);

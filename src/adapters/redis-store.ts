@@ -66,7 +66,7 @@ import {
 
 
 /** The group keys of lib.lua, in KEYS order; then 4 keys per deployment. */
-export const GROUP_KEYS = ['queue', 'deadlines', 'enqueued', 'waiters', 'depth', 'grants', 'mail', 'leases', 'seq', 'gseq', 'rounds', 'rate'] as const;
+export const GROUP_KEYS = ['queue', 'deadlines', 'enqueued', 'waiters', 'depth', 'grants', 'mail', 'leases', 'seq', 'gseq', 'rounds', 'rate', 'seen'] as const;
 export const DEPLOYMENT_KEYS = ['dep', 'rpm', 'tpm', 'fail'] as const;
 
 /** Deadlines further away than this are clamped (a Lua script needs finite numbers). */

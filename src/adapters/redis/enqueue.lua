@@ -4,7 +4,7 @@ batch cap, the grant step (lib.lua pumpGroup, as pump.lua) follows in the same s
 with headroom is granted in the same round trip; a full queue is then judged after a grant step (as
 MemoryStore: a burst can fill the queue before a pump runs), and an arrival of better rank than the
 waiter served last takes that waiter's place (lib.lua displaceWorst).
-KEYS: the group layout of lib.lua (KEYS[1..12] group keys, then 4 per deployment).
+KEYS: the group layout of lib.lua (KEYS[1..13] group keys, then 4 per deployment).
 ARGV: the common prefix of lib.lua (ARGV[1 .. A-1]), then
   ARGV[A]   request id                 ARGV[A+1] priority          ARGV[A+2] tenant
   ARGV[A+3] enqueuedAt (caller ms)     ARGV[A+4] deadline (caller ms)

@@ -21,13 +21,15 @@ KEYS (the same layout for every script; all keys of a model group share the hash
   KEYS[11] rounds     HASH   fair rounds: s \0 priority -> highest round granted,
                              t \0 priority \0 tenant -> last round given to that tenant
   KEYS[12] rate       HASH   unix second -> grants in that second (last minute; Retry-After)
+  KEYS[13] seen       STRING server ms of the last call that reaped (reapDead): a longer silence is not
+                             counted against the leases
   then for deployment i = 0 .. n-1 in config order:
-  KEYS[13+4i] dep     HASH   inflight, tpm (tokens in the window), cool (cooldown end, server ms),
+  KEYS[14+4i] dep     HASH   inflight, tpm (tokens in the window), cool (cooldown end, server ms),
                              ublock (end of a block from the provider's rate-limit headers, server ms),
                              why (the failure that started the cooldown), err (the last upstream error)
-  KEYS[14+4i] rpm     ZSET   score = grant time (server ms), member = grant id
-  KEYS[15+4i] tpm     ZSET   score = grant time (server ms), member = grant id \t tokens
-  KEYS[16+4i] fail    ZSET   score = failure time (server ms), member = grant id
+  KEYS[15+4i] rpm     ZSET   score = grant time (server ms), member = grant id
+  KEYS[16+4i] tpm     ZSET   score = grant time (server ms), member = grant id \t tokens
+  KEYS[17+4i] fail    ZSET   score = failure time (server ms), member = grant id
 
 ARGV (the same prefix for every script):
   ARGV[1] caller instance id        ARGV[2] lease ms           ARGV[3] channel prefix (owner id appended;
@@ -87,14 +89,14 @@ local function begin(KEYS, ARGV)
   K = {
     queue = KEYS[1], deadlines = KEYS[2], enqueued = KEYS[3], waiters = KEYS[4], depth = KEYS[5],
     grants = KEYS[6], mail = KEYS[7], leases = KEYS[8], seq = KEYS[9], gseq = KEYS[10],
-    rounds = KEYS[11], rate = KEYS[12],
+    rounds = KEYS[11], rate = KEYS[12], seen = KEYS[13],
   }
   ND = tonumber(ARGV[9])
   DEPS, DEP_BY_ID = {}, {}
   ETA_KNOWN = true
   for i = 1, ND do
     local a = 9 + (i - 1) * 4
-    local k = 12 + (i - 1) * 4
+    local k = 13 + (i - 1) * 4
     local d = {
       id = ARGV[a + 1], rpm = tonumber(ARGV[a + 2]), tpm = tonumber(ARGV[a + 3]), par = tonumber(ARGV[a + 4]),
       key = KEYS[k + 1], krpm = KEYS[k + 2], ktpm = KEYS[k + 3], kfail = KEYS[k + 4], loaded = false,
@@ -440,7 +442,20 @@ local function reapOwners(owners)
 end
 
 --- Reaps every instance whose lease lapsed (not the caller).
+---
+--- Time in which no call reached the group's state is not counted against the leases: every live
+--- instance calls at least every quarter of a lease (its heartbeat), so a silence of half a lease or
+--- more means nobody could (a failover, Redis restarting) or nobody is there. A lease that lapsed in
+--- that silence is moved on by its length, keeping what was left of it when the silence began; a
+--- dead instance is then reaped that much later, a live one renews meanwhile and is not reaped.
 local function reapDead()
+  local prev = tonumber(redis.call('SET', K.seen, NOWS, 'GET'))
+  if prev ~= nil and NOW - prev >= S.lease / 2 then
+    local lapsed = redis.call('ZRANGEBYSCORE', K.leases, '(' .. int(prev), NOW, 'WITHSCORES')
+    for i = 1, #lapsed, 2 do
+      if lapsed[i] ~= ME then redis.call('ZADD', K.leases, 'XX', int(tonumber(lapsed[i + 1]) + NOW - prev), lapsed[i]) end
+    end
+  end
   local dead = redis.call('ZRANGEBYSCORE', K.leases, '-inf', NOW)
   if #dead == 0 then return end
   local owners, any = {}, false
