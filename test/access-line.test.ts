@@ -1,12 +1,13 @@
 /**
  * The access line serialized by hand (src/server/access-line.ts): valid JSON for any strings, the
- * same fields in the same order as pino writes for the same call, non-finite numbers as null.
+ * same fields in the same order as pino writes for the same call, non-finite numbers as null, the
+ * response time to the microsecond.
  */
 import { hostname } from 'node:os';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { accessLine, loggerBindings, type AccessLineFields } from '../src/server/access-line.js';
+import { accessLine, loggerBindings, millis, type AccessLineFields } from '../src/server/access-line.js';
 
 const fields: AccessLineFields = {
   time: 1_764_900_000_123,
@@ -14,7 +15,7 @@ const fields: AccessLineFields = {
   method: 'POST',
   url: '/queue/chat/completions',
   statusCode: 200,
-  responseTime: 0.8137,
+  responseTime: 0.813,
   queue: { requestId: '8c1e0f5a-7d3b-4c2e-9a10-3b5d7e9f1a2c', model: 'gpt-4o', priority: 3, deployment: 'gpt-4o-east', waitedMs: 12.6, attempts: 1 },
   tenant: 'team-a',
 };
@@ -87,6 +88,26 @@ describe('accessLine', () => {
     expect(parsed.responseTime).toBeNull();
     expect(parsed.queue.priority).toBeNull();
     expect(parsed).toEqual(JSON.parse(pinoLine(f)));
+  });
+
+  it('writes the response time in milliseconds rounded to the microsecond', () => {
+    const cases: Array<[number, string]> = [
+      [0.5123, '0.512'],
+      [0.5125, '0.513'],
+      [1, '1.000'],
+      [12.0456, '12.046'],
+      [0.0004, '0.000'],
+      [0.0496, '0.050'],
+      [999.9996, '1000.000'],
+      [123_456.7891, '123456.789'],
+      [-0.25, '-0.250'],
+      [-0.0001, '0.000'],
+    ];
+    for (const [ms, text] of cases) {
+      expect(millis(ms)).toBe(text);
+      expect(Math.abs((JSON.parse(millis(ms)) as number) - ms)).toBeLessThanOrEqual(0.0005 + 1e-12);
+    }
+    expect(JSON.parse(accessLine(bindings, { ...fields, responseTime: 2.71828 })).responseTime).toBe(2.718);
   });
 
   it('escapes the host name in the bindings', () => {
