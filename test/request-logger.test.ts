@@ -57,6 +57,22 @@ describe('RequestLogger', () => {
     expect(lines).toMatchObject([{ level: 50, reqId: 'req-9', part: 'upstream', msg: 'failed' }]);
   });
 
+  it('leaves a logger that cannot say which levels are enabled to its own child (fastify without a logger)', async () => {
+    const calls: string[] = [];
+    const nullish = { level: 'silent', info: () => calls.push('info'), error: () => undefined, warn: () => undefined, debug: () => calls.push('debug'), fatal: () => undefined, trace: () => undefined, silent: () => undefined, child: () => nullish };
+    const child = requestLoggerFactory(nullish, { reqId: 'req-1' }, {});
+    expect(child).toBe(nullish);
+    child.debug('dropped');
+    expect(calls).toEqual(['debug']);
+    const app = Fastify({ logger: false, childLoggerFactory: requestLoggerFactory });
+    app.get('/x', (request) => {
+      request.log.info('nowhere');
+      return { ok: true };
+    });
+    expect((await app.inject({ url: '/x' })).statusCode).toBe(200);
+    await app.close();
+  });
+
   it("is fastify's request.log: a handler's line carries the request id; a route with a level of its own gets the real child", async () => {
     const { sink, lines } = capture();
     const app = Fastify({ logger: { level: 'info', stream: sink }, childLoggerFactory: requestLoggerFactory, logController: new LogController({ disableRequestLogging: true }) });

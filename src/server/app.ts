@@ -189,8 +189,9 @@ export function buildApp(options: AppOptions): TriageApp {
     clientErrorHandler,
     // One line per request (access-log.ts) instead of fastify's two.
     logController: new AccessLog(logUrl, log.direct),
-    // request.log is made when something logs through it (request-logger.ts).
-    childLoggerFactory: requestLoggerFactory,
+    // request.log is made when something logs through it (request-logger.ts); without a logger,
+    // fastify's own shortcut (no child at all) stays.
+    ...(log.logger === false ? {} : { childLoggerFactory: requestLoggerFactory }),
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
   });

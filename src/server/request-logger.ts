@@ -74,8 +74,11 @@ export class RequestLogger implements FastifyBaseLogger {
 
 /**
  * fastify's `childLoggerFactory`: a RequestLogger when the route asks for nothing of its own, the
- * real child at once when it sets a level or serializers (no route here does).
+ * real child at once when it sets a level or serializers (no route here does), or when the logger
+ * cannot say which levels are enabled (fastify's null logger, with `logger: false`, whose children are
+ * itself).
  */
 export function requestLoggerFactory(logger: FastifyBaseLogger, bindings: Bindings, options: ChildLoggerOptions): FastifyBaseLogger {
-  return options.level === undefined && options.serializers === undefined ? new RequestLogger(logger as ParentLogger, bindings) : logger.child(bindings, options);
+  const lazy = options.level === undefined && options.serializers === undefined && typeof (logger as Partial<ParentLogger>).isLevelEnabled === 'function';
+  return lazy ? new RequestLogger(logger as ParentLogger, bindings) : logger.child(bindings, options);
 }
