@@ -10,7 +10,7 @@ export class TurnBatch {
   private pending = '';
   private scheduled = false;
 
-  constructor(private readonly target: { write(text: string): unknown }) {}
+  constructor(private readonly target: { write(text: string): unknown; flush?(cb: (err?: Error | null) => void): void }) {}
 
   write(line: string): boolean {
     this.pending += line;
@@ -27,6 +27,13 @@ export class TurnBatch {
     if (text === '') return;
     this.pending = '';
     this.target.write(text);
+  }
+
+  /** pino's `logger.flush(cb)`: the lines written so far handed over, then the destination's own flush. */
+  flush(cb: (err?: Error | null) => void = () => undefined): void {
+    this.release();
+    if (this.target.flush === undefined) cb();
+    else this.target.flush(cb);
   }
 
   private readonly endOfTurn = (): void => {

@@ -44,4 +44,19 @@ describe('TurnBatch', () => {
     await endOfTurn();
     expect(writes).toEqual(['x\n']);
   });
+
+  it("flush(cb), pino's logger.flush, hands the lines over and then waits for the destination's own flush", async () => {
+    const writes: string[] = [];
+    const flushed: string[] = [];
+    const batch = new TurnBatch({ write: (text) => void writes.push(text), flush: (cb) => setImmediate(() => (flushed.push(writes.join('')), cb())) });
+    batch.write('y\n');
+    await new Promise<void>((resolve) => batch.flush(() => resolve()));
+    expect(flushed).toEqual(['y\n']);
+    const bare = new TurnBatch({ write: (text) => void writes.push(text) });
+    bare.write('z\n');
+    let called = false;
+    bare.flush(() => (called = true));
+    expect(called).toBe(true);
+    expect(writes).toEqual(['y\n', 'z\n']);
+  });
 });
