@@ -13,12 +13,16 @@
  * with its own beginning: heap slope over the second half (the first minute is the baseline), lag p99
  * of the last third against the first third.
  *
+ * The gateway runs as `npm start` runs it: a master key, metrics on, the access log at info through
+ * the CLI's asynchronous destination (into /dev/null here).
+ *
  * This module is also the child: started with `--soak-child` it serves the runner's commands.
  */
 import { Agent, request } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { createGateway, type Gateway } from '../src/gateway.js';
+import { createLogDestination } from '../src/log-destination.js';
 import { benchConfig } from './bench-config.js';
 import { pushEvent, serveCommands, startChild } from './child-rpc.js';
 import { summarize } from './measure.js';
@@ -136,7 +140,9 @@ function serveChild(): void {
         maxQueueSize: 10_000,
         timeoutSec: Number(a.queueTimeoutSec),
       });
-      gateway = await createGateway({ config, logger: false });
+      // The access log as `npm start` writes it (src/cli.ts: info, the asynchronous destination), into a
+      // sink, as bench/server-main.ts does: what builds up with time includes the log's buffers.
+      gateway = await createGateway({ config, logger: { level: 'info' }, logDestination: createLogDestination('/dev/null') });
       const url = await gateway.listen(0, '127.0.0.1');
       return { url };
     },

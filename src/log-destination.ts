@@ -1,15 +1,17 @@
 /**
  * Where the gateway's log lines go: an asynchronous pino destination (sonic-boom), so serving a
- * request never waits for its access-log line to be written. Lines are queued in memory while one
- * write is in flight and leave together in the next, so under load the log costs a write per batch,
- * not per line; a synchronous destination made every request wait for a write(2) of its own
- * (docs/performance.md has the cost measured both ways).
+ * request never waits for its access-log line to be written. A turn's lines reach it together at the
+ * end of the turn (log-turn-batch.ts), and are queued in memory while one write is in flight and leave
+ * together in the next, so under load the log costs a write per batch, not per line; a synchronous
+ * destination made every request wait for a write(2) of its own (docs/performance.md has the cost
+ * measured both ways).
  *
  * What is queued is lost if the process ends before it is written, so every way out waits for it:
  * the drain path (gateway.close, SIGTERM/SIGINT in the CLI) calls flush(), a crash goes through
- * exitAfterCrash(), and pino itself writes what is left synchronously on `process.exit`.
+ * exitAfterCrash(), and on `process.exit` what is left is written synchronously.
  */
 import pino, { type DestinationStream } from 'pino';
+import { TurnBatch } from './log-turn-batch.js';
 
 export interface LogDestination {
   /** What fastify's `logger.stream` takes. */
@@ -22,11 +24,22 @@ export interface LogDestination {
 export function createLogDestination(dest: number | string = 1): LogDestination {
   // minLength 1 writes each line as soon as no write is in flight, as 0 would, and makes flush(cb)
   // wait for the write in flight and the queue behind it (at 0, flush calls back at once).
-  const stream = pino.destination({ dest, sync: false, minLength: 1 });
+  const destination = pino.destination({ dest, sync: false, minLength: 1 });
+  const batch = new TurnBatch(destination);
+  // pino writes its destination's queue on exit; this turn's lines are not in it yet.
+  process.once('exit', () => {
+    try {
+      batch.release();
+      destination.flushSync();
+    } catch {
+      // Already closed, or the reader is gone: nothing more can be written.
+    }
+  });
   return {
-    stream,
+    stream: batch,
     flush: (timeoutMs = 2_000) =>
       new Promise<void>((resolve) => {
+        batch.release();
         const finish = () => {
           clearTimeout(timer);
           resolve();
@@ -34,7 +47,7 @@ export function createLogDestination(dest: number | string = 1): LogDestination 
         // A pipe nobody reads would hold the flush for ever: past the timeout, write the rest now.
         const timer = setTimeout(() => {
           try {
-            stream.flushSync();
+            destination.flushSync();
           } catch {
             // Already closed, or the reader is gone: nothing more can be written.
           }
@@ -42,7 +55,7 @@ export function createLogDestination(dest: number | string = 1): LogDestination 
         }, timeoutMs);
         try {
           // Its callback's error is fsync's on a pipe or /dev/null, after the lines were written.
-          stream.flush(() => finish());
+          destination.flush(() => finish());
         } catch {
           finish();
         }

@@ -23,7 +23,7 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((g) => g.stop()));
 });
 
-async function gatewayWithLog(level: string): Promise<{ g: RunningGateway; lines: LogLine[] }> {
+async function gatewayWithLog(level: string, loggerExtra: Record<string, unknown> = {}): Promise<{ g: RunningGateway; lines: LogLine[] }> {
   const lines: LogLine[] = [];
   const sink = new Writable({
     write(chunk, _enc, done) {
@@ -32,7 +32,7 @@ async function gatewayWithLog(level: string): Promise<{ g: RunningGateway; lines
     },
   });
   const config = testConfig({ m: [{ id: 'm-east' }] }, {}, { keys: [{ key: KEY, name: 'team-a' }] });
-  const g = await startGateway(config, { logger: { level, stream: sink } });
+  const g = await startGateway(config, { logger: { level, stream: sink, ...loggerExtra } });
   running.push(g);
   return { g, lines };
 }
@@ -91,6 +91,42 @@ describe('the access log', () => {
     expect(incoming).toHaveLength(1);
     expect(incoming[0]).toMatchObject({ level: 20, req: { method: 'POST', url: '/chat/completions' } });
     expect(lines.indexOf(incoming[0]!)).toBeLessThan(lines.findIndex((l) => l.msg === 'request completed'));
+  });
+});
+
+describe('the access line', () => {
+  it('writes exactly one line per request when many are answered together', async () => {
+    const { g, lines } = await gatewayWithLog('info');
+    const client = g.client(KEY);
+    const answers = await Promise.all(Array.from({ length: 60 }, (_, i) => client.chat.completions.create(chat('m', `hi ${i}`, i % 5)).withResponse()));
+    const ids = answers.map((a) => a.response.headers.get('x-triage-request-id'));
+    await waitFor(() => (lines.filter((l) => l.msg === 'request completed').length >= 60 ? true : undefined), 'sixty access lines');
+    const completed = lines.filter((l) => l.msg === 'request completed');
+    expect(completed.map((l) => l.queue?.requestId).sort()).toEqual(ids.sort());
+    expect(new Set(completed.map((l) => (l as { reqId?: string }).reqId)).size).toBe(60);
+  });
+
+  it('redacts credential query values and configured secrets from the logged URL', async () => {
+    const { g, lines } = await gatewayWithLog('info');
+    const inQuery = await fetch(`${g.url}/health/liveliness?api_key=${KEY}&x=1`);
+    await inQuery.text();
+    const inPath = await fetch(`${g.url}/v1/models/${KEY}`, { headers: { authorization: `Bearer ${KEY}` } });
+    expect(inPath.status).toBe(404);
+    await inPath.text();
+    const logged = await waitFor(() => {
+      const completed = lines.filter((l) => l.msg === 'request completed');
+      return completed.length >= 2 ? completed : undefined;
+    }, 'two access lines');
+    expect(logged.map((l) => l.req?.url)).toEqual(['/health/liveliness?api_key=[redacted]&x=1', '/v1/models/[redacted]']);
+    expect(JSON.stringify(lines)).not.toContain(KEY);
+  });
+
+  it('goes through pino, with the same fields, when the logger is configured beyond a level and a stream', async () => {
+    const { g, lines } = await gatewayWithLog('info', { base: { service: 'triage-test' } });
+    await g.client(KEY).chat.completions.create(chat('m', 'hi', 2));
+    const line = await waitFor(() => lines.find((l) => l.msg === 'request completed'), 'the access log line');
+    expect(line).toMatchObject({ level: 30, service: 'triage-test', req: { method: 'POST', url: '/chat/completions' }, res: { statusCode: 200 }, queue: { model: 'm', priority: 2, tenant: 'team-a', deployment: 'm-east', attempts: 1 } });
+    expect((line as { pid?: number }).pid).toBeUndefined();
   });
 });
 

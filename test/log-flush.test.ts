@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogDestination } from '../src/log-destination.js';
@@ -51,6 +52,27 @@ describe('the log destination', () => {
     expect(JSON.parse(lines[4_999]!).i).toBe(4_999);
     // Nothing queued: it resolves too.
     await destination.flush(120_000);
+  });
+
+  it('writes the lines of the turn in which the process exits', async () => {
+    assertBuilt();
+    const path = tempFile('exit.log');
+    const destinationModule = pathToFileURL(fileURLToPath(new URL('../dist/src/log-destination.js', import.meta.url))).href;
+    // A file descriptor, as the CLI's stdout: ready at once (a path is opened asynchronously).
+    const script = `import { openSync } from 'node:fs'; import pino from 'pino'; import { createLogDestination } from ${JSON.stringify(destinationModule)};
+      const destination = createLogDestination(openSync(${JSON.stringify(path)}, 'w'));
+      const log = pino({ level: 'info' }, destination.stream);
+      setTimeout(() => { for (let i = 0; i < 2000; i++) log.info({ i }, 'line'); process.exit(0); }, 0);`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('..', import.meta.url)), stdio: ['ignore', 'ignore', 'pipe'] });
+    killed.push(child);
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const lines = readFileSync(path, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(2_000);
+    expect(JSON.parse(lines[1_999]!).i).toBe(1_999);
   });
 });
 

@@ -7,9 +7,14 @@
  *
  * A LogController (fastify's hook for its own log lines), not an onResponse hook: such a hook makes
  * fastify add response listeners to every request, the chat routes included (docs/performance.md).
+ *
+ * The line of a request that ended without an error is serialized here (access-line.ts) and written
+ * straight to the logger's destination, when the logger writes pino's default layout; a request
+ * that ended with an error, or a logger configured otherwise, goes through pino.
  */
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { QueueMeta } from '../router.js';
+import { accessLine } from './access-line.js';
 import type { Caller } from './auth.js';
 
 declare module 'fastify' {
@@ -19,7 +24,25 @@ declare module 'fastify' {
   }
 }
 
+/** Where the line goes when written without pino: the destination pino writes to, and its bindings. */
+export interface DirectAccessLog {
+  stream: { write(line: string): unknown };
+  /** The logger's own fields in pino's layout (access-line.ts's loggerBindings). */
+  bindings: string;
+}
+
 export class AccessLog extends LogController {
+  /**
+   * `logUrl`: the URL as it may be logged (secrets redacted). `direct`: write successful requests'
+   * lines without pino (null: every line through pino).
+   */
+  constructor(
+    private readonly logUrl: (url: string) => string,
+    private readonly direct: DirectAccessLog | null,
+  ) {
+    super();
+  }
+
   override incomingRequest(request: FastifyRequest): void {
     if (this.isLogDisabled(request)) return;
     request.log.debug({ req: request }, 'incoming request');
@@ -27,12 +50,27 @@ export class AccessLog extends LogController {
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     if (this.isLogDisabled(request)) return;
-    const line: Record<string, unknown> = { req: request, res: reply, responseTime: reply.elapsedTime };
-    const m = request.queueMeta;
-    if (m !== null && m !== undefined) {
-      const tenant = (request as FastifyRequest & { caller: Caller | null }).caller?.name;
-      line.queue = { requestId: m.requestId, model: m.model, priority: m.priority, tenant, deployment: m.deployment, waitedMs: Math.round(m.waitedMs), attempts: m.attempts };
+    const m = request.queueMeta ?? null;
+    const tenant = (request as FastifyRequest & { caller: Caller | null }).caller?.name;
+    const direct = this.direct;
+    if (direct !== null && !error) {
+      if (!(request.server.log as unknown as { isLevelEnabled(level: string): boolean }).isLevelEnabled('info')) return;
+      direct.stream.write(
+        accessLine(direct.bindings, {
+          time: Date.now(),
+          reqId: request.id,
+          method: request.method,
+          url: this.logUrl(request.url),
+          statusCode: reply.statusCode,
+          responseTime: reply.elapsedTime,
+          queue: m,
+          tenant,
+        }),
+      );
+      return;
     }
+    const line: Record<string, unknown> = { req: request, res: reply, responseTime: reply.elapsedTime };
+    if (m !== null) line.queue = { requestId: m.requestId, model: m.model, priority: m.priority, tenant, deployment: m.deployment, waitedMs: Math.round(m.waitedMs), attempts: m.attempts };
     if (error) {
       line.err = error;
       reply.log.error(line, 'request errored');

@@ -5,10 +5,12 @@
 import websocket from '@fastify/websocket';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
+import { hostname } from 'node:os';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { ShuttingDownError, TriageError } from '../errors.js';
 import type { Router } from '../router.js';
-import { AccessLog } from './access-log.js';
+import { AccessLog, type DirectAccessLog } from './access-log.js';
+import { loggerBindings } from './access-line.js';
 import type { KeyRateCheck } from '../core/key-rate.js';
 import { KeyRing, presentedKey, takeKeyRate, type Caller } from './auth.js';
 import { registerChatRoutes } from './chat-routes.js';
@@ -17,6 +19,7 @@ import { DEBUG_PUBLIC_PATHS, registerDebugRoutes } from './debug/routes.js';
 import { DEFAULT_EVENT_STREAM_OPTIONS, registerEventsRoute, type EventStreamOptions } from './events-route.js';
 import { sendError, toHttpError } from './http-errors.js';
 import { createMetrics, registerMetricsRoute } from './metrics.js';
+import { requestLoggerFactory } from './request-logger.js';
 import { registerStatusRoutes, type Readiness } from './status-routes.js';
 
 declare module 'fastify' {
@@ -71,30 +74,45 @@ const CREDENTIAL_PARAMS = /([?&;](?:token|key|api[_-]?key|access[_-]?token|auth|
 
 /** Masks credential-like query values in a logged URL (browsers pass keys as `token=` to WebSockets). */
 export function redactUrl(url: string): string {
-  return url.replace(CREDENTIAL_PARAMS, '$1[redacted]');
+  // Every credential parameter has an '=': most URLs have none and skip the expression.
+  return url.includes('=') ? url.replace(CREDENTIAL_PARAMS, '$1[redacted]') : url;
+}
+
+/** What the logger options given to fastify become: pino's options, and how the access line is written. */
+interface LogSetup {
+  logger: FastifyServerOptions['logger'];
+  /** The access line without pino (access-log.ts), when the logger is one this app fully describes. */
+  direct: DirectAccessLog | null;
 }
 
 /**
  * Request logs never carry keys: no headers, credential-like query values masked, and every configured
  * secret redacted from URLs and error messages (a key put in a path or a model name by mistake).
+ * A logger given only a level and a stream (what the CLI, the bench and the tests give) writes
+ * pino's default layout, so the access line can be written to that stream directly.
  */
-function withRedaction(logger: FastifyServerOptions['logger'], redact: (text: string) => string): FastifyServerOptions['logger'] {
-  if (logger === false || logger === undefined) return false;
+function logSetup(logger: FastifyServerOptions['logger'], redact: (text: string) => string, logUrl: (url: string) => string): LogSetup {
+  if (logger === false || logger === undefined) return { logger: false, direct: null };
   const base = logger === true ? {} : (logger as Record<string, unknown>);
+  const stream = base.stream as DirectAccessLog['stream'] | undefined;
+  const plain = stream !== undefined && Object.keys(base).every((k) => k === 'level' || k === 'stream');
   return {
-    ...base,
-    serializers: {
-      req: (req: { method?: string; url?: string }) => ({ method: req.method, url: redact(redactUrl(req.url ?? '')) }),
-      err: (err: Error & { code?: unknown; statusCode?: unknown }) => ({
-        type: err?.name,
-        message: redact(String(err?.message ?? err)),
-        stack: redact(String(err?.stack ?? '')),
-        code: err?.code,
-        statusCode: err?.statusCode,
-      }),
-      ...(base.serializers as Record<string, unknown> | undefined),
-    },
-  } as FastifyServerOptions['logger'];
+    logger: {
+      ...base,
+      serializers: {
+        req: (req: { method?: string; url?: string }) => ({ method: req.method, url: logUrl(req.url ?? '') }),
+        err: (err: Error & { code?: unknown; statusCode?: unknown }) => ({
+          type: err?.name,
+          message: redact(String(err?.message ?? err)),
+          stack: redact(String(err?.stack ?? '')),
+          code: err?.code,
+          statusCode: err?.statusCode,
+        }),
+        ...(base.serializers as Record<string, unknown> | undefined),
+      },
+    } as FastifyServerOptions['logger'],
+    direct: plain ? { stream: stream!, bindings: loggerBindings(process.pid, hostname()) } : null,
+  };
 }
 
 /**
@@ -153,8 +171,10 @@ export function buildApp(options: AppOptions): TriageApp {
   const timeouts = { ...DEFAULT_SERVER_TIMEOUTS, ...router.config.general.clientTimeouts, ...options.timeouts };
   const eventStream = { ...DEFAULT_EVENT_STREAM_OPTIONS, ...options.eventStream };
   const redact = (text: string) => router.redact(text);
+  const logUrl = (url: string) => redact(redactUrl(url));
+  const log = logSetup(options.logger ?? false, redact, logUrl);
   const app = Fastify({
-    logger: withRedaction(options.logger ?? false, redact),
+    logger: log.logger,
     bodyLimit: general.maxRequestBodyBytes,
     // Slow clients (headers or body trickling in) are cut off instead of holding a socket for ever.
     // No socket inactivity timeout: a streaming request waits in the queue with no bytes sent.
@@ -168,7 +188,10 @@ export function buildApp(options: AppOptions): TriageApp {
     },
     clientErrorHandler,
     // One line per request (access-log.ts) instead of fastify's two.
-    logController: new AccessLog(),
+    logController: new AccessLog(logUrl, log.direct),
+    // request.log is made when something logs through it (request-logger.ts); without a logger,
+    // fastify's own shortcut (no child at all) stays.
+    ...(log.logger === false ? {} : { childLoggerFactory: requestLoggerFactory }),
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
   });
@@ -212,7 +235,7 @@ export function buildApp(options: AppOptions): TriageApp {
   app.setErrorHandler((error, request, reply) => {
     // Only the gateway's own faults are logged as errors: a caller's bad request is an answer, not a fault.
     const status = toHttpError(error).status;
-    if (status >= 500) request.log.error({ err: error, url: redact(redactUrl(request.url)) }, 'request failed');
+    if (status >= 500) request.log.error({ err: error, url: logUrl(request.url) }, 'request failed');
     return sendError(reply, error);
   });
   app.setNotFoundHandler((request, reply) =>
