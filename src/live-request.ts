@@ -70,7 +70,7 @@ export class LiveRequest {
     if (snap.value === 'done') {
       this.chunks?.end();
       if (this.chunks) return this.settle({ kind: 'stream', meta: this.meta(), stream: this.chunks });
-      return this.settle({ kind: 'completion', meta: this.meta(), completion: snap.context.call!.output!.completion! });
+      return this.settle({ kind: 'completion', meta: this.meta(), completion: snap.output!.completion! });
     }
     const error = snap.context.error ?? new TriageError('internal_error');
     this.chunks?.end(error);

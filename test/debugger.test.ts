@@ -32,7 +32,7 @@ const MASTER = 'sk-debug-master-7c1';
 const TEAM_KEY = 'sk-debug-team-a-92f';
 
 const REQUEST_STATES = ['request', 'request.queued', 'request.polling', 'request.dispatched', 'request.done', 'request.timeout', 'request.cancelled', 'request.failed', 'request.rejected'];
-const SCHEDULER_STATES = ['scheduler', 'scheduler.idle', 'scheduler.backlogged', 'scheduler.closed'];
+const SCHEDULER_STATES = ['scheduler', 'scheduler.idle', 'scheduler.backlogged', 'scheduler.watching', 'scheduler.closed'];
 
 let running: RunningGateway[] = [];
 let routers: Router[] = [];

@@ -159,7 +159,9 @@ describe('request machine transitions', () => {
     await settle();
     expect(state(h)).toBe('done');
     expect(h.actor.getSnapshot().status).toBe('done');
-    expect((h.actor.getSnapshot().context.call?.output?.completion as { choices: Array<{ message: { content: string } }> } | undefined)?.choices[0].message.content).toBe('hi there');
+    // The result is the actor's output, taken from the event that ended the call (not from the context).
+    expect((h.actor.getSnapshot().output?.completion as { choices: Array<{ message: { content: string } }> } | undefined)?.choices[0].message.content).toBe('hi there');
+    expect(h.actor.getSnapshot().output?.usage).toMatchObject({ total_tokens: 7 });
     expect(h.received.map((e) => e.type)).toEqual(['enqueue', 'release']);
     expect(h.received[1]).toMatchObject({ type: 'release', grant: { grantId: 'g-r1-1000250' }, outcome: { kind: 'ok', tokensUsed: 7 } });
     expect(h.emitted.map((e) => e.type)).toEqual(['request.queued', 'request.dispatched', 'request.done']);
@@ -354,6 +356,8 @@ describe('request machine transitions', () => {
     expect(h.actor.getSnapshot().context.error).toMatchObject({ code: 'queue_full', status: 429, retryAfterSeconds: 7 });
     expect(h.emitted.at(-1)).toEqual({ type: 'request.rejected', id: 'r1', model: 'm', tenant: 'team-a', code: 'queue_full', retryAfterSeconds: 7, attempt: 0 });
     expect(h.received.map((e) => e.type)).toEqual(['enqueue']);
+    // Only `done` has a result.
+    expect(h.actor.getSnapshot().output).toBeNull();
   });
 
   it.each(['queued', 'polling'] as const)('shutdown while %s → rejected shutting_down 503, withdraws the entry', (at) => {
@@ -392,8 +396,8 @@ const graphEvents: PathEvent[] = [
   { type: 'queue.timeout' },
   { type: 'cancel' },
   { type: 'shutdown' },
-  { type: 'upstream.done', output: { completion: completion(), usage: completion().usage } },
-  { type: 'upstream.failed', error: new UpstreamError('server_error', 'boom', 500) },
+  { type: 'upstream.done', output: { completion: completion(), usage: completion().usage }, upstreamBlock: undefined },
+  { type: 'upstream.failed', error: new UpstreamError('server_error', 'boom', 500), upstreamBlock: undefined },
 ];
 
 function graphInput(): RequestInput {

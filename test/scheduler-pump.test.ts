@@ -2,11 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../src/core/clock.js';
 import { SchedulerPump } from '../src/machines/scheduler-pump.js';
 
-function pumpWithClock(): { pump: SchedulerPump; clock: FakeClock; wakes: number[] } {
+function pumpWithClock(): { pump: SchedulerPump; clock: FakeClock } {
   const clock = new FakeClock(1_000);
-  const wakes: number[] = [];
-  const pump = new SchedulerPump(clock, () => wakes.push(clock.now()));
-  return { pump, clock, wakes };
+  return { pump: new SchedulerPump(clock), clock };
 }
 
 describe('SchedulerPump: the pump loop', () => {
@@ -49,26 +47,33 @@ describe('SchedulerPump: the pump loop', () => {
   });
 });
 
-describe('SchedulerPump: the one wake-up timer', () => {
-  it('keeps one timer, moved to each new moment and left alone when the moment is unchanged', () => {
-    const { pump, clock, wakes } = pumpWithClock();
-    pump.arm(1_500);
-    pump.arm(1_500);
-    pump.arm(1_200);
-    expect(clock.pendingTimers).toBe(1);
-    expect(pump.wakeAt).toBe(1_200);
-    clock.advance(1_000);
-    expect(wakes).toEqual([1_200]);
+describe("SchedulerPump: the wake-up's moment", () => {
+  it('asks for a re-arm only when the wanted moment differs from the armed one', () => {
+    const { pump, clock } = pumpWithClock();
+    expect(pump.wakeMoved).toBe(false);
+    pump.wakeFor(1_500);
+    expect(pump.wakeMoved).toBe(true);
+    expect(pump.armed()).toBe(1_500);
+    expect([pump.wakeAt, pump.armedAt, pump.wakeMoved]).toEqual([1_500, 1_500, false]);
+    pump.wakeFor(1_500);
+    expect(pump.wakeMoved).toBe(false);
+    pump.wakeFor(1_200);
+    expect(pump.wakeMoved).toBe(true);
+    expect(pump.armed()).toBe(1_200);
+    pump.wakeFor(null);
+    expect(pump.wakeMoved).toBe(true);
+    expect(pump.armed()).toBeNull();
+    expect(pump.wakeMoved).toBe(false);
+    // It owns no timer: the actor's delayed event is the wake-up.
     expect(clock.pendingTimers).toBe(0);
   });
 
-  it('arm(null) clears the timer', () => {
-    const { pump, clock, wakes } = pumpWithClock();
-    pump.arm(2_000);
-    pump.arm(null);
-    expect(clock.pendingTimers).toBe(0);
-    clock.advance(5_000);
-    expect(wakes).toEqual([]);
+  it('a cancelled wake-up is re-armed for a moment still wanted', () => {
+    const { pump } = pumpWithClock();
+    pump.wakeFor(2_000);
+    pump.armed();
+    pump.disarmed();
+    expect([pump.armedAt, pump.wakeMoved]).toEqual([null, true]);
   });
 
   it('wakeBy only brings the moment forward', () => {
@@ -80,15 +85,14 @@ describe('SchedulerPump: the one wake-up timer', () => {
     expect(pump.wakeAt).toBe(2_000);
   });
 
-  it('after a wake-up no moment is set, so the next pump re-arms even the same moment', () => {
-    const { pump, clock, wakes } = pumpWithClock();
-    pump.arm(1_100);
-    clock.advance(100);
+  it('after a wake-up nothing is wanted or armed, so the next pump re-arms even the same moment', () => {
+    const { pump } = pumpWithClock();
+    pump.wakeFor(1_100);
+    pump.armed();
     pump.woke();
-    expect(pump.wakeAt).toBeNull();
-    pump.arm(1_150);
-    clock.advance(50);
-    expect(wakes).toEqual([1_100, 1_150]);
+    expect([pump.wakeAt, pump.armedAt, pump.wakeMoved]).toEqual([null, null, false]);
+    pump.wakeFor(1_100);
+    expect(pump.wakeMoved).toBe(true);
   });
 
   it("wakes at the store's moment, or sooner for the polling re-check when a shared store has waiters", () => {

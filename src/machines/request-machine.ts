@@ -13,17 +13,20 @@
  *
  * The upstream call is not an invoked actor: `dispatched` starts an UpstreamAttempt on entry and
  * cancels it on exit, and its end comes back as `upstream.done` / `upstream.failed`
- * (upstream-attempt.ts).
+ * (upstream-attempt.ts), with the result as the event's payload. The completion is not copied into
+ * the context: `done`'s output is taken from the event that entered it, and is the actor's output
+ * (`snapshot.output`).
  */
 import { assign, emit, sendTo, setup, type AnyActorRef } from 'xstate';
 import { QueueFullError, QueueTimeoutError, RequestCancelledError, ShuttingDownError, TriageError, upstreamUnavailable } from '../errors.js';
 import type { Endpoint } from '../core/endpoints.js';
 import type { ChatCompletionBody, Usage } from '../core/openai-types.js';
 import { UpstreamError } from '../core/upstream.js';
+import type { UpstreamBlock } from '../core/upstream-limits.js';
 import type { Clock } from '../core/clock.js';
 import type { SchedulerReply } from './scheduler-machine.js';
 import type { Grant, ReleaseOutcome, WaiterEntry } from './scheduler-store.js';
-import { UpstreamAttempt, type ChunkSink, type DeploymentRoute, type UpstreamAttemptEvent, type UpstreamAttemptInput } from './upstream-attempt.js';
+import { UpstreamAttempt, type ChunkSink, type DeploymentRoute, type UpstreamAttemptEvent, type UpstreamAttemptInput, type UpstreamOutput } from './upstream-attempt.js';
 
 /** What a request is, fixed for its life: the actor's input, kept in its context as `req`. */
 export interface RequestInput {
@@ -66,10 +69,7 @@ export interface RequestContext {
   grant?: Grant;
   dispatchedAt?: number;
   error?: TriageError;
-  /**
-   * The dispatched attempt's upstream call: cancelled when the request leaves `dispatched` before it
-   * ends. In `done` it is the attempt that succeeded, and its `output` holds the completion and usage.
-   */
+  /** The dispatched attempt's upstream call, held to cancel it when the request leaves `dispatched` before it ends. */
   call?: UpstreamAttempt;
 }
 
@@ -99,12 +99,12 @@ function asUpstreamError(e: unknown): UpstreamError {
 /** Longest upstream error kept for 503 upstream_unavailable. */
 const MAX_FAILURE_MESSAGE = 500;
 
-function failureOutcome(e: unknown, call: UpstreamAttempt | undefined, redact?: (text: string) => string): ReleaseOutcome {
+function failureOutcome(e: unknown, block: UpstreamBlock | undefined, redact?: (text: string) => string): ReleaseOutcome {
   const u = asUpstreamError(e);
   const message = (redact === undefined ? u.message : redact(u.message)).slice(0, MAX_FAILURE_MESSAGE);
   const outcome: ReleaseOutcome = u.retryAfterMs === undefined ? { kind: 'failed', failure: u.kind, message } : { kind: 'failed', failure: u.kind, retryAfterMs: u.retryAfterMs, message };
   // The provider's rate-limit headers of the failed answer (a 429's, typically) travel with the release.
-  if (call?.upstreamBlock !== undefined) outcome.upstreamBlock = call.upstreamBlock;
+  if (block !== undefined) outcome.upstreamBlock = block;
   return outcome;
 }
 
@@ -130,6 +130,8 @@ export const requestMachine = setup({
     events: {} as RequestEvent,
     input: {} as RequestInput,
     emitted: {} as RequestEmitted,
+    /** What the upstream returned, when the request ends in `done`; null in every other final state. */
+    output: {} as UpstreamOutput | null,
   },
   guards: {
     acceptedWithGrant: ({ event }) => event.type === 'grant' && event.accepted !== undefined,
@@ -160,10 +162,10 @@ export const requestMachine = setup({
     releaseOk: sendTo(
       ({ context }) => context.req.scheduler,
       ({ context, event }) => {
-        const usage = (event as unknown as { output?: { usage?: Usage } }).output?.usage;
+        if (event.type !== 'upstream.done') throw new Error(`releaseOk runs on upstream.done, not ${event.type}`);
+        const usage = event.output.usage;
         const outcome: ReleaseOutcome = usage ? { kind: 'ok', tokensUsed: usage.total_tokens } : { kind: 'ok' };
-        const block = context.call?.upstreamBlock;
-        if (block !== undefined) outcome.upstreamBlock = block;
+        if (event.upstreamBlock !== undefined) outcome.upstreamBlock = event.upstreamBlock;
         return { type: 'release' as const, grant: context.grant!, outcome };
       },
     ),
@@ -173,7 +175,7 @@ export const requestMachine = setup({
       ({ context, event }, params: { retrying: boolean }) => ({
         type: 'release' as const,
         grant: context.grant!,
-        outcome: failureOutcome((event as { error?: unknown }).error, context.call, context.req.redact),
+        outcome: failureOutcome((event as { error?: unknown }).error, (event as { upstreamBlock?: UpstreamBlock }).upstreamBlock, context.req.redact),
         retrying: params.retrying,
       }),
     ),
@@ -259,6 +261,8 @@ export const requestMachine = setup({
     return { req: input, enqueuedAt: now, deadline: now + input.queueTimeoutMs, attempt: 0 };
   },
   initial: 'queued',
+  // The done-state event of the final state reached: `done` puts the upstream's result in it.
+  output: ({ event }) => (event.output as UpstreamOutput | undefined) ?? null,
   states: {
     /** Registering with the model group's scheduler: gets an arrival sequence and a position. */
     queued: {
@@ -315,11 +319,8 @@ export const requestMachine = setup({
       ],
       exit: 'cancelCall',
       on: {
-        'upstream.done': {
-          target: 'done',
-          // No assign: the completion stays on the attempt (context.call.output).
-          actions: 'releaseOk',
-        },
+        // No assign: the completion goes from this event to `done`'s output, never into the context.
+        'upstream.done': { target: 'done', actions: 'releaseOk' },
         'upstream.failed': [
           {
             guard: 'canRetry',
@@ -350,9 +351,11 @@ export const requestMachine = setup({
         cancel: { target: 'cancelled', actions: 'releaseCancelled' },
       },
     },
+    /** The upstream answered; the state's output (the machine's) is the result its event carried. */
     done: {
       type: 'final',
-      entry: emit(({ context }) => ({
+      output: ({ event }) => (event.type === 'upstream.done' ? event.output : undefined),
+      entry: emit(({ context, event }) => ({
         type: 'request.done' as const,
         id: context.req.id,
         model: context.req.model,
@@ -360,7 +363,7 @@ export const requestMachine = setup({
         deployment: context.grant!.deploymentId,
         durationMs: context.req.clock.now() - (context.dispatchedAt ?? context.enqueuedAt),
         totalMs: context.req.clock.now() - context.enqueuedAt,
-        tokens: context.call?.output?.usage ?? null,
+        tokens: (event.type === 'upstream.done' ? event.output.usage : undefined) ?? null,
       })),
     },
     timeout: {

@@ -1,7 +1,10 @@
 /**
  * The scheduler actor: one per model group. It owns the group's SchedulerStore (queue and limits),
- * grants slots the moment capacity exists, and keeps ONE wake-up timer for the whole group, set to
- * the next moment something can change (a rate window reopening, a cooldown ending, a deadline).
+ * grants slots the moment capacity exists, and keeps ONE wake-up for the whole group, set to the next
+ * moment something can change (a rate window reopening, a cooldown ending, a deadline). The wake-up
+ * is the actor's own delayed event (`raise` with the id `wake`, on its system's clock): it exists
+ * only while something is pending (`backlogged`, `watching`), entering `idle` or `closed` cancels it,
+ * and stopping the actor cancels it with the rest of its scheduled events.
  *
  * The queue is plain data inside the store; no action copies it. Request actors live apart (in the
  * router's own actor system), reach the scheduler by reference, and receive grants through the
@@ -70,9 +73,12 @@ export interface SchedulerInput {
 }
 
 export interface SchedulerContext extends SchedulerInput {
-  /** The pump loop, the counts the states read and the one wake-up timer (scheduler-pump.ts). */
+  /** The pump loop, the counts the states read and the wake-up's moment (scheduler-pump.ts). */
   pump: SchedulerPump;
 }
+
+/** The id of the actor's one delayed `wake` event (cancelled and raised again when its moment moves). */
+const WAKE = 'wake';
 
 /**
  * One store operation and what to do with its answer: in the same call when the store answers without
@@ -140,15 +146,16 @@ function applyPump(context: SchedulerContext, self: AnyActorRef, result: PumpRes
 }
 
 /**
- * Delivers a pump's grants and expiries, counts them, and re-arms the one timer. Cooldown ends go out
- * as an event (rare), so the machine can emit them.
+ * Delivers a pump's grants and expiries, counts them, and sets the moment to wake at (the machine's
+ * eventless transitions re-arm the wake-up if it moved). Cooldown ends go out as an event (rare), so
+ * the machine can emit them.
  */
 function applyResult(context: SchedulerContext, self: AnyActorRef, result: PumpResult): void {
   const pump = context.pump;
   deliver(context, self, result.grants, result.expired, result.displaced);
   if (result.cooldownsEnded.length > 0) self.send({ type: 'store.cooldowns_ended', deployments: result.cooldownsEnded });
   pump.counted(result.waiting, result.grants.length);
-  pump.arm(pump.nextWake(result.nextWakeAt, context.store.shared, context.pollingIntervalMs));
+  pump.wakeFor(pump.nextWake(result.nextWakeAt, context.store.shared, context.pollingIntervalMs));
 }
 
 /** Written out, not `{ type, ...accepted }` (docs/performance.md, "Object spread on the hot path"). */
@@ -295,6 +302,10 @@ export const schedulerMachine = setup({
   guards: {
     hasWaiters: ({ context }) => context.pump.waiting > 0,
     queueEmpty: ({ context }) => context.pump.waiting === 0,
+    wakePending: ({ context }) => context.pump.wakeAt !== null,
+    /** Nobody waits and no moment is wanted: nothing for a wake-up to do. */
+    settled: ({ context }) => context.pump.waiting === 0 && context.pump.wakeAt === null,
+    wakeMoved: ({ context }) => context.pump.wakeMoved,
   },
   actions: {
     storeEnqueue: ({ context, event, self }) => {
@@ -335,7 +346,7 @@ export const schedulerMachine = setup({
       const c = event.result.cooldown;
       if (!c) return;
       enqueue.emit({ type: 'deployment.cooldown_start', model: context.model, deployment: c.deploymentId, until: c.until, reason: c.reason });
-      // The cooldown's end is a wake-up moment: re-arm even if nobody waits, so its end is reported.
+      // The cooldown's end is a wake-up moment even if nobody waits, so its end is reported.
       context.pump.wakeBy(c.until);
     }),
     emitCooldownsEnded: enqueueActions(({ context, event, enqueue }) => {
@@ -348,7 +359,7 @@ export const schedulerMachine = setup({
       if (event.operation !== 'pump') return;
       // The failed pump ends the loop; try again after the polling interval: the store (Redis) may be back by then.
       context.pump.abort();
-      context.pump.arm(context.clock.now() + context.pollingIntervalMs);
+      context.pump.wakeFor(context.clock.now() + context.pollingIntervalMs);
     }),
     /** Grants and expiries decided by another instance for waiters of this one. */
     applyRemote: ({ context, event, self }) => {
@@ -357,20 +368,28 @@ export const schedulerMachine = setup({
       context.pump.grantedRemotely(event.grants.length);
     },
     clearWake: ({ context }) => context.pump.woke(),
+    /**
+     * Sets the wake-up for the moment the pump wants: the one pending is cancelled first (XState's
+     * scheduler would otherwise keep both). Runs only when the moment moved (guard `wakeMoved`).
+     */
+    armWake: enqueueActions(({ context, enqueue }) => {
+      enqueue.cancel(WAKE);
+      const at = context.pump.armed();
+      if (at !== null) enqueue.raise({ type: 'wake' }, { id: WAKE, delay: Math.max(0, at - context.clock.now()) });
+    }),
+    cancelWake: enqueueActions(({ context, enqueue }) => {
+      enqueue.cancel(WAKE);
+      context.pump.disarmed();
+    }),
   },
 }).createMachine({
   id: 'scheduler',
-  context: ({ input, self }) => ({
-    ...input,
-    // The timer's reply has nobody to tell once the scheduler has stopped.
-    pump: new SchedulerPump(input.clock, () => {
-      if (self.getSnapshot().status === 'active') self.send({ type: 'wake' });
-    }),
-  }),
+  context: ({ input }) => ({ ...input, pump: new SchedulerPump(input.clock) }),
   initial: 'idle',
-  // Every request is handled the same whether others wait or not (an arrival with headroom is
-  // granted in its own enqueue's step either way), so the handlers live here, once; the two open
-  // states say what the group's queue is doing, which /debug shows, and `closed` overrides `enqueue`.
+  // Every request is handled the same whatever the state (an arrival with headroom is granted in its
+  // own enqueue's step either way), so those handlers live here, once. The states differ in the
+  // wake-up: none in `idle` and `closed`; in `backlogged` and `watching` it is set for the moment the
+  // last pump named, and re-armed (cancelled and raised again) only when that moment moves.
   on: {
     enqueue: { actions: 'storeEnqueue' },
     withdraw: { actions: 'storeWithdraw' },
@@ -381,20 +400,44 @@ export const schedulerMachine = setup({
     'store.cooldowns_ended': { actions: 'emitCooldownsEnded' },
     'store.remote': { actions: 'applyRemote' },
     'store.failed': { actions: 'emitStoreError' },
-    wake: { actions: ['clearWake', 'pump'] },
     close: { target: '.closed' },
   },
   states: {
-    /** Nobody waits: the group's last pump left its queue empty. */
+    /** Nobody waits and nothing is due: no wake-up is pending (entering cancels one). */
     idle: {
-      always: { guard: 'hasWaiters', target: 'backlogged' },
+      entry: 'cancelWake',
+      always: [
+        { guard: 'hasWaiters', target: 'backlogged' },
+        { guard: 'wakePending', target: 'watching' },
+      ],
     },
-    /** Requests wait for capacity; the one wake-up is set for when it can return. */
+    /** Requests wait for capacity; the wake-up is set for the next moment one may be granted or expire. */
     backlogged: {
-      always: { guard: 'queueEmpty', target: 'idle' },
+      always: [
+        { guard: 'settled', target: 'idle' },
+        { guard: 'queueEmpty', target: 'watching' },
+        { guard: 'wakeMoved', actions: 'armWake' },
+      ],
+      on: { wake: { actions: ['clearWake', 'pump'] } },
     },
-    /** Shut down: new requests are refused; releases of calls still in flight are still accepted. */
+    /**
+     * Nobody waits, but a moment is due: a cooldown's end (reported when it comes), or the retry of a
+     * shared store's failed pump. The wake-up is set for it.
+     */
+    watching: {
+      always: [
+        { guard: 'hasWaiters', target: 'backlogged' },
+        { guard: 'settled', target: 'idle' },
+        { guard: 'wakeMoved', actions: 'armWake' },
+      ],
+      on: { wake: { actions: ['clearWake', 'pump'] } },
+    },
+    /**
+     * Shut down: new requests are refused and nothing is woken for; releases of calls still in flight
+     * are still accepted.
+     */
     closed: {
+      entry: 'cancelWake',
       on: { enqueue: { actions: 'rejectClosed' } },
     },
   },

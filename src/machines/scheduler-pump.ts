@@ -1,17 +1,18 @@
 /**
  * The scheduler's pump loop bookkeeping, apart from the statechart: whether a pump is running (and
  * whether it must run again when it ends), the waiting and in-flight counts the states read, the
- * arrival whose enqueue is being pumped, and the group's ONE wake-up timer.
+ * arrival whose enqueue is being pumped, and the moment the group should next wake at.
  *
  * It is a plain object held by reference in the actor's context, so no transition copies it; the
  * scheduler machine's actions call it. The hot path stays in one call: an in-memory store's pump runs
  * and is applied inside the action that asked for it, with no event of its own (docs/performance.md).
  *
- * The wake-up is a timer this object owns rather than an XState `after`: its moment changes with
- * nearly every pump (a window reopening, a cooldown ending, a deadline), and re-arming it must cost
- * nothing when the moment is unchanged. Its only effect is `onWake`, which sends the actor `wake`.
+ * It owns no timer. The wake-up is the actor's own delayed event (`raise` with a delay, on the actor
+ * system's clock): this object only says which moment is wanted (`wakeAt`) and which one the actor's
+ * event is set for (`armedAt`), so the machine re-arms only when the two differ and an unchanged
+ * moment costs nothing.
  */
-import type { Clock, TimerHandle } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
 
 /** Where an accepted request stands in the queue. */
 export interface Acceptance {
@@ -36,17 +37,24 @@ export class SchedulerPump {
   arrival: Arrival | undefined = undefined;
   private running = false;
   private again = false;
-  private wakeAtMs: number | null = null;
-  private timer: TimerHandle | undefined = undefined;
+  private wanted: number | null = null;
+  private armedFor: number | null = null;
 
-  constructor(
-    private readonly clock: Clock,
-    private readonly onWake: () => void,
-  ) {}
+  constructor(private readonly clock: Clock) {}
 
-  /** The moment the wake-up timer is set for (clock ms), null when none is. */
+  /** The moment to wake at (clock ms), null when none is wanted. */
   get wakeAt(): number | null {
-    return this.wakeAtMs;
+    return this.wanted;
+  }
+
+  /** The moment the actor's delayed `wake` event is set for, null when none is pending. */
+  get armedAt(): number | null {
+    return this.armedFor;
+  }
+
+  /** The wanted moment differs from the one the actor's wake-up is set for: re-arm it. */
+  get wakeMoved(): boolean {
+    return this.wanted !== this.armedFor;
   }
 
   /** True: start a pump now. False: one is running; it runs again once it ends. */
@@ -104,30 +112,30 @@ export class SchedulerPump {
     return storeWakeAt === null ? recheck : Math.min(storeWakeAt, recheck);
   }
 
-  /** Wakes no later than `at` (a cooldown's end): moves the timer only if that is sooner. */
+  /** Wakes no later than `at` (a cooldown's end): moves the moment only if that is sooner. */
   wakeBy(at: number): void {
-    if (this.wakeAtMs === null || at < this.wakeAtMs) this.arm(at);
+    if (this.wanted === null || at < this.wanted) this.wanted = at;
   }
 
-  /** Sets the one timer for `wakeAt` (clock ms), or clears it with null. An unchanged moment costs nothing. */
-  arm(wakeAt: number | null): void {
-    if (wakeAt === this.wakeAtMs) return;
-    this.wakeAtMs = wakeAt;
-    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
-    this.timer = undefined;
-    if (wakeAt === null) return;
-    this.timer = this.clock.setTimeout(
-      () => {
-        this.timer = undefined;
-        this.onWake();
-      },
-      Math.max(0, wakeAt - this.clock.now()),
-    );
+  /** Wants the wake-up at `at` (clock ms), or none with null. */
+  wakeFor(at: number | null): void {
+    this.wanted = at;
   }
 
-  /** The wake-up arrived: no moment is set until the pump it starts sets one. */
+  /** The actor (re-)armed its wake-up: it is now set for the wanted moment, which this returns. */
+  armed(): number | null {
+    this.armedFor = this.wanted;
+    return this.wanted;
+  }
+
+  /** The actor cancelled its wake-up. */
+  disarmed(): void {
+    this.armedFor = null;
+  }
+
+  /** The wake-up arrived: nothing is pending and no moment is wanted until the pump it starts sets one. */
   woke(): void {
-    this.wakeAtMs = null;
-    this.timer = undefined;
+    this.wanted = null;
+    this.armedFor = null;
   }
 }

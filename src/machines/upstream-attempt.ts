@@ -55,8 +55,13 @@ export interface UpstreamOutput {
   usage?: Usage;
 }
 
-/** What an attempt sends its request actor when it ends. */
-export type UpstreamAttemptEvent = { type: 'upstream.done'; output: UpstreamOutput } | { type: 'upstream.failed'; error: unknown };
+/**
+ * What an attempt sends its request actor when it ends: the result, or the error, and what the
+ * provider's rate-limit headers said meanwhile (carried to the store with the release).
+ */
+export type UpstreamAttemptEvent =
+  | { type: 'upstream.done'; output: UpstreamOutput; upstreamBlock: UpstreamBlock | undefined }
+  | { type: 'upstream.failed'; error: unknown; upstreamBlock: UpstreamBlock | undefined };
 
 /** The abort reason when a request leaves `dispatched` early (one shared value: no Error per request). */
 const LEFT_DISPATCHED = Object.freeze({ reason: 'the request left dispatched (cancelled)' });
@@ -66,14 +71,8 @@ export class UpstreamAttempt implements UpstreamCall {
   readonly endpoint: Endpoint;
   /** The body as the deployment gets it (set by start): the group name the caller used becomes the deployment's model. */
   body!: ChatCompletionBody;
-  /**
-   * What the call returned, set just before `upstream.done` is sent. The request actor reads its result
-   * here (`context.call.output`) instead of copying it into its context: an `assign` there cost a
-   * context copy and a snapshot per request.
-   */
-  output: UpstreamOutput | undefined = undefined;
-  /** What the provider's rate-limit headers said (reportUpstreamBlock), carried to the store with the release. */
-  upstreamBlock: UpstreamBlock | undefined = undefined;
+  /** What the provider's rate-limit headers said (reportUpstreamBlock), sent with the attempt's end. */
+  private upstreamBlock: UpstreamBlock | undefined = undefined;
   private ended = false;
   private aborted = false;
   private abortReason: unknown = undefined;
@@ -104,12 +103,8 @@ export class UpstreamAttempt implements UpstreamCall {
   /** Starts the call; whatever goes wrong, even before it reaches the upstream, comes back as upstream.failed. */
   start(): void {
     this.run().then(
-      (output) => {
-        if (this.ended) return;
-        this.output = output;
-        this.end({ type: 'upstream.done', output });
-      },
-      (error: unknown) => this.end({ type: 'upstream.failed', error }),
+      (output) => this.end({ type: 'upstream.done', output, upstreamBlock: this.upstreamBlock }),
+      (error: unknown) => this.end({ type: 'upstream.failed', error, upstreamBlock: this.upstreamBlock }),
     );
   }
 
@@ -134,7 +129,7 @@ export class UpstreamAttempt implements UpstreamCall {
       this.timer = undefined;
       const error = new UpstreamError('timeout', `upstream did not answer within ${route.requestTimeoutMs} ms`, 504);
       this.abort(error);
-      this.end({ type: 'upstream.failed', error });
+      this.end({ type: 'upstream.failed', error, upstreamBlock: this.upstreamBlock });
     }, route.requestTimeoutMs);
     const upstream = route.upstream;
     if (this.endpoint !== 'chat') return this.runEndpoint(upstream);
