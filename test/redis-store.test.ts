@@ -83,6 +83,21 @@ function expectSameEnqueue(r: EnqueueResult, m: EnqueueResult): void {
   }
 }
 
+/** Holds the store's enqueue replies back until the returned function is called (the others pass). */
+function holdEnqueueReplies(store: RedisStore): () => void {
+  type Call = (name: string, extra: unknown[], decode: (r: unknown) => unknown) => Promise<unknown>;
+  const target = store as unknown as { call: Call };
+  const call = target.call.bind(store);
+  let open: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const spy = vi.spyOn(target, 'call').mockImplementation((name, extra, decode) => {
+    const reply = call(name, extra, decode);
+    return name === 'enqueue' ? reply.then(async (r) => (await gate, r)) : reply;
+  });
+  cleanups.push(() => spy.mockRestore());
+  return () => open();
+}
+
 function config(deployments: TestDeployment[], router: Partial<TriageConfig['router']> = {}): TriageConfig {
   return testConfig({ [MODEL]: deployments }, router);
 }
@@ -717,16 +732,7 @@ describe('RedisStore: enqueue + pump and release + pump in one step', () => {
     claimsOfAnyStore.mockClear();
     // b's next enqueue reply is held back in b until the grant's message has been handled: the order in
     // which a busy process may read its two connections.
-    type Call = (name: string, extra: unknown[], decode: (r: unknown) => unknown) => Promise<unknown>;
-    const target = b.store as unknown as { call: Call };
-    const call = target.call.bind(b.store);
-    let open: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => (open = resolve));
-    const spy = vi.spyOn(target, 'call').mockImplementation((name, extra, decode) => {
-      const reply = call(name, extra, decode);
-      return name === 'enqueue' ? reply.then(async (r) => (await gate, r)) : reply;
-    });
-    cleanups.push(() => spy.mockRestore());
+    const open = holdEnqueueReplies(b.store);
     const onGrants = vi.spyOn(b.store, 'onGrants');
     const now = Date.now();
     const a1 = await a.store.enqueue(entry('a1', 0, now), now);
@@ -752,16 +758,7 @@ describe('RedisStore: enqueue + pump and release + pump in one step', () => {
     const cfg = config([{ maxParallelRequests: 1 }]);
     const a = await instance('a', prefix, cfg, { pumpOnEnqueue: true });
     const b = await instance('b', prefix, cfg, { pumpOnEnqueue: true });
-    type Call = (name: string, extra: unknown[], decode: (r: unknown) => unknown) => Promise<unknown>;
-    const target = b.store as unknown as { call: Call };
-    const call = target.call.bind(b.store);
-    let open: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => (open = resolve));
-    const spy = vi.spyOn(target, 'call').mockImplementation((name, extra, decode) => {
-      const reply = call(name, extra, decode);
-      return name === 'enqueue' ? reply.then(async (r) => (await gate, r)) : reply;
-    });
-    cleanups.push(() => spy.mockRestore());
+    const open = holdEnqueueReplies(b.store);
     const onGrants = vi.spyOn(b.store, 'onGrants');
     const now = Date.now();
     const a1 = await a.store.enqueue(entry('a1', 0, now), now);
