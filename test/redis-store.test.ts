@@ -421,6 +421,14 @@ describe('RedisStore: instances', () => {
     expect(await redis.zrange(leasesKey, '0', '-1')).toEqual(['a']);
   });
 
+  it('a server without Redis Functions (before Redis 7: no FCALL) is named as such in the error of every store call', async () => {
+    const server = await startRedisServer({ extraArgs: ['--rename-command', 'FCALL', ''] });
+    cleanups.push(() => server.stop());
+    const a = await instance('a', freshPrefix(), config([{ maxParallelRequests: 1 }]), { url: server.url });
+    const now = Date.now();
+    await expect(a.store.enqueue(entry('a1', 0, now), now)).rejects.toThrow(/does not run Redis Functions \(FCALL\).*Redis 7\.0 or later/);
+  });
+
   it('a silence in which no instance reached the group (a failover, a restart of Redis) is not counted against the leases: a live instance is not reaped after it; a dead one is, once what was left of its lease has passed', async () => {
     const prefix = freshPrefix();
     const cfg = config([{ maxParallelRequests: 1 }]);

@@ -64,6 +64,8 @@ export function scriptLibrary(): ScriptLibrary {
 }
 
 const isFunctionMissing = (e: unknown) => /Function not found/i.test((e as Error | null)?.message ?? '');
+/** A server before Redis 7 knows no FCALL: said plainly, in the store's errors and logs. */
+const isFcallUnknown = (e: unknown) => /unknown command/i.test((e as Error | null)?.message ?? '');
 const isAlreadyLoaded = (e: unknown) => /already exists/i.test((e as Error | null)?.message ?? '');
 
 /** Loads in progress, per client: concurrent calls that find the function missing share one load. */
@@ -105,6 +107,7 @@ export function callScript(client: RedisClient, script: ScriptName | 'batch', ar
   const library = scriptLibrary();
   const fn = script === 'batch' ? library.batch : library.functions[script];
   return client.fcall(fn, ...(args as [string | number, ...(string | number)[]])).catch((e: unknown) => {
+    if (isFcallUnknown(e)) throw new Error(`this Redis server does not run Redis Functions (FCALL), which Triage's Redis store needs: Redis 7.0 or later (${(e as Error).message})`);
     if (!isFunctionMissing(e)) throw e;
     return loadLibrary(client).then(() => client.fcall(fn, ...(args as [string | number, ...(string | number)[]])));
   });

@@ -75,10 +75,10 @@ export interface RedisServer {
   restart(): Promise<void>;
 }
 
-function spawnRedis(port: number): ChildProcess {
+function spawnRedis(port: number, extraArgs: readonly string[] = []): ChildProcess {
   const child = spawn(
     REDIS_BINARY,
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'],
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning', ...extraArgs],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   child.stderr?.resume();
@@ -86,12 +86,13 @@ function spawnRedis(port: number): ChildProcess {
 }
 
 /** Starts a private redis-server on a free port (or the given one) and waits until it answers PING. */
-export async function startRedisServer(options: { port?: number; timeoutMs?: number } = {}): Promise<RedisServer> {
+/** `extraArgs`: more redis-server options (e.g. `--rename-command FCALL ""` to act as a server without Functions). */
+export async function startRedisServer(options: { port?: number; timeoutMs?: number; extraArgs?: readonly string[] } = {}): Promise<RedisServer> {
   let port = options.port ?? (await freePort());
   let child: ChildProcess | null = null;
   // Another process may grab a "free" port between the check and the bind: try a few ports.
   for (let attempt = 0; ; attempt++) {
-    child = spawnRedis(port);
+    child = spawnRedis(port, options.extraArgs);
     try {
       await waitForPing(port, options.timeoutMs ?? 10_000, child);
       break;
@@ -120,7 +121,7 @@ export async function startRedisServer(options: { port?: number; timeoutMs?: num
     },
     async restart() {
       await server.stop();
-      const c = spawnRedis(port);
+      const c = spawnRedis(port, options.extraArgs);
       child = c;
       process.once('exit', onExit);
       await waitForPing(port, options.timeoutMs ?? 10_000, c);
