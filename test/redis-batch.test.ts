@@ -1,5 +1,5 @@
 /**
- * Operations batched per turn (lib.lua batch): the enqueues, releases and pumps one store issues in one
+ * Operations batched per turn (includes/batch.lua): the enqueues, releases and pumps one store issues in one
  * turn of the event loop reach Redis as one FCALL, each with its own answer, in issue order; another
  * operation issued after them in the same turn runs after them. Against a private redis-server, so
  * INFO commandstats counts only this test's calls.

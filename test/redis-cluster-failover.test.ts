@@ -292,7 +292,7 @@ describe('gateways on a Redis Cluster with replicas: failover', () => {
     const port = cluster.nodes[promoted].port;
     const [sec, micros] = (await cluster.cli(port, 'time')).trim().split('\n').map(Number);
     const promotedAt = sec * 1000 + Math.floor(micros / 1000);
-    // The first call on the promoted replica that checks the leases (lib.lua reapDead) finds both
+    // The first call on the promoted replica that checks the leases (includes/leases.lua reapDead) finds both
     // lapsed in a silence longer than half a lease and moves them on; the two instances then renew.
     // Positive signal: a lease check after the promotion, and both instances still leased after it.
     const g = `${prefix}:{${model}}`;

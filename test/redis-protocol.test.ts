@@ -53,7 +53,7 @@ describe('script replies', () => {
       cooldownsEnded: ['dep-b'],
     });
     expect(decodePumpReply([...HEAD, 0, '', 1, [], [], []]).pump).toMatchObject({ wakeAt: null, more: true, grants: [] });
-    // An empty list may also come as '' (lib.lua withPump).
+    // An empty list may also come as '' (includes/grant-step.lua withPump).
     expect(decodePumpReply([...HEAD, 0, '', 0, '', '', '']).pump).toEqual({ waiting: 0, wakeAt: null, more: false, grants: [], endings: { expired: [], displaced: [] }, cooldownsEnded: [] });
   });
 
@@ -167,7 +167,7 @@ describe('channel messages', () => {
     for (const m of [{ kind: 'grants', model: 'gpt-4o', records }, { kind: 'mail', model: 'gpt-4o' }, { kind: 'changed', model: 'a\0b' }] as const) {
       expect(decodeChannelMessage(encodeChannelMessage(m))).toEqual(m);
     }
-    // The bytes lib.lua notifyAll and leave.lua publish.
+    // The bytes includes/mail.lua notifyAll and leave.lua publish.
     expect(encodeChannelMessage({ kind: 'grants', model: 'm', records: 'r' })).toBe('gm\0r');
     expect(encodeChannelMessage({ kind: 'mail', model: 'm' })).toBe('mm');
     expect(encodeChannelMessage({ kind: 'changed', model: 'm' })).toBe('cm');
@@ -176,7 +176,7 @@ describe('channel messages', () => {
 
   it('reads a last record CLAIM_RECORD as "claim your mail too", after the grants it follows', () => {
     const good = encodeGrantRecord(GRANT_DECODED);
-    // The bytes lib.lua notifyAll publishes when the script left the receiver expiries as well.
+    // The bytes includes/mail.lua notifyAll publishes when the script left the receiver expiries as well.
     expect(decodeGrantRecords(`${good}\0m`)).toEqual({ grants: [GRANT_DECODED], unreadable: 0, claim: true });
     expect(CLAIM_RECORD).toBe('m');
     // Only as the last record: elsewhere it is an unreadable record (which makes the receiver claim too).

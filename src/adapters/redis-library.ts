@@ -1,18 +1,20 @@
 /**
- * The store's Lua as ONE Redis Function library (Redis 7 FUNCTION LOAD, called by FCALL): lib.lua, whose
- * top level defines the shared helpers once when the library is loaded, then each script file registered
- * as one function that runs lib.lua's begin() and the script's body. An EVAL script would define every
- * helper again on each call (see docs/performance.md for what that cost).
+ * The store's Lua as ONE Redis Function library (Redis 7 FUNCTION LOAD, called by FCALL): lib.lua with
+ * its includes (redis/includes/*.lua, resolved by lua-includes.ts), whose top level defines the shared
+ * helpers once when the library is loaded, then each script file registered as one function that runs
+ * begin() (includes/state.lua) and the script's body. An EVAL script would define every helper again on
+ * each call (see docs/performance.md for what that cost).
  *
- * The library's and the functions' names carry a hash of the source, so two Triage versions sharing one
- * Redis never replace each other's functions. The library is loaded on demand: a call that finds its
- * function missing (a fresh or restarted Redis, a cluster node that took slots over) loads it on every
- * master, then runs again (a missing function ran nothing).
+ * The library's and the functions' names carry a hash of the assembled source, so two Triage versions
+ * sharing one Redis never replace each other's functions. The library is loaded on demand: a call that
+ * finds its function missing (a fresh or restarted Redis, a cluster node that took slots over) loads it
+ * on every master, then runs again (a missing function ran nothing).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { assembleLua } from './lua-includes.js';
 import { isCluster, type RedisClient } from './redis-client.js';
 
 export const SCRIPT_NAMES = ['enqueue', 'remove', 'pump', 'release', 'claim', 'sync', 'leave', 'snapshot', 'position', 'retry_after'] as const;
@@ -33,17 +35,27 @@ export interface ScriptLibrary {
   readonly source: string;
   /** Each script's function name (its FCALL name). */
   readonly functions: Record<ScriptName, string>;
-  /** The function running several operations in one call (lib.lua batch). */
+  /** The includes of lib.lua, in the order they went in (each once). */
+  readonly includes: readonly string[];
+  /** The function running several operations in one call (includes/batch.lua). */
   readonly batch: string;
 }
 
 let cached: ScriptLibrary | undefined;
 
-/** The library built from src/adapters/redis: lib.lua, then one registered function per script. */
+/** lib.lua with its includes (src/adapters/redis/includes/<name>.lua), as one Lua source. */
+export function assembledLib(dir: string = scriptDirectory()): { source: string; includes: readonly string[] } {
+  const includeFile = (name: string) => join(dir, 'includes', `${name}.lua`);
+  return assembleLua('lib.lua', readFileSync(join(dir, 'lib.lua'), 'utf8'), (name) =>
+    existsSync(includeFile(name)) ? readFileSync(includeFile(name), 'utf8') : undefined,
+  );
+}
+
+/** The library built from src/adapters/redis: lib.lua with its includes, then one registered function per script. */
 export function scriptLibrary(): ScriptLibrary {
   if (cached !== undefined) return cached;
   const dir = scriptDirectory();
-  const lib = readFileSync(join(dir, 'lib.lua'), 'utf8');
+  const { source: lib, includes } = assembledLib(dir);
   const bodies = SCRIPT_NAMES.map((name) => readFileSync(join(dir, `${name}.lua`), 'utf8'));
   const hash = createHash('sha1').update(lib).update(bodies.join('\0')).digest('hex').slice(0, 16);
   const name = `triage_${hash}`;
@@ -59,7 +71,7 @@ export function scriptLibrary(): ScriptLibrary {
   });
   const batch = `triage_batch_${hash}`;
   parts.push(`redis.register_function('${batch}', function(KEYS, ARGV) begin(KEYS, ARGV) return batch(KEYS, ARGV) end)\n`);
-  cached = { name, source: parts.join(''), functions, batch };
+  cached = { name, source: parts.join(''), functions, includes, batch };
   return cached;
 }
 
@@ -100,7 +112,7 @@ export function loadLibrary(client: RedisClient): Promise<void> {
 }
 
 /**
- * Runs a script's function, or `batch` (lib.lua batch: several operations in one call): `args` = the
+ * Runs a script's function, or `batch` (includes/batch.lua: several operations in one call): `args` = the
  * number of keys, the keys, then ARGV. Loads the library first when the function is missing.
  */
 export function callScript(client: RedisClient, script: ScriptName | 'batch', args: (string | number)[]): Promise<unknown> {
@@ -113,7 +125,7 @@ export function callScript(client: RedisClient, script: ScriptName | 'batch', ar
   });
 }
 
-/** An operation waiting to go out in a batch (lib.lua batch), with its caller's promise. */
+/** An operation waiting to go out in a batch (includes/batch.lua), with its caller's promise. */
 export interface BatchedOperation {
   name: ScriptName;
   /** Its own arguments (after the common prefix). */
@@ -122,7 +134,7 @@ export interface BatchedOperation {
   reject(error: unknown): void;
 }
 
-/** lib.lua batch's arguments: the head (number of keys, keys, common ARGV), then per operation its name, count, arguments. */
+/** batch()'s arguments (includes/batch.lua): the head (number of keys, keys, common ARGV), then per operation its name, count, arguments. */
 export function batchArguments(head: readonly (string | number)[], ops: readonly Pick<BatchedOperation, 'name' | 'extra'>[]): (string | number)[] {
   const args = head.slice();
   for (const op of ops) {

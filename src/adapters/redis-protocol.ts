@@ -1,6 +1,6 @@
 /**
  * The wire format between the Lua scripts (src/adapters/redis/*.lua) and RedisStore: one typed decoder
- * per script reply, and the pub/sub channel messages (lib.lua notifyAll, leave.lua). Each decoder is
+ * per script reply, and the pub/sub channel messages (includes/mail.lua notifyAll, leave.lua). Each decoder is
  * documented against the "Returns" line of the script header it reads; it checks every field it reads
  * and throws a RedisProtocolError naming the script, the field and the value instead of returning
  * garbage. Times stay on the Redis clock (server ms): moving them to the caller's clock is the store's job.
@@ -35,7 +35,7 @@ export interface PumpReply {
   cooldownsEnded: string[];
 }
 
-/** The expiry list of a reply, split (lib.lua claimMail): plain ids expired; NUL-marked entries displaced. */
+/** The expiry list of a reply, split (includes/mail.lua claimMail): plain ids expired; NUL-marked entries displaced. */
 export interface Endings {
   expired: string[];
   displaced: Displaced[];
@@ -142,7 +142,7 @@ function str(where: string, v: unknown, field: string): string {
   return fail(where, field, v, 'a string');
 }
 
-/** A list inside a reply: an array, or '' for an empty one (the pump fields send an empty list so: lib.lua withPump). */
+/** A list inside a reply: an array, or '' for an empty one (the pump fields send an empty list so: includes/grant-step.lua withPump). */
 function list(where: string, v: unknown, field: string): unknown[] {
   return v === '' ? [] : array(where, v, field);
 }
@@ -160,7 +160,7 @@ function decodeHead(where: string, r: unknown[]): ReplyHead {
   return { lost: flag(where, r[0], 'LOST'), now: num(where, r[1], 'NOW'), reaped: num(where, r[2], 'REAPED') };
 }
 
-/** A grant from its 8 fields (lib.lua pushGrant: id, request id, deployment, tokens, at, waited, priority, seq). */
+/** A grant from its 8 fields (includes/waiters-grants.lua pushGrant: id, request id, deployment, tokens, at, waited, priority, seq). */
 function grantAt(where: string, v: readonly unknown[], i: number): Grant {
   return {
     grantId: str(where, v[i], 'grant id'),
@@ -183,7 +183,7 @@ function grants(where: string, v: unknown): Grant[] {
 }
 
 /**
- * The expiry list of a reply (lib.lua claimMail): plain ids are expiries; entries NUL + kind + id + tab
+ * The expiry list of a reply (includes/mail.lua claimMail): plain ids are expiries; entries NUL + kind + id + tab
  * + seconds are waiters displaced by a better arrival (kind d), whose deadline became certainly
  * unreachable (kind u), or refused because every deployment fails (kind f: + tab + the last error).
  */
@@ -381,7 +381,7 @@ export function decodeSnapshotReply(reply: unknown, deployments: number): Snapsh
 // Channel messages ----------------------------------------------------------------------------------------
 
 /**
- * A message on an instance's channel (lib.lua notifyAll, leave.lua):
+ * A message on an instance's channel (includes/mail.lua notifyAll, leave.lua):
  * 'g' + model + NUL + grant records (the 8 pushGrant fields tab-separated, NUL between records): grants
  * for the receiver's waiters, optionally followed by the record CLAIM_RECORD (claim your mail as well);
  * 'm' + model: claim your mail; 'c' + model: capacity changed, pump again.
@@ -407,7 +407,7 @@ export function decodeChannelMessage(message: string): ChannelMessage {
   throw new RedisProtocolError(`channel message: unknown kind ${JSON.stringify(tag ?? '')} (expected 'g', 'm' or 'c')`);
 }
 
-/** One grant record as notifyAll sends it (lib.lua mailGrant). */
+/** One grant record as notifyAll sends it (includes/mail.lua mailGrant). */
 export function encodeGrantRecord(g: Grant): string {
   return [g.grantId, g.requestId, g.deploymentId, g.tokens, g.grantedAt, g.waitedMs, g.priority, g.seq].join('\t');
 }

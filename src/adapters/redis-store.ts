@@ -2,7 +2,7 @@
  * The Redis SchedulerStore: ONE queue and ONE set of deployment limits per model group, shared by every
  * Triage instance that points at the same Redis and prefix.
  *
- * Every state change is one Lua script (src/adapters/redis/*.lua on lib.lua's helpers), each a function of
+ * Every state change is one Lua script (src/adapters/redis/*.lua on the helpers of lib.lua's includes), each a function of
  * one Redis Function library (redis-library.ts) called by FCALL. Nothing reads state, decides in
  * JavaScript and writes it back: enqueue, grant (deployment choice and every limit), release, removal
  * and expiry each happen atomically inside Redis, against Redis's own clock.
@@ -214,7 +214,7 @@ function withDisplaced(result: PumpResult, displaced: Displaced[]): PumpResult {
   return result;
 }
 
-/** The operations sent together when one turn issues several (lib.lua batch). */
+/** The operations sent together when one turn issues several (includes/batch.lua). */
 const BATCHED: ReadonlySet<ScriptName> = new Set<ScriptName>(['enqueue', 'release', 'pump']);
 /** Most operations in one call (docs/multi-instance.md, sizing). */
 const MAX_BATCH = 64;
@@ -331,7 +331,7 @@ export class RedisStore implements SchedulerStore {
 
   /**
    * Runs a script and decodes its reply (a reply of the wrong layout rejects, as a failed call). The
-   * hot operations (enqueue, release, pump) issued in one turn go to Redis as one call (lib.lua batch);
+   * hot operations (enqueue, release, pump) issued in one turn go to Redis as one call (includes/batch.lua);
    * any other operation sends them first, so Redis runs everything in the order it was issued.
    */
   private call<T>(name: ScriptName, extra: (string | number)[], decode: (reply: unknown) => T): Promise<Sent<T>> {

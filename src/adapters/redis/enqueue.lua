@@ -1,9 +1,9 @@
 --[[
 enqueue.lua: adds a waiter to the group's global queue (or refuses it: queue full), atomically. With a
-batch cap, the grant step (lib.lua pumpGroup, as pump.lua) follows in the same script, so an arrival
+batch cap, the grant step (includes/grant-step.lua pumpGroup, as pump.lua) follows in the same script, so an arrival
 with headroom is granted in the same round trip; a full queue is then judged after a grant step (as
 MemoryStore: a burst can fill the queue before a pump runs), and an arrival of better rank than the
-waiter served last takes that waiter's place (lib.lua displaceWorst).
+waiter served last takes that waiter's place (includes/displacement.lua worstBelow, displace).
 KEYS: the group layout of lib.lua (KEYS[1..13] group keys, then 4 per deployment).
 ARGV: the common prefix of lib.lua (ARGV[1 .. A-1]), then
   ARGV[A]   request id                 ARGV[A+1] priority          ARGV[A+2] tenant
@@ -15,11 +15,11 @@ ARGV: the common prefix of lib.lua (ARGV[1 .. A-1]), then
   ARGV[A+10] batch cap of the grant step, or '' for no grant step
   ARGV[A+11] not after (server ms), or '': run later than this (Redis stalled past the caller's command
             timeout, so the caller has given up and answered its request), the script changes nothing
-  ARGV[A+12] '1' when a full queue may make room by displacing its worst waiter (lib.lua worstBelow),
+  ARGV[A+12] '1' when a full queue may make room by displacing its worst waiter (includes/displacement.lua worstBelow),
             '' when not (the caller pumps first and asks again, as MemoryStore grants before judging)
   ARGV[A+13] per-priority bounds 'minPriority:maxWaiting,…' (config-queue-bounds.ts), or ''
 Returns {LOST, NOW, REAPED, 1, seq, position, round, grant counter at the enqueue, pumped 1 | 0, pump,
-         estimated grant time (server ms; lib.lua earliestGrant) or '' when unknown}
+         estimated grant time (server ms; includes/grant-estimate.lua earliestGrant) or '' when unknown}
 or {LOST, NOW, REAPED, 0, retryAfterSeconds, '', '', '', pumped 1 | 0, pump} (queue full)
 or {LOST, NOW, REAPED, 0, retryAfterSeconds, 'certain', '', '', pumped 1 | 0, pump} (its deadline certainly
    passes before it could be granted: retryAfterSeconds is that bound)

@@ -1,7 +1,7 @@
 --[[
 release.lua: ends a grant exactly once: frees its slot, reconciles its tpm reservation with the real
 usage, applies the cooldown policy to a failure. A grant already released is a no-op. With a batch cap,
-the grant step (lib.lua pumpGroup, as pump.lua) follows in the same script, released or not, and the
+the grant step (includes/grant-step.lua pumpGroup, as pump.lua) follows in the same script, released or not, and the
 caller's lease is renewed; without one nothing else is granted (a retrying request is not back in line
 yet).
 KEYS: the group layout of lib.lua.

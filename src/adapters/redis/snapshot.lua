@@ -6,7 +6,7 @@ ARGV: the common prefix of lib.lua, then ARGV[A] max waiters listed.
 Returns {LOST, NOW, REAPED, waiting, depth (priority, count pairs), oldest enqueuedAt (server ms) or '',
          deployments (4 strings each: inflight, rpm used, tpm used, cooling-down-until or ''),
          waiters (7 strings each: id, priority, tenant, enqueuedAt, round, seq, estimated grant time
-         (server ms; lib.lua earliestGrant) or '' when unknown or past the first ETA_LISTED),
+         (server ms; includes/grant-estimate.lua earliestGrant) or '' when unknown or past the first ETA_LISTED),
          upstream-blocked until (server ms) or '', one per deployment}.
 ]]
 local max = tonumber(ARGV[A])
