@@ -317,6 +317,9 @@ describe('the debugger page in headless Chromium', () => {
     await waitFor(async () => ((await page.textContent(`#waiters tr[data-waiter-id="${id}"] td:last-child`)) === '350 ms' ? true : undefined), 'the waits shown');
     // Open one payload, so the picture shows what a payload looks like.
     await page.click('#timeline tbody tr.kind-sent .payload summary');
+    // The click scrolled the payload into view; a full-page picture is taken from the top, or the fixed
+    // header is drawn where the page had scrolled to.
+    await page.evaluate('window.scrollTo(0, 0); for (const el of document.querySelectorAll("*")) if (el.scrollTop > 0) el.scrollTop = 0;');
     mkdirSync(dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     // A PNG (its signature), and not an empty page.
