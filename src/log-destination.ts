@@ -64,6 +64,8 @@ export function createLogDestination(dest: number | string = 1): LogDestination 
 }
 
 let crashing = false;
+/** How long a crash waits for its last lines to be written before it exits anyway. */
+export const CRASH_FLUSH_TIMEOUT_MS = 10_000;
 
 /**
  * For an uncaught exception (or an unhandled rejection, which Node raises as one): logs it at fatal
@@ -79,5 +81,8 @@ export function exitAfterCrash(error: unknown, log: { fatal(obj: object, msg: st
   } catch {
     // A logger that throws must not keep the process alive.
   }
-  void destination.flush().finally(() => process.exit(1));
+  // Longer than the drain path's 2 s: past its timeout the rest is written synchronously, and a write
+  // still in flight on a slow disk would then land after it, out of order (seen under heavy load as an
+  // access line after the fatal one). A crashing process can wait; only a pipe nobody reads holds it.
+  void destination.flush(CRASH_FLUSH_TIMEOUT_MS).finally(() => process.exit(1));
 }
