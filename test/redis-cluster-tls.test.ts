@@ -15,6 +15,7 @@ import { chat, startGateway, type RunningGateway } from './support/gateway.js';
 import { statusUntil } from './support/queue-status.js';
 import { freshPrefix } from './support/redis.js';
 import { keySlot, startRedisCluster, type RedisCluster } from './support/redis-cluster.js';
+import { expectStoreNeverReady } from './support/store-never-ready.js';
 import { makeCertificates, type TestCertificates } from './support/test-certificates.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'triage-cluster-tls-'));
@@ -107,25 +108,7 @@ describe('TLS on a Redis Cluster', () => {
     const model = modelOn(1);
     for (const tls of [`  redis_ssl: true\n  redis_ssl_ca_certs: ${certs.otherCa}`, '  redis_ssl: false']) {
       const config = configOf([model], `  redis_startup_nodes:\n${startupNodes()}\n${tls}\n  redis_prefix: ${freshPrefix('tls-cl-bad')}`);
-      const redis = createRedisStoreFactory(config.router.redis!, { maxReconnectDelayMs: 200, connectTimeoutMs: 500 });
-      try {
-        await expect(redis.whenReady(1_500)).rejects.toThrow(/Redis not reachable/);
-        const gw = await startGateway(config, { store: redis });
-        try {
-          const res = await fetch(`${gw.url}/v1/chat/completions`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }),
-          });
-          expect(res.status).toBe(503);
-          expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-          expect(((await res.json()) as { error: { code: string } }).error.code).toBe('store_unavailable');
-        } finally {
-          await gw.stop();
-        }
-      } finally {
-        redis.abandon();
-      }
+      await expectStoreNeverReady(config, model, { connectTimeoutMs: 500 });
     }
   });
 });

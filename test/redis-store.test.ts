@@ -83,6 +83,24 @@ function expectSameEnqueue(r: EnqueueResult, m: EnqueueResult): void {
   }
 }
 
+/**
+ * An instance (enqueue + pump in one step) whose claims are counted from its start: it claims its mail
+ * once its subscription is in place, and that first claim is awaited and not counted. `sibling`: a
+ * store of the same class, whose prototype is watched before the instance exists.
+ */
+async function instanceWithCountedClaims(name: string, prefix: string, cfg: TriageConfig, sibling: RedisStore) {
+  const spy = vi.spyOn(Object.getPrototypeOf(sibling) as { claim(): Promise<void> }, 'claim');
+  cleanups.push(() => spy.mockRestore());
+  const inst = await instance(name, prefix, cfg, { pumpOnEnqueue: true });
+  const claims = () => spy.mock.contexts.filter((c) => c === inst.store).length;
+  /** Resolves once every claim so far (of any store) has answered. */
+  const claimsAnswered = () => Promise.all(spy.mock.results.map((r) => r.value));
+  await vi.waitFor(() => expect(claims()).toBeGreaterThan(0), WAIT);
+  await claimsAnswered();
+  spy.mockClear();
+  return { inst, claims, claimsAnswered };
+}
+
 /** Holds the store's enqueue replies back until the returned function is called (the others pass). */
 function holdEnqueueReplies(store: RedisStore): () => void {
   type Call = (name: string, extra: unknown[], decode: (r: unknown) => unknown) => Promise<unknown>;
@@ -649,14 +667,7 @@ describe('RedisStore: enqueue + pump and release + pump in one step', () => {
     const prefix = freshPrefix();
     const cfg = config([{ maxParallelRequests: 1 }]);
     const a = await instance('a', prefix, cfg, { pumpOnEnqueue: true });
-    // Every claim of b is watched from its start: b claims its mail once its subscription is in place.
-    const claimsOfAnyStore = vi.spyOn(Object.getPrototypeOf(a.store) as { claim(): Promise<void> }, 'claim');
-    cleanups.push(() => claimsOfAnyStore.mockRestore());
-    const b = await instance('b', prefix, cfg, { pumpOnEnqueue: true });
-    const claimsOfB = () => claimsOfAnyStore.mock.contexts.filter((c) => c === b.store).length;
-    await vi.waitFor(() => expect(claimsOfB()).toBeGreaterThan(0), WAIT);
-    await Promise.all(claimsOfAnyStore.mock.results.map((r) => r.value));
-    claimsOfAnyStore.mockClear();
+    const { inst: b, claims: claimsOfB, claimsAnswered } = await instanceWithCountedClaims('b', prefix, cfg, a.store);
     const claims = { calls: claimsOfB };
     const now = Date.now();
     const a1 = await a.store.enqueue(entry('a1', 0, now), now);
@@ -685,7 +696,7 @@ describe('RedisStore: enqueue + pump and release + pump in one step', () => {
     b.store.onGrants(record);
     await vi.waitFor(() => expect(claims.calls()).toBe(1), WAIT);
     // That claim has answered (and delivered whatever it found): nothing new reached b.
-    await Promise.all(claimsOfAnyStore.mock.results.map((r) => r.value));
+    await claimsAnswered();
     expect(b.remoteGrants).toHaveLength(1);
 
     await a.store.release(ga2, { kind: 'ok' }, Date.now(), { pump: true });
@@ -731,13 +742,7 @@ describe('RedisStore: enqueue + pump and release + pump in one step', () => {
     const prefix = freshPrefix();
     const cfg = config([{ maxParallelRequests: 1 }]);
     const a = await instance('a', prefix, cfg, { pumpOnEnqueue: true });
-    const claimsOfAnyStore = vi.spyOn(Object.getPrototypeOf(a.store) as { claim(): Promise<void> }, 'claim');
-    cleanups.push(() => claimsOfAnyStore.mockRestore());
-    const b = await instance('b', prefix, cfg, { pumpOnEnqueue: true });
-    const claimsOfB = () => claimsOfAnyStore.mock.contexts.filter((c) => c === b.store).length;
-    await vi.waitFor(() => expect(claimsOfB()).toBeGreaterThan(0), WAIT);
-    await Promise.all(claimsOfAnyStore.mock.results.map((r) => r.value));
-    claimsOfAnyStore.mockClear();
+    const { inst: b, claims: claimsOfB } = await instanceWithCountedClaims('b', prefix, cfg, a.store);
     // b's next enqueue reply is held back in b until the grant's message has been handled: the order in
     // which a busy process may read its two connections.
     const open = holdEnqueueReplies(b.store);

@@ -16,6 +16,7 @@ import { createRedisStoreFactory, type RedisStoreFactory } from '../src/adapters
 import { chat, startGateway, type RunningGateway } from './support/gateway.js';
 import { freePort, REDIS_BINARY } from './support/redis.js';
 import { REDIS_CLI } from './support/redis-cluster.js';
+import { expectStoreNeverReady } from './support/store-never-ready.js';
 import { makeCertificates } from './support/test-certificates.js';
 
 const run = promisify(execFile);
@@ -145,24 +146,7 @@ describe('managed Redis: TLS, ACL user, database', () => {
         `model_list:\n  - model_name: tls-model\n    litellm_params:\n      model: mock/tls-model\n      mock_response: x\nrouter_settings:\n${yaml}`,
         { env: {} },
       );
-      const redis = createRedisStoreFactory(config.router.redis!, { maxReconnectDelayMs: 200 });
-      try {
-        await expect(redis.whenReady(1_500)).rejects.toThrow(/Redis not reachable/);
-        const gw = await startGateway(config, { store: redis });
-        try {
-          const res = await fetch(`${gw.url}/v1/chat/completions`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify({ model: 'tls-model', messages: [{ role: 'user', content: 'hi' }] }),
-          });
-          expect(res.status).toBe(503);
-          expect(((await res.json()) as { error: { code: string } }).error.code).toBe('store_unavailable');
-        } finally {
-          await gw.stop();
-        }
-      } finally {
-        redis.abandon();
-      }
+      await expectStoreNeverReady(config, 'tls-model');
     }
   });
 });
