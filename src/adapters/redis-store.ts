@@ -214,6 +214,9 @@ function withDisplaced(result: PumpResult, displaced: Displaced[]): PumpResult {
   return result;
 }
 
+/** Whether `g` was made for the wait `w`: after its enqueue, whose answer gave the grant counter then. */
+const madeForWait = (w: LocalWaiter, g: Grant): boolean => w.counter !== undefined && grantCounter(g.grantId) > w.counter;
+
 /** The operations sent together when one turn issues several (includes/batch.lua). */
 const BATCHED: ReadonlySet<ScriptName> = new Set<ScriptName>(['enqueue', 'release', 'pump']);
 /** Most operations in one call (docs/multi-instance.md, sizing). */
@@ -883,7 +886,7 @@ export class RedisStore implements SchedulerStore {
     for (const g of this.local(decoded.grants)) {
       const w = this.waiting.get(g.requestId);
       if (w !== undefined && w.counter === undefined) (w.early ??= []).push(g);
-      else if (w !== undefined && w.counter !== undefined && grantCounter(g.grantId) > w.counter) grants.push(g);
+      else if (w !== undefined && madeForWait(w, g)) grants.push(g);
       else if (!this.delivered.has(g.grantId)) claim = true;
     }
     if (grants.length > 0) this.deliverRemote(this.accept(grants, { expired: [], displaced: [] }));
@@ -903,7 +906,7 @@ export class RedisStore implements SchedulerStore {
     const fresh: Grant[] = [];
     let claim = false;
     for (const g of early) {
-      if (this.waiting.get(g.requestId) === w && w.counter !== undefined && grantCounter(g.grantId) > w.counter) fresh.push(g);
+      if (this.waiting.get(g.requestId) === w && madeForWait(w, g)) fresh.push(g);
       else if (!this.delivered.has(g.grantId)) claim = true;
     }
     if (claim) this.claim().catch(noop);
