@@ -65,7 +65,7 @@ export function createLogDestination(dest: number | string = 1): LogDestination 
 
 let crashing = false;
 /** How long a crash waits for its last lines to be written before it exits anyway. */
-export const CRASH_FLUSH_TIMEOUT_MS = 10_000;
+const CRASH_FLUSH_TIMEOUT_MS = 10_000;
 
 /**
  * For an uncaught exception (or an unhandled rejection, which Node raises as one): logs it at fatal

@@ -44,7 +44,7 @@ export interface ScriptLibrary {
 let cached: ScriptLibrary | undefined;
 
 /** lib.lua with its includes (src/adapters/redis/includes/<name>.lua), as one Lua source. */
-export function assembledLib(dir: string = scriptDirectory()): { source: string; includes: readonly string[] } {
+function assembledLib(dir: string = scriptDirectory()): { source: string; includes: readonly string[] } {
   const includeFile = (name: string) => join(dir, 'includes', `${name}.lua`);
   return assembleLua('lib.lua', readFileSync(join(dir, 'lib.lua'), 'utf8'), (name) =>
     existsSync(includeFile(name)) ? readFileSync(includeFile(name), 'utf8') : undefined,

@@ -11,7 +11,7 @@
 import type { QueueMeta } from '../router.js';
 
 /** pino's number for `info`. */
-export const INFO_LEVEL = 30;
+const INFO_LEVEL = 30;
 
 export interface AccessLineFields {
   /** Milliseconds since the epoch (pino's default `time`). */
