@@ -4,6 +4,7 @@
  * in-memory counterpart measured the same way. Load is generated inside the instance through the
  * Router API (no HTTP), so what is measured is the queue, not a web server.
  */
+import { PerformanceObserver } from 'node:perf_hooks';
 import { parseConfig } from '../src/adapters/config-loader.js';
 import { createRedisStoreFactory, type RedisStoreFactory } from '../src/adapters/redis-connection.js';
 import { TriageError } from '../src/errors.js';
@@ -22,6 +23,12 @@ const gated = new GatedUpstream();
 const records: StoreRecord[] = [];
 const outcomes: Record<string, number> = {};
 const count = (key: string) => (outcomes[key] = (outcomes[key] ?? 0) + 1);
+/** This process's garbage-collection pauses since the last `gcPauses`: [start (hrNow), duration ms]. */
+const gcPauses: Array<[number, number]> = [];
+const MAX_GC_PAUSES = 10_000;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) if (gcPauses.length < MAX_GC_PAUSES) gcPauses.push([performance.timeOrigin + e.startTime, e.duration]);
+}).observe({ entryTypes: ['gc'] });
 
 function need(): Router {
   if (router === undefined) throw new Error('init first');
@@ -131,6 +138,8 @@ serveCommands({
   },
 
   now: () => hrNow(),
+  /** The garbage-collection pauses since the last call (scenario 2 says which samples they overlapped). */
+  gcPauses: () => gcPauses.splice(0),
 
   async close() {
     gated.openGate();
