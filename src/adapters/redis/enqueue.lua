@@ -18,15 +18,16 @@ ARGV: the common prefix of lib.lua (ARGV[1 .. A-1]), then
   ARGV[A+12] '1' when a full queue may make room by displacing its worst waiter (includes/displacement.lua worstBelow),
             '' when not (the caller pumps first and asks again, as MemoryStore grants before judging)
   ARGV[A+13] per-priority bounds 'minPriority:maxWaiting,…' (config-queue-bounds.ts), or ''
-Returns {LOST, NOW, REAPED, 1, seq, position, round, grant counter at the enqueue, pumped 1 | 0, pump,
-         estimated grant time (server ms; includes/grant-estimate.lua earliestGrant) or '' when unknown}
-or {LOST, NOW, REAPED, 0, retryAfterSeconds, '', '', '', pumped 1 | 0, pump} (queue full)
-or {LOST, NOW, REAPED, 0, retryAfterSeconds, 'certain', '', '', pumped 1 | 0, pump} (its deadline certainly
+Returns ONE string (includes/grant-step.lua flat: the fields below tab-separated, then the grant step's lists):
+   LOST, NOW, REAPED, 1, seq, position, round, grant counter at the enqueue, pumped 1 | 0, pump,
+         estimated grant time (server ms; includes/grant-estimate.lua earliestGrant) or '' when unknown
+or LOST, NOW, REAPED, 0, retryAfterSeconds, '', '', '', pumped 1 | 0, pump (queue full)
+or LOST, NOW, REAPED, 0, retryAfterSeconds, 'certain', '', '', pumped 1 | 0, pump (its deadline certainly
    passes before it could be granted: retryAfterSeconds is that bound)
-or {LOST, NOW, REAPED, 0, retryAfterSeconds, 'unavailable', last upstream error, '', 0} (every deployment
+or LOST, NOW, REAPED, 0, retryAfterSeconds, 'unavailable', last upstream error, '', 0 (every deployment
    cools down after failures that are not 429s: retryAfterSeconds until the first comes back)
-or {LOST, NOW, REAPED, 0, 'late', '', '', '', 0} (past not-after; nothing done), where pump
-is the 6 fields of pump.lua's reply after its head ('' each when not pumped); an error reply when the id
+or LOST, NOW, REAPED, 0, 'late', '', '', '', 0 (past not-after; nothing done), where pump
+is the 3 fields of pump.lua's reply after its head ('' each when not pumped); an error reply when the id
 is already waiting. Any grant of this waiter has a larger grant counter than the one returned.
 ]]
 local id, prio, tenant = ARGV[A], ARGV[A + 1], ARGV[A + 2]
@@ -66,15 +67,15 @@ end
 --- of the grant step `p` when one ran.
 local function refuse(seconds, kind, p)
   finish()
-  local reply = { LOST, NOWS, REAPED, 0, int(seconds), kind, '', '', 0 }
-  if p then reply[9] = 1 end
-  return withPump(reply, p)
+  local reply = { LOST, NOWS, REAPED, '0', int(seconds), kind, '', '', '0' }
+  if p then reply[9] = '1' end
+  return flat(withPump(reply, p))
 end
 
 -- Before anything changes: a leftover of a timed-out call must not queue (or be granted, which would
 -- count in the deployment's rpm/tpm window for a minute) a request whose caller was already answered.
 if notAfter and NOW > notAfter then
-  return { LOST, NOWS, REAPED, 0, 'late', '', '', '', 0 }
+  return flat({ LOST, NOWS, REAPED, '0', 'late', '', '', '', '0' })
 end
 
 local n = waitingCount()
@@ -88,7 +89,7 @@ do
   local back, message = unavailable()
   if back then
     finish()
-    return { LOST, NOWS, REAPED, 0, int(secondsUntil(back)), 'unavailable', message or '', '', 0 }
+    return flat({ LOST, NOWS, REAPED, '0', int(secondsUntil(back)), 'unavailable', message or '', '', '0' })
   end
 end
 local retry = seqArg ~= ''
@@ -189,9 +190,9 @@ if cap and n == 0 and dl > NOW then
       p = mergePumps(p, endStep(grants, {}, 0, false, nil))
       finish()
       -- The grant counter before this grant: its own grant's is larger.
-      local reply = withPump({ LOST, NOWS, REAPED, 1, seqS, 0, roundS, int(b.counter - 1), 1 }, p)
+      local reply = withPump({ LOST, NOWS, REAPED, '1', seqS, '0', roundS, int(b.counter - 1), '1' }, p)
       reply[#reply + 1] = NOWS
-      return reply
+      return flat(reply)
     end
   end
 end
@@ -216,8 +217,8 @@ if waits then
 end
 if cap then p = mergePumps(p, pumpGroup(cap)) end
 finish()
-local reply = { LOST, NOWS, REAPED, 1, seqS, position, roundS, gseq, 0 }
-if p then reply[9] = 1 end
+local reply = { LOST, NOWS, REAPED, '1', seqS, int(position), roundS, gseq, '0' }
+if p then reply[9] = '1' end
 reply = withPump(reply, p)
 reply[#reply + 1] = eta and int(eta) or ''
-return reply
+return flat(reply)

@@ -44,7 +44,8 @@ ARGV (the same prefix for every script):
 Time is the Redis server's clock (TIME), in ms, for windows, deadlines, cooldowns and leases. Tests only:
 a store built with a script clock (RedisStoreOptions.scriptClock) ends every call's ARGV with
 'clock:<ms>', and that is NOW instead, so a test can move time for Redis and MemoryStore alike.
-Replies start with {LOST, NOW, REAPED}: LOST = 1 when the caller's lease was missing (it was reaped, or
+Replies start with {LOST, NOW, REAPED} (enqueue, release and pump reply with one string whose first three
+tab-separated fields they are: includes/grant-step.lua flat): LOST = 1 when the caller's lease was missing (it was reaped, or
 Redis lost its data), REAPED = waiters and grants of dead instances removed / released by this call.
 Numbers go back to the client as strings (a Lua number would be truncated to an integer reply).
 ]]

@@ -12,9 +12,10 @@ ARGV: the common prefix of lib.lua, then
   ARGV[A+6] upstream block ms (the provider's rate-limit headers said a limit is used up) or ''
   ARGV[A+7] upstream block reason (the limit) or ''
   ARGV[A+8] the upstream's error message for a failure, or '' (no tab or NUL)
-Returns {LOST, NOW, REAPED, released 1 | 0, cooldown until (server ms) or '', cooldown reason or '',
-         pumped 1 | 0, then the 6 fields of pump.lua's reply after its head ('' each when not pumped),
-         then upstream-blocked until (server ms) or '', its reason or ''}.
+Returns ONE string (includes/grant-step.lua flat: these fields tab-separated, then the grant step's lists):
+LOST, NOW, REAPED, released 1 | 0, cooldown until (server ms) or '', cooldown reason or '', pumped 1 | 0,
+then the 3 fields of pump.lua's reply after its head ('' each when not pumped), then upstream-blocked
+until (server ms) or '', its reason or ''.
 ]]
 local gid = ARGV[A]
 local cap = tonumber(ARGV[A + 5])
@@ -38,12 +39,12 @@ if cap then
   p = pumpGroup(cap)
 end
 finish()
-local reply = { LOST, NOWS, REAPED, released, '', '', 0 }
+local reply = { LOST, NOWS, REAPED, int(released), '', '', '0' }
 if untilAt then
   reply[5] = int(untilAt)
   reply[6] = reason
 end
-if p then reply[7] = 1 end
+if p then reply[7] = '1' end
 reply = withPump(reply, p)
 if blockedUntil then
   reply[#reply + 1] = int(blockedUntil)
@@ -52,4 +53,4 @@ else
   reply[#reply + 1] = ''
   reply[#reply + 1] = ''
 end
-return reply
+return flat(reply)

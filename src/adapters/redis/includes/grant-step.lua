@@ -1,5 +1,5 @@
 -- grant-step.lua: the grant step (pumpGroup): reaps, ends cooldowns, expires overdue waiters, grants in
--- queue order, records and writes the grants, and the 6 pump fields of a reply (withPump, mergePumps).
+-- queue order, records and writes the grants, the pump fields of a reply and the reply as one string (withPump, flat, mergePumps).
 -- Uses state.lua, rounds.lua, deployments.lua, waiters-grants.lua, leases.lua (reapDead) and mail.lua.
 
 --- The start of a grant step, once per script: reaps instances whose lease lapsed, ends lapsed
@@ -117,7 +117,7 @@ local function writeGrants(b)
   countGrants(b.count)
 end
 
---- The end of a grant step: claims the caller's mail, then the 6 pump fields of a reply:
+--- The end of a grant step: claims the caller's mail, then the grant step's 6 results (withPump puts them in a reply):
 ---   waiting, next wake (server ms) or '', more 1 | 0, grants (8 strings each, see pushGrant),
 ---   expired ids, deployments whose cooldown ended.
 --- `more`: the batch cap was reached with waiters left; `blockedTokens`: the head could not go.
@@ -154,7 +154,7 @@ end
 --- deployment and recording every limit (in flight, rpm, tpm). Grants and expiries of waiters owned by
 --- other instances go to their mailbox (their owners are told by finish()); the caller's own mail is
 --- claimed too. Reaps instances whose lease lapsed first. The caller renews its own lease (touchLease)
---- and calls finish() at the end. Returns the 6 pump fields of a reply (see endStep).
+--- and calls finish() at the end. Returns the grant step's 6 results (see endStep).
 local function pumpGroup(cap)
   local grants, expired = {}, {}
   beginStep()
@@ -227,20 +227,54 @@ local function pumpGroup(cap)
   return endStep(grants, expired, waiting, waiting > 0 and blockedTokens == nil and count >= cap, blockedTokens)
 end
 
---- Appends the 6 pump fields of `p` (a pumpGroup result) to `reply`, or 6 empty strings when p is nil.
---- An empty list goes as '': Redis 7.0 turns each table of a reply into RESP at a cost of its own, even
---- an empty one (docs/performance.md); redis-protocol.ts reads '' as an empty list.
+--- Appends the 3 scalar pump fields of `p` (a pumpGroup result) to `reply`: waiting, next wake or '',
+--- more; '' each when p is nil. Its 3 lists (grants, expired, cooldowns ended) go with the reply to
+--- flat(), which sends them after the fields.
 local function withPump(reply, p)
   local n = #reply
-  for i = 1, 6 do
-    local v = ''
-    if p then
-      v = p[i]
-      if i >= 4 and #v == 0 then v = '' end
-    end
-    reply[n + i] = v
+  if p then
+    reply[n + 1], reply[n + 2], reply[n + 3] = int(p[1]), p[2], int(p[3])
+    reply.lists = p
+  else
+    reply[n + 1], reply[n + 2], reply[n + 3] = '', '', ''
   end
   return reply
+end
+
+--- The expired list of a grant step as 4 tab-separated fields per entry: kind, id, Retry-After seconds,
+--- message. Kind x: expired (plain id, includes/mail.lua claimMail); d, u, f: displaced, unreachable,
+--- unavailable (NUL + kind + id + tab + seconds [+ tab + message]).
+local function endingFields(expired)
+  local out = {}
+  for i, e in ipairs(expired) do
+    if string.byte(e, 1) == 0 then
+      local kind = string.sub(e, 2, 2)
+      if kind == 'f' then out[i] = 'f\t' .. string.sub(e, 3) else out[i] = kind .. '\t' .. string.sub(e, 3) .. '\t' end
+    else
+      out[i] = 'x\t' .. e .. '\t\t'
+    end
+  end
+  return table.concat(out, '\t')
+end
+
+--- A reply of enqueue, release or pump as ONE string: its fields tab-separated, then NUL and the grant
+--- step's grants (8 tab-separated fields each, see pushGrant), NUL and its expired list (endingFields),
+--- NUL and its ended cooldowns (deployment ids, tab-separated); a list is '' when empty. No field
+--- holds a tab or NUL (ids are checked by redis-store.ts checkIdentifier, messages cleaned by the
+--- caller). Redis 7.0 turns each element of a table reply into RESP at a cost of its own (most of a
+--- batch's reply time: docs/multi-instance.md, throughput), one string once. Read by redis-protocol.ts.
+--- Its fields are strings but for LOST and REAPED (a number given to table.concat is formatted by a
+--- sprintf, as is any C call from Lua costly here: docs/multi-instance.md, throughput).
+local function flat(reply)
+  reply[1], reply[3] = int(reply[1]), int(reply[3])
+  local p = reply.lists
+  local grants, endings, ended = '', '', ''
+  if p then
+    if #p[4] > 0 then grants = table.concat(p[4], '\t') end
+    if #p[5] > 0 then endings = endingFields(p[5]) end
+    if #p[6] > 0 then ended = table.concat(p[6], '\t') end
+  end
+  return table.concat(reply, '\t') .. '\0' .. grants .. '\0' .. endings .. '\0' .. ended
 end
 
 --- Two grant steps of one script as one result: the grants, expiries and ended cooldowns of both, the

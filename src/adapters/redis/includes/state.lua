@@ -69,6 +69,14 @@ local function begin(KEYS, ARGV)
   WAITING = nil
 end
 
+--- Decimal strings of 0 .. 255, each made once (the library's top level cannot call string.format):
+--- most counts a reply carries are small, and string.format is a C sprintf per call.
+local SMALL_INTS = {}
+
 local function int(n)
-  return string.format('%d', n)
+  local s = SMALL_INTS[n]
+  if s then return s end
+  s = string.format('%d', n)
+  if n >= 0 and n < 256 then SMALL_INTS[n] = s end
+  return s
 end
