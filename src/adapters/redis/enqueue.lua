@@ -39,7 +39,10 @@ local cap = tonumber(ARGV[A + 10])
 local notAfter = tonumber(ARGV[A + 11])
 local mayDisplace = ARGV[A + 12] == '1'
 local BOUNDS = {}
-for t, m in string.gmatch(ARGV[A + 13] or '', '(-?%d+):(%d+)') do BOUNDS[#BOUNDS + 1] = { min = tonumber(t), max = tonumber(m) } end
+local boundsArg = ARGV[A + 13] or ''
+if boundsArg ~= '' then
+  for t, m in string.gmatch(boundsArg, '(-?%d+):(%d+)') do BOUNDS[#BOUNDS + 1] = { min = tonumber(t), max = tonumber(m) } end
+end
 
 --- Of the bounds this arrival falls under, the narrowest that is full (config-queue-bounds.ts fullBound),
 --- counted from the depth hash and this script's pending depth changes.
@@ -130,7 +133,8 @@ local waits = n > 0 or first == nil
 if waits then
   -- A deployment without an rpm limit that could take it now but for calls in flight: nothing is certain.
   local unbounded = false
-  for _, d in ipairs(DEPS) do
+  for di = 1, ND do
+    local d = DEPS[di]
     if not d.rpm and nextCapacityAt(d, tok, true) <= NOW then unbounded = true end
   end
   if not unbounded then
@@ -149,7 +153,7 @@ if victim then
 end
 
 local seq
-if retry then seq = tonumber(seqArg) else seq = redis.call('INCR', K.seq) end
+if retry then seq = tonumber(seqArg) else seq = nextSeq() end
 local round, served
 local roundFields = {}
 if roundArg ~= '' then
@@ -197,7 +201,7 @@ if cap and n == 0 and dl > NOW then
   end
 end
 
-local gseq = redis.call('GET', K.gseq) or '0'
+local gseq = int(grantCounter())
 if #roundFields > 0 then roundsSet(roundFields) end
 
 local m = member(round, seq, id)

@@ -54,6 +54,7 @@ Numbers go back to the client as strings (a Lua number would be truncated to an 
 -- resolves each include once).
 --- @include "state"
 --- @include "rounds"
+--- @include "counters"
 --- @include "deployments"
 --- @include "waiters-grants"
 --- @include "leases"

@@ -8,7 +8,8 @@ local function beginStep()
   if ENDED ~= nil then return end
   ENDED = {}
   reapDead()
-  for _, d in ipairs(DEPS) do
+  for di = 1, ND do
+    local d = DEPS[di]
     load(d)
     if d.cool ~= nil and NOW >= d.cool then
       d.cool = nil
@@ -50,7 +51,7 @@ end
 --- counter (one INCR per step: unique even if Redis lost its data meanwhile).
 local function recordGrant(b, d, id, w)
   if b.suffix == nil then
-    b.counter = redis.call('INCR', K.gseq)
+    b.counter = nextGrantCounter()
     b.suffix = '/' .. NOWS .. '.' .. b.counter
   end
   local gid = id .. b.suffix
@@ -131,11 +132,13 @@ local function endStep(grants, expired, waiting, more, blockedTokens)
       local first = redis.call('ZRANGE', K.deadlines, 0, 0, 'WITHSCORES')
       if first[2] then wake = tonumber(first[2]) end
     end
-    for _, d in ipairs(DEPS) do
+    for di = 1, ND do
+      local d = DEPS[di]
       if coolingDown(d) and (wake == nil or d.cool < wake) then wake = d.cool end
     end
     if blockedTokens ~= nil then
-      for _, d in ipairs(DEPS) do
+      for di = 1, ND do
+        local d = DEPS[di]
         local at = nextCapacityAt(d, blockedTokens)
         -- `at == NOW` with no grant means only a release can help; releases are events, not times.
         if at ~= nil and at > NOW and (wake == nil or at < wake) then wake = at end

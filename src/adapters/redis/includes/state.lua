@@ -6,6 +6,7 @@ local WINDOW = 60000
 local MAX_COOLDOWN = 300000
 
 -- Per-call state: the library's top level runs once, so every call sets all of it in begin().
+-- (Loops over DEPS count 1 .. ND: ipairs costs a C call per step.)
 local NOW, NOWS, ME, S, K, ND, DEPS, DEP_BY_ID, A
 local LOST, REAPED, NOTIFY, DEPTH
 --- In a batch of operations (batch()): finish() is left to the batch's end.
@@ -16,6 +17,9 @@ local LEASED, MAIL_CLAIMED, MAIL_ME
 local ROUNDS, ROUNDS_SET
 --- The number of waiters (waitingCount), nil until read in this call.
 local WAITING
+--- The arrival sequence and grant step counters as this call counted them (counters.lua), nil until
+--- read; DIRTY: finish() writes them back.
+local SEQ, GSEQ, SEQ_DIRTY, GSEQ_DIRTY
 --- The cooldowns ended in this call's grant step (beginStep), nil before it.
 local ENDED
 --- Whether the grant estimate is also a fair ETA: no deployment bounded by max_parallel_requests alone.
@@ -67,6 +71,7 @@ local function begin(KEYS, ARGV)
   BATCH, LEASED, MAIL_CLAIMED, MAIL_ME = false, false, false, false
   ROUNDS, ROUNDS_SET = {}, {}
   WAITING = nil
+  SEQ, GSEQ, SEQ_DIRTY, GSEQ_DIRTY = nil, nil, false, false
 end
 
 --- Decimal strings of 0 .. 255, each made once (the library's top level cannot call string.format):
