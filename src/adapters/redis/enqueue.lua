@@ -31,12 +31,12 @@ is the 3 fields of pump.lua's reply after its head ('' each when not pumped); an
 is already waiting. Any grant of this waiter has a larger grant counter than the one returned.
 ]]
 local id, prio, tenant = ARGV[A], ARGV[A + 1], ARGV[A + 2]
-local enqueuedAt, deadline = tonumber(ARGV[A + 3]), tonumber(ARGV[A + 4])
-local tokens, seqArg, roundArg, callerNow = ARGV[A + 5], ARGV[A + 6], ARGV[A + 7], tonumber(ARGV[A + 8])
-local tok = tonumber(tokens)
+local enqueuedAt, deadline = num(ARGV[A + 3]), num(ARGV[A + 4])
+local tokens, seqArg, roundArg, callerNow = ARGV[A + 5], ARGV[A + 6], ARGV[A + 7], num(ARGV[A + 8])
+local tok = num(tokens)
 local rankArg = ARGV[A + 9]
-local cap = tonumber(ARGV[A + 10])
-local notAfter = tonumber(ARGV[A + 11])
+local cap = optnum(ARGV[A + 10])
+local notAfter = optnum(ARGV[A + 11])
 local mayDisplace = ARGV[A + 12] == '1'
 local BOUNDS = {}
 local boundsArg = ARGV[A + 13] or ''
@@ -99,7 +99,7 @@ local retry = seqArg ~= ''
 -- Caller times become server times by their distance from the caller's now (clock skew cancels out).
 local enq = NOW - math.max(0, callerNow - enqueuedAt)
 local dl = NOW + (deadline - callerNow)
-local rank = tonumber(rankArg)
+local rank = optnum(rankArg)
 if rank == nil then
   -- queue-order.ts orderRank: priority, or with aging priority * agingMs + enqueuedAt.
   rank = tonumber(prio)
@@ -153,11 +153,11 @@ if victim then
 end
 
 local seq
-if retry then seq = tonumber(seqArg) else seq = nextSeq() end
+if retry then seq = num(seqArg) else seq = nextSeq() end
 local round, served
 local roundFields = {}
 if roundArg ~= '' then
-  round = tonumber(roundArg)
+  round = num(roundArg)
 else
   -- Fair rounds: a tenant's next request at this priority goes one round after its previous one,
   -- and never before the round being served.

@@ -18,12 +18,12 @@ then the 3 fields of pump.lua's reply after its head ('' each when not pumped), 
 until (server ms) or '', its reason or ''.
 ]]
 local gid = ARGV[A]
-local cap = tonumber(ARGV[A + 5])
+local cap = optnum(ARGV[A + 5])
 local rec = redis.call('HGET', K.grants, gid)
 local released, untilAt, reason = 0, nil, nil
 if rec then
   released = 1
-  untilAt, reason = releaseGrant(gid, rec, ARGV[A + 1], tonumber(ARGV[A + 2]), ARGV[A + 3], tonumber(ARGV[A + 4]), ARGV[A + 8])
+  untilAt, reason = releaseGrant(gid, rec, ARGV[A + 1], optnum(ARGV[A + 2]), ARGV[A + 3], optnum(ARGV[A + 4]), ARGV[A + 8])
   -- A cooldown began: if every deployment now fails, every waiter is answered 503; else those whose
   -- deadline now certainly passes first, 429 (their owners' mail; the grant step below claims the
   -- caller's own).
@@ -31,7 +31,7 @@ if rec then
 end
 -- Before the grant step, so nothing is granted on a deployment the provider just said is used up.
 local blockedUntil = nil
-local blockMs = tonumber(ARGV[A + 6])
+local blockMs = optnum(ARGV[A + 6])
 if rec and blockMs and ARGV[A + 1] ~= 'cancelled' then blockedUntil = blockUpstream(parseGrant(rec).dep, blockMs) end
 local p = nil
 if cap then

@@ -17,7 +17,7 @@ local function batch(KEYS, ARGV)
   local i = A
   BATCH = true
   while i <= last do
-    local op, n = OPS[ARGV[i]], tonumber(ARGV[i + 1])
+    local op, n = OPS[ARGV[i]], num(ARGV[i + 1])
     A = i + 2
     LOST, REAPED = 0, 0
     for di = 1, ND do DEPS[di].ready = nil end

@@ -78,7 +78,7 @@ local function recordGrant(b, d, id, w)
     s = { was = tonumber((roundsGet('s\0' .. w.prio))) or 0 }
     b.served[w.prio] = s
   end
-  local round = tonumber(w.round)
+  local round = num(w.round)
   if round > (s.now or s.was) then s.now = round end
   local g = { owner = w.owner, dep = d.id, tokens = w.tokensStr, at = NOWS, waited = int(NOW - w.enq),
               prio = w.prio, seq = w.seq, rid = id }

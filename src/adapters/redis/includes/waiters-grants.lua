@@ -5,7 +5,7 @@ local function parseWaiter(rec)
   local owner, prio, enq, dl, tok, seq, round, tenant =
     string.match(rec, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
   return {
-    owner = owner, prio = prio, enq = tonumber(enq), deadline = tonumber(dl), tokens = tonumber(tok),
+    owner = owner, prio = prio, enq = num(enq), deadline = num(dl), tokens = num(tok),
     tokensStr = tok, seq = seq, round = round, tenant = tenant,
   }
 end
@@ -15,7 +15,7 @@ local function ownerOf(rec)
 end
 
 local function member(round, seq, id)
-  return string.format('%015d%015d', tonumber(round), tonumber(seq)) .. id
+  return string.format('%015d%015d', round, seq) .. id
 end
 
 --- The number of waiters: HLEN once per call, then kept by this call's own additions and removals
