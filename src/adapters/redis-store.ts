@@ -732,7 +732,7 @@ export class RedisStore implements SchedulerStore {
     const pump = options?.pump === true;
     let r: Sent<ReturnType<typeof decodeReleaseReply>>;
     try {
-      r = await this.call('release', this.releaseArgs(gid, outcome, pump ? String(this.batch) : ''), decodeReleaseReply);
+      r = await this.call('release', this.releaseArgs(grant, outcome, pump ? String(this.batch) : ''), decodeReleaseReply);
     } catch (e) {
       // Keep it: the slot is given back once Redis answers again (the script is idempotent).
       this.pendingReleases.set(gid, { grant, outcome });
@@ -753,7 +753,7 @@ export class RedisStore implements SchedulerStore {
     return result;
   }
 
-  private releaseArgs(gid: string, outcome: ReleaseOutcome, pumpCap: string): string[] {
+  private releaseArgs(grant: Grant, outcome: ReleaseOutcome, pumpCap: string): string[] {
     const used = outcome.kind === 'ok' && outcome.tokensUsed !== undefined ? String(Math.max(0, Math.round(outcome.tokensUsed))) : '';
     const failure = outcome.kind === 'failed' ? outcome.failure : '';
     let retryAfter = '';
@@ -765,7 +765,9 @@ export class RedisStore implements SchedulerStore {
     const block = outcome.kind === 'cancelled' ? undefined : outcome.upstreamBlock;
     // Travels inside tab-separated mail records: no tab or NUL.
     const message = outcome.kind === 'failed' && outcome.message !== undefined ? outcome.message.replace(/[\t\0\r\n]/g, ' ').slice(0, 500) : '';
-    return [gid, outcome.kind, used, failure, retryAfter, pumpCap, block === undefined ? '' : String(Math.round(block.forMs)), block?.reason ?? '', message];
+    // The grant's deployment and reserved tokens as its record holds them: release.lua reads no record.
+    const blockMs = block === undefined ? '' : String(Math.round(block.forMs));
+    return [grant.grantId, outcome.kind, used, failure, retryAfter, pumpCap, blockMs, block?.reason ?? '', message, grant.deploymentId, String(grant.tokens)];
   }
 
   async position(id: string): Promise<number | null> {

@@ -71,25 +71,23 @@ local function pushGrant(out, gid, g)
   out[n + 8] = g.seq
 end
 
---- Ends a grant: frees its slot, reconciles tpm, applies the cooldown policy. Returns (until, reason).
-local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs, message)
-  -- Only its deployment and tokens are needed (a full parseGrant costs more than the rest of a release).
-  local g = grantDeployment(rec)
-  redis.call('HDEL', K.grants, gid)
-  local d = DEP_BY_ID[g.dep]
+--- Ends a grant whose record the caller deleted, on deployment `dep` with `reserved` tokens (as its
+--- record held them): frees its slot, reconciles tpm, applies the cooldown policy. Returns (until, reason).
+local function releaseGrant(gid, dep, reserved, kind, tokensUsed, failure, retryAfterMs, message)
+  local d = DEP_BY_ID[dep]
   if d == nil then return nil end
   -- Loaded now: the grant step after a release reads the deployment anyway, and the counters changed
   -- in the cache are written once, by finish().
   load(d)
   addInflight(d, -1)
   if kind == 'ok' and tokensUsed and d.tpm then
-    local old = gid .. '\t' .. g.tokens
+    local old = gid .. '\t' .. reserved
     local at = redis.call('ZSCORE', d.ktpm, old)
     -- Only a record still inside the window counts; an older one no longer weighs on the limit.
     if at and tonumber(at) > NOW - WINDOW then
       redis.call('ZREM', d.ktpm, old)
       redis.call('ZADD', d.ktpm, at, gid .. '\t' .. int(tokensUsed))
-      addTpm(d, tokensUsed - (tonumber(g.tokens) or 0))
+      addTpm(d, tokensUsed - (tonumber(reserved) or 0))
     end
   end
   if kind ~= 'failed' or failure == 'client_error' then return nil end
