@@ -38,16 +38,17 @@ local rankArg = ARGV[A + 9]
 local cap = optnum(ARGV[A + 10])
 local notAfter = optnum(ARGV[A + 11])
 local mayDisplace = ARGV[A + 12] == '1'
-local BOUNDS = {}
+local BOUNDS = nil
 local boundsArg = ARGV[A + 13] or ''
 if boundsArg ~= '' then
+  BOUNDS = {}
   for t, m in string.gmatch(boundsArg, '(-?%d+):(%d+)') do BOUNDS[#BOUNDS + 1] = { min = tonumber(t), max = tonumber(m) } end
 end
 
 --- Of the bounds this arrival falls under, the narrowest that is full (config-queue-bounds.ts fullBound),
 --- counted from the depth hash and this script's pending depth changes.
 local function fullBound()
-  if #BOUNDS == 0 then return nil end
+  if BOUNDS == nil then return nil end
   local p = tonumber(prio)
   local depth = redis.call('HGETALL', K.depth)
   local full = nil
@@ -72,7 +73,7 @@ local function refuse(seconds, kind, p)
   finish()
   local reply = { LOST, NOWS, REAPED, '0', int(seconds), kind, '', '', '0' }
   if p then reply[9] = '1' end
-  return flat(withPump(reply, p))
+  return flat(withPump(reply, p), p)
 end
 
 -- Before anything changes: a leftover of a timed-out call must not queue (or be granted, which would
@@ -196,7 +197,7 @@ if cap and n == 0 and dl > NOW then
       -- The grant counter before this grant: its own grant's is larger.
       local reply = withPump({ LOST, NOWS, REAPED, '1', seqS, '0', roundS, int(b.counter - 1), '1' }, p)
       reply[#reply + 1] = NOWS
-      return flat(reply)
+      return flat(reply, p)
     end
   end
 end
@@ -225,4 +226,4 @@ local reply = { LOST, NOWS, REAPED, '1', seqS, int(position), roundS, gseq, '0' 
 if p then reply[9] = '1' end
 reply = withPump(reply, p)
 reply[#reply + 1] = eta and int(eta) or ''
-return flat(reply)
+return flat(reply, p)

@@ -55,4 +55,4 @@ else
   reply[#reply + 1] = ''
   reply[#reply + 1] = ''
 end
-return flat(reply)
+return flat(reply, p)

@@ -231,13 +231,12 @@ local function pumpGroup(cap)
 end
 
 --- Appends the 3 scalar pump fields of `p` (a pumpGroup result) to `reply`: waiting, next wake or '',
---- more; '' each when p is nil. Its 3 lists (grants, expired, cooldowns ended) go with the reply to
---- flat(), which sends them after the fields.
+--- more; '' each when p is nil. Its 3 lists (grants, expired, cooldowns ended) go to flat(reply, p),
+--- which sends them after the fields.
 local function withPump(reply, p)
   local n = #reply
   if p then
     reply[n + 1], reply[n + 2], reply[n + 3] = int(p[1]), p[2], int(p[3])
-    reply.lists = p
   else
     reply[n + 1], reply[n + 2], reply[n + 3] = '', '', ''
   end
@@ -261,16 +260,15 @@ local function endingFields(expired)
 end
 
 --- A reply of enqueue, release or pump as ONE string: its fields tab-separated, then NUL and the grant
---- step's grants (8 tab-separated fields each, see pushGrant), NUL and its expired list (endingFields),
+--- step `p`'s grants (8 tab-separated fields each, see pushGrant), NUL and its expired list (endingFields),
 --- NUL and its ended cooldowns (deployment ids, tab-separated); a list is '' when empty. No field
 --- holds a tab or NUL (ids are checked by redis-store.ts checkIdentifier, messages cleaned by the
 --- caller). Redis 7.0 turns each element of a table reply into RESP at a cost of its own (most of a
 --- batch's reply time: docs/multi-instance.md, throughput), one string once. Read by redis-protocol.ts.
 --- Its fields are strings but for LOST and REAPED (a number given to table.concat is formatted by a
 --- sprintf, as is any C call from Lua costly here: docs/multi-instance.md, throughput).
-local function flat(reply)
+local function flat(reply, p)
   reply[1], reply[3] = int(reply[1]), int(reply[3])
-  local p = reply.lists
   local grants, endings, ended = '', '', ''
   if p then
     if #p[4] > 0 then grants = table.concat(p[4], '\t') end
