@@ -194,10 +194,9 @@ if cap and n == 0 and dl > NOW then
       -- (Merged: a full queue's grant step above may have granted others already.)
       p = mergePumps(p, endStep(grants, {}, 0, false, nil))
       finish()
-      -- The grant counter before this grant: its own grant's is larger.
-      local reply = withPump({ LOST, NOWS, REAPED, '1', seqS, '0', roundS, int(b.counter - 1), '1' }, p)
-      reply[#reply + 1] = NOWS
-      return flat(reply, p)
+      -- The grant counter before this grant: its own grant's is larger. (flat()'s layout, built at once.)
+      return int(LOST) .. '\t' .. NOWS .. '\t' .. int(REAPED) .. '\t1\t' .. seqS .. '\t0\t' .. roundS .. '\t'
+        .. int(b.counter - 1) .. '\t1\t' .. pumpFields(p) .. '\t' .. NOWS .. pumpLists(p)
     end
   end
 end
@@ -222,8 +221,6 @@ if waits then
 end
 if cap then p = mergePumps(p, pumpGroup(cap)) end
 finish()
-local reply = { LOST, NOWS, REAPED, '1', seqS, int(position), roundS, gseq, '0' }
-if p then reply[9] = '1' end
-reply = withPump(reply, p)
-reply[#reply + 1] = eta and int(eta) or ''
-return flat(reply, p)
+-- (flat()'s layout, built at once.)
+return int(LOST) .. '\t' .. NOWS .. '\t' .. int(REAPED) .. '\t1\t' .. seqS .. '\t' .. int(position) .. '\t' .. roundS .. '\t'
+  .. gseq .. '\t' .. (p and '1' or '0') .. '\t' .. pumpFields(p) .. '\t' .. (eta and int(eta) or '') .. pumpLists(p)

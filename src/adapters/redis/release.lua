@@ -41,18 +41,9 @@ if cap then
   p = pumpGroup(cap)
 end
 finish()
-local reply = { LOST, NOWS, REAPED, int(released), '', '', '0' }
-if untilAt then
-  reply[5] = int(untilAt)
-  reply[6] = reason
-end
-if p then reply[7] = '1' end
-reply = withPump(reply, p)
-if blockedUntil then
-  reply[#reply + 1] = int(blockedUntil)
-  reply[#reply + 1] = ARGV[A + 7]
-else
-  reply[#reply + 1] = ''
-  reply[#reply + 1] = ''
-end
-return flat(reply, p)
+local cool, why, blocked, blockWhy = '', '', '', ''
+if untilAt then cool, why = int(untilAt), reason end
+if blockedUntil then blocked, blockWhy = int(blockedUntil), ARGV[A + 7] end
+-- (includes/grant-step.lua flat()'s layout, built at once.)
+return int(LOST) .. '\t' .. NOWS .. '\t' .. int(REAPED) .. '\t' .. int(released) .. '\t' .. cool .. '\t' .. why .. '\t'
+  .. (p and '1' or '0') .. '\t' .. pumpFields(p) .. '\t' .. blocked .. '\t' .. blockWhy .. pumpLists(p)

@@ -259,23 +259,34 @@ local function endingFields(expired)
   return table.concat(out, '\t')
 end
 
---- A reply of enqueue, release or pump as ONE string: its fields tab-separated, then NUL and the grant
---- step `p`'s grants (8 tab-separated fields each, see pushGrant), NUL and its expired list (endingFields),
---- NUL and its ended cooldowns (deployment ids, tab-separated); a list is '' when empty. No field
---- holds a tab or NUL (ids are checked by redis-store.ts checkIdentifier, messages cleaned by the
+--- The 3 scalar pump fields of `p` as one string: waiting, next wake or '', more ('' each when p is nil).
+local function pumpFields(p)
+  if p == nil then return '\t\t' end
+  return int(p[1]) .. '\t' .. p[2] .. '\t' .. int(p[3])
+end
+
+--- The tail of a reply in ONE string (see flat): NUL and the grant step `p`'s grants (8 fields each, see
+--- pushGrant), NUL and its expired list (endingFields), NUL and its ended cooldowns (deployment ids); a
+--- list is '' when empty.
+local function pumpLists(p)
+  if p == nil or (#p[4] == 0 and #p[5] == 0 and #p[6] == 0) then return '\0\0\0' end
+  local grants, endings, ended = '', '', ''
+  if #p[4] > 0 then grants = table.concat(p[4], '\t') end
+  if #p[5] > 0 then endings = endingFields(p[5]) end
+  if #p[6] > 0 then ended = table.concat(p[6], '\t') end
+  return '\0' .. grants .. '\0' .. endings .. '\0' .. ended
+end
+
+--- A reply of enqueue, release or pump as ONE string: its fields tab-separated, then pumpLists(p). No
+--- field holds a tab or NUL (ids are checked by redis-store.ts checkIdentifier, messages cleaned by the
 --- caller). Redis 7.0 turns each element of a table reply into RESP at a cost of its own (most of a
 --- batch's reply time: docs/multi-instance.md, throughput), one string once. Read by redis-protocol.ts.
 --- Its fields are strings but for LOST and REAPED (a number given to table.concat is formatted by a
---- sprintf, as is any C call from Lua costly here: docs/multi-instance.md, throughput).
+--- sprintf). The hottest replies (an arrival granted at once, a release, a pump) are built by one
+--- concatenation instead, without a table: the same layout.
 local function flat(reply, p)
   reply[1], reply[3] = int(reply[1]), int(reply[3])
-  local grants, endings, ended = '', '', ''
-  if p then
-    if #p[4] > 0 then grants = table.concat(p[4], '\t') end
-    if #p[5] > 0 then endings = endingFields(p[5]) end
-    if #p[6] > 0 then ended = table.concat(p[6], '\t') end
-  end
-  return table.concat(reply, '\t') .. '\0' .. grants .. '\0' .. endings .. '\0' .. ended
+  return table.concat(reply, '\t') .. pumpLists(p)
 end
 
 --- Two grant steps of one script as one result: the grants, expiries and ended cooldowns of both, the
