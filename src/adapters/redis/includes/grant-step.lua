@@ -39,7 +39,7 @@ local function countGrants(count)
 end
 
 --- The grants of one grant step, gathered so that each key is written by one variadic call (writeGrants).
---- `out`: the list the caller's own grants are appended to (pushGrant); others' go to their owners' mail.
+--- `out`: the list the caller's own grants are appended to (grantLine); others' go to their owners' mail.
 local function newGrants(out)
   -- (mail, rpm and tpm tables are made when first needed: most steps grant one waiter of the caller.)
   return { count = 0, suffix = nil, counter = nil, out = out, records = {}, served = {}, rounds = nil }
@@ -52,7 +52,7 @@ end
 local function recordGrant(b, d, id, w)
   if b.suffix == nil then
     b.counter = nextGrantCounter()
-    b.suffix = '/' .. NOWS .. '.' .. b.counter
+    b.suffix = '/' .. NOWS .. '.' .. int(b.counter)
   end
   local gid = id .. b.suffix
   b.count = b.count + 1
@@ -85,12 +85,14 @@ local function recordGrant(b, d, id, w)
   local r = b.records
   r[#r + 1] = gid
   r[#r + 1] = grantRecord(g)
+  -- The caller's own grant goes in its reply as one line (one string, not 8).
+  local line = grantLine(gid, g)
   if w.owner == ME then
-    pushGrant(b.out, gid, g)
+    b.out[#b.out + 1] = line
   else
     b.mail = b.mail or {}
     b.mail[#b.mail + 1] = 0
-    b.mail[#b.mail + 1] = w.owner .. '\0g\0' .. mailGrant(w.owner, gid, g)
+    b.mail[#b.mail + 1] = w.owner .. '\0g\0' .. mailGrant(w.owner, gid, line)
   end
   return gid
 end
@@ -119,7 +121,8 @@ local function writeGrants(b)
 end
 
 --- The end of a grant step: claims the caller's mail, then the grant step's 6 results (withPump puts them in a reply):
----   waiting, next wake (server ms) or '', more 1 | 0, grants (8 strings each, see pushGrant),
+---   waiting, next wake (server ms) or '', more 1 | 0, grants (each one grantLine, or 8 strings from
+---   claimed mail: pushGrant; pumpLists joins both alike),
 ---   expired ids, deployments whose cooldown ended.
 --- `more`: the batch cap was reached with waiters left; `blockedTokens`: the head could not go.
 local function endStep(grants, expired, waiting, more, blockedTokens)

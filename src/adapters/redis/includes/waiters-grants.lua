@@ -58,6 +58,12 @@ local function grantRecord(g)
   return g.owner .. '\t' .. g.dep .. '\t' .. g.tokens .. '\t' .. g.at .. '\t' .. g.waited .. '\t' .. g.prio .. '\t' .. g.seq .. '\t' .. g.rid
 end
 
+--- A grant as pushGrant's 8 fields in one tab-separated string: a reply line (includes/grant-step.lua
+--- pumpLists joins lines and 8-string groups alike) and a record of a grants message (mail.lua).
+local function grantLine(gid, g)
+  return gid .. '\t' .. g.rid .. '\t' .. g.dep .. '\t' .. g.tokens .. '\t' .. g.at .. '\t' .. g.waited .. '\t' .. g.prio .. '\t' .. g.seq
+end
+
 --- Appends a grant as 8 strings: grant id, request id, deployment, tokens, grantedAt, waitedMs, priority, seq.
 local function pushGrant(out, gid, g)
   local n = #out
