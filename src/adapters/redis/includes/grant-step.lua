@@ -274,7 +274,8 @@ end
 local function pumpLists(p)
   if p == nil or (#p[4] == 0 and #p[5] == 0 and #p[6] == 0) then return '\0\0\0' end
   local grants, endings, ended = '', '', ''
-  if #p[4] > 0 then grants = table.concat(p[4], '\t') end
+  -- (One grant, the common case, is one grantLine already.)
+  if #p[4] == 1 then grants = p[4][1] elseif #p[4] > 0 then grants = table.concat(p[4], '\t') end
   if #p[5] > 0 then endings = endingFields(p[5]) end
   if #p[6] > 0 then ended = table.concat(p[6], '\t') end
   return '\0' .. grants .. '\0' .. endings .. '\0' .. ended
