@@ -16,9 +16,10 @@ local function finish()
       if d.ublock ~= d.saved[4] and d.ublock then redis.call('HSET', d.key, 'ublock', int(d.ublock)) end
     end
   end
-  if SEQ_DIRTY then redis.call('SET', K.seq, int(SEQ)) end
-  if GSEQ_DIRTY then redis.call('SET', K.gseq, int(GSEQ)) end
-  SEQ_DIRTY, GSEQ_DIRTY = false, false
+  if COUNTERS_DIRTY then
+    redis.call('MSET', K.seq, int(SEQ), K.gseq, int(GSEQ))
+    COUNTERS_DIRTY = false
+  end
   for prio, delta in pairs(DEPTH) do
     if delta ~= 0 and redis.call('HINCRBY', K.depth, prio, delta) <= 0 then redis.call('HDEL', K.depth, prio) end
   end

@@ -18,10 +18,15 @@ local function beginStep()
   end
 end
 
+--- The list of a grant step's ended cooldowns when none ended: shared by every call, never added to
+--- (mergePumps makes new lists).
+local NONE_ENDED = {}
+
 --- The cooldowns ended in this script, the first time they are asked for.
 local function takeEnded()
-  local e = ENDED or {}
-  ENDED = {}
+  local e = ENDED
+  ENDED = NONE_ENDED
+  if e == nil or #e == 0 then return NONE_ENDED end
   return e
 end
 
@@ -297,9 +302,11 @@ end
 --- waiting count, wake and `more` of the second.
 local function mergePumps(a, b)
   if a == nil then return b end
+  local merged = { b[1], b[2], b[3], {}, {}, {} }
   for k = 4, 6 do
-    for _, v in ipairs(b[k]) do a[k][#a[k] + 1] = v end
+    local list = merged[k]
+    for _, v in ipairs(a[k]) do list[#list + 1] = v end
+    for _, v in ipairs(b[k]) do list[#list + 1] = v end
   end
-  a[1], a[2], a[3] = b[1], b[2], b[3]
-  return a
+  return merged
 end

@@ -19,7 +19,7 @@ local ROUNDS, ROUNDS_SET
 local WAITING
 --- The arrival sequence and grant step counters as this call counted them (counters.lua), nil until
 --- read; DIRTY: finish() writes them back.
-local SEQ, GSEQ, SEQ_DIRTY, GSEQ_DIRTY
+local SEQ, GSEQ, COUNTERS_DIRTY
 --- The cooldowns ended in this call's grant step (beginStep), nil before it.
 local ENDED
 --- Whether the grant estimate is also a fair ETA: no deployment bounded by max_parallel_requests alone.
@@ -83,7 +83,7 @@ local function begin(KEYS, ARGV)
   BATCH, LEASED, MAIL_CLAIMED, MAIL_ME = false, false, false, false
   ROUNDS, ROUNDS_SET = {}, {}
   WAITING = nil
-  SEQ, GSEQ, SEQ_DIRTY, GSEQ_DIRTY = nil, nil, false, false
+  SEQ, GSEQ, COUNTERS_DIRTY = nil, nil, false
 end
 
 --- Decimal strings of 0 .. 255, each made once (the library's top level cannot call string.format):
