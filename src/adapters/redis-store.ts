@@ -234,8 +234,6 @@ export class RedisStore implements SchedulerStore {
   private readonly batch: number;
   /** The batch cap sent with enqueues ('' = enqueue does not pump). */
   private readonly enqueueCap: string;
-  /** The per-priority bounds as enqueue.lua reads them: `minPriority:maxWaiting,…`. */
-  private readonly boundsArg: string;
   private listener: StoreListener | null = null;
   /** Operations issued in this turn, sent together at its end (sendBatch). */
   private batched: BatchedOperation[] = [];
@@ -303,7 +301,6 @@ export class RedisStore implements SchedulerStore {
     this.redis = options.redis;
     this.batch = Math.min(1000, Math.max(1, options.pumpBatch ?? 256));
     this.enqueueCap = options.pumpOnEnqueue === false ? '' : String(this.batch);
-    this.boundsArg = (options.maxQueueSizeByPriority ?? []).map((b) => `${b.minPriority}:${b.maxWaiting}`).join(',');
     const keys = groupKeyNames(options.prefix, options.model, options.deployments);
     const opt = (n: number | undefined) => (n === undefined ? '' : String(n));
     const common = [
@@ -320,6 +317,8 @@ export class RedisStore implements SchedulerStore {
     for (const d of options.deployments) {
       common.push(d.id, opt(d.limits.rpm), opt(d.limits.tpm), opt(d.limits.maxParallelRequests));
     }
+    // The per-priority bounds as enqueue.lua reads them (lib.lua ARGV[10 + 4n]): `minPriority:maxWaiting,…`.
+    common.push((options.maxQueueSizeByPriority ?? []).map((b) => `${b.minPriority}:${b.maxWaiting}`).join(','));
     this.head0 = [String(keys.length), ...keys, ...common];
   }
 
@@ -618,21 +617,21 @@ export class RedisStore implements SchedulerStore {
 
   private enqueueArgs(entry: WaiterEntry, now: number, cap: string, displace = false): (string | number)[] {
     if (!Number.isFinite(entry.priority)) throw new Error(`priority must be a finite number, got ${entry.priority}`);
+    // Its times relative to now (enqueue.lua: ms waited, ms left), as the script computed them before.
+    const at = Math.round(now);
     return [
       entry.id,
       String(entry.priority),
       entry.tenant,
-      Math.round(Math.min(entry.enqueuedAt, now)),
-      Math.round(Math.min(entry.deadline, now + FAR_FUTURE_MS)),
+      at - Math.round(Math.min(entry.enqueuedAt, now)),
+      Math.round(Math.min(entry.deadline, now + FAR_FUTURE_MS)) - at,
       Math.max(0, Math.ceil(entry.tokens)),
       entry.seq === undefined ? '' : entry.seq,
       entry.round === undefined ? '' : entry.round,
-      Math.round(now),
       this.rankOf(entry),
       cap,
       this.enqueueNotAfter(),
       displace ? '1' : '',
-      this.boundsArg,
     ];
   }
 

@@ -7,17 +7,19 @@ waiter served last takes that waiter's place (includes/displacement.lua worstBel
 KEYS: the group layout of lib.lua (KEYS[1..13] group keys, then 4 per deployment).
 ARGV: the common prefix of lib.lua (ARGV[1 .. A-1]), then
   ARGV[A]   request id                 ARGV[A+1] priority          ARGV[A+2] tenant
-  ARGV[A+3] enqueuedAt (caller ms)     ARGV[A+4] deadline (caller ms)
+  ARGV[A+3] ms it has waited (caller's now - enqueuedAt, >= 0)
+  ARGV[A+4] ms left to its deadline (deadline - caller's now)
+            (Times relative to the caller's now: clock skew cancels out, and short numbers parse faster.)
   ARGV[A+5] tokens (tpm estimate)      ARGV[A+6] seq or '' (a retry keeps its seq and round)
-  ARGV[A+7] round or ''                ARGV[A+8] now (caller ms)
-  ARGV[A+9] rank (queue-order.ts orderRank, computed by the caller on enqueuedAt moved to server time
+  ARGV[A+7] round or ''
+  ARGV[A+8] rank (queue-order.ts orderRank, computed by the caller on enqueuedAt moved to server time
             by its stable clock offset), or '' to compute it here
-  ARGV[A+10] batch cap of the grant step, or '' for no grant step
-  ARGV[A+11] not after (server ms), or '': run later than this (Redis stalled past the caller's command
+  ARGV[A+9] batch cap of the grant step, or '' for no grant step
+  ARGV[A+10] not after (server ms), or '': run later than this (Redis stalled past the caller's command
             timeout, so the caller has given up and answered its request), the script changes nothing
-  ARGV[A+12] '1' when a full queue may make room by displacing its worst waiter (includes/displacement.lua worstBelow),
+  ARGV[A+11] '1' when a full queue may make room by displacing its worst waiter (includes/displacement.lua worstBelow),
             '' when not (the caller pumps first and asks again, as MemoryStore grants before judging)
-  ARGV[A+13] per-priority bounds 'minPriority:maxWaiting,…' (config-queue-bounds.ts), or ''
+  (The per-priority bounds are in the common prefix: lib.lua.)
 Returns ONE string (includes/grant-step.lua flat: the fields below tab-separated, then the grant step's lists):
    LOST, NOW, REAPED, 1, seq, position, round, grant counter at the enqueue, pumped 1 | 0, pump,
          estimated grant time (server ms; includes/grant-estimate.lua earliestGrant) or '' when unknown
@@ -31,15 +33,15 @@ is the 3 fields of pump.lua's reply after its head ('' each when not pumped); an
 is already waiting. Any grant of this waiter has a larger grant counter than the one returned.
 ]]
 local id, prio, tenant = ARGV[A], ARGV[A + 1], ARGV[A + 2]
-local enqueuedAt, deadline = num(ARGV[A + 3]), num(ARGV[A + 4])
-local tokens, seqArg, roundArg, callerNow = ARGV[A + 5], ARGV[A + 6], ARGV[A + 7], num(ARGV[A + 8])
+local waited, remaining = num(ARGV[A + 3]), num(ARGV[A + 4])
+local tokens, seqArg, roundArg = ARGV[A + 5], ARGV[A + 6], ARGV[A + 7]
 local tok = num(tokens)
-local rankArg = ARGV[A + 9]
-local cap = optnum(ARGV[A + 10])
-local notAfter = optnum(ARGV[A + 11])
-local mayDisplace = ARGV[A + 12] == '1'
+local rankArg = ARGV[A + 8]
+local cap = optnum(ARGV[A + 9])
+local notAfter = optnum(ARGV[A + 10])
+local mayDisplace = ARGV[A + 11] == '1'
 local BOUNDS = nil
-local boundsArg = ARGV[A + 13] or ''
+local boundsArg = S.bounds or ''
 if boundsArg ~= '' then
   BOUNDS = {}
   for t, m in string.gmatch(boundsArg, '(-?%d+):(%d+)') do BOUNDS[#BOUNDS + 1] = { min = tonumber(t), max = tonumber(m) } end
@@ -98,8 +100,8 @@ do
 end
 local retry = seqArg ~= ''
 -- Caller times become server times by their distance from the caller's now (clock skew cancels out).
-local enq = NOW - math.max(0, callerNow - enqueuedAt)
-local dl = NOW + (deadline - callerNow)
+local enq = NOW - math.max(0, waited)
+local dl = NOW + remaining
 local rank = optnum(rankArg)
 if rank == nil then
   -- queue-order.ts orderRank: priority, or with aging priority * agingMs + enqueuedAt.

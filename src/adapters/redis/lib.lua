@@ -39,7 +39,8 @@ ARGV (the same prefix for every script):
   ARGV[4] model group name          ARGV[5] aging ms or ''     ARGV[6] max queue size
   ARGV[7] cooldown ms               ARGV[8] allowed fails      ARGV[9] n = number of deployments
   then per deployment: id, rpm, tpm, max_parallel_requests ('' = unlimited)
-  The script's own arguments start at ARGV[A], A = 10 + 4n.
+  ARGV[10 + 4n] per-priority queue bounds 'minPriority:maxWaiting,…' (config-queue-bounds.ts), or ''
+  The script's own arguments start at ARGV[A], A = 11 + 4n.
 
 Time is the Redis server's clock (TIME), in ms, for windows, deadlines, cooldowns and leases. Tests only:
 a store built with a script clock (RedisStoreOptions.scriptClock) ends every call's ARGV with

@@ -76,7 +76,8 @@ local function begin(KEYS, ARGV)
     DEP_BY_ID[d.id] = d
     if not d.rpm and d.par then ETA_KNOWN = false end
   end
-  A = 10 + ND * 4
+  S.bounds = ARGV[10 + ND * 4]
+  A = 11 + ND * 4
   LOST, REAPED = 0, 0
   NOTIFY, DEPTH = {}, {}
   ENDED = nil
