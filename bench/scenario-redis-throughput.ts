@@ -89,6 +89,22 @@ interface Where {
   redisPids?: number[];
   /** Model groups each instance loops on at once (default one, MODEL). */
   models?: string[];
+  /** A cluster's nodes (`redis://host:port`), whose INFO commandstats are read and summed. */
+  statsUrls?: string[];
+}
+
+/** The commandstats of several nodes as one: calls added, usec_per_call weighted by calls. */
+function summed(all: Record<string, { calls: number; usecPerCall: number }>[]): Record<string, { calls: number; usecPerCall: number }> {
+  const out: Record<string, { calls: number; usecPerCall: number }> = {};
+  for (const stats of all) {
+    for (const [name, s] of Object.entries(stats)) {
+      const o = (out[name] ??= { calls: 0, usecPerCall: 0 });
+      const calls = o.calls + s.calls;
+      o.usecPerCall = calls === 0 ? 0 : +((o.usecPerCall * o.calls + s.usecPerCall * s.calls) / calls).toFixed(2);
+      o.calls = calls;
+    }
+  }
+  return out;
 }
 
 async function grantsPerSecond(n: number, store: 'memory' | 'redis', settings: ThroughputSettings, where: Where = {}): Promise<Throughput> {
@@ -105,7 +121,8 @@ async function grantsPerSecond(n: number, store: 'memory' | 'redis', settings: T
   if (where.clusterNodes !== undefined) yaml = yaml.replace(/redis_url: .*/, `redis_startup_nodes: "${where.clusterNodes}"`);
   const instances = await startInstances(n, { yaml, store });
   try {
-    if (redisUrl !== undefined) await commandStats(redisUrl, true);
+    const statsUrls = where.statsUrls ?? (redisUrl !== undefined ? [redisUrl] : []);
+    await Promise.all(statsUrls.map((u) => commandStats(u, true)));
     const roundRates: number[] = [];
     let completed = 0;
     let errors = 0;
@@ -138,8 +155,8 @@ async function grantsPerSecond(n: number, store: 'memory' | 'redis', settings: T
       out.instanceCpuUsPerGrant = instanceUs.map((u) => u / (total / n));
       out.cpuShare = { redis: redisUs.map((u) => u / wallUs), instances: instanceUs.map((u) => u / wallUs) };
     }
-    if (redisUrl !== undefined) {
-      out.redisCommands = await commandStats(redisUrl, false);
+    if (statsUrls.length > 0) {
+      out.redisCommands = summed(await Promise.all(statsUrls.map((u) => commandStats(u, false))));
       const scripts = out.redisCommands.fcall ?? { calls: 0, usecPerCall: 0 };
       out.redisBusy = (scripts.calls * scripts.usecPerCall) / 1000 / (settings.warmupMs * n + settings.rounds * settings.roundMs);
     }
@@ -205,11 +222,12 @@ async function clusterThroughput(settings: ThroughputSettings): Promise<{ rows: 
     cluster = await startCluster(3);
     if (cluster === null) throw new Error('redis-server or redis-cli is missing');
     const pids = cluster.nodes.map((n) => n.pid);
+    const statsUrls = cluster.nodes.map((n) => `redis://127.0.0.1:${n.port}`);
     const half = { ...settings, concurrency: Math.max(1, Math.round(settings.concurrency / 2)) };
     step(S, `Redis Cluster: 2 instances, 2 groups on 1 shard, ${half.concurrency} in flight per group and instance`);
-    const oneShard = await grantsPerSecond(2, 'redis', half, { clusterNodes: cluster.startupNodes, redisPids: pids, models: groupsOn(cluster, [0, 0]) });
+    const oneShard = await grantsPerSecond(2, 'redis', half, { clusterNodes: cluster.startupNodes, redisPids: pids, statsUrls, models: groupsOn(cluster, [0, 0]) });
     step(S, 'Redis Cluster: 2 instances, 2 groups on 2 shards');
-    const twoShards = await grantsPerSecond(2, 'redis', half, { clusterNodes: cluster.startupNodes, redisPids: pids, models: groupsOn(cluster, [0, 1]) });
+    const twoShards = await grantsPerSecond(2, 'redis', half, { clusterNodes: cluster.startupNodes, redisPids: pids, statsUrls, models: groupsOn(cluster, [0, 1]) });
     const share = (t: Throughput) =>
       `CPU (share of a core): shards ${t.cpuShare?.redis.map((x) => x.toFixed(2)).join(' / ')}, instances ${t.cpuShare?.instances.map((x) => x.toFixed(2)).join(' / ')}`;
     const rows = [

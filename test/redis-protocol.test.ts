@@ -3,6 +3,7 @@ import {
   RedisProtocolError,
   decodeChannelMessage,
   decodeClaimReply,
+  decodeEndingFields,
   decodeEndings,
   decodeEnqueueReply,
   CLAIM_RECORD,
@@ -23,8 +24,28 @@ import {
 const HEAD = [0, 1_000_000, 0];
 const GRANT = ['g7', 'req-1', 'dep-a', '120', 999_900, 100, '0', 4];
 const GRANT_DECODED = { grantId: 'g7', requestId: 'req-1', deploymentId: 'dep-a', tokens: 120, grantedAt: 999_900, waitedMs: 100, priority: 0, seq: 4 };
-const PUMP = [2, 1_000_500, 0, GRANT, ['req-2', '\0dreq-3\t5', '\0freq-4\t9\tupstream 500'], ['dep-b']];
-const NO_PUMP = ['', '', '', '', '', ''];
+
+/**
+ * A flat reply of enqueue, release or pump as includes/grant-step.lua flat() builds it: the fields
+ * tab-separated, then NUL and the grants, NUL and the expiries (4 fields each), NUL and the ended cooldowns.
+ */
+function flat(fields: (string | number)[], lists: { grants?: (string | number)[]; endings?: string[][]; ended?: string[] } = {}): string {
+  const endings = (lists.endings ?? []).map((e) => e.join('\t'));
+  return [fields.join('\t'), (lists.grants ?? []).join('\t'), endings.join('\t'), (lists.ended ?? []).join('\t')].join('\0');
+}
+const FLAT_HEAD = ['0', '1000000', '0'];
+/** The 3 pump fields of a flat reply (waiting, wake, more), and its lists. */
+const PUMP = [2, 1_000_500, 0];
+const PUMP_LISTS = {
+  grants: GRANT,
+  endings: [
+    ['x', 'req-2', '', ''],
+    ['d', 'req-3', '5', ''],
+    ['f', 'req-4', '9', 'upstream 500'],
+  ],
+  ended: ['dep-b'],
+};
+const NO_PUMP = ['', '', ''];
 
 describe('script replies', () => {
   it('reads the common head', () => {
@@ -36,7 +57,7 @@ describe('script replies', () => {
   });
 
   it('reads pump.lua: grants, expiries, displacements and ended cooldowns', () => {
-    const { head, pump } = decodePumpReply([...HEAD, ...PUMP]);
+    const { head, pump } = decodePumpReply(flat([...FLAT_HEAD, ...PUMP], PUMP_LISTS));
     expect(head).toEqual({ lost: false, now: 1_000_000, reaped: 0 });
     expect(pump).toEqual({
       waiting: 2,
@@ -52,30 +73,28 @@ describe('script replies', () => {
       },
       cooldownsEnded: ['dep-b'],
     });
-    expect(decodePumpReply([...HEAD, 0, '', 1, [], [], []]).pump).toMatchObject({ wakeAt: null, more: true, grants: [] });
-    // An empty list may also come as '' (includes/grant-step.lua withPump).
-    expect(decodePumpReply([...HEAD, 0, '', 0, '', '', '']).pump).toEqual({ waiting: 0, wakeAt: null, more: false, grants: [], endings: { expired: [], displaced: [] }, cooldownsEnded: [] });
+    expect(decodePumpReply(flat([...FLAT_HEAD, 0, '', 1])).pump).toEqual({ waiting: 0, wakeAt: null, more: true, grants: [], endings: { expired: [], displaced: [] }, cooldownsEnded: [] });
   });
 
   it('reads every enqueue.lua layout', () => {
-    expect(decodeEnqueueReply([...HEAD, 1, 12, 3, 2, 40, 1, ...PUMP, 1_000_900])).toMatchObject({
+    expect(decodeEnqueueReply(flat([...FLAT_HEAD, 1, 12, 3, 2, 40, 1, ...PUMP, 1_000_900], PUMP_LISTS))).toMatchObject({
       outcome: 'accepted',
       seq: 12,
       position: 3,
       round: 2,
       counter: 40,
       etaAt: 1_000_900,
-      pump: { waiting: 2 },
+      pump: { waiting: 2, grants: [GRANT_DECODED] },
     });
-    expect(decodeEnqueueReply([...HEAD, 1, 12, 3, 2, 40, 0, ...NO_PUMP, ''])).toMatchObject({ outcome: 'accepted', pump: null, etaAt: null });
-    expect(decodeEnqueueReply([...HEAD, 0, 4, '', '', '', 0, ...NO_PUMP])).toMatchObject({ outcome: 'refused', reason: 'queue_full', retryAfterSeconds: 4, pump: null });
-    expect(decodeEnqueueReply([...HEAD, 0, 60, 'certain', '', '', 1, ...PUMP])).toMatchObject({ reason: 'deadline_unreachable', pump: { grants: [GRANT_DECODED] } });
-    expect(decodeEnqueueReply([...HEAD, 0, 30, 'unavailable', 'HTTP 500', '', 0])).toMatchObject({ reason: 'upstream_unavailable', message: 'HTTP 500' });
-    expect(decodeEnqueueReply([...HEAD, 0, 'late', '', '', '', 0])).toEqual({ head: { lost: false, now: 1_000_000, reaped: 0 }, outcome: 'late' });
+    expect(decodeEnqueueReply(flat([...FLAT_HEAD, 1, 12, 3, 2, 40, 0, ...NO_PUMP, '']))).toMatchObject({ outcome: 'accepted', pump: null, etaAt: null });
+    expect(decodeEnqueueReply(flat([...FLAT_HEAD, 0, 4, '', '', '', 0, ...NO_PUMP]))).toMatchObject({ outcome: 'refused', reason: 'queue_full', retryAfterSeconds: 4, pump: null });
+    expect(decodeEnqueueReply(flat([...FLAT_HEAD, 0, 60, 'certain', '', '', 1, ...PUMP], PUMP_LISTS))).toMatchObject({ reason: 'deadline_unreachable', pump: { grants: [GRANT_DECODED] } });
+    expect(decodeEnqueueReply(flat([...FLAT_HEAD, 0, 30, 'unavailable', 'HTTP 500', '', 0]))).toMatchObject({ reason: 'upstream_unavailable', message: 'HTTP 500' });
+    expect(decodeEnqueueReply(flat([...FLAT_HEAD, 0, 'late', '', '', '', 0]))).toEqual({ head: { lost: false, now: 1_000_000, reaped: 0 }, outcome: 'late' });
   });
 
   it('reads release.lua with and without its grant step', () => {
-    expect(decodeReleaseReply([...HEAD, 1, 1_005_000, 'server_error', 0, ...NO_PUMP, '', ''])).toEqual({
+    expect(decodeReleaseReply(flat([...FLAT_HEAD, 1, 1_005_000, 'server_error', 0, ...NO_PUMP, '', '']))).toEqual({
       head: { lost: false, now: 1_000_000, reaped: 0 },
       released: true,
       cooldownUntil: 1_005_000,
@@ -84,7 +103,7 @@ describe('script replies', () => {
       upstreamBlockedUntil: null,
       upstreamBlockReason: '',
     });
-    expect(decodeReleaseReply([...HEAD, 0, '', '', 1, ...PUMP, 1_060_000, 'tpm'])).toMatchObject({
+    expect(decodeReleaseReply(flat([...FLAT_HEAD, 0, '', '', 1, ...PUMP, 1_060_000, 'tpm'], PUMP_LISTS))).toMatchObject({
       released: false,
       cooldownUntil: null,
       pump: { grants: [GRANT_DECODED] },
@@ -130,14 +149,17 @@ describe('script replies', () => {
       [() => decodeRemoveReply([2, 5, 0, 1]), /LOST is 2, expected 1 or 0/],
       [() => decodeRetryAfterReply([0, 'soon', 0, 1]), /NOW is "soon", expected a number/],
       [() => decodePositionReply([...HEAD]), /position\.lua reply: 3 fields, expected at least 4/],
-      [() => decodePumpReply([...HEAD, 2, '', 0, GRANT.slice(0, 7), [], []]), /grants is .*expected a multiple of 8 fields/],
-      [() => decodePumpReply([...HEAD, 2, '', 0, [...GRANT.slice(0, 3), 'lots', ...GRANT.slice(4)], [], []]), /grant tokens is "lots", expected a number/],
-      [() => decodePumpReply([...HEAD, 2, '', 0, [], ['\0zreq'], []]), /entry kind/],
-      [() => decodePumpReply([...HEAD, 2, '', 0, [], 'req-1', []]), /expired is "req-1", expected an array/],
-      [() => decodeEnqueueReply([...HEAD, 1, 12, 3, 2, 40, 0, ...NO_PUMP]), /15 fields, expected at least 16/],
-      [() => decodeEnqueueReply([...HEAD, 0, 4, 'full', '', '', 0, ...NO_PUMP]), /refusal kind is "full"/],
-      [() => decodeEnqueueReply([...HEAD, 1, 12, 3, 2, 40, 1, ...NO_PUMP, '']), /waiting is "", expected a number/],
-      [() => decodeReleaseReply([...HEAD, 1, '', '', 0, ...NO_PUMP]), /13 fields, expected at least 15/],
+      [() => decodePumpReply([...HEAD, 2, '', 0]), /pump\.lua reply: the reply is \[.*expected a string/],
+      [() => decodePumpReply('0\t1000000\t0\t2\t\t0'), /the reply is .*expected fields and 3 lists, NUL-separated/],
+      [() => decodePumpReply(flat([...FLAT_HEAD, 2, '', 0], { grants: GRANT.slice(0, 7) })), /grants is .*expected a multiple of 8 fields/],
+      [() => decodePumpReply(flat([...FLAT_HEAD, 2, '', 0], { grants: [...GRANT.slice(0, 3), 'lots', ...GRANT.slice(4)] })), /grant tokens is "lots", expected a number/],
+      [() => decodePumpReply(flat([...FLAT_HEAD, 2, '', 0], { endings: [['z', 'req', '', '']] })), /entry kind is "z"/],
+      [() => decodePumpReply(flat([...FLAT_HEAD, 2, '', 0], { endings: [['x', 'req']] })), /expiries is .*expected a multiple of 4 fields/],
+      [() => decodePumpReply(flat([...FLAT_HEAD, 2, ''])), /pump\.lua reply: 5 fields, expected at least 6/],
+      [() => decodeEnqueueReply(flat([...FLAT_HEAD, 1, 12, 3, 2, 40, 0, ...NO_PUMP])), /12 fields, expected at least 13/],
+      [() => decodeEnqueueReply(flat([...FLAT_HEAD, 0, 4, 'full', '', '', 0, ...NO_PUMP])), /refusal kind is "full"/],
+      [() => decodeEnqueueReply(flat([...FLAT_HEAD, 1, 12, 3, 2, 40, 1, ...NO_PUMP, ''])), /waiting is "", expected a number/],
+      [() => decodeReleaseReply(flat([...FLAT_HEAD, 1, '', '', 0, ...NO_PUMP])), /10 fields, expected at least 12/],
       [() => decodeClaimReply([...HEAD, [], []]), /claim\.lua reply: 5 fields/],
       [() => decodeSyncReply([...HEAD, [null], [], []]), /waiter ids\[0\] is null, expected a string/],
       [() => decodeSnapshotReply([...HEAD, 0, [], '', [0, 0, 0, ''], [], ['']], 2), /4 fields for each of 2 deployments/],
@@ -151,13 +173,16 @@ describe('script replies', () => {
   });
 
   it('splits expiry entries by kind', () => {
-    expect(decodeEndings(['a', '\0db\t0', '\0uc\t12'])).toEqual({
+    const split = {
       expired: ['a'],
       displaced: [
         { id: 'b', retryAfterSeconds: 1 },
         { id: 'c', retryAfterSeconds: 12, unreachable: true },
       ],
-    });
+    };
+    // As claim.lua and sync.lua send them (a list), and as a flat reply does (4 fields each).
+    expect(decodeEndings(['a', '\0db\t0', '\0uc\t12'])).toEqual(split);
+    expect(decodeEndingFields('x\ta\t\t\td\tb\t0\t\tu\tc\t12\t')).toEqual(split);
   });
 });
 

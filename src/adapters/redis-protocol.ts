@@ -23,7 +23,7 @@ export interface ReplyHead {
   reaped: number;
 }
 
-/** The 6 fields of pump.lua's reply after its head; grants' `grantedAt` is server ms. */
+/** The grant step of a reply (pump.lua after its head: 3 fields, then its lists); grants' `grantedAt` is server ms. */
 export interface PumpReply {
   waiting: number;
   /** Next wake (server ms), or null. */
@@ -142,7 +142,7 @@ function str(where: string, v: unknown, field: string): string {
   return fail(where, field, v, 'a string');
 }
 
-/** A list inside a reply: an array, or '' for an empty one (the pump fields send an empty list so: includes/grant-step.lua withPump). */
+/** A list inside a reply (claim, sync): an array, or '' for an empty one. */
 function list(where: string, v: unknown, field: string): unknown[] {
   return v === '' ? [] : array(where, v, field);
 }
@@ -207,43 +207,100 @@ export function decodeEndings(entries: readonly string[], where = 'expiry list')
   return { expired, displaced };
 }
 
-/** pump.lua's 6 fields after its head, from r[i]: waiting, wake or '', more, grants, expired, cooldowns ended. */
-function pumpAt(where: string, r: unknown[], i: number): PumpReply {
-  atLeast(where, r, i + 6);
+/**
+ * A reply of enqueue, release or pump (includes/grant-step.lua flat): ONE string, its fields
+ * tab-separated, then NUL and the grant step's grants, NUL and its expiries, NUL and its ended cooldowns.
+ */
+interface FlatReply {
+  fields: string[];
+  grants: string;
+  endings: string;
+  ended: string;
+}
+
+function flatReply(where: string, reply: unknown): FlatReply {
+  if (typeof reply !== 'string') fail(where, 'the reply', reply, 'a string');
+  const parts = reply.split('\0');
+  if (parts.length !== 4) fail(where, 'the reply', reply, 'fields and 3 lists, NUL-separated');
+  return { fields: parts[0].split('\t'), grants: parts[1], endings: parts[2], ended: parts[3] };
+}
+
+/** A tab-separated list of a flat reply; '' is an empty one. */
+const tabList = (s: string): string[] => (s === '' ? [] : s.split('\t'));
+
+/** The grants of a flat reply: 8 fields each (includes/waiters-grants.lua pushGrant). */
+function flatGrants(where: string, s: string): Grant[] {
+  const flat = tabList(s);
+  if (flat.length % 8 !== 0) fail(where, 'grants', s, 'a multiple of 8 fields');
+  const out: Grant[] = [];
+  for (let i = 0; i < flat.length; i += 8) out.push(grantAt(where, flat, i));
+  return out;
+}
+
+/**
+ * The expiries of a flat reply (includes/grant-step.lua endingFields): 4 fields each, kind, id,
+ * Retry-After seconds, message; kind x expired, d displaced by a better arrival, u deadline certainly
+ * unreachable, f every deployment fails (the message: the last upstream error).
+ */
+export function decodeEndingFields(s: string, where = 'expiry list'): Endings {
+  const f = tabList(s);
+  if (f.length % 4 !== 0) fail(where, 'expiries', s, 'a multiple of 4 fields');
+  const expired: string[] = [];
+  const displaced: Displaced[] = [];
+  for (let i = 0; i < f.length; i += 4) {
+    const [kind, id] = [f[i], f[i + 1]];
+    if (id === '') fail(where, 'expired id', s, 'an id');
+    if (kind === 'x') {
+      expired.push(id);
+      continue;
+    }
+    if (kind !== 'd' && kind !== 'u' && kind !== 'f') fail(where, 'entry kind', kind, "'x', 'd', 'u' or 'f'");
+    const d: Displaced = { id, retryAfterSeconds: Math.max(1, Number(f[i + 2]) || 1) };
+    if (kind === 'u') d.unreachable = true;
+    if (kind === 'f') d.unavailable = f[i + 3];
+    displaced.push(d);
+  }
+  return { expired, displaced };
+}
+
+/** The grant step of a flat reply: its 3 fields from fields[i] (waiting, wake or '', more), then its lists. */
+function pumpAt(where: string, r: FlatReply, i: number): PumpReply {
+  atLeast(where, r.fields, i + 3);
   return {
-    waiting: num(where, r[i], 'waiting'),
-    wakeAt: optNum(where, r[i + 1], 'next wake'),
-    more: flag(where, r[i + 2], 'more'),
-    grants: grants(where, r[i + 3]),
-    endings: decodeEndings(strs(where, r[i + 4], 'expired'), where),
-    cooldownsEnded: strs(where, r[i + 5], 'cooldowns ended'),
+    waiting: num(where, r.fields[i], 'waiting'),
+    wakeAt: optNum(where, r.fields[i + 1], 'next wake'),
+    more: flag(where, r.fields[i + 2], 'more'),
+    grants: flatGrants(where, r.grants),
+    endings: decodeEndingFields(r.endings, where),
+    cooldownsEnded: tabList(r.ended),
   };
 }
 
 // Script replies ------------------------------------------------------------------------------------------
 
-/** pump.lua: {LOST, NOW, REAPED, waiting, next wake or '', more, grants, expired ids, cooldowns ended}. */
+/** pump.lua: LOST, NOW, REAPED, waiting, next wake or '', more; then its lists (a flat reply). */
 export function decodePumpReply(reply: unknown): { head: ReplyHead; pump: PumpReply } {
   const where = 'pump.lua reply';
-  const r = array(where, reply);
-  return { head: decodeHead(where, r), pump: pumpAt(where, r, 3) };
+  const r = flatReply(where, reply);
+  return { head: decodeHead(where, r.fields), pump: pumpAt(where, r, 3) };
 }
 
 /**
- * enqueue.lua: {…, 1, seq, position, round, grant counter, pumped, pump(6), eta or ''} (accepted);
- * {…, 0, retryAfterSeconds, '' | 'certain', '', '', pumped, pump(6)} (queue full | deadline unreachable);
- * {…, 0, retryAfterSeconds, 'unavailable', last error, '', 0} and {…, 0, 'late', '', '', '', 0}.
+ * enqueue.lua (a flat reply): …, 1, seq, position, round, grant counter, pumped, pump(3), eta or ''
+ * (accepted); …, 0, retryAfterSeconds, '' | 'certain', '', '', pumped, pump(3) (queue full | deadline
+ * unreachable); …, 0, retryAfterSeconds, 'unavailable', last error, '', 0 and …, 0, 'late', '', '', '', 0.
  */
 export function decodeEnqueueReply(reply: unknown): EnqueueReply {
   const where = 'enqueue.lua reply';
-  const r = array(where, reply);
+  const fr = flatReply(where, reply);
+  const r = fr.fields;
   const head = decodeHead(where, r);
   atLeast(where, r, 9);
   if (r[4] === 'late') return { head, outcome: 'late' };
   const pumped = flag(where, r[8], 'pumped');
-  const pump = pumped ? pumpAt(where, r, 9) : null;
+  const pump = pumped ? pumpAt(where, fr, 9) : null;
   if (flag(where, r[3], 'accepted')) {
-    atLeast(where, r, 16);
+    atLeast(where, r, 13);
     return {
       head,
       outcome: 'accepted',
@@ -252,7 +309,7 @@ export function decodeEnqueueReply(reply: unknown): EnqueueReply {
       round: num(where, r[6], 'round'),
       counter: num(where, r[7], 'grant counter'),
       pump,
-      etaAt: optNum(where, r[15], 'estimated grant time'),
+      etaAt: optNum(where, r[12], 'estimated grant time'),
     };
   }
   const retryAfterSeconds = num(where, r[4], 'retry-after seconds');
@@ -264,20 +321,21 @@ export function decodeEnqueueReply(reply: unknown): EnqueueReply {
   return { head, outcome: 'refused', reason: kind === 'certain' ? 'deadline_unreachable' : 'queue_full', retryAfterSeconds, message: '', pump };
 }
 
-/** release.lua: {…, released, cooldown until or '', reason or '', pumped, pump(6), blocked until or '', reason or ''}. */
+/** release.lua (a flat reply): …, released, cooldown until or '', reason or '', pumped, pump(3), blocked until or '', reason or ''. */
 export function decodeReleaseReply(reply: unknown): ReleaseReply {
   const where = 'release.lua reply';
-  const r = array(where, reply);
+  const fr = flatReply(where, reply);
+  const r = fr.fields;
   const head = decodeHead(where, r);
-  atLeast(where, r, 15);
+  atLeast(where, r, 12);
   return {
     head,
     released: flag(where, r[3], 'released'),
     cooldownUntil: optNum(where, r[4], 'cooldown until'),
     cooldownReason: str(where, r[5], 'cooldown reason'),
-    pump: flag(where, r[6], 'pumped') ? pumpAt(where, r, 7) : null,
-    upstreamBlockedUntil: optNum(where, r[13], 'upstream-blocked until'),
-    upstreamBlockReason: str(where, r[14], 'upstream block reason'),
+    pump: flag(where, r[6], 'pumped') ? pumpAt(where, fr, 7) : null,
+    upstreamBlockedUntil: optNum(where, r[10], 'upstream-blocked until'),
+    upstreamBlockReason: str(where, r[11], 'upstream block reason'),
   };
 }
 

@@ -234,8 +234,6 @@ export class RedisStore implements SchedulerStore {
   private readonly batch: number;
   /** The batch cap sent with enqueues ('' = enqueue does not pump). */
   private readonly enqueueCap: string;
-  /** The per-priority bounds as enqueue.lua reads them: `minPriority:maxWaiting,…`. */
-  private readonly boundsArg: string;
   private listener: StoreListener | null = null;
   /** Operations issued in this turn, sent together at its end (sendBatch). */
   private batched: BatchedOperation[] = [];
@@ -303,7 +301,6 @@ export class RedisStore implements SchedulerStore {
     this.redis = options.redis;
     this.batch = Math.min(1000, Math.max(1, options.pumpBatch ?? 256));
     this.enqueueCap = options.pumpOnEnqueue === false ? '' : String(this.batch);
-    this.boundsArg = (options.maxQueueSizeByPriority ?? []).map((b) => `${b.minPriority}:${b.maxWaiting}`).join(',');
     const keys = groupKeyNames(options.prefix, options.model, options.deployments);
     const opt = (n: number | undefined) => (n === undefined ? '' : String(n));
     const common = [
@@ -320,6 +317,8 @@ export class RedisStore implements SchedulerStore {
     for (const d of options.deployments) {
       common.push(d.id, opt(d.limits.rpm), opt(d.limits.tpm), opt(d.limits.maxParallelRequests));
     }
+    // The per-priority bounds as enqueue.lua reads them (lib.lua ARGV[10 + 4n]): `minPriority:maxWaiting,…`.
+    common.push((options.maxQueueSizeByPriority ?? []).map((b) => `${b.minPriority}:${b.maxWaiting}`).join(','));
     this.head0 = [String(keys.length), ...keys, ...common];
   }
 
@@ -618,21 +617,21 @@ export class RedisStore implements SchedulerStore {
 
   private enqueueArgs(entry: WaiterEntry, now: number, cap: string, displace = false): (string | number)[] {
     if (!Number.isFinite(entry.priority)) throw new Error(`priority must be a finite number, got ${entry.priority}`);
+    // Its times relative to now (enqueue.lua: ms waited, ms left), as the script computed them before.
+    const at = Math.round(now);
     return [
       entry.id,
       String(entry.priority),
       entry.tenant,
-      Math.round(Math.min(entry.enqueuedAt, now)),
-      Math.round(Math.min(entry.deadline, now + FAR_FUTURE_MS)),
+      at - Math.round(Math.min(entry.enqueuedAt, now)),
+      Math.round(Math.min(entry.deadline, now + FAR_FUTURE_MS)) - at,
       Math.max(0, Math.ceil(entry.tokens)),
       entry.seq === undefined ? '' : entry.seq,
       entry.round === undefined ? '' : entry.round,
-      Math.round(now),
       this.rankOf(entry),
       cap,
       this.enqueueNotAfter(),
       displace ? '1' : '',
-      this.boundsArg,
     ];
   }
 
@@ -732,7 +731,7 @@ export class RedisStore implements SchedulerStore {
     const pump = options?.pump === true;
     let r: Sent<ReturnType<typeof decodeReleaseReply>>;
     try {
-      r = await this.call('release', this.releaseArgs(gid, outcome, pump ? String(this.batch) : ''), decodeReleaseReply);
+      r = await this.call('release', this.releaseArgs(grant, outcome, pump ? String(this.batch) : ''), decodeReleaseReply);
     } catch (e) {
       // Keep it: the slot is given back once Redis answers again (the script is idempotent).
       this.pendingReleases.set(gid, { grant, outcome });
@@ -753,7 +752,7 @@ export class RedisStore implements SchedulerStore {
     return result;
   }
 
-  private releaseArgs(gid: string, outcome: ReleaseOutcome, pumpCap: string): string[] {
+  private releaseArgs(grant: Grant, outcome: ReleaseOutcome, pumpCap: string): string[] {
     const used = outcome.kind === 'ok' && outcome.tokensUsed !== undefined ? String(Math.max(0, Math.round(outcome.tokensUsed))) : '';
     const failure = outcome.kind === 'failed' ? outcome.failure : '';
     let retryAfter = '';
@@ -765,7 +764,9 @@ export class RedisStore implements SchedulerStore {
     const block = outcome.kind === 'cancelled' ? undefined : outcome.upstreamBlock;
     // Travels inside tab-separated mail records: no tab or NUL.
     const message = outcome.kind === 'failed' && outcome.message !== undefined ? outcome.message.replace(/[\t\0\r\n]/g, ' ').slice(0, 500) : '';
-    return [gid, outcome.kind, used, failure, retryAfter, pumpCap, block === undefined ? '' : String(Math.round(block.forMs)), block?.reason ?? '', message];
+    // The grant's deployment and reserved tokens as its record holds them: release.lua reads no record.
+    const blockMs = block === undefined ? '' : String(Math.round(block.forMs));
+    return [grant.grantId, outcome.kind, used, failure, retryAfter, pumpCap, blockMs, block?.reason ?? '', message, grant.deploymentId, String(grant.tokens)];
   }
 
   async position(id: string): Promise<number | null> {

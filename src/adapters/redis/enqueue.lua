@@ -7,43 +7,50 @@ waiter served last takes that waiter's place (includes/displacement.lua worstBel
 KEYS: the group layout of lib.lua (KEYS[1..13] group keys, then 4 per deployment).
 ARGV: the common prefix of lib.lua (ARGV[1 .. A-1]), then
   ARGV[A]   request id                 ARGV[A+1] priority          ARGV[A+2] tenant
-  ARGV[A+3] enqueuedAt (caller ms)     ARGV[A+4] deadline (caller ms)
+  ARGV[A+3] ms it has waited (caller's now - enqueuedAt, >= 0)
+  ARGV[A+4] ms left to its deadline (deadline - caller's now)
+            (Times relative to the caller's now: clock skew cancels out, and short numbers parse faster.)
   ARGV[A+5] tokens (tpm estimate)      ARGV[A+6] seq or '' (a retry keeps its seq and round)
-  ARGV[A+7] round or ''                ARGV[A+8] now (caller ms)
-  ARGV[A+9] rank (queue-order.ts orderRank, computed by the caller on enqueuedAt moved to server time
+  ARGV[A+7] round or ''
+  ARGV[A+8] rank (queue-order.ts orderRank, computed by the caller on enqueuedAt moved to server time
             by its stable clock offset), or '' to compute it here
-  ARGV[A+10] batch cap of the grant step, or '' for no grant step
-  ARGV[A+11] not after (server ms), or '': run later than this (Redis stalled past the caller's command
+  ARGV[A+9] batch cap of the grant step, or '' for no grant step
+  ARGV[A+10] not after (server ms), or '': run later than this (Redis stalled past the caller's command
             timeout, so the caller has given up and answered its request), the script changes nothing
-  ARGV[A+12] '1' when a full queue may make room by displacing its worst waiter (includes/displacement.lua worstBelow),
+  ARGV[A+11] '1' when a full queue may make room by displacing its worst waiter (includes/displacement.lua worstBelow),
             '' when not (the caller pumps first and asks again, as MemoryStore grants before judging)
-  ARGV[A+13] per-priority bounds 'minPriority:maxWaiting,…' (config-queue-bounds.ts), or ''
-Returns {LOST, NOW, REAPED, 1, seq, position, round, grant counter at the enqueue, pumped 1 | 0, pump,
-         estimated grant time (server ms; includes/grant-estimate.lua earliestGrant) or '' when unknown}
-or {LOST, NOW, REAPED, 0, retryAfterSeconds, '', '', '', pumped 1 | 0, pump} (queue full)
-or {LOST, NOW, REAPED, 0, retryAfterSeconds, 'certain', '', '', pumped 1 | 0, pump} (its deadline certainly
+  (The per-priority bounds are in the common prefix: lib.lua.)
+Returns ONE string (includes/grant-step.lua flat: the fields below tab-separated, then the grant step's lists):
+   LOST, NOW, REAPED, 1, seq, position, round, grant counter at the enqueue, pumped 1 | 0, pump,
+         estimated grant time (server ms; includes/grant-estimate.lua earliestGrant) or '' when unknown
+or LOST, NOW, REAPED, 0, retryAfterSeconds, '', '', '', pumped 1 | 0, pump (queue full)
+or LOST, NOW, REAPED, 0, retryAfterSeconds, 'certain', '', '', pumped 1 | 0, pump (its deadline certainly
    passes before it could be granted: retryAfterSeconds is that bound)
-or {LOST, NOW, REAPED, 0, retryAfterSeconds, 'unavailable', last upstream error, '', 0} (every deployment
+or LOST, NOW, REAPED, 0, retryAfterSeconds, 'unavailable', last upstream error, '', 0 (every deployment
    cools down after failures that are not 429s: retryAfterSeconds until the first comes back)
-or {LOST, NOW, REAPED, 0, 'late', '', '', '', 0} (past not-after; nothing done), where pump
-is the 6 fields of pump.lua's reply after its head ('' each when not pumped); an error reply when the id
+or LOST, NOW, REAPED, 0, 'late', '', '', '', 0 (past not-after; nothing done), where pump
+is the 3 fields of pump.lua's reply after its head ('' each when not pumped); an error reply when the id
 is already waiting. Any grant of this waiter has a larger grant counter than the one returned.
 ]]
 local id, prio, tenant = ARGV[A], ARGV[A + 1], ARGV[A + 2]
-local enqueuedAt, deadline = tonumber(ARGV[A + 3]), tonumber(ARGV[A + 4])
-local tokens, seqArg, roundArg, callerNow = ARGV[A + 5], ARGV[A + 6], ARGV[A + 7], tonumber(ARGV[A + 8])
-local tok = tonumber(tokens)
-local rankArg = ARGV[A + 9]
-local cap = tonumber(ARGV[A + 10])
-local notAfter = tonumber(ARGV[A + 11])
-local mayDisplace = ARGV[A + 12] == '1'
-local BOUNDS = {}
-for t, m in string.gmatch(ARGV[A + 13] or '', '(-?%d+):(%d+)') do BOUNDS[#BOUNDS + 1] = { min = tonumber(t), max = tonumber(m) } end
+local waited, remaining = num(ARGV[A + 3]), num(ARGV[A + 4])
+local tokens, seqArg, roundArg = ARGV[A + 5], ARGV[A + 6], ARGV[A + 7]
+local tok = num(tokens)
+local rankArg = ARGV[A + 8]
+local cap = optnum(ARGV[A + 9])
+local notAfter = optnum(ARGV[A + 10])
+local mayDisplace = ARGV[A + 11] == '1'
+local BOUNDS = nil
+local boundsArg = S.bounds or ''
+if boundsArg ~= '' then
+  BOUNDS = {}
+  for t, m in string.gmatch(boundsArg, '(-?%d+):(%d+)') do BOUNDS[#BOUNDS + 1] = { min = tonumber(t), max = tonumber(m) } end
+end
 
 --- Of the bounds this arrival falls under, the narrowest that is full (config-queue-bounds.ts fullBound),
 --- counted from the depth hash and this script's pending depth changes.
 local function fullBound()
-  if #BOUNDS == 0 then return nil end
+  if BOUNDS == nil then return nil end
   local p = tonumber(prio)
   local depth = redis.call('HGETALL', K.depth)
   local full = nil
@@ -66,15 +73,15 @@ end
 --- of the grant step `p` when one ran.
 local function refuse(seconds, kind, p)
   finish()
-  local reply = { LOST, NOWS, REAPED, 0, int(seconds), kind, '', '', 0 }
-  if p then reply[9] = 1 end
-  return withPump(reply, p)
+  local reply = { LOST, NOWS, REAPED, '0', int(seconds), kind, '', '', '0' }
+  if p then reply[9] = '1' end
+  return flat(withPump(reply, p), p)
 end
 
 -- Before anything changes: a leftover of a timed-out call must not queue (or be granted, which would
 -- count in the deployment's rpm/tpm window for a minute) a request whose caller was already answered.
 if notAfter and NOW > notAfter then
-  return { LOST, NOWS, REAPED, 0, 'late', '', '', '', 0 }
+  return flat({ LOST, NOWS, REAPED, '0', 'late', '', '', '', '0' })
 end
 
 local n = waitingCount()
@@ -88,14 +95,14 @@ do
   local back, message = unavailable()
   if back then
     finish()
-    return { LOST, NOWS, REAPED, 0, int(secondsUntil(back)), 'unavailable', message or '', '', 0 }
+    return flat({ LOST, NOWS, REAPED, '0', int(secondsUntil(back)), 'unavailable', message or '', '', '0' })
   end
 end
 local retry = seqArg ~= ''
 -- Caller times become server times by their distance from the caller's now (clock skew cancels out).
-local enq = NOW - math.max(0, callerNow - enqueuedAt)
-local dl = NOW + (deadline - callerNow)
-local rank = tonumber(rankArg)
+local enq = NOW - math.max(0, waited)
+local dl = NOW + remaining
+local rank = optnum(rankArg)
 if rank == nil then
   -- queue-order.ts orderRank: priority, or with aging priority * agingMs + enqueuedAt.
   rank = tonumber(prio)
@@ -129,7 +136,8 @@ local waits = n > 0 or first == nil
 if waits then
   -- A deployment without an rpm limit that could take it now but for calls in flight: nothing is certain.
   local unbounded = false
-  for _, d in ipairs(DEPS) do
+  for di = 1, ND do
+    local d = DEPS[di]
     if not d.rpm and nextCapacityAt(d, tok, true) <= NOW then unbounded = true end
   end
   if not unbounded then
@@ -148,11 +156,11 @@ if victim then
 end
 
 local seq
-if retry then seq = tonumber(seqArg) else seq = redis.call('INCR', K.seq) end
+if retry then seq = num(seqArg) else seq = nextSeq() end
 local round, served
 local roundFields = {}
 if roundArg ~= '' then
-  round = tonumber(roundArg)
+  round = num(roundArg)
 else
   -- Fair rounds: a tenant's next request at this priority goes one round after its previous one,
   -- and never before the round being served.
@@ -188,15 +196,14 @@ if cap and n == 0 and dl > NOW then
       -- (Merged: a full queue's grant step above may have granted others already.)
       p = mergePumps(p, endStep(grants, {}, 0, false, nil))
       finish()
-      -- The grant counter before this grant: its own grant's is larger.
-      local reply = withPump({ LOST, NOWS, REAPED, 1, seqS, 0, roundS, int(b.counter - 1), 1 }, p)
-      reply[#reply + 1] = NOWS
-      return reply
+      -- The grant counter before this grant: its own grant's is larger. (flat()'s layout, built at once.)
+      return int(LOST) .. '\t' .. NOWS .. '\t' .. int(REAPED) .. '\t1\t' .. seqS .. '\t0\t' .. roundS .. '\t'
+        .. int(b.counter - 1) .. '\t1\t' .. pumpFields(p) .. '\t' .. NOWS .. pumpLists(p)
     end
   end
 end
 
-local gseq = redis.call('GET', K.gseq) or '0'
+local gseq = int(grantCounter())
 if #roundFields > 0 then roundsSet(roundFields) end
 
 local m = member(round, seq, id)
@@ -216,8 +223,6 @@ if waits then
 end
 if cap then p = mergePumps(p, pumpGroup(cap)) end
 finish()
-local reply = { LOST, NOWS, REAPED, 1, seqS, position, roundS, gseq, 0 }
-if p then reply[9] = 1 end
-reply = withPump(reply, p)
-reply[#reply + 1] = eta and int(eta) or ''
-return reply
+-- (flat()'s layout, built at once.)
+return int(LOST) .. '\t' .. NOWS .. '\t' .. int(REAPED) .. '\t1\t' .. seqS .. '\t' .. int(position) .. '\t' .. roundS .. '\t'
+  .. gseq .. '\t' .. (p and '1' or '0') .. '\t' .. pumpFields(p) .. '\t' .. (eta and int(eta) or '') .. pumpLists(p)

@@ -39,12 +39,14 @@ ARGV (the same prefix for every script):
   ARGV[4] model group name          ARGV[5] aging ms or ''     ARGV[6] max queue size
   ARGV[7] cooldown ms               ARGV[8] allowed fails      ARGV[9] n = number of deployments
   then per deployment: id, rpm, tpm, max_parallel_requests ('' = unlimited)
-  The script's own arguments start at ARGV[A], A = 10 + 4n.
+  ARGV[10 + 4n] per-priority queue bounds 'minPriority:maxWaiting,…' (config-queue-bounds.ts), or ''
+  The script's own arguments start at ARGV[A], A = 11 + 4n.
 
 Time is the Redis server's clock (TIME), in ms, for windows, deadlines, cooldowns and leases. Tests only:
 a store built with a script clock (RedisStoreOptions.scriptClock) ends every call's ARGV with
 'clock:<ms>', and that is NOW instead, so a test can move time for Redis and MemoryStore alike.
-Replies start with {LOST, NOW, REAPED}: LOST = 1 when the caller's lease was missing (it was reaped, or
+Replies start with {LOST, NOW, REAPED} (enqueue, release and pump reply with one string whose first three
+tab-separated fields they are: includes/grant-step.lua flat): LOST = 1 when the caller's lease was missing (it was reaped, or
 Redis lost its data), REAPED = waiters and grants of dead instances removed / released by this call.
 Numbers go back to the client as strings (a Lua number would be truncated to an integer reply).
 ]]
@@ -53,6 +55,7 @@ Numbers go back to the client as strings (a Lua number would be truncated to an 
 -- resolves each include once).
 --- @include "state"
 --- @include "rounds"
+--- @include "counters"
 --- @include "deployments"
 --- @include "waiters-grants"
 --- @include "leases"

@@ -7,12 +7,13 @@ channel; the caller's own mail is claimed too. Also renews the caller's lease an
 lease lapsed.
 KEYS: the group layout of lib.lua.
 ARGV: the common prefix of lib.lua, then ARGV[A] batch cap (grants per call).
-Returns {LOST, NOW, REAPED, waiting, next wake (server ms) or '', more 1 | 0,
-         grants (8 strings each, see pushGrant), expired ids, deployments whose cooldown ended}
-(each of the three lists '' when empty: includes/grant-step.lua withPump).
+Returns ONE string (includes/grant-step.lua flat): LOST, NOW, REAPED, waiting, next wake (server ms) or '',
+more 1 | 0, tab-separated; then NUL and the grants (8 fields each, see pushGrant), NUL and the expiries
+(4 fields each, see endingFields), NUL and the deployments whose cooldown ended.
 ]]
 local cap = tonumber(ARGV[A])
 touchLease()
 local p = pumpGroup(cap)
 finish()
-return withPump({ LOST, NOWS, REAPED }, p)
+-- (includes/grant-step.lua flat()'s layout, built at once.)
+return int(LOST) .. '\t' .. NOWS .. '\t' .. int(REAPED) .. '\t' .. pumpFields(p) .. pumpLists(p)

@@ -16,7 +16,8 @@ local oldest = ''
 local first = redis.call('ZRANGE', K.enqueued, 0, 0, 'WITHSCORES')
 if first[2] then oldest = first[2] end
 local deps, blocked = {}, {}
-for _, d in ipairs(DEPS) do
+for di = 1, ND do
+  local d = DEPS[di]
   load(d)
   local cool = ''
   if coolingDown(d) then cool = int(d.cool) end

@@ -17,10 +17,10 @@ local function batch(KEYS, ARGV)
   local i = A
   BATCH = true
   while i <= last do
-    local op, n = OPS[ARGV[i]], tonumber(ARGV[i + 1])
+    local op, n = OPS[ARGV[i]], num(ARGV[i + 1])
     A = i + 2
     LOST, REAPED = 0, 0
-    for _, d in ipairs(DEPS) do d.ready = nil end
+    for di = 1, ND do DEPS[di].ready = nil end
     replies[#replies + 1] = op(KEYS, ARGV)
     i = i + 2 + n
   end

@@ -91,7 +91,8 @@ end
 --- Among deployments with headroom the least loaded; ties: fewer in flight, then config order.
 local function pick(tokens)
   local best, bestLoad = nil, 0
-  for _, d in ipairs(DEPS) do
+  for di = 1, ND do
+    local d = DEPS[di]
     load(d)
     if canTake(d, tokens) then
       local l = loadOf(d)
@@ -106,7 +107,8 @@ end
 --- An upper bound on the grants the deployments can take right now (math.huge when unbounded).
 local function headroom()
   local total = 0
-  for _, d in ipairs(DEPS) do
+  for di = 1, ND do
+    local d = DEPS[di]
     load(d)
     if not coolingDown(d) and not upstreamBlocked(d) then
       local h = math.huge

@@ -1,10 +1,11 @@
 -- finish.lua: the end of every script: finish() writes back cached counters, depth and rounds, then
--- sends the notifications. Uses state.lua and mail.lua (notifyAll).
+-- sends the notifications. Uses state.lua, counters.lua and mail.lua (notifyAll).
 
 --- Writes back cached deployment counters and depth changes, then sends the notifications.
 local function finish()
   if BATCH then return end
-  for _, d in ipairs(DEPS) do
+  for di = 1, ND do
+    local d = DEPS[di]
     if d.loaded then
       if d.inflight ~= d.saved[1] or d.tpmUsed ~= d.saved[2] then
         redis.call('HSET', d.key, 'inflight', int(d.inflight), 'tpm', int(d.tpmUsed))
@@ -14,6 +15,10 @@ local function finish()
       end
       if d.ublock ~= d.saved[4] and d.ublock then redis.call('HSET', d.key, 'ublock', int(d.ublock)) end
     end
+  end
+  if COUNTERS_DIRTY then
+    redis.call('MSET', K.seq, int(SEQ), K.gseq, int(GSEQ))
+    COUNTERS_DIRTY = false
   end
   for prio, delta in pairs(DEPTH) do
     if delta ~= 0 and redis.call('HINCRBY', K.depth, prio, delta) <= 0 then redis.call('HDEL', K.depth, prio) end

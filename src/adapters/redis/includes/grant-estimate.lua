@@ -28,7 +28,8 @@ end
 local function reachable(ahead, t)
   local still = math.max(0, ahead - redis.call('ZCOUNT', K.deadlines, '-inf', t))
   local n = 0
-  for _, d in ipairs(DEPS) do
+  for di = 1, ND do
+    local d = DEPS[di]
     n = n + grantsBy(d, t)
     if n >= still + 1 then return true end
   end
@@ -40,7 +41,7 @@ local function horizon()
   local last = redis.call('ZRANGE', K.deadlines, -1, -1, 'WITHSCORES')
   local h = NOW
   if last[2] then h = math.max(h, tonumber(last[2])) end
-  for _, d in ipairs(DEPS) do h = math.max(h, readyAt(d)) end
+  for di = 1, ND do h = math.max(h, readyAt(DEPS[di])) end
   return h + MAX_COOLDOWN + 2 * WINDOW
 end
 
@@ -63,7 +64,8 @@ local function earliestGrant(ahead, tokens, limit)
   end
   -- Its own reservation must fit somewhere too.
   local own = nil
-  for _, d in ipairs(DEPS) do
+  for di = 1, ND do
+    local d = DEPS[di]
     local a = nextCapacityAt(d, tokens, true)
     if own == nil or a < own then own = a end
   end
@@ -73,7 +75,8 @@ end
 --- Whether a waiter with `ahead` waiters before it, reserving `tokens`, could be granted by t at all.
 local function grantableBy(ahead, tokens, t)
   if not reachable(ahead, t) then return false end
-  for _, d in ipairs(DEPS) do
+  for di = 1, ND do
+    local d = DEPS[di]
     if nextCapacityAt(d, tokens, true) <= t then return true end
   end
   return false
@@ -127,7 +130,8 @@ end
 local function unavailable()
   if ND == 0 then return nil end
   local back, message = nil, nil
-  for _, d in ipairs(DEPS) do
+  for di = 1, ND do
+    local d = DEPS[di]
     load(d)
     if not coolingDown(d) then return nil end
     local v = redis.call('HMGET', d.key, 'why', 'err')

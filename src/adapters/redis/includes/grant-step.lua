@@ -1,5 +1,5 @@
 -- grant-step.lua: the grant step (pumpGroup): reaps, ends cooldowns, expires overdue waiters, grants in
--- queue order, records and writes the grants, and the 6 pump fields of a reply (withPump, mergePumps).
+-- queue order, records and writes the grants, the pump fields of a reply and the reply as one string (withPump, flat, mergePumps).
 -- Uses state.lua, rounds.lua, deployments.lua, waiters-grants.lua, leases.lua (reapDead) and mail.lua.
 
 --- The start of a grant step, once per script: reaps instances whose lease lapsed, ends lapsed
@@ -8,7 +8,8 @@ local function beginStep()
   if ENDED ~= nil then return end
   ENDED = {}
   reapDead()
-  for _, d in ipairs(DEPS) do
+  for di = 1, ND do
+    local d = DEPS[di]
     load(d)
     if d.cool ~= nil and NOW >= d.cool then
       d.cool = nil
@@ -17,10 +18,15 @@ local function beginStep()
   end
 end
 
+--- The list of a grant step's ended cooldowns when none ended: shared by every call, never added to
+--- (mergePumps makes new lists).
+local NONE_ENDED = {}
+
 --- The cooldowns ended in this script, the first time they are asked for.
 local function takeEnded()
-  local e = ENDED or {}
-  ENDED = {}
+  local e = ENDED
+  ENDED = NONE_ENDED
+  if e == nil or #e == 0 then return NONE_ENDED end
   return e
 end
 
@@ -38,7 +44,7 @@ local function countGrants(count)
 end
 
 --- The grants of one grant step, gathered so that each key is written by one variadic call (writeGrants).
---- `out`: the list the caller's own grants are appended to (pushGrant); others' go to their owners' mail.
+--- `out`: the list the caller's own grants are appended to (grantLine); others' go to their owners' mail.
 local function newGrants(out)
   -- (mail, rpm and tpm tables are made when first needed: most steps grant one waiter of the caller.)
   return { count = 0, suffix = nil, counter = nil, out = out, records = {}, served = {}, rounds = nil }
@@ -50,8 +56,8 @@ end
 --- counter (one INCR per step: unique even if Redis lost its data meanwhile).
 local function recordGrant(b, d, id, w)
   if b.suffix == nil then
-    b.counter = redis.call('INCR', K.gseq)
-    b.suffix = '/' .. NOWS .. '.' .. b.counter
+    b.counter = nextGrantCounter()
+    b.suffix = '/' .. NOWS .. '.' .. int(b.counter)
   end
   local gid = id .. b.suffix
   b.count = b.count + 1
@@ -77,19 +83,21 @@ local function recordGrant(b, d, id, w)
     s = { was = tonumber((roundsGet('s\0' .. w.prio))) or 0 }
     b.served[w.prio] = s
   end
-  local round = tonumber(w.round)
+  local round = num(w.round)
   if round > (s.now or s.was) then s.now = round end
   local g = { owner = w.owner, dep = d.id, tokens = w.tokensStr, at = NOWS, waited = int(NOW - w.enq),
               prio = w.prio, seq = w.seq, rid = id }
   local r = b.records
   r[#r + 1] = gid
   r[#r + 1] = grantRecord(g)
+  -- The caller's own grant goes in its reply as one line (one string, not 8).
+  local line = grantLine(gid, g)
   if w.owner == ME then
-    pushGrant(b.out, gid, g)
+    b.out[#b.out + 1] = line
   else
     b.mail = b.mail or {}
     b.mail[#b.mail + 1] = 0
-    b.mail[#b.mail + 1] = w.owner .. '\0g\0' .. mailGrant(w.owner, gid, g)
+    b.mail[#b.mail + 1] = w.owner .. '\0g\0' .. mailGrant(w.owner, gid, line)
   end
   return gid
 end
@@ -117,8 +125,9 @@ local function writeGrants(b)
   countGrants(b.count)
 end
 
---- The end of a grant step: claims the caller's mail, then the 6 pump fields of a reply:
----   waiting, next wake (server ms) or '', more 1 | 0, grants (8 strings each, see pushGrant),
+--- The end of a grant step: claims the caller's mail, then the grant step's 6 results (withPump puts them in a reply):
+---   waiting, next wake (server ms) or '', more 1 | 0, grants (each one grantLine, or 8 strings from
+---   claimed mail: pushGrant; pumpLists joins both alike),
 ---   expired ids, deployments whose cooldown ended.
 --- `more`: the batch cap was reached with waiters left; `blockedTokens`: the head could not go.
 local function endStep(grants, expired, waiting, more, blockedTokens)
@@ -131,11 +140,13 @@ local function endStep(grants, expired, waiting, more, blockedTokens)
       local first = redis.call('ZRANGE', K.deadlines, 0, 0, 'WITHSCORES')
       if first[2] then wake = tonumber(first[2]) end
     end
-    for _, d in ipairs(DEPS) do
+    for di = 1, ND do
+      local d = DEPS[di]
       if coolingDown(d) and (wake == nil or d.cool < wake) then wake = d.cool end
     end
     if blockedTokens ~= nil then
-      for _, d in ipairs(DEPS) do
+      for di = 1, ND do
+        local d = DEPS[di]
         local at = nextCapacityAt(d, blockedTokens)
         -- `at == NOW` with no grant means only a release can help; releases are events, not times.
         if at ~= nil and at > NOW and (wake == nil or at < wake) then wake = at end
@@ -154,7 +165,7 @@ end
 --- deployment and recording every limit (in flight, rpm, tpm). Grants and expiries of waiters owned by
 --- other instances go to their mailbox (their owners are told by finish()); the caller's own mail is
 --- claimed too. Reaps instances whose lease lapsed first. The caller renews its own lease (touchLease)
---- and calls finish() at the end. Returns the 6 pump fields of a reply (see endStep).
+--- and calls finish() at the end. Returns the grant step's 6 results (see endStep).
 local function pumpGroup(cap)
   local grants, expired = {}, {}
   beginStep()
@@ -227,29 +238,75 @@ local function pumpGroup(cap)
   return endStep(grants, expired, waiting, waiting > 0 and blockedTokens == nil and count >= cap, blockedTokens)
 end
 
---- Appends the 6 pump fields of `p` (a pumpGroup result) to `reply`, or 6 empty strings when p is nil.
---- An empty list goes as '': Redis 7.0 turns each table of a reply into RESP at a cost of its own, even
---- an empty one (docs/performance.md); redis-protocol.ts reads '' as an empty list.
+--- Appends the 3 scalar pump fields of `p` (a pumpGroup result) to `reply`: waiting, next wake or '',
+--- more; '' each when p is nil. Its 3 lists (grants, expired, cooldowns ended) go to flat(reply, p),
+--- which sends them after the fields.
 local function withPump(reply, p)
   local n = #reply
-  for i = 1, 6 do
-    local v = ''
-    if p then
-      v = p[i]
-      if i >= 4 and #v == 0 then v = '' end
-    end
-    reply[n + i] = v
+  if p then
+    reply[n + 1], reply[n + 2], reply[n + 3] = int(p[1]), p[2], int(p[3])
+  else
+    reply[n + 1], reply[n + 2], reply[n + 3] = '', '', ''
   end
   return reply
+end
+
+--- The expired list of a grant step as 4 tab-separated fields per entry: kind, id, Retry-After seconds,
+--- message. Kind x: expired (plain id, includes/mail.lua claimMail); d, u, f: displaced, unreachable,
+--- unavailable (NUL + kind + id + tab + seconds [+ tab + message]).
+local function endingFields(expired)
+  local out = {}
+  for i, e in ipairs(expired) do
+    if string.byte(e, 1) == 0 then
+      local kind = string.sub(e, 2, 2)
+      if kind == 'f' then out[i] = 'f\t' .. string.sub(e, 3) else out[i] = kind .. '\t' .. string.sub(e, 3) .. '\t' end
+    else
+      out[i] = 'x\t' .. e .. '\t\t'
+    end
+  end
+  return table.concat(out, '\t')
+end
+
+--- The 3 scalar pump fields of `p` as one string: waiting, next wake or '', more ('' each when p is nil).
+local function pumpFields(p)
+  if p == nil then return '\t\t' end
+  return int(p[1]) .. '\t' .. p[2] .. '\t' .. int(p[3])
+end
+
+--- The tail of a reply in ONE string (see flat): NUL and the grant step `p`'s grants (8 fields each, see
+--- pushGrant), NUL and its expired list (endingFields), NUL and its ended cooldowns (deployment ids); a
+--- list is '' when empty.
+local function pumpLists(p)
+  if p == nil or (#p[4] == 0 and #p[5] == 0 and #p[6] == 0) then return '\0\0\0' end
+  local grants, endings, ended = '', '', ''
+  -- (One grant, the common case, is one grantLine already.)
+  if #p[4] == 1 then grants = p[4][1] elseif #p[4] > 0 then grants = table.concat(p[4], '\t') end
+  if #p[5] > 0 then endings = endingFields(p[5]) end
+  if #p[6] > 0 then ended = table.concat(p[6], '\t') end
+  return '\0' .. grants .. '\0' .. endings .. '\0' .. ended
+end
+
+--- A reply of enqueue, release or pump as ONE string: its fields tab-separated, then pumpLists(p). No
+--- field holds a tab or NUL (ids are checked by redis-store.ts checkIdentifier, messages cleaned by the
+--- caller). Redis 7.0 turns each element of a table reply into RESP at a cost of its own (most of a
+--- batch's reply time: docs/multi-instance.md, throughput), one string once. Read by redis-protocol.ts.
+--- Its fields are strings but for LOST and REAPED (a number given to table.concat is formatted by a
+--- sprintf). The hottest replies (an arrival granted at once, a release, a pump) are built by one
+--- concatenation instead, without a table: the same layout.
+local function flat(reply, p)
+  reply[1], reply[3] = int(reply[1]), int(reply[3])
+  return table.concat(reply, '\t') .. pumpLists(p)
 end
 
 --- Two grant steps of one script as one result: the grants, expiries and ended cooldowns of both, the
 --- waiting count, wake and `more` of the second.
 local function mergePumps(a, b)
   if a == nil then return b end
+  local merged = { b[1], b[2], b[3], {}, {}, {} }
   for k = 4, 6 do
-    for _, v in ipairs(b[k]) do a[k][#a[k] + 1] = v end
+    local list = merged[k]
+    for _, v in ipairs(a[k]) do list[#list + 1] = v end
+    for _, v in ipairs(b[k]) do list[#list + 1] = v end
   end
-  a[1], a[2], a[3] = b[1], b[2], b[3]
-  return a
+  return merged
 end

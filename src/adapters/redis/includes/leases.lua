@@ -30,7 +30,9 @@ local function reapOwners(owners)
   all = redis.call('HGETALL', K.grants)
   for i = 1, #all, 2 do
     if owners[ownerOf(all[i + 1])] then
-      releaseGrant(all[i], all[i + 1], 'cancelled', nil, nil, nil)
+      local g = grantDeployment(all[i + 1])
+      redis.call('HDEL', K.grants, all[i])
+      releaseGrant(all[i], g.dep, g.tokens, 'cancelled', nil, nil, nil)
       n = n + 1
     end
   end

@@ -3,14 +3,15 @@
 -- waiters-grants.lua (pushGrant, parseGrant) and leases.lua (ownerRange).
 
 --- Puts a grant decided for another instance's waiter in that instance's mailbox, and in the message
---- this script will send it (`g` below), so it can deliver it without a round trip.
-local function mailGrant(owner, gid, g)
+--- this script will send it (`g` below), so it can deliver it without a round trip. `line`: the grant
+--- as grantLine gives it.
+local function mailGrant(owner, gid, line)
   local n = NOTIFY[owner]
   if n == nil then
     n = { claim = false, recs = {} }
     NOTIFY[owner] = n
   end
-  n.recs[#n.recs + 1] = gid .. '\t' .. g.rid .. '\t' .. g.dep .. '\t' .. g.tokens .. '\t' .. g.at .. '\t' .. g.waited .. '\t' .. g.prio .. '\t' .. g.seq
+  n.recs[#n.recs + 1] = line
   return gid
 end
 

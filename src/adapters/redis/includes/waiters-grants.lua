@@ -5,7 +5,7 @@ local function parseWaiter(rec)
   local owner, prio, enq, dl, tok, seq, round, tenant =
     string.match(rec, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
   return {
-    owner = owner, prio = prio, enq = tonumber(enq), deadline = tonumber(dl), tokens = tonumber(tok),
+    owner = owner, prio = prio, enq = num(enq), deadline = num(dl), tokens = num(tok),
     tokensStr = tok, seq = seq, round = round, tenant = tenant,
   }
 end
@@ -15,7 +15,7 @@ local function ownerOf(rec)
 end
 
 local function member(round, seq, id)
-  return string.format('%015d%015d', tonumber(round), tonumber(seq)) .. id
+  return string.format('%015d%015d', round, seq) .. id
 end
 
 --- The number of waiters: HLEN once per call, then kept by this call's own additions and removals
@@ -58,6 +58,12 @@ local function grantRecord(g)
   return g.owner .. '\t' .. g.dep .. '\t' .. g.tokens .. '\t' .. g.at .. '\t' .. g.waited .. '\t' .. g.prio .. '\t' .. g.seq .. '\t' .. g.rid
 end
 
+--- A grant as pushGrant's 8 fields in one tab-separated string: a reply line (includes/grant-step.lua
+--- pumpLists joins lines and 8-string groups alike) and a record of a grants message (mail.lua).
+local function grantLine(gid, g)
+  return gid .. '\t' .. g.rid .. '\t' .. g.dep .. '\t' .. g.tokens .. '\t' .. g.at .. '\t' .. g.waited .. '\t' .. g.prio .. '\t' .. g.seq
+end
+
 --- Appends a grant as 8 strings: grant id, request id, deployment, tokens, grantedAt, waitedMs, priority, seq.
 local function pushGrant(out, gid, g)
   local n = #out
@@ -71,25 +77,23 @@ local function pushGrant(out, gid, g)
   out[n + 8] = g.seq
 end
 
---- Ends a grant: frees its slot, reconciles tpm, applies the cooldown policy. Returns (until, reason).
-local function releaseGrant(gid, rec, kind, tokensUsed, failure, retryAfterMs, message)
-  -- Only its deployment and tokens are needed (a full parseGrant costs more than the rest of a release).
-  local g = grantDeployment(rec)
-  redis.call('HDEL', K.grants, gid)
-  local d = DEP_BY_ID[g.dep]
+--- Ends a grant whose record the caller deleted, on deployment `dep` with `reserved` tokens (as its
+--- record held them): frees its slot, reconciles tpm, applies the cooldown policy. Returns (until, reason).
+local function releaseGrant(gid, dep, reserved, kind, tokensUsed, failure, retryAfterMs, message)
+  local d = DEP_BY_ID[dep]
   if d == nil then return nil end
   -- Loaded now: the grant step after a release reads the deployment anyway, and the counters changed
   -- in the cache are written once, by finish().
   load(d)
   addInflight(d, -1)
   if kind == 'ok' and tokensUsed and d.tpm then
-    local old = gid .. '\t' .. g.tokens
+    local old = gid .. '\t' .. reserved
     local at = redis.call('ZSCORE', d.ktpm, old)
     -- Only a record still inside the window counts; an older one no longer weighs on the limit.
     if at and tonumber(at) > NOW - WINDOW then
       redis.call('ZREM', d.ktpm, old)
       redis.call('ZADD', d.ktpm, at, gid .. '\t' .. int(tokensUsed))
-      addTpm(d, tokensUsed - (tonumber(g.tokens) or 0))
+      addTpm(d, tokensUsed - (tonumber(reserved) or 0))
     end
   end
   if kind ~= 'failed' or failure == 'client_error' then return nil end
