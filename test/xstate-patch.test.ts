@@ -13,7 +13,7 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { assign, createActor, createMachine, emit, type AnyActorRef } from 'xstate';
+import { assign, createActor, createMachine, emit, sendTo, type AnyActorRef, type InspectionEvent } from 'xstate';
 import { describe, expect, it } from 'vitest';
 
 const require = createRequire(import.meta.url);
@@ -403,5 +403,37 @@ describe('XState where the patches change its code means what it means unpatched
     // The id can be taken again once its actor is gone.
     const again = createActor(child, { parent: root, systemId: 'keyed' }).start();
     expect(root.system.get('keyed')).toBe(again);
+  });
+
+  it('tells an inspector every kind of event, only while it is subscribed, and any observer subscribed at creation (patch 013)', () => {
+    const machine = createMachine({
+      initial: 'a',
+      states: { a: { on: { go: { target: 'b', actions: [() => undefined, sendTo(({ system }) => system.get('peer'), { type: 'ping' })] } } }, b: { type: 'final' } },
+    });
+    const peer = createMachine({ on: { ping: {} } });
+    const kinds = (events: InspectionEvent[]) => [...new Set(events.map((e) => e.type))].sort();
+    const seen: InspectionEvent[] = [];
+    const root = createActor(createMachine({}), { inspect: (e) => seen.push(e) }).start();
+    createActor(peer, { parent: root, systemId: 'peer' }).start();
+    createActor(machine, { parent: root }).start().send({ type: 'go' });
+    expect(kinds(seen)).toEqual(['@xstate.action', '@xstate.actor', '@xstate.event', '@xstate.microstep', '@xstate.snapshot']);
+
+    // A system nobody inspects yet: nothing until an observer comes, everything while one is there.
+    const plain = createActor(createMachine({})).start();
+    const late: InspectionEvent[] = [];
+    const other: InspectionEvent[] = [];
+    createActor(peer, { parent: plain, systemId: 'peer' }).start();
+    createActor(machine, { parent: plain }).start().send({ type: 'go' });
+    const first = plain.system.inspect((e) => late.push(e));
+    const second = plain.system.inspect((e) => other.push(e));
+    const watched = createActor(machine, { parent: plain }).start();
+    first.unsubscribe();
+    watched.send({ type: 'go' });
+    expect(kinds(late)).toEqual(['@xstate.actor', '@xstate.event', '@xstate.snapshot']);
+    expect(kinds(other)).toEqual(['@xstate.action', '@xstate.actor', '@xstate.event', '@xstate.microstep', '@xstate.snapshot']);
+    second.unsubscribe();
+    const count = other.length;
+    createActor(machine, { parent: plain }).start().send({ type: 'go' });
+    expect(other.length).toBe(count);
   });
 });
