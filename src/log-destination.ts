@@ -1,7 +1,7 @@
 /**
  * Where the gateway's log lines go: an asynchronous pino destination (sonic-boom), so serving a
- * request never waits for its access-log line to be written. Lines reach it together, at most a few
- * milliseconds late (log-batch.ts), and are queued in memory while one write is in flight and leave
+ * request never waits for its access-log line to be written. Lines reach it together, at most
+ * LOG_BATCH.intervalMs late (log-batch.ts), and are queued in memory while one write is in flight and leave
  * together in the next, so under load the log costs a write per batch, not per line; a synchronous
  * destination made every request wait for a write(2) of its own (docs/performance.md has the cost
  * measured both ways).
