@@ -1,7 +1,7 @@
 /**
  * Where the gateway's log lines go: an asynchronous pino destination (sonic-boom), so serving a
- * request never waits for its access-log line to be written. A turn's lines reach it together at the
- * end of the turn (log-turn-batch.ts), and are queued in memory while one write is in flight and leave
+ * request never waits for its access-log line to be written. Lines reach it together, at most
+ * LOG_BATCH.intervalMs late (log-batch.ts), and are queued in memory while one write is in flight and leave
  * together in the next, so under load the log costs a write per batch, not per line; a synchronous
  * destination made every request wait for a write(2) of its own (docs/performance.md has the cost
  * measured both ways).
@@ -11,7 +11,13 @@
  * exitAfterCrash(), and on `process.exit` what is left is written synchronously.
  */
 import pino, { type DestinationStream } from 'pino';
-import { TurnBatch } from './log-turn-batch.js';
+import { LogBatch } from './log-batch.js';
+
+/**
+ * How long a line may wait before it is handed to the destination with the others (log-batch.ts), and
+ * how many characters may wait.
+ */
+const LOG_BATCH = { intervalMs: 10, maxPending: 256 * 1024 } as const;
 
 export interface LogDestination {
   /** What fastify's `logger.stream` takes. */
@@ -25,8 +31,8 @@ export function createLogDestination(dest: number | string = 1): LogDestination 
   // minLength 1 writes each line as soon as no write is in flight, as 0 would, and makes flush(cb)
   // wait for the write in flight and the queue behind it (at 0, flush calls back at once).
   const destination = pino.destination({ dest, sync: false, minLength: 1 });
-  const batch = new TurnBatch(destination);
-  // pino writes its destination's queue on exit; this turn's lines are not in it yet.
+  const batch = new LogBatch(destination, LOG_BATCH);
+  // pino writes its destination's queue on exit; the batch's lines are not in it yet.
   process.once('exit', () => {
     try {
       batch.release();

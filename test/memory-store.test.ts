@@ -60,6 +60,26 @@ describe('MemoryStore basics', () => {
     expect(snap.waiters.map((w) => w.position)).toEqual([0, 1, 2, 3]);
   });
 
+  it("the scheduler's enqueue grants an arrival that finds capacity at once, as the pump after it would have", async () => {
+    const deployments: TestDeployment[] = [{ maxParallelRequests: 1 }, { maxParallelRequests: 2, rpm: 100 }];
+    const viaPump = makeStore(deployments);
+    const atOnce = makeStore(deployments);
+    for (const [i, priority] of [3, 0, 7].entries()) {
+      const e = entry(priority, { id: `now${i}`, tenant: 't' });
+      const queued = accepted(viaPump, e, T + i);
+      const granted = atOnce.immediate.enqueue!({ ...e }, T + i);
+      expect(granted).toEqual(queued);
+      // Not waiting: granted, handed out by the pump that follows.
+      expect(await atOnce.position(e.id)).toBeNull();
+      expect(viaPump.pumpNow(T + i)).toEqual(atOnce.pumpNow(T + i));
+    }
+    // No headroom left: the next arrival waits in both, at the same place.
+    const last = entry(0, { id: 'waits' });
+    expect(atOnce.immediate.enqueue!({ ...last }, T + 5)).toEqual(accepted(viaPump, last, T + 5));
+    expect(await atOnce.position('waits')).toBe(0);
+    expect(await atOnce.snapshot(T + 5)).toEqual(await viaPump.snapshot(T + 5));
+  });
+
   it('refuses a second enqueue of a waiting id', () => {
     const store = makeStore([{ maxParallelRequests: 0 }]);
     accepted(store, entry(0, { id: 'x' }));

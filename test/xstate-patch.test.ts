@@ -13,7 +13,7 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { assign, createActor, createMachine, emit, type AnyActorRef } from 'xstate';
+import { assign, createActor, createMachine, emit, fromCallback, sendTo, type AnyActorRef, type InspectionEvent } from 'xstate';
 import { describe, expect, it } from 'vitest';
 
 const require = createRequire(import.meta.url);
@@ -403,5 +403,72 @@ describe('XState where the patches change its code means what it means unpatched
     // The id can be taken again once its actor is gone.
     const again = createActor(child, { parent: root, systemId: 'keyed' }).start();
     expect(root.system.get('keyed')).toBe(again);
+  });
+
+  it('runs entry and exit actions in order, starts an invoked child on entry and stops it after the step that left its state, runs initial actions after entry, and leaves the states\' lists as they were (patch 014)', () => {
+    const log: string[] = [];
+    const at = (name: string) => () => void log.push(name);
+    const machine = createMachine({
+      initial: 'a',
+      entry: at('enter root'),
+      states: {
+        a: { entry: [at('enter a 1'), at('enter a 2')], exit: [at('exit a 1'), at('exit a 2')], on: { next: 'b' } },
+        b: {
+          entry: at('enter b'),
+          exit: at('exit b'),
+          invoke: { id: 'child', src: fromCallback(() => (log.push('child started'), () => void log.push('child stopped'))) },
+          on: { next: 'c' },
+        },
+        c: {
+          initial: { target: 'c1', actions: at('initial of c') },
+          entry: at('enter c'),
+          states: { c1: { entry: at('enter c1'), on: { next: 'd' } }, d: { type: 'final' } },
+          onDone: 'e',
+        },
+        e: { type: 'final', entry: at('enter e') },
+      },
+    });
+    const lengths = () => ['a', 'b', 'c', 'e'].map((k) => [machine.states[k]!.entry.length, machine.states[k]!.exit.length]);
+    const before = lengths();
+    for (let run = 0; run < 2; run++) {
+      log.length = 0;
+      const actor = createActor(machine).start();
+      for (let i = 0; i < 3; i++) actor.send({ type: 'next' });
+      expect(actor.getSnapshot().status).toBe('done');
+      expect(log).toEqual(['enter root', 'enter a 1', 'enter a 2', 'exit a 1', 'exit a 2', 'enter b', 'child started', 'exit b', 'enter c', 'initial of c', 'enter c1', 'child stopped', 'enter e']);
+      expect(lengths()).toEqual(before);
+    }
+  });
+
+  it('tells an inspector every kind of event, only while it is subscribed, and any observer subscribed at creation (patch 013)', () => {
+    const machine = createMachine({
+      initial: 'a',
+      states: { a: { on: { go: { target: 'b', actions: [() => undefined, sendTo(({ system }) => system.get('peer'), { type: 'ping' })] } } }, b: { type: 'final' } },
+    });
+    const peer = createMachine({ on: { ping: {} } });
+    const kinds = (events: InspectionEvent[]) => [...new Set(events.map((e) => e.type))].sort();
+    const seen: InspectionEvent[] = [];
+    const root = createActor(createMachine({}), { inspect: (e) => seen.push(e) }).start();
+    createActor(peer, { parent: root, systemId: 'peer' }).start();
+    createActor(machine, { parent: root }).start().send({ type: 'go' });
+    expect(kinds(seen)).toEqual(['@xstate.action', '@xstate.actor', '@xstate.event', '@xstate.microstep', '@xstate.snapshot']);
+
+    // A system nobody inspects yet: nothing until an observer comes, everything while one is there.
+    const plain = createActor(createMachine({})).start();
+    const late: InspectionEvent[] = [];
+    const other: InspectionEvent[] = [];
+    createActor(peer, { parent: plain, systemId: 'peer' }).start();
+    createActor(machine, { parent: plain }).start().send({ type: 'go' });
+    const first = plain.system.inspect((e) => late.push(e));
+    const second = plain.system.inspect((e) => other.push(e));
+    const watched = createActor(machine, { parent: plain }).start();
+    first.unsubscribe();
+    watched.send({ type: 'go' });
+    expect(kinds(late)).toEqual(['@xstate.actor', '@xstate.event', '@xstate.snapshot']);
+    expect(kinds(other)).toEqual(['@xstate.action', '@xstate.actor', '@xstate.event', '@xstate.microstep', '@xstate.snapshot']);
+    second.unsubscribe();
+    const count = other.length;
+    createActor(machine, { parent: plain }).start().send({ type: 'go' });
+    expect(other.length).toBe(count);
   });
 });

@@ -57,7 +57,9 @@ const byDeadline: RankKey<Waiter> = (w, out) => {
 export class MemoryStore implements SchedulerStore {
   readonly shared = false;
   readonly immediate: ImmediateStoreOps = {
-    enqueue: (entry, now) => this.enqueueNow(entry, now),
+    // The scheduler pumps right after an accepted enqueue, in the same call: an arrival that finds
+    // capacity can be granted at once (enqueueNow's grantIfFree).
+    enqueue: (entry, now) => this.enqueueNow(entry, now, true),
     remove: (id) => this.removeNow(id),
     pump: (now) => this.pumpNow(now),
     release: (grant, outcome, now) => this.releaseNow(grant, outcome, now),
@@ -157,8 +159,15 @@ export class MemoryStore implements SchedulerStore {
     return this.enqueueNow(entry, now);
   }
 
-  /** Synchronous core of enqueue (benchmarks and the store's own tests call it directly). */
-  enqueueNow(entry: WaiterEntry, now: number): EnqueueResult {
+  /**
+   * Synchronous core of enqueue (benchmarks and the store's own tests call it directly).
+   * `grantIfFree`: when nobody waits and a deployment has headroom, grant the arrival now (handed out
+   * by the next pump) instead of queueing it for that pump to grant. The pump would grant it first,
+   * on the same deployment, so the two agree when the pump follows before any other enqueue, as on
+   * the scheduler's synchronous path; between an enqueue and a later pump they do not (that pump
+   * would grant the better priority of several arrivals first).
+   */
+  enqueueNow(entry: WaiterEntry, now: number, grantIfFree = false): EnqueueResult {
     const retry = entry.seq !== undefined;
     if (this.waiters.has(entry.id)) throw new Error(`request ${entry.id} is already waiting`);
     const down = this.unavailable(now);
@@ -186,7 +195,8 @@ export class MemoryStore implements SchedulerStore {
     }
     // A deadline that certainly cannot be met is answered now, not when it passes (and displaces nobody).
     // Only waiters of strictly better rank are sure to be ahead before its round is drawn.
-    const waits = this.waiters.size > 0 || this.pickDeployment(entry.tokens, now) === undefined;
+    const free = this.waiters.size === 0 ? this.pickDeployment(entry.tokens, now) : undefined;
+    const waits = free === undefined;
     if (waits && !this.unboundedNow(entry.tokens, now) && !this.grantableBy(this.aheadOf(rank), entry.tokens, now, entry.deadline)) {
       const bound = this.earliestGrant(this.aheadOf(rank), entry.tokens, now, this.horizon(now));
       return { accepted: false, reason: 'deadline_unreachable', retryAfterMs: (bound === Infinity ? 3600 : retryAfterSecondsUntil(bound, now)) * 1000 };
@@ -201,6 +211,11 @@ export class MemoryStore implements SchedulerStore {
     // of its own (docs/performance.md, "Object spread on the hot path").
     const stored: WaiterEntry = { id: entry.id, priority: entry.priority, tenant: entry.tenant, enqueuedAt: entry.enqueuedAt, deadline: entry.deadline, tokens: entry.tokens, seq, round };
     const waiter: Waiter = { entry: stored, seq, round, rank };
+    if (grantIfFree && free !== undefined && entry.deadline > now) {
+      // The usual request, which finds capacity at once, never enters the queues.
+      this.undelivered.push(this.grant(waiter, free, now));
+      return { accepted: true, seq, position: 0, priority: entry.priority, round, etaAt: now };
+    }
     this.insert(waiter);
     const position = this.queue.rank(waiter);
     let eta: number | null = now;

@@ -355,16 +355,19 @@ export const requestMachine = setup({
     done: {
       type: 'final',
       output: ({ event }) => (event.type === 'upstream.done' ? event.output : undefined),
-      entry: emit(({ context, event }) => ({
-        type: 'request.done' as const,
-        id: context.req.id,
-        model: context.req.model,
-        tenant: context.req.tenant,
-        deployment: context.grant!.deploymentId,
-        durationMs: context.req.clock.now() - (context.dispatchedAt ?? context.enqueuedAt),
-        totalMs: context.req.clock.now() - context.enqueuedAt,
-        tokens: (event.type === 'upstream.done' ? event.output.usage : undefined) ?? null,
-      })),
+      entry: emit(({ context, event }) => {
+        const now = context.req.clock.now();
+        return {
+          type: 'request.done' as const,
+          id: context.req.id,
+          model: context.req.model,
+          tenant: context.req.tenant,
+          deployment: context.grant!.deploymentId,
+          durationMs: now - (context.dispatchedAt ?? context.enqueuedAt),
+          totalMs: now - context.enqueuedAt,
+          tokens: (event.type === 'upstream.done' ? event.output.usage : undefined) ?? null,
+        };
+      }),
     },
     timeout: {
       type: 'final',

@@ -21,8 +21,21 @@ export interface Caller {
   rpm?: RateWindow;
 }
 
-// One-shot hash: no Hash object per request (a third faster than createHash on Node 20).
+// One-shot hash: no Hash object per request (docs/performance.md, "HTTP layer").
 const digest = (s: string): Buffer => hash('sha256', s, 'buffer');
+
+/**
+ * The presented key's digest, for one comparison: written into one buffer of this module, not a new
+ * Buffer per request: on Node 20 a one-shot hash that returns a Buffer costs several times one that
+ * returns a string (a fresh ArrayBuffer behind each; docs/performance.md, "HTTP layer"). The
+ * comparison is still timingSafeEqual over the whole digest; the buffer is filled and read within one
+ * synchronous call.
+ */
+const presented = Buffer.alloc(32);
+function presentedDigest(s: string): Buffer {
+  presented.write(hash('sha256', s, 'binary'), 'binary');
+  return presented;
+}
 
 /** Reads a key from `Authorization: Bearer …`, `x-api-key`, or (browsers, WebSockets) a `token` query value. */
 export function presentedKey(headers: Record<string, string | string[] | undefined>, queryToken?: unknown): string | undefined {
@@ -53,7 +66,7 @@ export class KeyRing {
   authenticate(key: string | undefined): Caller {
     if (this.open) return { kind: 'open', name: 'anonymous' };
     if (key === undefined) throw new TriageError('unauthorized', 'Missing API key: send Authorization: Bearer <key> or x-api-key.');
-    const d = digest(key);
+    const d = presentedDigest(key);
     let found: Caller | undefined;
     // Compare against every entry so timing does not tell which key was close.
     for (const e of this.entries) if (timingSafeEqual(e.digest, d)) found = e.caller;
