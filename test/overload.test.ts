@@ -190,6 +190,20 @@ describe.each<StoreKind>(['memory', 'redis'])('answers early when a deadline can
     expect((await rejection(running)).code).toBe('shutting_down');
   });
 
+  it('a tpm reservation of a call in flight is not taken as certain: an arrival that fits once that call reports its real usage waits and is served', async () => {
+    const g = await start(harness(kind), [{ tpm: 100, mockDelayMs: 1_000 }], {});
+    // Reserves 8 + 80 tokens; the mock's answer uses 9.
+    const running = g.send(0, { max_tokens: 80 });
+    await vi.waitFor(async () => expect((await g.router.queueStatus())[0].inFlight).toBe(1), WAIT);
+    // 58 more: over the limit only while the reservation stands, and the window would reopen only
+    // 60 s after it, past this deadline. Counted as certain, it was refused at once (429).
+    const next = g.send(0, { max_tokens: 50, timeout: 30 });
+    await untilWaiting(g.router, 1);
+    expect((await running.settled).ok).toBe(true);
+    expect((await next.settled).ok).toBe(true);
+    expect(g.events.filter((e) => e.type === 'request.rejected')).toHaveLength(0);
+  });
+
   it('an rpm-bound queue: each waiter is told when it will be granted, exact within a second', async () => {
     const g = await start(harness(kind), [{ rpm: 2 }], {});
     const t0 = Date.now();

@@ -38,6 +38,12 @@ export function deploymentHeadroom(u: DeploymentUsage): number | null {
 
 export class DeploymentState {
   inFlight = 0;
+  /**
+   * The tpm reservations of the calls in flight, summed: each is reconciled with the real usage when its
+   * call ends (often far less: max_tokens is a budget), so the certain bound of nextCapacityAt counts
+   * them as possibly nothing.
+   */
+  inFlightTokens = 0;
   coolingDownUntil: number | null = null;
   /** Until when the provider said a limit is used up (its rate-limit headers); nothing is granted before. */
   upstreamBlockedUntil: number | null = null;
@@ -110,7 +116,8 @@ export class DeploymentState {
   /**
    * When this deployment could next take `tokens`, ignoring in-flight calls (their end is an event,
    * not a time). Infinity when only a release can free it, unless `ignoreInFlight` (the grant
-   * estimate's certain bound, which a call ending at any moment cannot move).
+   * estimate's certain bound, which a call ending at any moment cannot move: it also counts the tpm
+   * reserved by calls in flight as possibly unused, since each is reconciled with its real usage).
    */
   nextCapacityAt(tokens: number, now: number, ignoreInFlight = false): number {
     let at = now;
@@ -119,7 +126,8 @@ export class DeploymentState {
     const max = this.limits.maxParallelRequests;
     if (!ignoreInFlight && max !== undefined && this.inFlight >= max) return Infinity;
     if (this.rpm) at = Math.max(at, this.rpm.nextCapacityAt(1, now));
-    if (this.tpm) at = Math.max(at, this.tpm.nextCapacityAt(tokens, now));
+    // The certain bound: the calls in flight might end having used none of what they reserved.
+    if (this.tpm) at = Math.max(at, this.tpm.nextCapacityAt(ignoreInFlight ? tokens - this.inFlightTokens : tokens, now));
     return at;
   }
 
@@ -135,12 +143,14 @@ export class DeploymentState {
     this.inFlight += 1;
     this.rpm?.add(1, now);
     const tpmRecord = this.tpm?.add(tokens, now);
+    if (tpmRecord) this.inFlightTokens += tokens;
     return tpmRecord ? { deploymentId: this.id, tokens, tpmRecord } : { deploymentId: this.id, tokens };
   }
 
   /** Ends a reservation: reconciles tokens and, for failures, applies the cooldown policy. */
   release(reservation: Reservation, outcome: ReleaseOutcome, now: number, policy: CooldownPolicy): { until: number; reason: string } | undefined {
     this.inFlight = Math.max(0, this.inFlight - 1);
+    if (reservation.tpmRecord) this.inFlightTokens = Math.max(0, this.inFlightTokens - reservation.tokens);
     if (outcome.kind === 'ok' && outcome.tokensUsed !== undefined && reservation.tpmRecord && this.tpm) {
       this.tpm.adjust(reservation.tpmRecord, outcome.tokensUsed, now);
     }

@@ -14,7 +14,9 @@
  * - waiters ahead are served first (strict order), except those whose deadline passes before they are:
  *   by time t at most `leavingBy(t)` of them have left.
  * What is not: in-flight calls end at unknown times, so `max_parallel_requests` alone bounds nothing
- * (such a deployment counts as unlimited once ready), and nothing here guesses durations.
+ * (such a deployment counts as unlimited once ready), and nothing here guesses durations; nor how many
+ * tokens they use: their tpm reservations are reconciled with the real usage at the end, so `readyAt`
+ * counts them as possibly unused (DeploymentState.nextCapacityAt with ignoreInFlight).
  *
  * The bound is the least t at which the deployments' grants by t exceed the waiters ahead still there
  * at t; both sides are monotone in t, so it is found by bisection: O(log(horizon) · deployments ·

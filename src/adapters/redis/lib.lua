@@ -26,7 +26,9 @@ KEYS (the same layout for every script; all keys of a model group share the hash
   KEYS[13] seen       STRING server ms of the last call that reaped (reapDead): a longer silence is not
                              counted against the leases
   then for deployment i = 0 .. n-1 in config order:
-  KEYS[14+4i] dep     HASH   inflight, tpm (tokens in the window), cool (cooldown end, server ms),
+  KEYS[14+4i] dep     HASH   inflight, tpm (tokens in the window), itpm (tpm reserved by the calls in
+                             flight: the grant estimate's certain bound counts it as possibly unused),
+                             cool (cooldown end, server ms),
                              ublock (end of a block from the provider's rate-limit headers, server ms),
                              why (the failure that started the cooldown), err (the last upstream error)
   KEYS[15+4i] rpm     ZSET   score = grant time (server ms), member = grant id

@@ -6,12 +6,13 @@
 local function load(d)
   if d.loaded then return d end
   d.loaded = true
-  local v = redis.call('HMGET', d.key, 'inflight', 'tpm', 'cool', 'ublock')
+  local v = redis.call('HMGET', d.key, 'inflight', 'tpm', 'cool', 'ublock', 'itpm')
   d.inflight = tonumber(v[1]) or 0
   d.tpmUsed = tonumber(v[2]) or 0
   d.cool = tonumber(v[3])
   d.ublock = tonumber(v[4])
-  d.saved = { d.inflight, d.tpmUsed, d.cool, d.ublock }
+  d.itpm = tonumber(v[5]) or 0
+  d.saved = { d.inflight, d.tpmUsed, d.cool, d.ublock, d.itpm }
   local cutoff = NOW - WINDOW
   d.rpmUsed = 0
   if d.rpm then
@@ -134,6 +135,8 @@ local function nextCapacityAt(d, tokens, ignoreInflight)
     local r = redis.call('ZRANGE', d.krpm, k, k, 'WITHSCORES')
     if r[2] then at = math.max(at, tonumber(r[2]) + WINDOW) end
   end
+  -- The certain bound: the calls in flight might end having used none of the tpm they reserved.
+  if ignoreInflight then tokens = tokens - d.itpm end
   if d.tpm and not fits(d.tpmUsed, tokens, d.tpm) then
     local used, i, found = d.tpmUsed, 0, nil
     while found == nil do

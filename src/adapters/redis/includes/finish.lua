@@ -7,8 +7,8 @@ local function finish()
   for di = 1, ND do
     local d = DEPS[di]
     if d.loaded then
-      if d.inflight ~= d.saved[1] or d.tpmUsed ~= d.saved[2] then
-        redis.call('HSET', d.key, 'inflight', int(d.inflight), 'tpm', int(d.tpmUsed))
+      if d.inflight ~= d.saved[1] or d.tpmUsed ~= d.saved[2] or d.itpm ~= d.saved[5] then
+        redis.call('HSET', d.key, 'inflight', int(d.inflight), 'tpm', int(d.tpmUsed), 'itpm', int(d.itpm))
       end
       if d.cool ~= d.saved[3] then
         if d.cool then redis.call('HSET', d.key, 'cool', int(d.cool)) else redis.call('HDEL', d.key, 'cool') end

@@ -72,6 +72,7 @@ local function recordGrant(b, d, id, w)
   end
   if d.tpm then
     d.tpmUsed = d.tpmUsed + w.tokens
+    d.itpm = d.itpm + w.tokens
     b.tpm = b.tpm or {}
     local t = b.tpm[d] or {}
     t[#t + 1] = NOWS

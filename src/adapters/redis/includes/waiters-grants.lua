@@ -86,6 +86,7 @@ local function releaseGrant(gid, dep, reserved, kind, tokensUsed, failure, retry
   -- in the cache are written once, by finish().
   load(d)
   addInflight(d, -1)
+  if d.tpm then d.itpm = math.max(0, d.itpm - (tonumber(reserved) or 0)) end
   if kind == 'ok' and tokensUsed and d.tpm then
     local old = gid .. '\t' .. reserved
     local at = redis.call('ZSCORE', d.ktpm, old)
