@@ -30,23 +30,6 @@ local function load(d)
   return d
 end
 
---- Adds to a deployment's in-flight count (cached when loaded, else straight in Redis).
-local function addInflight(d, delta)
-  if d.loaded then
-    d.inflight = math.max(0, d.inflight + delta)
-  elseif redis.call('HINCRBY', d.key, 'inflight', delta) < 0 then
-    redis.call('HSET', d.key, 'inflight', 0)
-  end
-end
-
-local function addTpm(d, delta)
-  if d.loaded then
-    d.tpmUsed = math.max(0, d.tpmUsed + delta)
-  elseif redis.call('HINCRBY', d.key, 'tpm', delta) < 0 then
-    redis.call('HSET', d.key, 'tpm', 0)
-  end
-end
-
 local function coolingDown(d)
   return d.cool ~= nil and NOW < d.cool
 end

@@ -1,5 +1,5 @@
 -- waiters-grants.lua: waiter and grant records (parse, add, remove), the waiting count and depth per
--- priority, ending a grant (releaseGrant). Uses state.lua and deployments.lua (load, addInflight, addTpm).
+-- priority, ending a grant (releaseGrant). Uses state.lua and deployments.lua (load).
 
 local function parseWaiter(rec)
   local owner, prio, enq, dl, tok, seq, round, tenant =
@@ -85,8 +85,9 @@ local function releaseGrant(gid, dep, reserved, kind, tokensUsed, failure, retry
   -- Loaded now: the grant step after a release reads the deployment anyway, and the counters changed
   -- in the cache are written once, by finish().
   load(d)
-  addInflight(d, -1)
-  if d.tpm then d.itpm = math.max(0, d.itpm - (tonumber(reserved) or 0)) end
+  d.inflight = math.max(0, d.inflight - 1)
+  local reservedTokens = tonumber(reserved) or 0
+  if d.tpm then d.itpm = math.max(0, d.itpm - reservedTokens) end
   if kind == 'ok' and tokensUsed and d.tpm then
     local old = gid .. '\t' .. reserved
     local at = redis.call('ZSCORE', d.ktpm, old)
@@ -94,7 +95,7 @@ local function releaseGrant(gid, dep, reserved, kind, tokensUsed, failure, retry
     if at and tonumber(at) > NOW - WINDOW then
       redis.call('ZREM', d.ktpm, old)
       redis.call('ZADD', d.ktpm, at, gid .. '\t' .. int(tokensUsed))
-      addTpm(d, tokensUsed - (tonumber(reserved) or 0))
+      d.tpmUsed = math.max(0, d.tpmUsed + tokensUsed - reservedTokens)
     end
   end
   if kind ~= 'failed' or failure == 'client_error' then return nil end
