@@ -21,7 +21,7 @@ import { completionBody, FakeOpenAI, type RecordedRequest } from './support/fake
 import { waitFor } from './support/gateway.js';
 import { statusUntil as pollStatus, type GroupStatus } from './support/queue-status.js';
 import { freshPrefix } from './support/redis.js';
-import { keySlot, startRedisCluster, type RedisCluster } from './support/redis-cluster.js';
+import { keySlot, modelWithSlot, servesSlot, startRedisCluster, type RedisCluster } from './support/redis-cluster.js';
 
 /** Polls ride out the failover (a status call may fail while the slot has no master). */
 const statusUntil = (url: string, model: string, ok: (s: GroupStatus) => boolean, what: string, timeoutMs = 15_000) => pollStatus(url, model, ok, what, timeoutMs, true);
@@ -56,11 +56,7 @@ afterAll(async () => {
 function modelOn(nodeIndex: number): string {
   const node = cluster.nodes[nodeIndex];
   expect(node.role).toBe('master');
-  for (let i = 0; i < 1_000_000; i++) {
-    const slot = keySlot(`{f-${i}}`);
-    if (node.slots.some(([a, b]) => slot >= a && slot <= b)) return `f-${i}`;
-  }
-  throw new Error('no model name found');
+  return modelWithSlot('f', (slot) => servesSlot(node, slot));
 }
 
 function writeConfig(model: string, apiBase: string, prefix: string, maxParallel: number, router = ''): string {

@@ -14,7 +14,7 @@ import { createRedisStoreFactory, type RedisStoreFactory } from '../src/adapters
 import { chat, startGateway, type RunningGateway } from './support/gateway.js';
 import { statusUntil } from './support/queue-status.js';
 import { freshPrefix } from './support/redis.js';
-import { keySlot, startRedisCluster, type RedisCluster } from './support/redis-cluster.js';
+import { keySlot, modelWithSlot, servesSlot, startRedisCluster, type RedisCluster } from './support/redis-cluster.js';
 import { expectStoreNeverReady } from './support/store-never-ready.js';
 import { makeCertificates, type TestCertificates } from './support/test-certificates.js';
 
@@ -34,11 +34,7 @@ afterAll(async () => {
 
 /** A model name whose group slot lies on the master at `nodeIndex`. */
 function modelOn(nodeIndex: number): string {
-  for (let i = 0; i < 1_000_000; i++) {
-    const slot = keySlot(`{tls-${i}}`);
-    if (cluster.nodes[nodeIndex].slots.some(([a, b]) => slot >= a && slot <= b)) return `tls-${i}`;
-  }
-  throw new Error('no model name found');
+  return modelWithSlot('tls', (slot) => servesSlot(cluster.nodes[nodeIndex], slot));
 }
 
 /** Mock groups with one slot each; `slow` ones take 2 s per call (so a second call visibly waits). */

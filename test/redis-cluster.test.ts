@@ -18,7 +18,7 @@ import { status, statusUntil as pollStatus, type GroupStatus } from './support/q
 /** The cluster's polls ride out a shard restarting. */
 const statusUntil = (url: string, model: string, ok: (s: GroupStatus) => boolean, what: string, timeoutMs = 10_000) => pollStatus(url, model, ok, what, timeoutMs, true);
 import { freshPrefix } from './support/redis.js';
-import { keySlot, startRedisCluster, type RedisCluster } from './support/redis-cluster.js';
+import { keySlot, modelWithSlot, servesSlot, startRedisCluster, type RedisCluster } from './support/redis-cluster.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'triage-cluster-test-'));
 let configCount = 0;
@@ -42,13 +42,7 @@ afterAll(async () => {
 
 /** A model name whose group slot is `slot`, or lies on the node at `nodeIndex` (first match of m-0, m-1, ...). */
 function modelOn(where: { slot: number } | { nodeIndex: number }, not: string[] = []): string {
-  for (let i = 0; i < 1_000_000; i++) {
-    const name = `m-${i}`;
-    if (not.includes(name)) continue;
-    const slot = keySlot(`{${name}}`);
-    if ('slot' in where ? slot === where.slot : cluster.nodes[where.nodeIndex].slots.some(([a, b]) => slot >= a && slot <= b)) return name;
-  }
-  throw new Error('no model name found');
+  return modelWithSlot('m', (slot) => ('slot' in where ? slot === where.slot : servesSlot(cluster.nodes[where.nodeIndex], slot)), not);
 }
 
 interface Group {

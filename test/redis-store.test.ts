@@ -120,6 +120,25 @@ function config(deployments: TestDeployment[], router: Partial<TriageConfig['rou
   return testConfig({ [MODEL]: deployments }, router);
 }
 
+/**
+ * `a` holds the one slot; `b` enqueues b1 with its reply held back (the order in which a busy process
+ * may read its two connections), then `a`'s release grants b1: the grant's message reaches `b` before
+ * b1's enqueue reply. Returns that enqueue (answered once `open` is called).
+ */
+async function grantBeforeEnqueueReply(a: Instance, b: Instance): Promise<{ enqueued: ReturnType<RedisStore['enqueue']>; open: () => void }> {
+  const open = holdEnqueueReplies(b.store);
+  const onGrants = vi.spyOn(b.store, 'onGrants');
+  const now = Date.now();
+  const a1 = await a.store.enqueue(entry('a1', 0, now), now);
+  const ga1 = a1.accepted ? a1.pumped!.grants[0] : (undefined as never);
+  const enqueued = b.store.enqueue(entry('b1', 0, now), now);
+  // b1 is in Redis once a snapshot (same connection, later) sees it.
+  await vi.waitFor(async () => expect((await a.store.snapshot(Date.now())).waiting).toBe(1), WAIT);
+  await a.store.release(ga1, { kind: 'ok' }, Date.now(), { pump: true });
+  await vi.waitFor(() => expect(onGrants).toHaveBeenCalledTimes(1), WAIT);
+  return { enqueued, open };
+}
+
 function entry(id: string, priority: number, now: number, extra: Partial<WaiterEntry> = {}): WaiterEntry {
   return { id, priority, tenant: '', enqueuedAt: now, deadline: now + 600_000, tokens: 10, ...extra };
 }
@@ -743,18 +762,7 @@ describe('RedisStore: enqueue + pump and release + pump in one step', () => {
     const cfg = config([{ maxParallelRequests: 1 }]);
     const a = await instance('a', prefix, cfg, { pumpOnEnqueue: true });
     const { inst: b, claims: claimsOfB } = await instanceWithCountedClaims('b', prefix, cfg, a.store);
-    // b's next enqueue reply is held back in b until the grant's message has been handled: the order in
-    // which a busy process may read its two connections.
-    const open = holdEnqueueReplies(b.store);
-    const onGrants = vi.spyOn(b.store, 'onGrants');
-    const now = Date.now();
-    const a1 = await a.store.enqueue(entry('a1', 0, now), now);
-    const ga1 = a1.accepted ? a1.pumped!.grants[0] : (undefined as never);
-    const enqueued = b.store.enqueue(entry('b1', 0, now), now);
-    // b1 is in Redis once a snapshot (same connection, later) sees it.
-    await vi.waitFor(async () => expect((await a.store.snapshot(Date.now())).waiting).toBe(1), WAIT);
-    await a.store.release(ga1, { kind: 'ok' }, Date.now(), { pump: true });
-    await vi.waitFor(() => expect(onGrants).toHaveBeenCalledTimes(1), WAIT);
+    const { enqueued, open } = await grantBeforeEnqueueReply(a, b);
     expect(b.remoteGrants).toEqual([]);
     expect(claimsOfB()).toBe(0);
     open();
@@ -771,15 +779,7 @@ describe('RedisStore: enqueue + pump and release + pump in one step', () => {
     const cfg = config([{ maxParallelRequests: 1 }]);
     const a = await instance('a', prefix, cfg, { pumpOnEnqueue: true });
     const b = await instance('b', prefix, cfg, { pumpOnEnqueue: true });
-    const open = holdEnqueueReplies(b.store);
-    const onGrants = vi.spyOn(b.store, 'onGrants');
-    const now = Date.now();
-    const a1 = await a.store.enqueue(entry('a1', 0, now), now);
-    const ga1 = a1.accepted ? a1.pumped!.grants[0] : (undefined as never);
-    const enqueued = b.store.enqueue(entry('b1', 0, now), now);
-    await vi.waitFor(async () => expect((await a.store.snapshot(Date.now())).waiting).toBe(1), WAIT);
-    await a.store.release(ga1, { kind: 'ok' }, Date.now(), { pump: true });
-    await vi.waitFor(() => expect(onGrants).toHaveBeenCalledTimes(1), WAIT);
+    const { enqueued, open } = await grantBeforeEnqueueReply(a, b);
     // The request is cancelled while its grant waits for the enqueue's answer.
     expect(await b.store.remove('b1', Date.now())).toBe(false);
     open();

@@ -50,6 +50,23 @@ export interface ClusterNode {
   failing: boolean;
 }
 
+/** Whether `node` serves `slot`. */
+export function servesSlot(node: ClusterNode, slot: number): boolean {
+  return node.slots.some(([from, to]) => slot >= from && slot <= to);
+}
+
+/**
+ * The first model group name `<prefix>-<n>` (not in `not`) whose group slot (its hash tag) passes
+ * `wanted`: how a test puts a group on the shard it needs.
+ */
+export function modelWithSlot(prefix: string, wanted: (slot: number) => boolean, not: readonly string[] = []): string {
+  for (let i = 0; i < 1_000_000; i++) {
+    const name = `${prefix}-${i}`;
+    if (!not.includes(name) && wanted(keySlot(`{${name}}`))) return name;
+  }
+  throw new Error('no model name found');
+}
+
 /** TLS on every port: clients, the cluster bus and replication (--tls-cluster, --tls-replication). */
 export interface ClusterTls {
   certFile: string;
@@ -277,7 +294,7 @@ export async function startRedisCluster(options: number | RedisClusterOptions = 
     replicaOf,
     async nodeOf(slot) {
       await refresh();
-      const node = nodes.find((n) => n.role === 'master' && !n.failing && n.slots.some(([a, b]) => slot >= a && slot <= b));
+      const node = nodes.find((n) => n.role === 'master' && !n.failing && servesSlot(n, slot));
       if (node === undefined) throw new Error(`no node serves slot ${slot}`);
       return node;
     },
@@ -305,7 +322,7 @@ export async function startRedisCluster(options: number | RedisClusterOptions = 
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const served = await refresh().then(
-          () => nodes.findIndex((n, i) => i !== notIndex && children[i] !== null && n.role === 'master' && n.slots.some(([a, b]) => slot >= a && slot <= b)),
+          () => nodes.findIndex((n, i) => i !== notIndex && children[i] !== null && n.role === 'master' && servesSlot(n, slot)),
           () => -1,
         );
         if (served >= 0 && (await clusterStateOk())) return served;
